@@ -10,10 +10,10 @@
 //! seq0 = seq.load()                       publish (Release store of the ring index)
 //! waiting.store(1)                        fence(SeqCst)            -- F2
 //! fence(SeqCst)                 -- F1     if waiting.load() == 1 {
-//! if condition still false {                  waiting.store(0)
-//!     futex_wait(seq, seq0)                   seq.fetch_add(1)
-//! }                                           futex_wake(seq)
-//! waiting.store(0)                        }
+//! if condition still false {                  seq.fetch_add(1)
+//!     futex_wait(seq, seq0)                   futex_wake(seq)
+//! }                                       }
+//! waiting.store(0)
 //! ```
 //!
 //! F1 and F2 order each side's store before its load, so at least one side sees the other's
@@ -91,7 +91,8 @@ impl WaitWord {
     /// Sleeper, step 3: the sleeper is awake again (or never slept).
     #[inline]
     pub fn finish(&self) {
-        // Relaxed: a stale 1 seen by the waker only causes one unneeded wake-up.
+        // Relaxed: a stale 1 seen by the waker only causes one unneeded wake-up; the sleeper
+        // is the only writer, so this cannot hide a later `prepare`.
         self.waiting.store(0, Ordering::Relaxed);
     }
 
@@ -109,9 +110,7 @@ impl WaitWord {
 
     #[cold]
     fn wake_slow(&self) {
-        // Relaxed: the sleeper clears the flag itself on waking; this store only avoids a
-        // second system call from the next publish.
-        self.waiting.store(0, Ordering::Relaxed);
+        // NB: the flag is left for the sleeper to clear (see the module docs).
         // Release: orders nothing the sleeper relies on (the ring index carries the data's
         // visibility); Release is the cheapest order that keeps the bump after the flag store.
         self.seq.fetch_add(1, Ordering::Release);

@@ -65,6 +65,14 @@ impl RingHeader {
         self.tail.store(0, Ordering::Relaxed);
     }
 
+    /// Overwrites both counters, as a misbehaving peer could. For tests of the readers.
+    #[doc(hidden)]
+    pub fn scribble_for_tests(&self, head: u64, tail: u64) {
+        // Relaxed: simulating a peer that does not follow the protocol.
+        self.head.store(head, Ordering::Relaxed);
+        self.tail.store(tail, Ordering::Relaxed);
+    }
+
     /// Number of descriptors in the ring, as far as both counters can be trusted.
     pub fn len(&self) -> Result<usize, RingCorrupt> {
         // Relaxed: a monitoring snapshot; no data is read on the strength of it.

@@ -128,6 +128,14 @@ pub struct BufferMeta {
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<BufferMeta>() == 16);
 
+impl BufferMeta {
+    /// The raw words `(generation, len, chain_next)`. Any process that maps the segment can
+    /// write them; tests use this to play a misbehaving agent.
+    pub fn words(&self) -> (&AtomicU32, &AtomicU32, &AtomicU64) {
+        (&self.generation, &self.len, &self.chain_next)
+    }
+}
+
 /// Per-slab control block: summary counters, for monitoring only (the owner words are the
 /// truth). Zeroed memory is valid.
 #[repr(C)]

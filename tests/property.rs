@@ -1,0 +1,175 @@
+//! Property tests: whatever an agent writes into the segment (descriptors, handles, ring
+//! counters, ledger words, chain links, header fields), every reader answers with a value or
+//! an error, never a panic or an out-of-bounds access.
+
+use neuralflow_swarm::descriptor::Descriptor;
+use neuralflow_swarm::ring::{heap_ring, PopError, PushError};
+use neuralflow_swarm::segment::{Segment, SegmentConfig, SegmentError};
+use neuralflow_swarm::slab::{HeapSlab, Owner, PageHandle, Slab};
+use proptest::prelude::*;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+const COUNT: u32 = 12;
+const SIZE: usize = 64;
+
+fn any_owner() -> impl Strategy<Value = Owner> {
+    prop_oneof![Just(Owner::Supervisor), (0u32..4).prop_map(Owner::Agent)]
+}
+
+/// A raw handle: mostly plausible (small index, small generation), sometimes anything.
+fn any_raw_handle() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        (0u32..COUNT + 2, 0u32..3).prop_map(|(i, g)| PageHandle {
+            index: i,
+            generation: g
+        }
+        .to_raw()),
+        any::<u64>(),
+        Just(PageHandle::NIL_RAW),
+    ]
+}
+
+fn any_len() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..(3 * SIZE as u64), any::<u64>()]
+}
+
+#[derive(Debug, Clone)]
+enum Corruption {
+    Owner(u32, u32),
+    Generation(u32, u32),
+    Len(u32, u32),
+    Next(u32, u64),
+}
+
+fn any_corruption() -> impl Strategy<Value = Corruption> {
+    let idx = 0..COUNT;
+    prop_oneof![
+        (idx.clone(), prop_oneof![0u32..6, any::<u32>()])
+            .prop_map(|(i, w)| Corruption::Owner(i, w)),
+        (idx.clone(), 0u32..3).prop_map(|(i, g)| Corruption::Generation(i, g)),
+        (
+            idx.clone(),
+            prop_oneof![0u32..(2 * SIZE as u32), any::<u32>()]
+        )
+            .prop_map(|(i, l)| Corruption::Len(i, l)),
+        (idx, any_raw_handle()).prop_map(|(i, n)| Corruption::Next(i, n)),
+    ]
+}
+
+fn apply(slab: &Slab<Arc<HeapSlab>>, c: &Corruption) {
+    use neuralflow_swarm::slab::SlabStorage;
+    let st = slab.storage();
+    match *c {
+        Corruption::Owner(i, w) => st.owners()[i as usize].store(w, Ordering::Relaxed),
+        Corruption::Generation(i, g) => {
+            st.metas()[i as usize].words().0.store(g, Ordering::Relaxed)
+        }
+        Corruption::Len(i, l) => st.metas()[i as usize].words().1.store(l, Ordering::Relaxed),
+        Corruption::Next(i, n) => st.metas()[i as usize].words().2.store(n, Ordering::Relaxed),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// Random payloads written by random holders, then random corruption of the ledger and
+    /// chain metadata, then random (handle, length, holder) triples fed to every reader.
+    #[test]
+    fn slab_readers_never_panic(
+        payloads in prop::collection::vec((any_owner(), 0usize..(3 * SIZE)), 0..6),
+        corruptions in prop::collection::vec(any_corruption(), 0..6),
+        probes in prop::collection::vec((any_raw_handle(), any_len(), any_owner(), any_owner()), 1..12),
+    ) {
+        let slab = Slab::new(Arc::new(HeapSlab::new(COUNT, SIZE)), 0);
+        let mut written = Vec::new();
+        for (owner, len) in &payloads {
+            if let Ok(h) = slab.write_payload(*owner, &vec![0xAB; *len]) {
+                written.push((h.to_raw(), *len as u64, *owner));
+            }
+        }
+        for c in &corruptions {
+            apply(&slab, c);
+        }
+        // Probe with real handles too (now possibly corrupted underneath).
+        let probes = probes.into_iter().chain(written.iter().map(|&(r, l, o)| (r, l, o, Owner::Supervisor)));
+        for (raw, len, holder, to) in probes {
+            if let Ok(bytes) = slab.read_payload(raw, len, holder) {
+                prop_assert_eq!(bytes.len() as u64, len);
+            }
+            if let Ok(parts) = slab.segments(raw, len, holder) {
+                prop_assert_eq!(parts.iter().map(|p| p.len() as u64).sum::<u64>(), len);
+                prop_assert!(parts.iter().all(|p| p.len() <= SIZE));
+            }
+            let _ = slab.claim_chain(raw, len, holder, to);
+            let _ = slab.release_chain(raw, len, to);
+            if let Some(h) = PageHandle::from_raw(raw) {
+                let _ = slab.check(h, holder);
+                let _ = slab.release(h, holder);
+            }
+        }
+        // Reclaiming every holder leaves only buffers whose owner word was corrupted to a
+        // value no holder encodes.
+        for o in [Owner::Supervisor, Owner::Agent(0), Owner::Agent(1), Owner::Agent(2), Owner::Agent(3)] {
+            slab.reclaim(o);
+            prop_assert_eq!(slab.held_by(o), 0);
+        }
+    }
+
+    /// A ring whose counters a peer scribbled over: pops and pushes return values or errors,
+    /// and never hand out more than the capacity.
+    #[test]
+    fn ring_endpoints_survive_scribbled_counters(
+        pushes in 0usize..10,
+        head in prop_oneof![0u64..20, any::<u64>()],
+        tail in prop_oneof![0u64..20, any::<u64>()],
+        descs in prop::collection::vec(any::<(u64, u32, u32, u64, u64, u64, u32, u32)>(), 0..8),
+    ) {
+        let (mut tx, mut rx) = heap_ring::<Descriptor>(8);
+        for d in descs.iter().take(pushes) {
+            let d = Descriptor { task_id: d.0, attempt: d.1, kind: d.2, buffer: d.3, len: d.4, arg: d.5, arg2: d.6, flags: d.7 };
+            let _ = tx.push(d);
+        }
+        scribble(rx.storage(), head, tail);
+        let mut out = Vec::new();
+        match rx.pop_batch(&mut out, 100) {
+            Ok(n) => prop_assert!(n <= 8 && out.len() == n),
+            Err(_) => prop_assert!(out.is_empty()),
+        }
+        match rx.pop() { Ok(_) | Err(PopError::Empty) | Err(PopError::Corrupt(_)) => {} }
+        match tx.push(Descriptor::default()) { Ok(()) | Err(PushError::Full(_)) | Err(PushError::Corrupt(_)) => {} }
+        prop_assert!(tx.push_batch(&[Descriptor::default(); 3]).map_or(true, |n| n <= 3));
+    }
+
+    /// Random bytes over a segment header: open answers Ok with a layout that fits the file
+    /// or an error, never a panic.
+    #[test]
+    fn segment_open_survives_garbage_headers(
+        edits in prop::collection::vec((0usize..112, any::<u8>()), 1..8),
+    ) {
+        let seg = Segment::create(SegmentConfig { agent_slots: 1, ring_capacity: 8, buffer_size: 64, buffer_count: 4 }).unwrap();
+        let fd = seg.fd().try_clone_to_owned().unwrap();
+        let map = unsafe_map(&fd, seg.layout().total_size as usize);
+        for (off, byte) in &edits {
+            // SAFETY (test): offset < 112, inside the first page of the mapping.
+            unsafe { map.add(*off).write_volatile(*byte) };
+        }
+        match Segment::open(fd) {
+            Ok(s) => prop_assert!(s.layout().total_size == seg.layout().total_size),
+            Err(e) => { let _: SegmentError = e; }
+        }
+    }
+}
+
+fn scribble(storage: &Arc<neuralflow_swarm::ring::HeapRing<Descriptor>>, head: u64, tail: u64) {
+    use neuralflow_swarm::ring::RingStorage;
+    storage.header().scribble_for_tests(head, tail);
+}
+
+fn unsafe_map(fd: &std::os::fd::OwnedFd, len: usize) -> *mut u8 {
+    let file = std::fs::File::from(fd.try_clone().unwrap());
+    let map = memmap2::MmapOptions::new().len(len).map_raw(&file).unwrap();
+    let p = map.as_mut_ptr();
+    std::mem::forget(map); // keep it mapped for the test's life
+    p
+}
