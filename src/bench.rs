@@ -118,9 +118,17 @@ impl Peer {
         if cpus() >= 2 {
             spawn::pin_child_to_cpu(&mut cmd, 1);
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| BenchError::Io("spawn agent-bin", e))?;
+        let child = cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                BenchError::Peer(format!(
+                    "agent executable {} not found: build it (`cargo build --release`) or \
+                     name it with --agent-bin or SWARM_AGENT_BIN",
+                    cfg.agent_bin.display()
+                ))
+            } else {
+                BenchError::Io("spawn agent-bin", e)
+            }
+        })?;
         Ok(Peer { child })
     }
 

@@ -126,10 +126,13 @@ unsafe impl<T> RingStorage<T> for Arc<HeapRing<T>> {
     }
 }
 
+/// The producing end of a heap ring.
+pub type HeapProducer<T> = Producer<T, Arc<HeapRing<T>>>;
+/// The consuming end of a heap ring.
+pub type HeapConsumer<T> = Consumer<T, Arc<HeapRing<T>>>;
+
 /// Creates a heap ring holding `capacity` descriptors (rounded up to a power of two).
-pub fn heap_ring<T: Plain>(
-    capacity: usize,
-) -> (Producer<T, Arc<HeapRing<T>>>, Consumer<T, Arc<HeapRing<T>>>) {
+pub fn heap_ring<T: Plain>(capacity: usize) -> (HeapProducer<T>, HeapConsumer<T>) {
     let capacity = capacity.max(1).next_power_of_two();
     let ring = Arc::new(HeapRing {
         header: RingHeader::default(),

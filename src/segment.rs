@@ -858,7 +858,7 @@ mod tests {
     fn open_reports_exactly_what_is_wrong() {
         let seg = Segment::create(small()).unwrap();
         let h = header_mut(&seg);
-        // SAFETY (test): single-threaded; we restore every field we change.
+        // SAFETY: single-threaded; we restore every field we change.
         unsafe {
             (*h).magic[0] = b'X';
             assert!(matches!(reopen(&seg), Err(SegmentError::WrongMagic { .. })));

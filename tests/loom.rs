@@ -82,8 +82,9 @@ fn ring_futex_wakeups_are_never_lost() {
 fn slab_alloc_release_never_double_allocates() {
     model(|| {
         let slab = Arc::new(Slab::new(Arc::new(HeapSlab::new(2, 8)), 0));
-        let cells: Arc<Vec<loom::cell::UnsafeCell<u32>>> =
-            Arc::new((0..2).map(|_| loom::cell::UnsafeCell::new(0)).collect());
+        let cells = Arc::new(Cells(
+            (0..2).map(|_| loom::cell::UnsafeCell::new(0)).collect(),
+        ));
         let workers: Vec<_> = (0..2u32)
             .map(|agent| {
                 let slab = slab.clone();
@@ -91,9 +92,9 @@ fn slab_alloc_release_never_double_allocates() {
                 thread::spawn(move || {
                     let me = Owner::Agent(agent);
                     let h = slab.alloc(me).unwrap();
-                    // SAFETY (test): loom tracks this access; two holders of the same buffer
+                    // SAFETY: loom tracks this access; two holders of the same buffer
                     // would be reported as a data race.
-                    cells[h.index as usize].with_mut(|p| unsafe { *p = agent });
+                    cells.0[h.index as usize].with_mut(|p| unsafe { *p = agent });
                     slab.release(h, me).unwrap();
                 })
             })
@@ -104,6 +105,13 @@ fn slab_alloc_release_never_double_allocates() {
         assert_eq!(slab.free_count(), 2);
     });
 }
+
+/// One cell per buffer, written by whoever holds the buffer.
+struct Cells(Vec<loom::cell::UnsafeCell<u32>>);
+
+// SAFETY: access is what is under test: loom tracks every access to the cells and reports
+// two holders writing the same one as a data race.
+unsafe impl Sync for Cells {}
 
 /// A release racing a reclaim of the same holder: the buffer is freed exactly once.
 #[test]

@@ -151,7 +151,7 @@ proptest! {
         let fd = seg.fd().try_clone_to_owned().unwrap();
         let map = unsafe_map(&fd, seg.layout().total_size as usize);
         for (off, byte) in &edits {
-            // SAFETY (test): offset < 112, inside the first page of the mapping.
+            // SAFETY: offset < 112, inside the first page of the mapping.
             unsafe { map.add(*off).write_volatile(*byte) };
         }
         match Segment::open(fd) {
