@@ -26,3 +26,8 @@ pub mod segment;
 pub mod slab;
 pub mod spawn;
 pub mod sync;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

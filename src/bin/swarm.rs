@@ -29,7 +29,7 @@ enum Bench {
     /// a Unix socket pair and a pipe, in one run.
     Ring {
         /// Round trips per latency measurement.
-        #[arg(long, default_value_t = 200_000)]
+        #[arg(long, default_value_t = 50_000)]
         messages: u64,
         /// Messages per throughput stream (default: 100 × --messages).
         #[arg(long)]
