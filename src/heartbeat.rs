@@ -67,6 +67,11 @@ pub struct HeartbeatWord {
     pid: AtomicU32,
     /// Tasks the agent says it has finished (informational).
     tasks_done: AtomicU64,
+    /// The task the agent says it is running, or `u64::MAX` (used to attribute a death to a
+    /// task; validated against the supervisor's own in-flight list).
+    current_task: AtomicU64,
+    /// The attempt of `current_task`.
+    current_attempt: AtomicU32,
 }
 
 #[cfg(not(loom))]
@@ -75,6 +80,7 @@ const _: () = assert!(std::mem::size_of::<HeartbeatWord>() == 64);
 impl HeartbeatWord {
     /// Agent side: announce a new incarnation.
     pub fn begin(&self, epoch: u32, pid: u32) {
+        self.set_current(None);
         // Relaxed (all three): heartbeat words carry no data that other memory depends on;
         // each is read on its own.
         self.pid.store(pid, Ordering::Relaxed);
@@ -109,6 +115,22 @@ impl HeartbeatWord {
         self.tasks_done.store(n + 1, Ordering::Relaxed);
     }
 
+    /// Agent side: report the task now running (`None` when between tasks).
+    #[inline]
+    pub fn set_current(&self, task: Option<(u64, u32)>) {
+        let (id, attempt) = task.unwrap_or((u64::MAX, 0));
+        // Relaxed: informational; the supervisor validates it against its own records.
+        self.current_attempt.store(attempt, Ordering::Relaxed);
+        self.current_task.store(id, Ordering::Relaxed);
+    }
+
+    /// The task the agent reports as running.
+    pub fn current(&self) -> Option<(u64, u32)> {
+        // Relaxed: informational.
+        let id = self.current_task.load(Ordering::Relaxed);
+        (id != u64::MAX).then(|| (id, self.current_attempt.load(Ordering::Relaxed)))
+    }
+
     /// Supervisor side: clear the slot before a new incarnation starts.
     pub fn reset(&self) {
         // Relaxed: the slot's agent is dead; the next one starts after this, ordered by
@@ -118,6 +140,7 @@ impl HeartbeatWord {
             .store(AgentState::Empty as u32, Ordering::Relaxed);
         self.pid.store(0, Ordering::Relaxed);
         self.tasks_done.store(0, Ordering::Relaxed);
+        self.current_task.store(u64::MAX, Ordering::Relaxed);
     }
 
     /// The raw beat word: `(epoch << 32) | counter`.

@@ -10,12 +10,17 @@
 //!    [`descriptor`] that travels through rings.
 //! 3. [`segment`]: the memfd segment that places those blocks in one mapping shared by the
 //!    supervisor and its agents; [`spawn`] starts processes that inherit it.
-//! 4. [`peer`] and [`bench`]: the cross-process peers and the microbenchmark suite
-//!    (`swarm bench ring`).
+//! 4. The runtime: [`task`] (kinds, specs, outcomes), [`agent`] (the loop inside each agent
+//!    process), [`cgroup`] (per-agent isolation, v1 and v2), [`supervisor`] (spawning,
+//!    dispatch, death detection, recovery).
+//! 5. [`peer`] and [`bench`]: cross-process diagnostic peers and the benchmark suite
+//!    (`swarm bench ring`, `swarm bench tasks`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+pub mod agent;
 pub mod bench;
+pub mod cgroup;
 pub mod descriptor;
 pub mod futex;
 pub mod heartbeat;
@@ -25,7 +30,9 @@ pub mod ring;
 pub mod segment;
 pub mod slab;
 pub mod spawn;
+pub mod supervisor;
 pub mod sync;
+pub mod task;
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

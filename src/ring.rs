@@ -85,6 +85,12 @@ impl RingHeader {
         Ok(len as usize)
     }
 
+    /// Wakes the consumer if it sleeps, without publishing anything (so that it notices a
+    /// request made elsewhere, such as a shutdown).
+    pub fn wake_consumer(&self) {
+        self.not_empty.wake();
+    }
+
     /// Whether the ring is empty.
     pub fn is_empty(&self) -> Result<bool, RingCorrupt> {
         self.len().map(|n| n == 0)

@@ -11,6 +11,7 @@
 //!
 //! ```text
 //! offset 0      SegmentHeader (magic, version, sizes, region table)   one 4 KiB page
+//!               Control       supervisor doorbell (futex), shutdown word  one 4 KiB page
 //!               Heartbeats    agent_slots × 64 B                       page aligned
 //!               Rings         agent_slots × 2 × (512 B header + capacity × 48 B)
 //!                             [slot 0 to-agent][slot 0 from-agent][slot 1 to-agent]...
@@ -28,7 +29,9 @@
 //! The supervisor never rereads the header after creation: it keeps its own [`Layout`].
 
 use crate::descriptor::Descriptor;
+use crate::futex::WaitWord;
 use crate::heartbeat::HeartbeatWord;
+use crate::plain::SharedLine;
 use crate::ring::{Consumer, Producer, RingHeader, RingStorage};
 use crate::slab::{BufferMeta, Slab, SlabControl, SlabStorage};
 use crate::sync::{AtomicU32, Ordering, UnsafeCell};
@@ -76,6 +79,7 @@ pub struct SegmentHeader {
     buffer_count: u32,
     /// 0 while the creator builds the segment, 1 once it is ready.
     ready: AtomicU32,
+    control: Region,
     heartbeats: Region,
     rings: Region,
     ledger: Region,
@@ -83,8 +87,21 @@ pub struct SegmentHeader {
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 112);
+const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 128);
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() as u64 <= HEADER_REGION);
+
+/// Words shared by the supervisor and all agents.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Agents ring this after publishing completions; the supervisor sleeps on it when idle.
+    pub doorbell: SharedLine<WaitWord>,
+    /// Nonzero asks every agent to exit at its next wake-up.
+    pub shutdown: SharedLine<AtomicU32>,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<Control>() == 256);
 
 /// What the creator chooses; everything else follows from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +143,8 @@ pub struct Layout {
     pub config: SegmentConfig,
     /// Total bytes.
     pub total_size: u64,
+    /// Supervisor-wide words.
+    pub control: Region,
     /// Heartbeat lines.
     pub heartbeats: Region,
     /// All rings.
@@ -177,8 +196,12 @@ impl Layout {
         let ring_header = std::mem::size_of::<RingHeader>() as u64;
         let slots = c.agent_slots as u64;
 
-        let heartbeats = Region {
+        let control = Region {
             offset: HEADER_REGION,
+            size: std::mem::size_of::<Control>() as u64,
+        };
+        let heartbeats = Region {
+            offset: HEADER_REGION + PAGE,
             size: slots * std::mem::size_of::<HeartbeatWord>() as u64,
         };
         let rings_off = round_up(heartbeats.offset + heartbeats.size, PAGE).ok_or_else(overflow)?;
@@ -218,6 +241,7 @@ impl Layout {
         Ok(Layout {
             config,
             total_size,
+            control,
             heartbeats,
             rings,
             ring_stride,
@@ -493,6 +517,7 @@ impl Segment {
             buffer_size: l.config.buffer_size,
             buffer_count: l.config.buffer_count,
             ready: AtomicU32::new(0),
+            control: l.control,
             heartbeats: l.heartbeats,
             rings: l.rings,
             ledger: l.ledger,
@@ -546,6 +571,13 @@ impl Segment {
         debug_assert!(offset + std::mem::size_of::<T>() as u64 <= self.layout.total_size);
         // SAFETY: callers pass offsets from the validated layout, inside the mapping.
         unsafe { self.map.as_mut_ptr().add(offset as usize) as *mut T }
+    }
+
+    /// The supervisor-wide words.
+    pub fn control(&self) -> &Control {
+        // SAFETY: the control region lies at a page-aligned offset inside the mapping and is
+        // `size_of::<Control>()` bytes; atomics only, valid for any bit pattern.
+        unsafe { &*self.at::<Control>(self.layout.control.offset) }
     }
 
     /// The heartbeat line of `slot`.
@@ -687,6 +719,7 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
         });
     }
     let regions = [
+        ("control", h.control),
         ("heartbeats", h.heartbeats),
         ("rings", h.rings),
         ("ledger", h.ledger),
@@ -712,6 +745,7 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
         buffer_count: h.buffer_count,
     })?;
     let expected = [
+        layout.control,
         layout.heartbeats,
         layout.rings,
         layout.ledger,

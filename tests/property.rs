@@ -145,13 +145,13 @@ proptest! {
     /// or an error, never a panic.
     #[test]
     fn segment_open_survives_garbage_headers(
-        edits in prop::collection::vec((0usize..112, any::<u8>()), 1..8),
+        edits in prop::collection::vec((0usize..128, any::<u8>()), 1..8),
     ) {
         let seg = Segment::create(SegmentConfig { agent_slots: 1, ring_capacity: 8, buffer_size: 64, buffer_count: 4 }).unwrap();
         let fd = seg.fd().try_clone_to_owned().unwrap();
         let map = unsafe_map(&fd, seg.layout().total_size as usize);
         for (off, byte) in &edits {
-            // SAFETY: offset < 112, inside the first page of the mapping.
+            // SAFETY: offset < 128, inside the first page of the mapping.
             unsafe { map.add(*off).write_volatile(*byte) };
         }
         match Segment::open(fd) {

@@ -1,0 +1,344 @@
+//! Tasks as the supervisor and agents see them: kinds, specs, completion statuses, outcomes,
+//! and the parsing of `KIND[:ARG]` strings (`spin:10ms`, `alloc:64M`).
+
+use std::fmt;
+use std::time::Duration;
+
+/// Task kinds understood by every agent. Kinds from 1000 up are free for embedders.
+pub mod kinds {
+    /// Do nothing.
+    pub const NOOP: u32 = 1;
+    /// Busy the CPU for `arg` nanoseconds.
+    pub const SPIN: u32 = 2;
+    /// Sleep `arg` nanoseconds.
+    pub const SLEEP: u32 = 3;
+    /// Return the payload with every byte XOR [`crate::task::ECHO_XOR`].
+    pub const ECHO: u32 = 4;
+    /// Allocate and touch `arg` bytes, then free them.
+    pub const ALLOC: u32 = 5;
+    /// Abort the agent.
+    pub const CRASH: u32 = 6;
+    /// Stop beating and never finish.
+    pub const HANG: u32 = 7;
+    /// Not a task: asks the agent to exit once it reaches this descriptor.
+    pub const STOP: u32 = u32::MAX;
+}
+
+/// What `echo` XORs into each byte.
+pub const ECHO_XOR: u8 = 0xA5;
+
+/// Completion statuses (a completion descriptor's `kind` field).
+pub mod status {
+    /// Done; the payload is the output.
+    pub const OK: u32 = 0;
+    /// The handler failed; the payload is the message.
+    pub const FAILED: u32 = 1;
+    /// The agent has no handler for the kind.
+    pub const UNKNOWN_KIND: u32 = 2;
+}
+
+/// A task to submit: a kind, its argument, an optional payload and timeout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSpec {
+    /// The kind (see [`kinds`]).
+    pub kind: u32,
+    /// The kind's argument.
+    pub arg: u64,
+    /// Input bytes, lent to the agent through the page-buffer slab.
+    pub payload: Vec<u8>,
+    /// Longest the task may run on an agent before the agent is killed and the task blamed.
+    pub timeout: Option<Duration>,
+}
+
+impl TaskSpec {
+    /// A task with no payload.
+    pub fn new(kind: u32, arg: u64) -> Self {
+        Self {
+            kind,
+            arg,
+            payload: Vec::new(),
+            timeout: None,
+        }
+    }
+
+    /// An `echo` task carrying `len` bytes of a pattern derived from `seed`.
+    pub fn echo(len: usize, seed: u64) -> Self {
+        let payload = (0..len)
+            .map(|i| (seed.wrapping_mul(0x9E37_79B9).wrapping_add(i as u64 * 13) >> 3) as u8)
+            .collect();
+        Self {
+            payload,
+            ..Self::new(kinds::ECHO, 0)
+        }
+    }
+
+    /// The same task with a timeout.
+    pub fn with_timeout(mut self, t: Duration) -> Self {
+        self.timeout = Some(t);
+        self
+    }
+
+    /// The time the kind is expected to spend running, when the kind says (for overhead
+    /// accounting).
+    pub fn nominal_run_time(&self) -> Duration {
+        match self.kind {
+            kinds::SPIN | kinds::SLEEP => Duration::from_nanos(self.arg),
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// A `KIND[:ARG]` string that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad task {0:?}: {1}")]
+pub struct ParseTaskError(pub String, pub String);
+
+impl std::str::FromStr for TaskSpec {
+    type Err = ParseTaskError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |m: String| ParseTaskError(s.to_string(), m);
+        let (name, arg) = s.split_once(':').unwrap_or((s, ""));
+        let need = |what: &str| {
+            if arg.is_empty() {
+                Err(err(format!("{name} needs :{what}")))
+            } else {
+                Ok(())
+            }
+        };
+        Ok(match name {
+            "noop" => TaskSpec::new(kinds::NOOP, 0),
+            "crash" => TaskSpec::new(kinds::CRASH, 0),
+            "hang" => TaskSpec::new(kinds::HANG, 0),
+            "spin" | "sleep" => {
+                need("DURATION")?;
+                let d = parse_duration(arg).map_err(err)?;
+                let kind = if name == "spin" {
+                    kinds::SPIN
+                } else {
+                    kinds::SLEEP
+                };
+                TaskSpec::new(kind, d.as_nanos().min(u64::MAX as u128) as u64)
+            }
+            "echo" => {
+                need("BYTES")?;
+                TaskSpec::echo(parse_size(arg).map_err(err)? as usize, 0)
+            }
+            "alloc" => {
+                need("SIZE")?;
+                TaskSpec::new(kinds::ALLOC, parse_size(arg).map_err(err)?)
+            }
+            _ => {
+                return Err(err(
+                    "unknown kind (noop, spin:D, sleep:D, echo:N, alloc:N, crash, hang)".into(),
+                ))
+            }
+        })
+    }
+}
+
+/// Parses `250ms`, `1.5s`, `20us`, `100ns`, `2m`; a bare number is milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let scale = match unit.trim() {
+        "" | "ms" => 1e-3,
+        "s" => 1.0,
+        "us" | "µs" => 1e-6,
+        "ns" => 1e-9,
+        "m" | "min" => 60.0,
+        u => return Err(format!("bad duration unit {u:?}")),
+    };
+    let secs = v * scale;
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `4096`, `64K`, `64M`, `1G`, `512MiB`, `1.5G` (binary multiples).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().map_err(|_| format!("bad size {s:?}"))?;
+    let unit = unit.trim().trim_end_matches("iB").trim_end_matches('B');
+    let scale: f64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1.0,
+        "K" => 1024.0,
+        "M" => 1024.0 * 1024.0,
+        "G" => 1024.0 * 1024.0 * 1024.0,
+        "T" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        u => return Err(format!("bad size unit {u:?}")),
+    };
+    let bytes = v * scale;
+    if !bytes.is_finite() || !(0.0..=u64::MAX as f64).contains(&bytes) {
+        return Err(format!("size {s:?} out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Why an agent died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "cause", content = "detail")]
+pub enum DeathCause {
+    /// It exited with this code.
+    Exit(i32),
+    /// A signal killed it (not the OOM killer, not the supervisor).
+    Signal(i32),
+    /// The OOM killer, as counted by its cgroup.
+    Oom,
+    /// Its heartbeat went stale; the supervisor killed it.
+    Hang,
+    /// A task overran its timeout; the supervisor killed it.
+    Timeout,
+    /// The supervisor killed it for breaking the protocol (bad handles or counters).
+    Protocol,
+    /// The supervisor stopped it (shutdown).
+    Supervisor,
+}
+
+impl DeathCause {
+    /// Whether a death with this cause is the fault of the task that was running: crash
+    /// signals, OOM, hang, timeout. A plain `SIGKILL` from outside, an exit, a protocol
+    /// error or a shutdown are not.
+    pub fn blames_task(self) -> bool {
+        match self {
+            DeathCause::Signal(sig) => [
+                libc::SIGSEGV,
+                libc::SIGBUS,
+                libc::SIGILL,
+                libc::SIGFPE,
+                libc::SIGABRT,
+                libc::SIGSYS,
+                libc::SIGTRAP,
+            ]
+            .contains(&sig),
+            DeathCause::Oom | DeathCause::Hang | DeathCause::Timeout => true,
+            DeathCause::Exit(_) | DeathCause::Protocol | DeathCause::Supervisor => false,
+        }
+    }
+
+    /// The bucket `deaths` counts it under: `signal`, `oom`, `hang`, `exit`, `timeout`,
+    /// `protocol`, `supervisor`.
+    pub fn bucket(self) -> &'static str {
+        match self {
+            DeathCause::Exit(_) => "exit",
+            DeathCause::Signal(_) => "signal",
+            DeathCause::Oom => "oom",
+            DeathCause::Hang => "hang",
+            DeathCause::Timeout => "timeout",
+            DeathCause::Protocol => "protocol",
+            DeathCause::Supervisor => "supervisor",
+        }
+    }
+}
+
+impl fmt::Display for DeathCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeathCause::Exit(c) => write!(f, "exited with code {c}"),
+            DeathCause::Signal(s) => {
+                let name = nix::sys::signal::Signal::try_from(*s)
+                    .map(|s| s.as_str())
+                    .unwrap_or("unknown signal");
+                write!(f, "killed by {name}")
+            }
+            DeathCause::Oom => write!(f, "killed by the OOM killer (memory limit)"),
+            DeathCause::Hang => write!(f, "hung (heartbeat stale)"),
+            DeathCause::Timeout => write!(f, "task timed out"),
+            DeathCause::Protocol => write!(f, "broke the shared-memory protocol"),
+            DeathCause::Supervisor => write!(f, "stopped by the supervisor"),
+        }
+    }
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The agent finished it.
+    Completed {
+        /// The output bytes.
+        output: Vec<u8>,
+        /// Run time as the agent measured it.
+        run_time: Duration,
+        /// The agent slot that ran it.
+        slot: u32,
+        /// Attempts it took (1 = first try).
+        attempts: u32,
+    },
+    /// It will not complete.
+    Failed(Failure),
+}
+
+impl Outcome {
+    /// Whether it completed.
+    pub fn is_completed(&self) -> bool {
+        matches!(self, Outcome::Completed { .. })
+    }
+}
+
+/// Why a task failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Failure {
+    /// Its own execution killed an agent this many times: not retried again.
+    #[error("quarantined after killing its agent {} times: {}", .0.len(), join(.0))]
+    Quarantined(Vec<DeathCause>),
+    /// The handler returned an error.
+    #[error("task failed: {0}")]
+    Task(String),
+    /// No agent knows the kind.
+    #[error("no handler for task kind {0}")]
+    UnknownKind(u32),
+    /// The supervisor shut down (or stopped on a fatal error) before the task ran.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+}
+
+fn join(causes: &[DeathCause]) -> String {
+    causes
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_specs() {
+        assert_eq!("noop".parse::<TaskSpec>().unwrap().kind, kinds::NOOP);
+        let s: TaskSpec = "spin:10ms".parse().unwrap();
+        assert_eq!((s.kind, s.arg), (kinds::SPIN, 10_000_000));
+        assert_eq!("sleep:1.5s".parse::<TaskSpec>().unwrap().arg, 1_500_000_000);
+        assert_eq!("alloc:64M".parse::<TaskSpec>().unwrap().arg, 64 << 20);
+        assert_eq!("echo:4K".parse::<TaskSpec>().unwrap().payload.len(), 4096);
+        assert!("spin".parse::<TaskSpec>().is_err());
+        assert!("bogus:1".parse::<TaskSpec>().is_err());
+        assert!("sleep:5parsecs".parse::<TaskSpec>().is_err());
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("512MiB").unwrap(), 512 << 20);
+        assert_eq!(parse_size("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_duration("200us").unwrap(), Duration::from_micros(200));
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn blame() {
+        assert!(DeathCause::Signal(libc::SIGABRT).blames_task());
+        assert!(!DeathCause::Signal(libc::SIGKILL).blames_task());
+        assert!(DeathCause::Oom.blames_task());
+        assert!(!DeathCause::Exit(1).blames_task());
+    }
+}
