@@ -319,6 +319,8 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
     let ring_err = |source| AgentError::Ring { slot, source };
     hb.set_state(AgentState::Idle);
     hb.beat();
+    // Tell the supervisor at once that this incarnation is ready for work.
+    doorbell.wake();
 
     let wait = Wait::SpinThenSleep(config.spin);
     let mut inbox: Vec<Descriptor> = Vec::with_capacity(64);

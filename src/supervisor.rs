@@ -821,10 +821,13 @@ impl State {
                 self.on_exit(sh, slot as usize);
             }
         }
+        let now = Instant::now();
         for i in 0..self.agents.len() {
             self.take_completions(sh, i);
+            if let Phase::Starting(_) = self.agents[i].phase {
+                self.check_ready(sh, i, now);
+            }
         }
-        let now = Instant::now();
         if now.duration_since(self.last_health)
             >= (sh.cfg.heartbeat_period / 4).min(Duration::from_millis(10))
         {
@@ -1053,12 +1056,9 @@ impl State {
             };
             match self.agents[i].phase {
                 Phase::Starting(since) => {
-                    let a = &mut self.agents[i];
-                    let mine = (hb.raw() >> 32) as u32 == a.epoch;
-                    if mine && matches!(hb.state(), Some(AgentState::Idle | AgentState::Busy)) {
-                        a.phase = Phase::Ready;
-                        a.observer.observe(hb, now);
-                    } else if now.duration_since(since) > sh.cfg.startup_timeout {
+                    if !self.check_ready(sh, i, now)
+                        && now.duration_since(since) > sh.cfg.startup_timeout
+                    {
                         self.kill(i, DeathCause::Hang);
                     }
                 }
@@ -1100,6 +1100,21 @@ impl State {
                 _ => {}
             }
         }
+    }
+
+    /// Moves a starting agent to ready once its heartbeat line says so for its epoch.
+    fn check_ready(&mut self, sh: &Shared, i: usize, now: Instant) -> bool {
+        let a = &mut self.agents[i];
+        let Ok(hb) = sh.seg.heartbeat(a.slot) else {
+            return false;
+        };
+        let mine = (hb.raw() >> 32) as u32 == a.epoch;
+        if mine && matches!(hb.state(), Some(AgentState::Idle | AgentState::Busy)) {
+            a.phase = Phase::Ready;
+            a.observer.observe(hb, now);
+            return true;
+        }
+        false
     }
 
     /// Kills an agent, remembering why.

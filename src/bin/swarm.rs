@@ -2,7 +2,9 @@
 //! library, maps errors to exit codes (0 ok, 1 fatal error, 2 bad usage).
 
 use clap::{Parser, Subcommand};
+use neuralflow_swarm::bench::tasks::TasksBenchConfig;
 use neuralflow_swarm::bench::{self, RingBenchConfig};
+use neuralflow_swarm::cgroup::Limits;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,6 +43,50 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Tasks through the supervisor: throughput, per-task overhead, idle agent memory,
+    /// and SIGKILL-to-replacement time, in one run.
+    Tasks {
+        /// Agent processes.
+        #[arg(long, default_value_t = 2)]
+        agents: u32,
+        /// Tasks in the throughput phase.
+        #[arg(long, default_value_t = 100_000)]
+        tasks: u64,
+        /// The task: noop, spin:DURATION, sleep:DURATION, echo:BYTES, alloc:SIZE, crash, hang.
+        #[arg(long, default_value = "noop")]
+        task: String,
+        /// Per-agent memory limit (e.g. 256M).
+        #[arg(long, value_parser = parse_size)]
+        memory_limit: Option<u64>,
+        /// Per-agent CPU quota in cores (e.g. 0.5).
+        #[arg(long)]
+        cpu_limit: Option<f64>,
+        /// Per-agent limit on processes and threads.
+        #[arg(long)]
+        pids_limit: Option<u64>,
+        /// Fail instead of running unisolated when cgroups are unavailable.
+        #[arg(long)]
+        require_cgroups: bool,
+        /// Write one line per completed task: id, slot, attempts, run time (ns), tab-separated.
+        #[arg(long)]
+        results: Option<PathBuf>,
+        /// Tasks in the one-at-a-time overhead phase (default 10,000; fewer for long tasks).
+        #[arg(long)]
+        overhead_tasks: Option<u64>,
+        /// Kill-to-replacement samples.
+        #[arg(long, default_value_t = 20)]
+        respawn_samples: u32,
+        /// The agent executable (default: `agent-bin` beside this one).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// Print one JSON object as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    neuralflow_swarm::task::parse_size(s)
 }
 
 fn main() -> ExitCode {
@@ -52,6 +98,38 @@ fn main() -> ExitCode {
             agent_bin,
             json,
         }) => bench_ring(messages, stream, agent_bin, json),
+        Command::Bench(Bench::Tasks {
+            agents,
+            tasks,
+            task,
+            memory_limit,
+            cpu_limit,
+            pids_limit,
+            require_cgroups,
+            results,
+            overhead_tasks,
+            respawn_samples,
+            agent_bin,
+            json,
+        }) => {
+            let cfg = TasksBenchConfig {
+                agents,
+                tasks,
+                task,
+                limits: Limits {
+                    memory_bytes: memory_limit,
+                    cpu_cores: cpu_limit,
+                    pids: pids_limit,
+                },
+                require_cgroups: require_cgroups
+                    || std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1"),
+                results,
+                overhead_tasks,
+                respawn_samples,
+                agent_bin,
+            };
+            bench_tasks(&cfg, json)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -75,6 +153,15 @@ fn bench_ring(
     };
     let r = bench::ring(&cfg)?;
     println!("{}", bench::render_ring(&r));
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
+}
+
+fn bench_tasks(cfg: &TasksBenchConfig, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let r = bench::tasks::run(cfg)?;
+    println!("{}", bench::tasks::render(&r));
     if json {
         println!("{}", serde_json::to_string(&r)?);
     }

@@ -1,4 +1,4 @@
-//! The microbenchmark suite behind `swarm bench ring`: our ring across two processes
+//! `swarm bench ring`: our ring across two processes
 //! against its peers, all measured in one run so that their ratios survive a noisy machine.
 //!
 //! Latency is a ping-pong: one side sends a 48-byte message, the other sends it back; the
