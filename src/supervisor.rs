@@ -1055,12 +1055,11 @@ impl State {
                 continue;
             };
             match self.agents[i].phase {
-                Phase::Starting(since) => {
+                Phase::Starting(since)
                     if !self.check_ready(sh, i, now)
-                        && now.duration_since(since) > sh.cfg.startup_timeout
-                    {
-                        self.kill(i, DeathCause::Hang);
-                    }
+                        && now.duration_since(since) > sh.cfg.startup_timeout =>
+                {
+                    self.kill(i, DeathCause::Hang);
                 }
                 Phase::Ready => {
                     let a = &mut self.agents[i];
