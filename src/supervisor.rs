@@ -1054,7 +1054,8 @@ impl State {
             let Ok(hb) = sh.seg.heartbeat(slot) else {
                 continue;
             };
-            match self.agents[i].phase {
+            let phase = self.agents[i].phase;
+            match phase {
                 Phase::Starting(since)
                     if !self.check_ready(sh, i, now)
                         && now.duration_since(since) > sh.cfg.startup_timeout =>
