@@ -11,7 +11,8 @@
 //!   exists), `cpu.cfs_quota_us`/`cpu.cfs_period_us`, `pids.max`; OOM kills are counted in
 //!   `memory.oom_control` (`oom_kill`).
 //!
-//! The tree is `<root>/neuralflow-swarm/swarm-<pid>-<start time>/agent-<slot>-<epoch>`.
+//! The tree is `<root>/neuralflow-swarm/swarm-<pid>-<start time>-<n>/agent-<slot>-<epoch>`,
+//! where `n` tells apart several supervisors embedded in one process.
 //! The supervisor's pid and its start time (from `/proc/<pid>/stat`) name its run, so the
 //! next supervisor can tell a live run from a dead one even after pid reuse, and sweep the
 //! dead ones' groups ([`CgroupManager::sweep_stale`]).
@@ -170,9 +171,11 @@ impl CgroupManager {
     pub fn create(hierarchy: Hierarchy) -> Result<CgroupManager, CgroupError> {
         let pid = std::process::id();
         let start = process_start_time(pid).unwrap_or(0);
+        static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let m = CgroupManager {
             hierarchy,
-            run: format!("swarm-{pid}-{start}"),
+            run: format!("swarm-{pid}-{start}-{n}"),
         };
         for root in m.hierarchy.roots() {
             let base = root.join(BASE);
@@ -298,9 +301,9 @@ fn enable_v2_controllers(dir: &Path) -> Result<(), CgroupError> {
     write(&path, &missing.join(" "))
 }
 
-/// Whether `swarm-<pid>-<start>` names a run whose supervisor is gone.
+/// Whether `swarm-<pid>-<start>[-<n>]` names a run whose supervisor is gone.
 fn is_stale_run(name: &str) -> bool {
-    let mut parts = name.strip_prefix("swarm-").unwrap_or("").splitn(2, '-');
+    let mut parts = name.strip_prefix("swarm-").unwrap_or("").splitn(3, '-');
     let (Some(pid), Some(start)) = (parts.next(), parts.next()) else {
         return false; // not ours to judge
     };
@@ -482,7 +485,13 @@ pub fn join_before_exec(cmd: &mut std::process::Command, group: &AgentCgroup) {
     unsafe {
         cmd.pre_exec(move || {
             for f in &files {
-                let fd = libc::open(f.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                // O_CREAT changes nothing on cgroupfs (the file exists) and lets a directory
+                // laid out like cgroupfs stand in for it in tests.
+                let fd = libc::open(
+                    f.as_ptr(),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
+                    0o644 as libc::c_uint,
+                );
                 if fd < 0 {
                     return Err(io::Error::last_os_error());
                 }
