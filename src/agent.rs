@@ -420,58 +420,29 @@ fn run_one(
     let start = Instant::now();
     // The input is lent: it stays the supervisor's, we only read it.
     let input = match task.payload() {
-        None => Vec::new(),
-        Some(raw) => match slab.read_payload(raw, task.len, Owner::Supervisor) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                return reply(
-                    slab,
-                    me,
-                    hb,
-                    config,
-                    on_full,
-                    done,
-                    status::FAILED,
-                    e.to_string().as_bytes(),
-                    start,
-                )
+        None => Ok(Vec::new()),
+        Some(raw) => slab.read_payload(raw, task.len, Owner::Supervisor),
+    };
+    let (code, out) = match (input, registry.get(task.kind)) {
+        (Err(e), _) => (status::FAILED, e.to_string().into_bytes()),
+        (Ok(_), None) => {
+            done.arg2 = task.kind;
+            (status::UNKNOWN_KIND, Vec::new())
+        }
+        (Ok(input), Some(handler)) => {
+            let ctx = TaskContext {
+                hb,
+                input: &input,
+                arg: task.arg,
+                heartbeat_period: config.heartbeat_period,
+            };
+            match handler(&ctx) {
+                Ok(out) => (status::OK, out),
+                Err(msg) => (status::FAILED, msg.into_bytes()),
             }
-        },
+        }
     };
-    let Some(handler) = registry.get(task.kind) else {
-        done.arg2 = task.kind;
-        return reply(
-            slab,
-            me,
-            hb,
-            config,
-            on_full,
-            done,
-            status::UNKNOWN_KIND,
-            b"",
-            start,
-        );
-    };
-    let ctx = TaskContext {
-        hb,
-        input: &input,
-        arg: task.arg,
-        heartbeat_period: config.heartbeat_period,
-    };
-    match handler(&ctx) {
-        Ok(out) => reply(slab, me, hb, config, on_full, done, status::OK, &out, start),
-        Err(msg) => reply(
-            slab,
-            me,
-            hb,
-            config,
-            on_full,
-            done,
-            status::FAILED,
-            msg.as_bytes(),
-            start,
-        ),
-    }
+    reply(slab, me, hb, config, on_full, done, code, &out, start)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1213,34 +1213,7 @@ impl State {
             && cause != DeathCause::Signal(libc::SIGKILL)
             && cause != DeathCause::Supervisor;
         if startup_failure {
-            a.consecutive_failures += 1;
-            let now = Instant::now();
-            self.startup_failures.push_back(now);
-            while self
-                .startup_failures
-                .front()
-                .is_some_and(|t| now.duration_since(*t) > sh.cfg.restart.period)
-            {
-                self.startup_failures.pop_front();
-            }
-            if self.startup_failures.len() as u32 > sh.cfg.restart.intensity {
-                let msg = format!(
-                    "{} agents died before becoming ready within {:?} (last: slot {slot} {cause}; agent {})",
-                    self.startup_failures.len(),
-                    sh.cfg.restart.period,
-                    sh.agent_bin.display()
-                );
-                self.fail_fatal(msg);
-                return;
-            }
-            let exp = a.consecutive_failures.saturating_sub(1).min(16);
-            let base = sh.cfg.restart.backoff_base.saturating_mul(1 << exp);
-            let capped = base.min(sh.cfg.restart.backoff_max);
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            let jitter = 0.75 + (self.rng % 1000) as f64 / 2000.0; // 0.75 .. 1.25
-            self.agents[i].phase = Phase::Backoff(now + capped.mul_f64(jitter));
+            self.startup_failure(sh, i, cause.to_string());
         } else {
             a.consecutive_failures = 0;
             self.spawn(sh, slot);
@@ -1339,34 +1312,47 @@ impl State {
                     let _ = g.remove();
                 }
                 a.child = None;
-                self.startup_failure_without_process(sh, i, e.to_string());
+                *self.counters.deaths.entry("exit").or_insert(0) += 1;
+                self.startup_failure(sh, i, format!("cannot start: {e}"));
             }
         }
     }
 
-    fn startup_failure_without_process(&mut self, sh: &Shared, i: usize, why: String) {
+    /// Records an agent that never became ready: backs its slot off exponentially with
+    /// jitter, or stops the supervisor once the crash-loop intensity is exceeded.
+    fn startup_failure(&mut self, sh: &Shared, i: usize, why: String) {
         let now = Instant::now();
+        let policy = sh.cfg.restart;
         self.startup_failures.push_back(now);
-        let a = &mut self.agents[i];
-        a.consecutive_failures += 1;
-        *self.counters.deaths.entry("exit").or_insert(0) += 1;
-        if self.startup_failures.len() as u32 > sh.cfg.restart.intensity {
+        while self
+            .startup_failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > policy.period)
+        {
+            self.startup_failures.pop_front();
+        }
+        if self.startup_failures.len() as u32 > policy.intensity {
             let msg = format!(
-                "cannot start agents ({} failures within {:?}): {why}",
+                "{} agents died before becoming ready within {:?} (last: slot {i}: {why}; agent {})",
                 self.startup_failures.len(),
-                sh.cfg.restart.period
+                policy.period,
+                sh.agent_bin.display()
             );
             self.fail_fatal(msg);
             return;
         }
+        let a = &mut self.agents[i];
+        a.consecutive_failures += 1;
         let exp = a.consecutive_failures.saturating_sub(1).min(16);
-        let delay = sh
-            .cfg
-            .restart
+        let delay = policy
             .backoff_base
             .saturating_mul(1 << exp)
-            .min(sh.cfg.restart.backoff_max);
-        a.phase = Phase::Backoff(now + delay);
+            .min(policy.backoff_max);
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let jitter = 0.75 + (self.rng % 1000) as f64 / 2000.0; // 0.75 .. 1.25
+        self.agents[i].phase = Phase::Backoff(now + delay.mul_f64(jitter));
     }
 }
 
