@@ -172,6 +172,7 @@ impl CgroupManager {
         let pid = std::process::id();
         let start = process_start_time(pid).unwrap_or(0);
         static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        // Relaxed: only uniqueness is needed.
         let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let m = CgroupManager {
             hierarchy,

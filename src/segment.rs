@@ -606,6 +606,9 @@ impl Segment {
     ) -> Result<SegmentRing, SegmentError> {
         self.check_slot(slot)?;
         let claim = (slot as usize * 2 + dir as usize) * 2 + side;
+        // AcqRel: SYNC POINT (endpoint handover): a previous holder in this process released
+        // the endpoint (its last ring accesses) before we take it; pairs with the Release in
+        // `SegmentRing::drop`.
         if self.endpoints[claim].swap(true, std::sync::atomic::Ordering::AcqRel) {
             return Err(SegmentError::EndpointTaken {
                 slot,
@@ -787,6 +790,8 @@ unsafe impl Send for SegmentRing {}
 
 impl Drop for SegmentRing {
     fn drop(&mut self) {
+        // Release: SYNC POINT (endpoint handover): pairs with the AcqRel swap in
+        // `Segment::endpoint`.
         self.segment.endpoints[self.claim].store(false, std::sync::atomic::Ordering::Release);
     }
 }

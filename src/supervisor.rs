@@ -674,7 +674,8 @@ impl Supervisor {
             }
             sh.cv.wait_for(&mut st, Duration::from_millis(5));
         }
-        sh.stop.store(true, Ordering::Release);
+        // Relaxed: a request flag; everything the reactor acts on is behind the state lock.
+        sh.stop.store(true, Ordering::Relaxed);
         sh.wake_reactor();
         if let Some(r) = self.reactor.take() {
             let _ = r.join();
@@ -741,7 +742,9 @@ impl Shared {
         let deadline = timeout.map(|t| start + t);
         let spin_until = start + Duration::from_micros(100);
         let tick = Duration::from_millis(20);
-        self.drivers.fetch_add(1, Ordering::AcqRel);
+        // Relaxed (all uses of `drivers`): a hint for the reactor; a stale value costs at
+        // most one doorbell wake-up or one timed park, and the data is behind the lock.
+        self.drivers.fetch_add(1, Ordering::Relaxed);
         let mut driving = true;
         let mut st = self.state.lock();
         let result = loop {
@@ -759,7 +762,7 @@ impl Shared {
             }
             if driving {
                 driving = false;
-                self.drivers.fetch_sub(1, Ordering::AcqRel);
+                self.drivers.fetch_sub(1, Ordering::Relaxed);
                 // The reactor may be parked rather than on the doorbell: let it switch.
                 self.wake_reactor();
             }
@@ -767,7 +770,7 @@ impl Shared {
             self.cv.wait_until(&mut st, until);
         };
         if driving {
-            self.drivers.fetch_sub(1, Ordering::AcqRel);
+            self.drivers.fetch_sub(1, Ordering::Relaxed);
         }
         result
     }
@@ -780,12 +783,13 @@ impl Shared {
 fn reactor_loop(sh: &Shared) {
     let tick = (sh.cfg.heartbeat_period / 4).max(Duration::from_millis(1));
     let doorbell = &sh.seg.control().doorbell;
-    while !sh.stop.load(Ordering::Acquire) {
+    // Relaxed (`stop` and `drivers` here): see `Supervisor::stop` and `Shared::wait_for`.
+    while !sh.stop.load(Ordering::Relaxed) {
         {
             let mut st = sh.state.lock();
             st.drive(sh);
         }
-        if sh.drivers.load(Ordering::Acquire) > 0 {
+        if sh.drivers.load(Ordering::Relaxed) > 0 {
             std::thread::park_timeout(tick);
             continue;
         }
@@ -799,7 +803,7 @@ fn reactor_loop(sh: &Shared) {
                     .unwrap_or(false)
             }) || !sh.exits.is_empty()
         };
-        if !busy && !sh.stop.load(Ordering::Acquire) && sh.drivers.load(Ordering::Acquire) == 0 {
+        if !busy && !sh.stop.load(Ordering::Relaxed) && sh.drivers.load(Ordering::Relaxed) == 0 {
             doorbell.sleep(token, Some(tick));
         }
         doorbell.finish();
