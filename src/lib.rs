@@ -24,6 +24,7 @@ pub mod cgroup;
 pub mod descriptor;
 pub mod futex;
 pub mod heartbeat;
+pub mod pdf;
 pub mod peer;
 pub mod plain;
 pub mod ring;

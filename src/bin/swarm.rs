@@ -23,6 +23,12 @@ enum Command {
     /// Microbenchmarks.
     #[command(subcommand)]
     Bench(Bench),
+    /// Extract text in this process, one document after another (a reference for the swarm
+    /// and a debugging aid). Writes JSON Lines to stdout.
+    Extract {
+        /// PDF files.
+        paths: Vec<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,6 +98,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Extract { paths } => extract(&paths),
         Command::Bench(Bench::Ring {
             messages,
             stream,
@@ -164,6 +171,18 @@ fn bench_tasks(cfg: &TasksBenchConfig, json: bool) -> Result<(), Box<dyn std::er
     println!("{}", bench::tasks::render(&r));
     if json {
         println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
+}
+
+fn extract(paths: &[PathBuf]) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    for p in paths {
+        let line = neuralflow_swarm::pdf::extract_file(p);
+        serde_json::to_writer(&mut out, &line)?;
+        out.write_all(b"\n")?;
     }
     Ok(())
 }

@@ -1,0 +1,890 @@
+//! Fonts as text extraction needs them: how bytes split into character codes, what Unicode
+//! each code means, and how wide each glyph is.
+//!
+//! Sources of Unicode, best first: the font's `ToUnicode` CMap; for simple fonts, the
+//! encoding (a base encoding plus `/Differences`, glyph names mapped through a compact
+//! glyph list, `uniXXXX` and `uXXXX` names, `f_i`-style ligature names); failing both,
+//! the code read as Latin-1. Widths come from `/Widths` (simple fonts), `/W` and `/DW` (CID
+//! fonts), the `FontMatrix` (Type3), or built-in tables of the standard fonts when a PDF
+//! relies on them without widths.
+
+use super::lexer::{Lexer, Operand};
+use lopdf::{Dictionary, Document, Object};
+use std::collections::HashMap;
+
+/// One decoded character.
+#[derive(Debug, Clone)]
+pub struct Char {
+    /// Its Unicode text (may be empty for codes that map to nothing, or several characters
+    /// for ligatures).
+    pub text: String,
+    /// Advance width in text space units per unit of font size (1000 glyph units = 1.0).
+    pub width: f64,
+    /// Whether it is the single-byte code 32 (where `Tw` word spacing applies).
+    pub is_space_code: bool,
+}
+
+/// A ToUnicode (or any) CMap: code space ranges and code-to-text mappings.
+#[derive(Debug, Default, Clone)]
+pub struct CMap {
+    /// `(bytes, low, high)` code space ranges.
+    ranges: Vec<(u8, u32, u32)>,
+    map: HashMap<(u8, u32), String>,
+}
+
+fn be(bytes: &[u8]) -> u32 {
+    bytes.iter().take(4).fold(0u32, |a, &b| a << 8 | b as u32)
+}
+
+fn utf16(bytes: &[u8]) -> String {
+    let units: Vec<u16> = bytes
+        .chunks(2)
+        .map(|c| {
+            if c.len() == 2 {
+                (c[0] as u16) << 8 | c[1] as u16
+            } else {
+                c[0] as u16
+            }
+        })
+        .collect();
+    String::from_utf16_lossy(&units)
+}
+
+impl CMap {
+    /// Parses a CMap stream; whatever cannot be read is skipped.
+    pub fn parse(data: &[u8]) -> CMap {
+        let mut m = CMap::default();
+        let mut lx = Lexer::new(data);
+        while let Some((op, args)) = lx.next() {
+            let args: Vec<Operand> = args.collect();
+            match op {
+                b"endcodespacerange" => {
+                    for pair in args.chunks(2) {
+                        if let [Operand::Str(lo), Operand::Str(hi)] = pair {
+                            if !lo.is_empty() && lo.len() <= 4 && lo.len() == hi.len() {
+                                m.ranges.push((lo.len() as u8, be(lo), be(hi)));
+                            }
+                        }
+                    }
+                }
+                b"endbfchar" => {
+                    for pair in args.chunks(2) {
+                        if let [Operand::Str(src), Operand::Str(dst)] = pair {
+                            if !src.is_empty() && src.len() <= 4 {
+                                m.map.insert((src.len() as u8, be(src)), utf16(dst));
+                            }
+                        }
+                    }
+                }
+                b"endbfrange" => {
+                    for t in args.chunks(3) {
+                        let [Operand::Str(lo), Operand::Str(hi), dst] = t else {
+                            continue;
+                        };
+                        if lo.is_empty() || lo.len() > 4 || lo.len() != hi.len() {
+                            continue;
+                        }
+                        let (a, b) = (be(lo), be(hi));
+                        if b < a || b - a > 65_535 {
+                            continue;
+                        }
+                        let n = lo.len() as u8;
+                        match dst {
+                            Operand::Str(d) if !d.is_empty() => {
+                                for (k, code) in (a..=b).enumerate() {
+                                    let mut d = d.clone();
+                                    // Add k to the last byte(s), as the spec says.
+                                    let last = d.len() - 1;
+                                    let v = d[last] as u32 + k as u32;
+                                    d[last] = v as u8;
+                                    if v > 0xFF && last > 0 {
+                                        d[last - 1] = d[last - 1].wrapping_add((v >> 8) as u8);
+                                    }
+                                    m.map.insert((n, code), utf16(&d));
+                                }
+                            }
+                            Operand::Array(items) => {
+                                for (code, item) in (a..=b).zip(items) {
+                                    if let Operand::Str(d) = item {
+                                        m.map.insert((n, code), utf16(d));
+                                    }
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        m
+    }
+
+    /// The length of the code starting `bytes`, from the code space ranges (or `fallback`).
+    fn code_len(&self, bytes: &[u8], fallback: usize) -> usize {
+        for &(n, lo, hi) in &self.ranges {
+            let n = n as usize;
+            if bytes.len() >= n {
+                let c = be(&bytes[..n]);
+                if c >= lo && c <= hi {
+                    return n;
+                }
+            }
+        }
+        fallback.min(bytes.len()).max(1)
+    }
+
+    fn get(&self, len: usize, code: u32) -> Option<&String> {
+        self.map.get(&(len as u8, code))
+    }
+
+    fn has_ranges(&self) -> bool {
+        !self.ranges.is_empty()
+    }
+}
+
+enum Widths {
+    Simple {
+        first: u32,
+        widths: Vec<f64>,
+        missing: f64,
+    },
+    Cid {
+        map: HashMap<u32, f64>,
+        default: f64,
+    },
+}
+
+/// A font, ready to decode strings.
+pub struct Font {
+    /// Codes are two bytes (Type0 with a two-byte or Identity CMap).
+    two_byte: bool,
+    /// The font writes vertically (`-V` CMaps).
+    pub vertical: bool,
+    to_unicode: Option<CMap>,
+    /// Code → text for simple fonts.
+    encoding: Option<Box<[Option<String>; 256]>>,
+    widths: Widths,
+    /// Multiplies widths into text space per unit of font size.
+    scale: f64,
+    /// Standard-font widths for codes 32..=126 when the PDF gives none.
+    std_widths: Option<&'static [u16; 95]>,
+    /// Glyph height per unit of font size (Type3 fonts can have odd matrices).
+    pub size_factor: f64,
+}
+
+fn num(o: &Object) -> Option<f64> {
+    match o {
+        Object::Integer(i) => Some(*i as f64),
+        Object::Real(r) => Some(*r as f64),
+        _ => None,
+    }
+}
+
+fn deref<'a>(doc: &'a Document, o: &'a Object) -> &'a Object {
+    doc.dereference(o).map(|(_, o)| o).unwrap_or(o)
+}
+
+fn dict_get<'a>(doc: &'a Document, d: &'a Dictionary, key: &[u8]) -> Option<&'a Object> {
+    d.get(key).ok().map(|o| deref(doc, o))
+}
+
+fn stream_bytes(o: &Object) -> Option<Vec<u8>> {
+    match o {
+        Object::Stream(s) => Some(
+            s.decompressed_content()
+                .unwrap_or_else(|_| s.content.clone()),
+        ),
+        _ => None,
+    }
+}
+
+impl Font {
+    /// Builds the font from its dictionary.
+    pub fn load(doc: &Document, d: &Dictionary) -> Font {
+        let subtype = d.get(b"Subtype").and_then(Object::as_name).unwrap_or(b"");
+        let base = d
+            .get(b"BaseFont")
+            .and_then(Object::as_name)
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .unwrap_or_default();
+        let to_unicode = dict_get(doc, d, b"ToUnicode")
+            .and_then(stream_bytes)
+            .map(|b| CMap::parse(&b));
+        if subtype == b"Type0" {
+            let enc_name = d
+                .get(b"Encoding")
+                .and_then(Object::as_name)
+                .unwrap_or(b"Identity-H");
+            let vertical = enc_name.ends_with(b"-V");
+            let desc = dict_get(doc, d, b"DescendantFonts")
+                .and_then(|o| o.as_array().ok())
+                .and_then(|a| a.first())
+                .map(|o| deref(doc, o))
+                .and_then(|o| o.as_dict().ok());
+            let mut map = HashMap::new();
+            let mut default = 1000.0;
+            if let Some(desc) = desc {
+                if let Some(dw) = dict_get(doc, desc, b"DW").and_then(num) {
+                    default = dw;
+                }
+                if let Some(Object::Array(w)) = dict_get(doc, desc, b"W") {
+                    parse_cid_widths(doc, w, &mut map);
+                }
+            }
+            return Font {
+                two_byte: true,
+                vertical,
+                to_unicode,
+                encoding: None,
+                widths: Widths::Cid { map, default },
+                scale: 0.001,
+                std_widths: None,
+                size_factor: 1.0,
+            };
+        }
+        // Type3 widths are in glyph space, mapped to text space by the FontMatrix; one text
+        // space unit times the font size is the nominal size, whatever the matrix.
+        let (scale, size_factor) = if subtype == b"Type3" {
+            let m: Vec<f64> = dict_get(doc, d, b"FontMatrix")
+                .and_then(|o| o.as_array().ok())
+                .map(|a| a.iter().filter_map(|o| num(deref(doc, o))).collect())
+                .unwrap_or_default();
+            (
+                m.first().copied().filter(|v| *v != 0.0).unwrap_or(0.001),
+                1.0,
+            )
+        } else {
+            (0.001, 1.0)
+        };
+        let first = dict_get(doc, d, b"FirstChar")
+            .and_then(num)
+            .unwrap_or(0.0)
+            .max(0.0) as u32;
+        let widths: Vec<f64> = dict_get(doc, d, b"Widths")
+            .and_then(|o| o.as_array().ok())
+            .map(|a| {
+                a.iter()
+                    .map(|o| num(deref(doc, o)).unwrap_or(0.0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let missing = dict_get(doc, d, b"FontDescriptor")
+            .and_then(|o| o.as_dict().ok())
+            .and_then(|fd| dict_get(doc, fd, b"MissingWidth"))
+            .and_then(num)
+            .unwrap_or(0.0);
+        let std_widths = if widths.is_empty() {
+            standard_widths(&base)
+        } else {
+            None
+        };
+        let base_enc = if subtype == b"TrueType" || subtype == b"Type3" {
+            BaseEncoding::WinAnsi
+        } else {
+            BaseEncoding::Standard
+        };
+        let encoding = Some(build_encoding(
+            doc,
+            d.get(b"Encoding").ok(),
+            base_enc,
+            &base,
+        ));
+        Font {
+            two_byte: false,
+            vertical: false,
+            to_unicode,
+            encoding,
+            widths: Widths::Simple {
+                first,
+                widths,
+                missing,
+            },
+            scale,
+            std_widths,
+            size_factor,
+        }
+    }
+
+    fn width(&self, code: u32) -> f64 {
+        let w = match &self.widths {
+            Widths::Simple {
+                first,
+                widths,
+                missing,
+            } => {
+                match code
+                    .checked_sub(*first)
+                    .and_then(|i| widths.get(i as usize))
+                {
+                    Some(w) => *w,
+                    None => match self.std_widths {
+                        Some(t) if (32..=126).contains(&code) => t[(code - 32) as usize] as f64,
+                        Some(_) => 500.0,
+                        None if *missing > 0.0 => *missing,
+                        None => 500.0,
+                    },
+                }
+            }
+            Widths::Cid { map, default } => *map.get(&code).unwrap_or(default),
+        };
+        w * self.scale
+    }
+
+    /// Splits a string operand into characters.
+    pub fn decode(&self, bytes: &[u8], out: &mut Vec<Char>) {
+        let mut i = 0;
+        while i < bytes.len() {
+            // Simple fonts always use one-byte codes, whatever their ToUnicode's code space
+            // says; composite fonts take the code length from it.
+            let n = match &self.to_unicode {
+                _ if !self.two_byte => 1,
+                Some(cm) if cm.has_ranges() => cm.code_len(&bytes[i..], 2),
+                _ => 2.min(bytes.len() - i),
+            };
+            let code = be(&bytes[i..i + n]);
+            i += n;
+            let text = self
+                .to_unicode
+                .as_ref()
+                .and_then(|cm| {
+                    cm.get(n, code)
+                        .or_else(|| cm.get(if n == 1 { 2 } else { 1 }, code))
+                })
+                .cloned()
+                .or_else(|| {
+                    self.encoding
+                        .as_ref()
+                        .and_then(|e| e.get(code as usize).cloned().flatten())
+                })
+                .unwrap_or_else(|| {
+                    if self.two_byte {
+                        String::new()
+                    } else {
+                        char::from_u32(code)
+                            .filter(|c| !c.is_control())
+                            .map(String::from)
+                            .unwrap_or_default()
+                    }
+                });
+            out.push(Char {
+                text,
+                width: self.width(code),
+                is_space_code: n == 1 && code == 32,
+            });
+        }
+    }
+}
+
+fn parse_cid_widths(doc: &Document, w: &[Object], map: &mut HashMap<u32, f64>) {
+    let mut i = 0;
+    let mut total = 0usize;
+    while i < w.len() && total < 200_000 {
+        let Some(c) = num(deref(doc, &w[i])) else {
+            break;
+        };
+        let c = c.max(0.0) as u32;
+        match w.get(i + 1).map(|o| deref(doc, o)) {
+            Some(Object::Array(list)) => {
+                for (k, o) in list.iter().enumerate() {
+                    if let Some(v) = num(deref(doc, o)) {
+                        map.insert(c + k as u32, v);
+                        total += 1;
+                    }
+                }
+                i += 2;
+            }
+            Some(o) => {
+                let (Some(last), Some(v)) = (num(o), w.get(i + 2).and_then(|o| num(deref(doc, o))))
+                else {
+                    break;
+                };
+                let last = (last.max(0.0) as u32).min(c.saturating_add(65_535));
+                for code in c..=last {
+                    map.insert(code, v);
+                    total += 1;
+                }
+                i += 3;
+            }
+            None => break,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum BaseEncoding {
+    Standard,
+    WinAnsi,
+    MacRoman,
+}
+
+fn build_encoding(
+    doc: &Document,
+    enc: Option<&Object>,
+    default: BaseEncoding,
+    base_font: &str,
+) -> Box<[Option<String>; 256]> {
+    let enc = enc.map(|o| deref(doc, o));
+    let named = |n: &[u8]| match n {
+        b"WinAnsiEncoding" => Some(BaseEncoding::WinAnsi),
+        b"MacRomanEncoding" => Some(BaseEncoding::MacRoman),
+        b"StandardEncoding" => Some(BaseEncoding::Standard),
+        _ => None,
+    };
+    let symbolic = base_font.contains("Symbol") || base_font.contains("Dingbats");
+    let (base, diffs) = match enc {
+        Some(Object::Name(n)) => (named(n).unwrap_or(default), None),
+        Some(Object::Dictionary(d)) => (
+            d.get(b"BaseEncoding")
+                .ok()
+                .and_then(|o| o.as_name().ok())
+                .and_then(named)
+                .unwrap_or(default),
+            d.get(b"Differences")
+                .ok()
+                .map(|o| deref(doc, o))
+                .and_then(|o| o.as_array().ok()),
+        ),
+        _ => (default, None),
+    };
+    let mut table: Box<[Option<String>; 256]> = Box::new(std::array::from_fn(|c| {
+        if symbolic {
+            return None;
+        }
+        base_text(base, c as u8)
+    }));
+    if let Some(diffs) = diffs {
+        let mut code = 0usize;
+        for o in diffs {
+            match deref(doc, o) {
+                Object::Integer(i) => code = (*i).clamp(0, 255) as usize,
+                Object::Name(n) => {
+                    if code < 256 {
+                        table[code] = glyph_to_unicode(&String::from_utf8_lossy(n));
+                    }
+                    code += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    table
+}
+
+const WIN_ANSI_80: [u16; 32] = [
+    0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039,
+    0x0152, 0, 0x017D, 0, 0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC,
+    0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178,
+];
+
+const MAC_ROMAN_80: &str = "ÄÅÇÉÑÖÜáàâäãåçéèêëíìîïñóòôöõúùûü†°¢£§•¶ß®©™´¨≠ÆØ∞±≤≥¥µ∂∑∏π∫ªºΩæø¿¡¬√ƒ≈∆«»…\u{a0}ÀÃÕŒœ–—“”‘’÷◊ÿŸ⁄€‹›ﬁﬂ‡·‚„‰ÂÊÁËÈÍÎÏÌÓÔ\u{f8ff}ÒÚÛÙıˆ˜¯˘˙˚¸˝˛ˇ";
+
+fn base_text(base: BaseEncoding, c: u8) -> Option<String> {
+    match (base, c) {
+        (BaseEncoding::Standard, 0xA1..=0xFF) => standard_high(c),
+        _ => base_char(base, c).map(String::from),
+    }
+}
+
+fn base_char(base: BaseEncoding, c: u8) -> Option<char> {
+    match (base, c) {
+        (_, 0..=0x1F) => None,
+        (BaseEncoding::Standard, 0x27) => Some('\u{2019}'),
+        (BaseEncoding::Standard, 0x60) => Some('\u{2018}'),
+        (_, 0x20..=0x7E) => Some(c as char),
+        (BaseEncoding::WinAnsi, 0x80..=0x9F) => {
+            char::from_u32(WIN_ANSI_80[(c - 0x80) as usize] as u32).filter(|c| *c != '\0')
+        }
+        (BaseEncoding::WinAnsi, 0xA0..=0xFF) => Some(c as char),
+        (BaseEncoding::MacRoman, 0x80..=0xFF) => MAC_ROMAN_80.chars().nth((c - 0x80) as usize),
+        _ => None,
+    }
+}
+
+fn standard_high(c: u8) -> Option<String> {
+    let name = match c {
+        0xA1 => "exclamdown",
+        0xA2 => "cent",
+        0xA3 => "sterling",
+        0xA4 => "fraction",
+        0xA5 => "yen",
+        0xA6 => "florin",
+        0xA7 => "section",
+        0xA8 => "currency",
+        0xA9 => "quotesingle",
+        0xAA => "quotedblleft",
+        0xAB => "guillemotleft",
+        0xAC => "guilsinglleft",
+        0xAD => "guilsinglright",
+        0xAE => "fi",
+        0xAF => "fl",
+        0xB1 => "endash",
+        0xB2 => "dagger",
+        0xB3 => "daggerdbl",
+        0xB4 => "periodcentered",
+        0xB6 => "paragraph",
+        0xB7 => "bullet",
+        0xB8 => "quotesinglbase",
+        0xB9 => "quotedblbase",
+        0xBA => "quotedblright",
+        0xBB => "guillemotright",
+        0xBC => "ellipsis",
+        0xBD => "perthousand",
+        0xBF => "questiondown",
+        0xC1 => "grave",
+        0xC2 => "acute",
+        0xC3 => "circumflex",
+        0xC4 => "tilde",
+        0xC5 => "macron",
+        0xC6 => "breve",
+        0xC7 => "dotaccent",
+        0xC8 => "dieresis",
+        0xCA => "ring",
+        0xCB => "cedilla",
+        0xCD => "hungarumlaut",
+        0xCE => "ogonek",
+        0xCF => "caron",
+        0xD0 => "emdash",
+        0xE1 => "AE",
+        0xE3 => "ordfeminine",
+        0xE8 => "Lslash",
+        0xE9 => "Oslash",
+        0xEA => "OE",
+        0xEB => "ordmasculine",
+        0xF1 => "ae",
+        0xF5 => "dotlessi",
+        0xF8 => "lslash",
+        0xF9 => "oslash",
+        0xFA => "oe",
+        0xFB => "germandbls",
+        _ => return None,
+    };
+    glyph_to_unicode(name)
+}
+
+/// Maps a glyph name to Unicode: `uniXXXX…`, `uXXXX[XX]`, ligature names joined by `_`,
+/// suffixes after `.` dropped, and a compact glyph list for the common names.
+pub fn glyph_to_unicode(name: &str) -> Option<String> {
+    let name = name.split('.').next().unwrap_or(name);
+    if name.is_empty() {
+        return None;
+    }
+    if name.contains('_') {
+        let parts: Option<String> = name.split('_').map(glyph_to_unicode).collect();
+        return parts;
+    }
+    if let Some(hex) = name.strip_prefix("uni") {
+        if hex.len() >= 4 && hex.len() % 4 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let units: Vec<u16> = (0..hex.len() / 4)
+                .filter_map(|i| u16::from_str_radix(&hex[i * 4..i * 4 + 4], 16).ok())
+                .collect();
+            return Some(String::from_utf16_lossy(&units));
+        }
+    }
+    if let Some(hex) = name.strip_prefix('u') {
+        if (4..=6).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return u32::from_str_radix(hex, 16)
+                .ok()
+                .and_then(char::from_u32)
+                .map(String::from);
+        }
+    }
+    if name.len() == 1 && name.as_bytes()[0].is_ascii_alphanumeric() {
+        return Some(name.to_string());
+    }
+    if let Some(c) = glyph_list(name) {
+        return Some(c.to_string());
+    }
+    if let Some(c) = accented(name) {
+        return Some(c.to_string());
+    }
+    numeric_name(name)
+}
+
+/// Names that carry the character code as a number, as TeX bitmap fonts and some
+/// converters write them: `a97`, `g65`, `c101` (decimal) and `G3A`/`g3a` (hex). The same
+/// reading poppler applies.
+fn numeric_name(name: &str) -> Option<String> {
+    let letters = name.bytes().take_while(u8::is_ascii_alphabetic).count();
+    if !(1..=2).contains(&letters) {
+        return None;
+    }
+    let digits = &name[letters..];
+    let code = if (2..=3).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) {
+        digits.parse::<u32>().ok()?
+    } else if digits.len() == 2 && digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        u32::from_str_radix(digits, 16).ok()?
+    } else {
+        return None;
+    };
+    char::from_u32(code)
+        .filter(|c| !c.is_control() && (c.is_ascii_graphic() || *c as u32 >= 0xA0))
+        .map(String::from)
+}
+
+fn glyph_list(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "space" | "nbspace" | "nonbreakingspace" => " ",
+        "exclam" => "!",
+        "quotedbl" => "\"",
+        "numbersign" => "#",
+        "dollar" => "$",
+        "percent" => "%",
+        "ampersand" => "&",
+        "quotesingle" => "'",
+        "parenleft" => "(",
+        "parenright" => ")",
+        "asterisk" => "*",
+        "plus" => "+",
+        "comma" => ",",
+        "hyphen" | "minus" | "sfthyphen" => "-",
+        "period" => ".",
+        "slash" => "/",
+        "zero" => "0",
+        "one" => "1",
+        "two" => "2",
+        "three" => "3",
+        "four" => "4",
+        "five" => "5",
+        "six" => "6",
+        "seven" => "7",
+        "eight" => "8",
+        "nine" => "9",
+        "colon" => ":",
+        "semicolon" => ";",
+        "less" => "<",
+        "equal" => "=",
+        "greater" => ">",
+        "question" => "?",
+        "at" => "@",
+        "bracketleft" => "[",
+        "backslash" => "\\",
+        "bracketright" => "]",
+        "asciicircum" => "^",
+        "underscore" => "_",
+        "grave" => "`",
+        "braceleft" => "{",
+        "bar" => "|",
+        "braceright" => "}",
+        "asciitilde" => "~",
+        "quoteleft" => "\u{2018}",
+        "quoteright" => "\u{2019}",
+        "quotedblleft" => "\u{201C}",
+        "quotedblright" => "\u{201D}",
+        "quotesinglbase" => "\u{201A}",
+        "quotedblbase" => "\u{201E}",
+        "endash" => "\u{2013}",
+        "emdash" => "\u{2014}",
+        "bullet" => "\u{2022}",
+        "ellipsis" => "\u{2026}",
+        "dagger" => "\u{2020}",
+        "daggerdbl" => "\u{2021}",
+        "fi" => "fi",
+        "fl" => "fl",
+        "ff" => "ff",
+        "ffi" => "ffi",
+        "ffl" => "ffl",
+        "dotlessi" => "\u{131}",
+        "germandbls" => "ß",
+        "ae" => "æ",
+        "AE" => "Æ",
+        "oe" => "œ",
+        "OE" => "Œ",
+        "oslash" => "ø",
+        "Oslash" => "Ø",
+        "lslash" => "ł",
+        "Lslash" => "Ł",
+        "eth" => "ð",
+        "Eth" => "Ð",
+        "thorn" => "þ",
+        "Thorn" => "Þ",
+        "copyright" => "©",
+        "registered" => "®",
+        "trademark" => "™",
+        "degree" => "°",
+        "section" => "§",
+        "paragraph" => "¶",
+        "cent" => "¢",
+        "sterling" => "£",
+        "yen" => "¥",
+        "Euro" | "euro" => "€",
+        "currency" => "¤",
+        "florin" => "ƒ",
+        "exclamdown" => "¡",
+        "questiondown" => "¿",
+        "guillemotleft" => "«",
+        "guillemotright" => "»",
+        "guilsinglleft" => "‹",
+        "guilsinglright" => "›",
+        "periodcentered" => "·",
+        "multiply" => "×",
+        "divide" => "÷",
+        "plusminus" => "±",
+        "mu" => "µ",
+        "fraction" => "⁄",
+        "perthousand" => "‰",
+        "ordfeminine" => "ª",
+        "ordmasculine" => "º",
+        "onehalf" => "½",
+        "onequarter" => "¼",
+        "threequarters" => "¾",
+        "onesuperior" => "¹",
+        "twosuperior" => "²",
+        "threesuperior" => "³",
+        "logicalnot" => "¬",
+        "brokenbar" => "¦",
+        "acute" => "´",
+        "dieresis" => "¨",
+        "macron" => "¯",
+        "cedilla" => "¸",
+        "circumflex" => "ˆ",
+        "tilde" => "˜",
+        "caron" => "ˇ",
+        "breve" => "˘",
+        "dotaccent" => "˙",
+        "ring" => "˚",
+        "ogonek" => "˛",
+        "hungarumlaut" => "˝",
+        "alpha" => "α",
+        "beta" => "β",
+        "gamma" => "γ",
+        "delta" => "δ",
+        "epsilon" => "ε",
+        "pi" => "π",
+        "sigma" => "σ",
+        "lambda" => "λ",
+        "theta" => "θ",
+        "omega" => "ω",
+        "Delta" => "∆",
+        "Omega" => "Ω",
+        "infinity" => "∞",
+        "summation" => "∑",
+        "product" => "∏",
+        "integral" => "∫",
+        "radical" => "√",
+        "notequal" => "≠",
+        "lessequal" => "≤",
+        "greaterequal" => "≥",
+        "approxequal" => "≈",
+        "partialdiff" => "∂",
+        "lozenge" => "◊",
+        "arrowright" => "→",
+        "arrowleft" => "←",
+        "arrowup" => "↑",
+        "arrowdown" => "↓",
+        _ => return None,
+    })
+}
+
+/// `eacute` → `é` and friends: a base letter followed by an accent name.
+fn accented(name: &str) -> Option<char> {
+    const ACCENTS: [(&str, &str, &str); 13] = [
+        ("acute", "aeiouyAEIOUYcnszCNSZ", "áéíóúýÁÉÍÓÚÝćńśźĆŃŚŹ"),
+        ("grave", "aeiouAEIOU", "àèìòùÀÈÌÒÙ"),
+        ("circumflex", "aeiouAEIOU", "âêîôûÂÊÎÔÛ"),
+        ("dieresis", "aeiouyAEIOUY", "äëïöüÿÄËÏÖÜŸ"),
+        ("tilde", "anoANO", "ãñõÃÑÕ"),
+        ("ring", "auAU", "åůÅŮ"),
+        ("cedilla", "cstCST", "çşţÇŞŢ"),
+        ("caron", "cdenrstzCDENRSTZ", "čďěňřšťžČĎĚŇŘŠŤŽ"),
+        ("macron", "aeiouAEIOU", "āēīōūĀĒĪŌŪ"),
+        ("breve", "agAG", "ăğĂĞ"),
+        ("dotaccent", "ezgEZGI", "ėżġĖŻĠİ"),
+        ("ogonek", "aeAE", "ąęĄĘ"),
+        ("hungarumlaut", "ouOU", "őűŐŰ"),
+    ];
+    let mut chars = name.chars();
+    let base = chars.next()?;
+    let rest = chars.as_str();
+    ACCENTS
+        .iter()
+        .find(|(a, _, _)| *a == rest)
+        .and_then(|(_, bases, out)| {
+            bases
+                .chars()
+                .position(|b| b == base)
+                .and_then(|i| out.chars().nth(i))
+        })
+}
+
+/// Widths of the standard fonts for codes 32..=126 (Adobe's AFM metrics).
+fn standard_widths(base: &str) -> Option<&'static [u16; 95]> {
+    let name = base.rsplit('+').next().unwrap_or(base);
+    if name.starts_with("Courier") {
+        Some(&COURIER)
+    } else if name.starts_with("Helvetica") || name.starts_with("Arial") {
+        Some(&HELVETICA)
+    } else if name.starts_with("Times") {
+        Some(&TIMES)
+    } else {
+        None
+    }
+}
+
+static COURIER: [u16; 95] = [600; 95];
+
+static HELVETICA: [u16; 95] = [
+    278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278,
+    278, // space../
+    556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556, // 0..?
+    1015, 667, 667, 722, 722, 667, 611, 778, 722, 278, 500, 667, 556, 833, 722, 778, // @..O
+    667, 778, 722, 667, 611, 722, 667, 944, 667, 667, 611, 278, 278, 278, 469, 556, // P.._
+    333, 556, 556, 500, 556, 556, 278, 556, 556, 222, 222, 500, 222, 833, 556, 556, // `..o
+    556, 556, 333, 500, 278, 556, 500, 722, 500, 500, 500, 334, 260, 334, 584, // p..~
+];
+
+static TIMES: [u16; 95] = [
+    250, 333, 408, 500, 500, 833, 778, 180, 333, 333, 500, 564, 250, 333, 250,
+    278, // space../
+    500, 500, 500, 500, 500, 500, 500, 500, 500, 500, 278, 278, 564, 564, 564, 444, // 0..?
+    921, 722, 667, 667, 722, 611, 556, 722, 722, 333, 389, 722, 611, 889, 722, 722, // @..O
+    556, 722, 667, 556, 611, 722, 722, 944, 722, 722, 611, 333, 278, 333, 469, 500, // P.._
+    333, 444, 500, 444, 500, 444, 333, 500, 500, 278, 278, 500, 278, 778, 500, 500, // `..o
+    500, 500, 333, 389, 278, 500, 500, 722, 500, 500, 444, 480, 200, 480, 541, // p..~
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glyph_names() {
+        assert_eq!(glyph_to_unicode("eacute").as_deref(), Some("é"));
+        assert_eq!(glyph_to_unicode("uni00410042").as_deref(), Some("AB"));
+        assert_eq!(glyph_to_unicode("u1F600").as_deref(), Some("😀"));
+        assert_eq!(glyph_to_unicode("f_f_i").as_deref(), Some("ffi"));
+        assert_eq!(glyph_to_unicode("a.sc").as_deref(), Some("a"));
+        assert_eq!(glyph_to_unicode("quoteright").as_deref(), Some("\u{2019}"));
+        assert_eq!(glyph_to_unicode("a97").as_deref(), Some("a"));
+        assert_eq!(glyph_to_unicode("G3A").as_deref(), Some(":"));
+        assert_eq!(glyph_to_unicode("abc"), None);
+    }
+
+    #[test]
+    fn tounicode_cmap() {
+        let cm = CMap::parse(
+            b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap\n\
+              1 begincodespacerange <0000> <FFFF> endcodespacerange\n\
+              2 beginbfchar <0003> <0020> <0011> <00660069> endbfchar\n\
+              1 beginbfrange <0024> <0026> <0041> endbfrange\n\
+              1 beginbfrange <0030> <0031> [<0078> <0079>] endbfrange\n\
+              endcmap CMapName currentdict /CMap defineresource pop end end",
+        );
+        assert_eq!(cm.get(2, 3).map(String::as_str), Some(" "));
+        assert_eq!(cm.get(2, 0x11).map(String::as_str), Some("fi"));
+        assert_eq!(cm.get(2, 0x26).map(String::as_str), Some("C"));
+        assert_eq!(cm.get(2, 0x31).map(String::as_str), Some("y"));
+        assert_eq!(cm.code_len(&[0, 3, 0, 4], 1), 2);
+    }
+
+    #[test]
+    fn encodings() {
+        assert_eq!(base_char(BaseEncoding::WinAnsi, 0x93), Some('\u{201C}'));
+        assert_eq!(base_char(BaseEncoding::Standard, 0x27), Some('\u{2019}'));
+        assert_eq!(base_char(BaseEncoding::MacRoman, 0x8E), Some('é'));
+        assert_eq!(
+            base_text(BaseEncoding::Standard, 0xAE).as_deref(),
+            Some("fi")
+        );
+    }
+}

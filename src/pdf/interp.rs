@@ -1,0 +1,439 @@
+//! The content-stream interpreter: runs a page's operators over the graphics and text
+//! state and emits positioned glyphs.
+//!
+//! Handled: `cm`, `q`/`Q`; `BT`/`ET`; `Tc`, `Tw`, `Tz`, `TL`, `Tf`, `Ts`, `Tr`; `Td`, `TD`,
+//! `Tm`, `T*`; `Tj`, `TJ` (with kerning), `'`, `"`; `Do` of Form XObjects (with their own
+//! resources, falling back to the caller's, depth-limited and cycle-safe). Glyph positions
+//! follow the PDF text rendering formula: `Trm = [Tfs·Th 0 0 Tfs 0 Ts] × Tm × CTM`, and each
+//! glyph advances `Tm` by `((w0·Tfs) + Tc + Tw) · Th`.
+
+use super::font::{Char, Font};
+use super::lexer::{Lexer, Operand};
+use lopdf::{Dictionary, Document, Object, ObjectId};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// A glyph placed on the page (PDF user space, origin bottom-left).
+#[derive(Debug, Clone)]
+pub struct Glyph {
+    /// Its Unicode text.
+    pub text: String,
+    /// Origin.
+    pub x: f64,
+    /// Origin.
+    pub y: f64,
+    /// Advance along the baseline, in user space.
+    pub adv: f64,
+    /// Font size in user space.
+    pub size: f64,
+    /// Unit vector along the baseline.
+    pub dir: (f64, f64),
+}
+
+type Matrix = [f64; 6];
+
+fn mul(a: &Matrix, b: &Matrix) -> Matrix {
+    [
+        a[0] * b[0] + a[1] * b[2],
+        a[0] * b[1] + a[1] * b[3],
+        a[2] * b[0] + a[3] * b[2],
+        a[2] * b[1] + a[3] * b[3],
+        a[4] * b[0] + a[5] * b[2] + b[4],
+        a[4] * b[1] + a[5] * b[3] + b[5],
+    ]
+}
+
+const IDENTITY: Matrix = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+
+#[derive(Clone)]
+struct TextState {
+    char_spacing: f64,
+    word_spacing: f64,
+    hscale: f64,
+    leading: f64,
+    rise: f64,
+    font: Option<Rc<Font>>,
+    size: f64,
+}
+
+#[derive(Clone)]
+struct GState {
+    ctm: Matrix,
+    text: TextState,
+}
+
+/// Limits that keep a hostile page bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Operators interpreted per page, Form XObjects included.
+    pub max_ops: usize,
+    /// Glyphs emitted per page.
+    pub max_glyphs: usize,
+    /// Form XObject nesting.
+    pub max_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_ops: 5_000_000,
+            max_glyphs: 2_000_000,
+            max_depth: 12,
+        }
+    }
+}
+
+/// Fonts shared by the pages of one document, by object id (or by the resource dictionary
+/// entry for inline font dictionaries).
+#[derive(Default)]
+pub struct FontCache {
+    fonts: HashMap<ObjectId, Rc<Font>>,
+}
+
+/// Interprets one page. `truncated` is set when a limit cut it short.
+pub struct Interpreter<'d> {
+    doc: &'d Document,
+    cache: &'d mut FontCache,
+    limits: Limits,
+    ops: usize,
+    /// Glyphs so far.
+    pub glyphs: Vec<Glyph>,
+    /// Whether a limit stopped the page early.
+    pub truncated: bool,
+    chars: Vec<Char>,
+}
+
+fn deref<'a>(doc: &'a Document, o: &'a Object) -> &'a Object {
+    doc.dereference(o).map(|(_, o)| o).unwrap_or(o)
+}
+
+/// A resource lookup chain: the innermost dictionaries first.
+#[derive(Clone)]
+pub struct Resources<'d> {
+    dicts: Vec<&'d Dictionary>,
+}
+
+impl<'d> Resources<'d> {
+    /// The resources of a page, inherited ones included.
+    pub fn of_page(doc: &'d Document, page: ObjectId) -> Resources<'d> {
+        let mut dicts = Vec::new();
+        if let Ok((inline, ids)) = doc.get_page_resources(page) {
+            dicts.extend(inline);
+            for id in ids {
+                if let Ok(d) = doc.get_dictionary(id) {
+                    dicts.push(d);
+                }
+            }
+        }
+        Resources { dicts }
+    }
+
+    fn lookup(
+        &self,
+        doc: &'d Document,
+        category: &[u8],
+        name: &[u8],
+    ) -> Option<(Option<ObjectId>, &'d Object)> {
+        for d in &self.dicts {
+            let Some(cat) = d
+                .get(category)
+                .ok()
+                .map(|o| deref(doc, o))
+                .and_then(|o| o.as_dict().ok())
+            else {
+                continue;
+            };
+            if let Ok(o) = cat.get(name) {
+                return Some(match o {
+                    Object::Reference(id) => (Some(*id), doc.get_object(*id).ok()?),
+                    other => (None, other),
+                });
+            }
+        }
+        None
+    }
+}
+
+impl<'d> Interpreter<'d> {
+    /// A fresh interpreter for one page.
+    pub fn new(doc: &'d Document, cache: &'d mut FontCache, limits: Limits) -> Self {
+        Self {
+            doc,
+            cache,
+            limits,
+            ops: 0,
+            glyphs: Vec::new(),
+            truncated: false,
+            chars: Vec::new(),
+        }
+    }
+
+    fn font(&mut self, res: &Resources<'d>, name: &[u8]) -> Option<Rc<Font>> {
+        let (id, obj) = res.lookup(self.doc, b"Font", name)?;
+        let dict = obj.as_dict().ok()?;
+        if let Some(id) = id {
+            if let Some(f) = self.cache.fonts.get(&id) {
+                return Some(f.clone());
+            }
+            let f = Rc::new(Font::load(self.doc, dict));
+            self.cache.fonts.insert(id, f.clone());
+            return Some(f);
+        }
+        Some(Rc::new(Font::load(self.doc, dict)))
+    }
+
+    /// Runs a content stream with `res` under `ctm`. `seen` holds the Form XObjects being
+    /// run, to break cycles.
+    pub fn run(
+        &mut self,
+        content: &[u8],
+        res: &Resources<'d>,
+        ctm: Matrix,
+        seen: &mut Vec<ObjectId>,
+    ) {
+        let mut gs = GState {
+            ctm,
+            text: TextState {
+                char_spacing: 0.0,
+                word_spacing: 0.0,
+                hscale: 1.0,
+                leading: 0.0,
+                rise: 0.0,
+                font: None,
+                size: 0.0,
+            },
+        };
+        let mut stack: Vec<GState> = Vec::new();
+        let mut tm = IDENTITY;
+        let mut tlm = IDENTITY;
+        let mut lx = Lexer::new(content);
+        let mut args: Vec<Operand> = Vec::with_capacity(8);
+        while let Some((op, a)) = lx.next() {
+            args.clear();
+            args.extend(a);
+            self.ops += 1;
+            if self.ops > self.limits.max_ops || self.glyphs.len() > self.limits.max_glyphs {
+                self.truncated = true;
+                return;
+            }
+            let n = |i: usize| args.get(i).and_then(Operand::num).unwrap_or(0.0);
+            match op {
+                b"q" if stack.len() < 256 => stack.push(gs.clone()),
+                b"Q" => {
+                    if let Some(s) = stack.pop() {
+                        gs = s;
+                    }
+                }
+                b"cm" if args.len() >= 6 => {
+                    gs.ctm = mul(&[n(0), n(1), n(2), n(3), n(4), n(5)], &gs.ctm);
+                }
+                b"BT" => {
+                    tm = IDENTITY;
+                    tlm = IDENTITY;
+                }
+                b"Tc" => gs.text.char_spacing = n(0),
+                b"Tw" => gs.text.word_spacing = n(0),
+                b"Tz" => gs.text.hscale = n(0) / 100.0,
+                b"TL" => gs.text.leading = n(0),
+                b"Ts" => gs.text.rise = n(0),
+                b"Tf" => {
+                    if let Some(Operand::Name(name)) = args.first() {
+                        gs.text.font = self.font(res, name);
+                    }
+                    gs.text.size = n(1);
+                }
+                b"Td" => {
+                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, n(0), n(1)], &tlm);
+                    tm = tlm;
+                }
+                b"TD" => {
+                    gs.text.leading = -n(1);
+                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, n(0), n(1)], &tlm);
+                    tm = tlm;
+                }
+                b"Tm" if args.len() >= 6 => {
+                    tlm = [n(0), n(1), n(2), n(3), n(4), n(5)];
+                    tm = tlm;
+                }
+                b"T*" => {
+                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, -gs.text.leading], &tlm);
+                    tm = tlm;
+                }
+                b"Tj" => {
+                    if let Some(Operand::Str(s)) = args.first() {
+                        let s = s.clone();
+                        self.show(&gs, &mut tm, &s);
+                    }
+                }
+                b"'" | b"\"" => {
+                    if op == b"\"" {
+                        gs.text.word_spacing = n(0);
+                        gs.text.char_spacing = n(1);
+                    }
+                    tlm = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, -gs.text.leading], &tlm);
+                    tm = tlm;
+                    if let Some(Operand::Str(s)) = args.last() {
+                        let s = s.clone();
+                        self.show(&gs, &mut tm, &s);
+                    }
+                }
+                b"TJ" => {
+                    if let Some(Operand::Array(items)) = args.first() {
+                        let items = items.clone();
+                        for item in &items {
+                            match item {
+                                Operand::Str(s) => self.show(&gs, &mut tm, s),
+                                Operand::Number(k) => {
+                                    let tx = -k / 1000.0 * gs.text.size * gs.text.hscale;
+                                    let vertical =
+                                        gs.text.font.as_ref().is_some_and(|f| f.vertical);
+                                    tm = if vertical {
+                                        mul(
+                                            &[1.0, 0.0, 0.0, 1.0, 0.0, -k / 1000.0 * gs.text.size],
+                                            &tm,
+                                        )
+                                    } else {
+                                        mul(&[1.0, 0.0, 0.0, 1.0, tx, 0.0], &tm)
+                                    };
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                b"Do" => {
+                    if let Some(Operand::Name(name)) = args.first() {
+                        let name = name.clone();
+                        self.form(res, &name, &gs.ctm, seen);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn form(&mut self, res: &Resources<'d>, name: &[u8], ctm: &Matrix, seen: &mut Vec<ObjectId>) {
+        if seen.len() >= self.limits.max_depth {
+            return;
+        }
+        let Some((id, Object::Stream(stream))) = res.lookup(self.doc, b"XObject", name) else {
+            return;
+        };
+        if stream.dict.get(b"Subtype").and_then(Object::as_name).ok() != Some(b"Form") {
+            return;
+        }
+        if let Some(id) = id {
+            if seen.contains(&id) {
+                return;
+            }
+            seen.push(id);
+        }
+        let doc = self.doc;
+        let matrix: Vec<f64> = stream
+            .dict
+            .get(b"Matrix")
+            .ok()
+            .map(|o| deref(doc, o))
+            .and_then(|o| o.as_array().ok())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|o| match deref(doc, o) {
+                        Object::Integer(i) => Some(*i as f64),
+                        Object::Real(r) => Some(*r as f64),
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let m = if matrix.len() == 6 {
+            [
+                matrix[0], matrix[1], matrix[2], matrix[3], matrix[4], matrix[5],
+            ]
+        } else {
+            IDENTITY
+        };
+        let mut inner = res.clone();
+        if let Some(d) = stream
+            .dict
+            .get(b"Resources")
+            .ok()
+            .map(|o| deref(doc, o))
+            .and_then(|o| o.as_dict().ok())
+        {
+            inner.dicts.insert(0, d);
+        }
+        let content = stream
+            .decompressed_content()
+            .unwrap_or_else(|_| stream.content.clone());
+        self.run(&content, &inner, mul(&m, ctm), seen);
+        if id.is_some() {
+            seen.pop();
+        }
+    }
+
+    fn show(&mut self, gs: &GState, tm: &mut Matrix, bytes: &[u8]) {
+        let Some(font) = gs.text.font.clone() else {
+            return;
+        };
+        let t = &gs.text;
+        self.chars.clear();
+        font.decode(bytes, &mut self.chars);
+        for k in 0..self.chars.len() {
+            let c = &self.chars[k];
+            let trm = mul(
+                &[t.size * t.hscale, 0.0, 0.0, t.size, 0.0, t.rise],
+                &mul(tm, &gs.ctm),
+            );
+            let spacing = t.char_spacing + if c.is_space_code { t.word_spacing } else { 0.0 };
+            let (advance, step) = if font.vertical {
+                let ty = -(t.size + spacing); // vertical: one em down per glyph, approximately
+                (ty.abs(), [1.0, 0.0, 0.0, 1.0, 0.0, ty])
+            } else {
+                let tx = (c.width * t.size + spacing) * t.hscale;
+                (tx, [1.0, 0.0, 0.0, 1.0, tx, 0.0])
+            };
+            // Direction and scale of the baseline in user space.
+            let base = mul(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0], &mul(tm, &gs.ctm));
+            let len = (base[0] * base[0] + base[1] * base[1]).sqrt();
+            let dir = if len > 1e-9 {
+                (base[0] / len, base[1] / len)
+            } else {
+                (1.0, 0.0)
+            };
+            let size = (trm[2] * trm[2] + trm[3] * trm[3]).sqrt() * font.size_factor;
+            self.glyphs.push(Glyph {
+                text: c.text.clone(),
+                x: trm[4],
+                y: trm[5],
+                adv: advance * len,
+                size,
+                dir,
+            });
+            *tm = mul(&step, tm);
+        }
+    }
+}
+
+/// The concatenated, decoded content streams of a page. Streams that fail to decode are
+/// skipped and counted.
+pub fn page_content(doc: &Document, page: ObjectId) -> (Vec<u8>, usize) {
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for id in doc.get_page_contents(page) {
+        match doc.get_object(id) {
+            Ok(Object::Stream(s)) => match s.decompressed_content() {
+                Ok(c) => {
+                    out.extend_from_slice(&c);
+                    out.push(b'\n');
+                }
+                Err(_) if s.dict.get(b"Filter").is_err() => {
+                    out.extend_from_slice(&s.content);
+                    out.push(b'\n');
+                }
+                Err(_) => bad += 1,
+            },
+            _ => bad += 1,
+        }
+    }
+    (out, bad)
+}
