@@ -54,7 +54,7 @@ impl CMap {
     /// Parses a CMap stream; whatever cannot be read is skipped.
     pub fn parse(data: &[u8]) -> CMap {
         let mut m = CMap::default();
-        let mut lx = Lexer::new(data);
+        let mut lx = Lexer::with_max_operands(data, super::lexer::MAX_CMAP_OPERANDS);
         while let Some((op, args)) = lx.next() {
             let args: Vec<Operand> = args.collect();
             match op {
@@ -875,6 +875,25 @@ mod tests {
         assert_eq!(cm.get(2, 0x26).map(String::as_str), Some("C"));
         assert_eq!(cm.get(2, 0x31).map(String::as_str), Some("y"));
         assert_eq!(cm.code_len(&[0, 3, 0, 4], 1), 2);
+    }
+
+    /// Regression: a bfchar block of 49 pairs (98 operands) lost its first 17 entries to the
+    /// content-stream operand limit (the Bitcoin paper in the corpus).
+    #[test]
+    fn long_bfchar_blocks_keep_every_entry() {
+        let mut src =
+            String::from("1 begincodespacerange <00> <FF> endcodespacerange 100 beginbfchar\n");
+        for c in 0..100u32 {
+            src.push_str(&format!("<{c:02X}> <{:04X}>\n", 0x4E00 + c));
+        }
+        src.push_str("endbfchar");
+        let cm = CMap::parse(src.as_bytes());
+        for c in 0..100u32 {
+            assert_eq!(
+                cm.get(1, c).and_then(|s| s.chars().next()),
+                char::from_u32(0x4E00 + c)
+            );
+        }
     }
 
     #[test]

@@ -32,8 +32,11 @@ impl Operand {
     }
 }
 
-/// Most operands kept before an operator (more is junk; the oldest are dropped).
+/// Most operands kept before a content-stream operator (more is junk; the oldest are
+/// dropped). CMaps need more: a `bfrange` block holds up to 100 entries of three operands.
 const MAX_OPERANDS: usize = 64;
+/// The limit for CMaps.
+pub const MAX_CMAP_OPERANDS: usize = 1024;
 /// Deepest array nesting followed.
 const MAX_DEPTH: usize = 32;
 
@@ -42,6 +45,7 @@ pub struct Lexer<'a> {
     data: &'a [u8],
     pos: usize,
     operands: Vec<Operand>,
+    max_operands: usize,
 }
 
 fn is_white(b: u8) -> bool {
@@ -62,6 +66,15 @@ impl<'a> Lexer<'a> {
             data,
             pos: 0,
             operands: Vec::new(),
+            max_operands: MAX_OPERANDS,
+        }
+    }
+
+    /// The same, keeping up to `n` operands per operator.
+    pub fn with_max_operands(data: &'a [u8], n: usize) -> Self {
+        Self {
+            max_operands: n.max(1),
+            ..Self::new(data)
         }
     }
 
@@ -305,7 +318,7 @@ impl<'a> Lexer<'a> {
     pub fn next(&mut self) -> Option<(&'a [u8], std::vec::Drain<'_, Operand>)> {
         loop {
             while let Some(o) = self.object(0) {
-                if self.operands.len() >= MAX_OPERANDS {
+                if self.operands.len() >= self.max_operands {
                     self.operands.remove(0);
                 }
                 self.operands.push(o);
@@ -398,7 +411,9 @@ mod tests {
 
     #[test]
     fn survives_junk_and_inline_images() {
-        let v = ops(b"q BI /W 2 /H 2 ID \x00\xffEI\x01 EI Q ) ] 1 0 0 1 5 5 cm (x) Tj <<\x01/A (b>>)>> BDC");
+        let v = ops(
+            b"q BI /W 2 /H 2 ID \x00\xffEI\x01 EI Q ) ] 1 0 0 1 5 5 cm (x) Tj <<\x01/A (b>>)>> BDC",
+        );
         let names: Vec<&str> = v.iter().map(|(o, _)| o.as_str()).collect();
         assert_eq!(names, ["q", "Q", "cm", "Tj", "BDC"]);
     }
