@@ -313,13 +313,26 @@ impl<'d> Interpreter<'d> {
     }
 
     fn form(&mut self, res: &Resources<'d>, name: &[u8], ctm: &Matrix, seen: &mut Vec<ObjectId>) {
-        if seen.len() >= self.limits.max_depth {
-            return;
-        }
         let Some((id, Object::Stream(stream))) = res.lookup(self.doc, b"XObject", name) else {
             return;
         };
         if stream.dict.get(b"Subtype").and_then(Object::as_name).ok() != Some(b"Form") {
+            return;
+        }
+        self.run_form(id, stream, res, ctm, seen);
+    }
+
+    /// Runs a Form XObject (or an annotation's appearance stream) under `ctm`, with its own
+    /// resources in front of `res`.
+    pub fn run_form(
+        &mut self,
+        id: Option<ObjectId>,
+        stream: &'d lopdf::Stream,
+        res: &Resources<'d>,
+        ctm: &Matrix,
+        seen: &mut Vec<ObjectId>,
+    ) {
+        if seen.len() >= self.limits.max_depth {
             return;
         }
         if let Some(id) = id {
@@ -329,29 +342,7 @@ impl<'d> Interpreter<'d> {
             seen.push(id);
         }
         let doc = self.doc;
-        let matrix: Vec<f64> = stream
-            .dict
-            .get(b"Matrix")
-            .ok()
-            .map(|o| deref(doc, o))
-            .and_then(|o| o.as_array().ok())
-            .map(|a| {
-                a.iter()
-                    .filter_map(|o| match deref(doc, o) {
-                        Object::Integer(i) => Some(*i as f64),
-                        Object::Real(r) => Some(*r as f64),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let m = if matrix.len() == 6 {
-            [
-                matrix[0], matrix[1], matrix[2], matrix[3], matrix[4], matrix[5],
-            ]
-        } else {
-            IDENTITY
-        };
+        let m = form_matrix(doc, &stream.dict);
         let mut inner = res.clone();
         if let Some(d) = stream
             .dict
@@ -411,6 +402,139 @@ impl<'d> Interpreter<'d> {
             });
             *tm = mul(&step, tm);
         }
+    }
+}
+
+fn numbers(doc: &Document, o: Option<&Object>) -> Vec<f64> {
+    o.map(|o| deref(doc, o))
+        .and_then(|o| o.as_array().ok())
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| match deref(doc, o) {
+                    Object::Integer(i) => Some(*i as f64),
+                    Object::Real(r) => Some(*r as f64),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn form_matrix(doc: &Document, d: &Dictionary) -> Matrix {
+    let v = numbers(doc, d.get(b"Matrix").ok());
+    if v.len() == 6 {
+        [v[0], v[1], v[2], v[3], v[4], v[5]]
+    } else {
+        IDENTITY
+    }
+}
+
+/// Runs the normal appearance of every visible annotation of a page (form fields, free
+/// text, stamps), placed on its rectangle as the PDF specification (12.5.5) says.
+pub fn run_annotations<'d>(
+    it: &mut Interpreter<'d>,
+    doc: &'d Document,
+    page: ObjectId,
+    res: &Resources<'d>,
+) {
+    let Ok(page_dict) = doc.get_dictionary(page) else {
+        return;
+    };
+    let Some(annots) = page_dict
+        .get(b"Annots")
+        .ok()
+        .map(|o| deref(doc, o))
+        .and_then(|o| o.as_array().ok())
+    else {
+        return;
+    };
+    for a in annots.iter().take(10_000) {
+        let Some(annot) = deref(doc, a).as_dict().ok() else {
+            continue;
+        };
+        let flags = annot
+            .get(b"F")
+            .ok()
+            .and_then(|o| o.as_i64().ok())
+            .unwrap_or(0);
+        if flags & (2 | 32) != 0 {
+            continue; // Hidden or NoView
+        }
+        let Some(ap) = annot
+            .get(b"AP")
+            .ok()
+            .map(|o| deref(doc, o))
+            .and_then(|o| o.as_dict().ok())
+        else {
+            continue;
+        };
+        let Ok(normal) = ap.get(b"N") else { continue };
+        let (id, stream) = match normal {
+            Object::Reference(r) => match doc.get_object(*r) {
+                Ok(Object::Stream(s)) => (Some(*r), s),
+                Ok(Object::Dictionary(states)) => match pick_state(doc, annot, states) {
+                    Some(x) => x,
+                    None => continue,
+                },
+                _ => continue,
+            },
+            Object::Stream(s) => (None, s),
+            Object::Dictionary(states) => match pick_state(doc, annot, states) {
+                Some(x) => x,
+                None => continue,
+            },
+            _ => continue,
+        };
+        let rect = numbers(doc, annot.get(b"Rect").ok());
+        let bbox = numbers(doc, stream.dict.get(b"BBox").ok());
+        if rect.len() != 4 || bbox.len() != 4 {
+            continue;
+        }
+        let m = form_matrix(doc, &stream.dict);
+        // The bounding box transformed by the form matrix, mapped onto the rectangle.
+        let pts = [
+            (bbox[0], bbox[1]),
+            (bbox[2], bbox[1]),
+            (bbox[0], bbox[3]),
+            (bbox[2], bbox[3]),
+        ]
+        .map(|(x, y)| (x * m[0] + y * m[2] + m[4], x * m[1] + y * m[3] + m[5]));
+        let (tx0, tx1) = pts
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+        let (ty0, ty1) = pts
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+        let (rx0, rx1) = (rect[0].min(rect[2]), rect[0].max(rect[2]));
+        let (ry0, ry1) = (rect[1].min(rect[3]), rect[1].max(rect[3]));
+        let sx = if tx1 - tx0 > 1e-9 {
+            (rx1 - rx0) / (tx1 - tx0)
+        } else {
+            1.0
+        };
+        let sy = if ty1 - ty0 > 1e-9 {
+            (ry1 - ry0) / (ty1 - ty0)
+        } else {
+            1.0
+        };
+        let a = [sx, 0.0, 0.0, sy, rx0 - sx * tx0, ry0 - sy * ty0];
+        it.run_form(id, stream, res, &a, &mut Vec::new());
+    }
+}
+
+fn pick_state<'d>(
+    doc: &'d Document,
+    annot: &Dictionary,
+    states: &'d Dictionary,
+) -> Option<(Option<ObjectId>, &'d lopdf::Stream)> {
+    let state = annot.get(b"AS").ok().and_then(|o| o.as_name().ok())?;
+    match states.get(state).ok()? {
+        Object::Reference(r) => match doc.get_object(*r).ok()? {
+            Object::Stream(s) => Some((Some(*r), s)),
+            _ => None,
+        },
+        Object::Stream(s) => Some((None, s)),
+        _ => None,
     }
 }
 

@@ -8,6 +8,7 @@ pub mod font;
 pub mod interp;
 pub mod layout;
 pub mod lexer;
+pub mod repair;
 
 use interp::{FontCache, Interpreter, Limits, Resources};
 use lopdf::ObjectId;
@@ -86,8 +87,21 @@ impl Document {
         if !bytes.windows(5).take(1024).any(|w| w == b"%PDF-") {
             return Err(PdfError::new(ErrorKind::Malformed, "no %PDF- header"));
         }
-        let mut doc = lopdf::Document::load_mem(bytes)
-            .map_err(|e| PdfError::new(ErrorKind::Malformed, e.to_string()))?;
+        let mut doc = match lopdf::Document::load_mem(bytes) {
+            Ok(d) if !d.get_pages().is_empty() || d.is_encrypted() => d,
+            first => {
+                // The xref or trailer is broken: rebuild it from the objects in the file.
+                let rebuilt =
+                    repair::rebuild_xref(bytes).and_then(|b| lopdf::Document::load_mem(&b).ok());
+                match (rebuilt, first) {
+                    (Some(d), _) => d,
+                    (None, Ok(d)) => d,
+                    (None, Err(e)) => {
+                        return Err(PdfError::new(ErrorKind::Malformed, e.to_string()))
+                    }
+                }
+            }
+        };
         if doc.is_encrypted() && doc.decrypt("").is_err() {
             return Err(PdfError::new(
                 ErrorKind::Encrypted,
@@ -166,6 +180,7 @@ impl Document {
             [1.0, 0.0, 0.0, 1.0, 0.0, 0.0],
             &mut Vec::new(),
         );
+        interp::run_annotations(&mut it, &self.doc, id, &res);
         let truncated = it.truncated;
         let l = layout::layout(&it.glyphs);
         let error = if truncated {
