@@ -31,7 +31,9 @@ struct PeerArgs {
 
 fn main() -> ExitCode {
     if !std::env::args().any(|a| a == "--peer") {
-        return agent::main_with(Registry::with_synthetic());
+        let mut registry = Registry::with_synthetic();
+        neuralflow_swarm::pdf::tasks::register(&mut registry);
+        return agent::main_with(registry);
     }
     let args = PeerArgs::parse();
     let segment = match args.segment_fd {

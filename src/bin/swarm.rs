@@ -23,6 +23,38 @@ enum Command {
     /// Microbenchmarks.
     #[command(subcommand)]
     Bench(Bench),
+    /// Extract text from PDFs across agent processes: one JSON line per document.
+    Run {
+        /// PDF files or directories (searched recursively for *.pdf).
+        paths: Vec<PathBuf>,
+        /// Agent processes (default: the number of CPUs).
+        #[arg(long)]
+        agents: Option<u32>,
+        /// Where to write the JSON Lines (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Write a JSON summary of the run here.
+        #[arg(long)]
+        summary: Option<PathBuf>,
+        /// Read more paths from this file, one per line (`-` for stdin).
+        #[arg(long)]
+        files_from: Option<PathBuf>,
+        /// Per-agent memory limit (e.g. 1G).
+        #[arg(long, value_parser = parse_size)]
+        memory_limit: Option<u64>,
+        /// Time budget of one document (e.g. 30s).
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        timeout_per_doc: std::time::Duration,
+        /// Pages per task when a document is spread across agents.
+        #[arg(long, default_value_t = 16)]
+        chunk_pages: u32,
+        /// Fail instead of running unisolated when cgroups are unavailable.
+        #[arg(long)]
+        require_cgroups: bool,
+        /// The agent executable (default: `agent-bin` beside this one).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+    },
     /// Extract text in this process, one document after another (a reference for the swarm
     /// and a debugging aid). Writes JSON Lines to stdout.
     Extract {
@@ -91,6 +123,10 @@ enum Bench {
     },
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    neuralflow_swarm::task::parse_duration(s)
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     neuralflow_swarm::task::parse_size(s)
 }
@@ -98,6 +134,31 @@ fn parse_size(s: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run {
+            paths,
+            agents,
+            output,
+            summary,
+            files_from,
+            memory_limit,
+            timeout_per_doc,
+            chunk_pages,
+            require_cgroups,
+            agent_bin,
+        } => {
+            return run(RunArgs {
+                paths,
+                agents,
+                output,
+                summary,
+                files_from,
+                memory_limit,
+                timeout_per_doc,
+                chunk_pages,
+                require_cgroups,
+                agent_bin,
+            })
+        }
         Command::Extract { paths } => extract(&paths),
         Command::Bench(Bench::Ring {
             messages,
@@ -185,4 +246,118 @@ fn extract(paths: &[PathBuf]) -> Result<(), Box<dyn std::error::Error>> {
         out.write_all(b"\n")?;
     }
     Ok(())
+}
+
+struct RunArgs {
+    paths: Vec<PathBuf>,
+    agents: Option<u32>,
+    output: Option<PathBuf>,
+    summary: Option<PathBuf>,
+    files_from: Option<PathBuf>,
+    memory_limit: Option<u64>,
+    timeout_per_doc: std::time::Duration,
+    chunk_pages: u32,
+    require_cgroups: bool,
+    agent_bin: Option<PathBuf>,
+}
+
+/// `swarm run`: 0 every document ok, 3 some failed, 1 fatal error, 2 bad usage.
+fn run(a: RunArgs) -> ExitCode {
+    use neuralflow_swarm::pdf::job::{self, RunConfig};
+    use std::io::{BufRead, IsTerminal, Write};
+    let from: Option<Vec<String>> = match &a.files_from {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => Some(
+            std::io::stdin()
+                .lock()
+                .lines()
+                .map_while(Result::ok)
+                .collect(),
+        ),
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(s) => Some(s.lines().map(String::from).collect()),
+            Err(e) => {
+                eprintln!("swarm: --files-from {}: {e}", p.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
+    if a.paths.is_empty() && from.is_none() {
+        eprintln!("swarm run: no input: give PDF files or directories, or --files-from");
+        return ExitCode::from(2);
+    }
+    if let Some(missing) = a.paths.iter().find(|p| !p.exists()) {
+        eprintln!(
+            "swarm run: {}: no such file or directory",
+            missing.display()
+        );
+        return ExitCode::from(2);
+    }
+    let files = job::collect_inputs(&a.paths, from.as_deref());
+    let cfg = RunConfig {
+        agents: a
+            .agents
+            .unwrap_or_else(|| neuralflow_swarm::spawn::available_cpus() as u32)
+            .max(1),
+        files,
+        memory_limit: a.memory_limit,
+        timeout_per_doc: a.timeout_per_doc,
+        chunk_pages: a.chunk_pages,
+        require_cgroups: a.require_cgroups
+            || std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1"),
+        agent_bin: a.agent_bin,
+    };
+    let mut out: Box<dyn Write> = match &a.output {
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("swarm: --output {}: {e}", p.display());
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(cfg.files.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} documents, {msg} [{elapsed_precise}, ETA {eta}]",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let started = std::time::Instant::now();
+    let mut progress = |docs: u64, pages: u64| {
+        if let Some(b) = &bar {
+            b.set_position(docs);
+            let rate = pages as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            b.set_message(format!("{pages} pages, {rate:.0} pages/s"));
+        }
+    };
+    let result = job::run(&cfg, &mut out, &mut progress);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let summary = match result {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("swarm: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(p) = &a.summary {
+        let written = serde_json::to_vec_pretty(&summary)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(p, b));
+        if let Err(e) = written {
+            eprintln!("swarm: --summary {}: {e}", p.display());
+            return ExitCode::from(1);
+        }
+    }
+    if summary.failed_documents > 0 {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
 }

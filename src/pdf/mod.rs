@@ -6,16 +6,18 @@
 
 pub mod font;
 pub mod interp;
+pub mod job;
 pub mod layout;
 pub mod lexer;
 pub mod repair;
+pub mod tasks;
 
 use interp::{FontCache, Interpreter, Limits, Resources};
 use lopdf::ObjectId;
 use serde::Serialize;
 
 /// What kind of failure, as reported in `swarm run` output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     /// Not a readable PDF.
@@ -35,7 +37,7 @@ pub enum ErrorKind {
 }
 
 /// A failure with its kind.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, thiserror::Error)]
 #[error("{kind:?}: {message}")]
 pub struct PdfError {
     /// The kind.
