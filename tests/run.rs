@@ -123,9 +123,9 @@ fn page_counts_match_pdfinfo_for_every_document_read() {
             .contains(&kind));
         }
     }
-    // Regression guard: today 499 of 511 read cleanly (lopdf cannot open the rest even
-    // with the rebuilt xref).
-    assert!(ok >= 495, "only {ok} documents ok");
+    // Regression guard: today 506 of 511 read cleanly (3 cannot be opened, 2 have pages
+    // that fail).
+    assert!(ok >= 503, "only {ok} documents ok");
     let s: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
     assert_eq!(s["documents"], real);
     assert!(s["pages_per_second"].as_f64().unwrap() > 0.0);

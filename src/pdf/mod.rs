@@ -9,7 +9,6 @@ pub mod interp;
 pub mod job;
 pub mod layout;
 pub mod lexer;
-pub mod repair;
 pub mod tasks;
 
 use interp::{FontCache, Interpreter, Limits, Resources};
@@ -89,21 +88,9 @@ impl Document {
         if !bytes.windows(5).take(1024).any(|w| w == b"%PDF-") {
             return Err(PdfError::new(ErrorKind::Malformed, "no %PDF- header"));
         }
-        let mut doc = match lopdf::Document::load_mem(bytes) {
-            Ok(d) if !d.get_pages().is_empty() || d.is_encrypted() => d,
-            first => {
-                // The xref or trailer is broken: rebuild it from the objects in the file.
-                let rebuilt =
-                    repair::rebuild_xref(bytes).and_then(|b| lopdf::Document::load_mem(&b).ok());
-                match (rebuilt, first) {
-                    (Some(d), _) => d,
-                    (None, Ok(d)) => d,
-                    (None, Err(e)) => {
-                        return Err(PdfError::new(ErrorKind::Malformed, e.to_string()))
-                    }
-                }
-            }
-        };
+        // lopdf (0.47) rebuilds a broken cross-reference table itself, by scanning.
+        let mut doc = lopdf::Document::load_mem(bytes)
+            .map_err(|e| PdfError::new(ErrorKind::Malformed, e.to_string()))?;
         if doc.is_encrypted() && doc.decrypt("").is_err() {
             return Err(PdfError::new(
                 ErrorKind::Encrypted,
