@@ -24,37 +24,7 @@ enum Command {
     #[command(subcommand)]
     Bench(Bench),
     /// Extract text from PDFs across agent processes: one JSON line per document.
-    Run {
-        /// PDF files or directories (searched recursively for *.pdf).
-        paths: Vec<PathBuf>,
-        /// Agent processes (default: the number of CPUs).
-        #[arg(long)]
-        agents: Option<u32>,
-        /// Where to write the JSON Lines (default: stdout).
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Write a JSON summary of the run here.
-        #[arg(long)]
-        summary: Option<PathBuf>,
-        /// Read more paths from this file, one per line (`-` for stdin).
-        #[arg(long)]
-        files_from: Option<PathBuf>,
-        /// Per-agent memory limit (e.g. 1G).
-        #[arg(long, value_parser = parse_size)]
-        memory_limit: Option<u64>,
-        /// Time budget of one document (e.g. 30s).
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
-        timeout_per_doc: std::time::Duration,
-        /// Pages per task when a document is spread across agents.
-        #[arg(long, default_value_t = 16)]
-        chunk_pages: u32,
-        /// Fail instead of running unisolated when cgroups are unavailable.
-        #[arg(long)]
-        require_cgroups: bool,
-        /// The agent executable (default: `agent-bin` beside this one).
-        #[arg(long)]
-        agent_bin: Option<PathBuf>,
-    },
+    Run(RunArgs),
     /// Extract text in this process, one document after another (a reference for the swarm
     /// and a debugging aid). Writes JSON Lines to stdout.
     Extract {
@@ -134,31 +104,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run {
-            paths,
-            agents,
-            output,
-            summary,
-            files_from,
-            memory_limit,
-            timeout_per_doc,
-            chunk_pages,
-            require_cgroups,
-            agent_bin,
-        } => {
-            return run(RunArgs {
-                paths,
-                agents,
-                output,
-                summary,
-                files_from,
-                memory_limit,
-                timeout_per_doc,
-                chunk_pages,
-                require_cgroups,
-                agent_bin,
-            })
-        }
+        Command::Run(args) => return run(args),
         Command::Extract { paths } => extract(&paths),
         Command::Bench(Bench::Ring {
             messages,
@@ -248,16 +194,36 @@ fn extract(paths: &[PathBuf]) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+#[derive(clap::Args, Debug)]
 struct RunArgs {
+    /// PDF files or directories (searched recursively for *.pdf).
     paths: Vec<PathBuf>,
+    /// Agent processes (default: the number of CPUs).
+    #[arg(long)]
     agents: Option<u32>,
+    /// Where to write the JSON Lines (default: stdout).
+    #[arg(long)]
     output: Option<PathBuf>,
+    /// Write a JSON summary of the run here.
+    #[arg(long)]
     summary: Option<PathBuf>,
+    /// Read more paths from this file, one per line (`-` for stdin).
+    #[arg(long)]
     files_from: Option<PathBuf>,
+    /// Per-agent memory limit (e.g. 1G).
+    #[arg(long, value_parser = parse_size)]
     memory_limit: Option<u64>,
+    /// Time budget of one document (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     timeout_per_doc: std::time::Duration,
+    /// Pages per task when a document is spread across agents.
+    #[arg(long, default_value_t = 16)]
     chunk_pages: u32,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
     require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
     agent_bin: Option<PathBuf>,
 }
 
