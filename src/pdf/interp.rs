@@ -261,8 +261,7 @@ impl<'d> Interpreter<'d> {
                 }
                 b"Tj" => {
                     if let Some(Operand::Str(s)) = args.first() {
-                        let s = s.clone();
-                        self.show(&gs, &mut tm, &s);
+                        self.show(&gs, &mut tm, s);
                     }
                 }
                 b"'" | b"\"" => {
@@ -273,14 +272,12 @@ impl<'d> Interpreter<'d> {
                     tlm = mul(&[1.0, 0.0, 0.0, 1.0, 0.0, -gs.text.leading], &tlm);
                     tm = tlm;
                     if let Some(Operand::Str(s)) = args.last() {
-                        let s = s.clone();
-                        self.show(&gs, &mut tm, &s);
+                        self.show(&gs, &mut tm, s);
                     }
                 }
                 b"TJ" => {
                     if let Some(Operand::Array(items)) = args.first() {
-                        let items = items.clone();
-                        for item in &items {
+                        for item in items {
                             match item {
                                 Operand::Str(s) => self.show(&gs, &mut tm, s),
                                 Operand::Number(k) => {
@@ -367,14 +364,12 @@ impl<'d> Interpreter<'d> {
             return;
         };
         let t = &gs.text;
-        self.chars.clear();
-        font.decode(bytes, &mut self.chars);
-        for k in 0..self.chars.len() {
-            let c = &self.chars[k];
-            let trm = mul(
-                &[t.size * t.hscale, 0.0, 0.0, t.size, 0.0, t.rise],
-                &mul(tm, &gs.ctm),
-            );
+        let mut chars = std::mem::take(&mut self.chars);
+        font.decode(bytes, &mut chars);
+        for c in chars.drain(..) {
+            // Text space to user space for this glyph; its first row is the baseline.
+            let m = mul(tm, &gs.ctm);
+            let trm = mul(&[t.size * t.hscale, 0.0, 0.0, t.size, 0.0, t.rise], &m);
             let spacing = t.char_spacing + if c.is_space_code { t.word_spacing } else { 0.0 };
             let (advance, step) = if font.vertical {
                 let ty = -(t.size + spacing); // vertical: one em down per glyph, approximately
@@ -383,17 +378,15 @@ impl<'d> Interpreter<'d> {
                 let tx = (c.width * t.size + spacing) * t.hscale;
                 (tx, [1.0, 0.0, 0.0, 1.0, tx, 0.0])
             };
-            // Direction and scale of the baseline in user space.
-            let base = mul(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0], &mul(tm, &gs.ctm));
-            let len = (base[0] * base[0] + base[1] * base[1]).sqrt();
+            let len = (m[0] * m[0] + m[1] * m[1]).sqrt();
             let dir = if len > 1e-9 {
-                (base[0] / len, base[1] / len)
+                (m[0] / len, m[1] / len)
             } else {
                 (1.0, 0.0)
             };
             let size = (trm[2] * trm[2] + trm[3] * trm[3]).sqrt() * font.size_factor;
             self.glyphs.push(Glyph {
-                text: c.text.clone(),
+                text: c.text,
                 x: trm[4],
                 y: trm[5],
                 adv: advance * len,
@@ -402,6 +395,7 @@ impl<'d> Interpreter<'d> {
             });
             *tm = mul(&step, tm);
         }
+        self.chars = chars;
     }
 }
 
@@ -469,22 +463,13 @@ pub fn run_annotations<'d>(
             continue;
         };
         let Ok(normal) = ap.get(b"N") else { continue };
-        let (id, stream) = match normal {
-            Object::Reference(r) => match doc.get_object(*r) {
-                Ok(Object::Stream(s)) => (Some(*r), s),
-                Ok(Object::Dictionary(states)) => match pick_state(doc, annot, states) {
-                    Some(x) => x,
-                    None => continue,
-                },
-                _ => continue,
-            },
-            Object::Stream(s) => (None, s),
-            Object::Dictionary(states) => match pick_state(doc, annot, states) {
-                Some(x) => x,
-                None => continue,
-            },
-            _ => continue,
-        };
+        // Either one appearance, or one per state chosen by /AS (check boxes, radios).
+        let found = stream_of(doc, normal).or_else(|| {
+            let states = deref(doc, normal).as_dict().ok()?;
+            let state = annot.get(b"AS").ok()?.as_name().ok()?;
+            stream_of(doc, states.get(state).ok()?)
+        });
+        let Some((id, stream)) = found else { continue };
         let rect = numbers(doc, annot.get(b"Rect").ok());
         let bbox = numbers(doc, stream.dict.get(b"BBox").ok());
         if rect.len() != 4 || bbox.len() != 4 {
@@ -522,13 +507,12 @@ pub fn run_annotations<'d>(
     }
 }
 
-fn pick_state<'d>(
+/// A stream given inline or by reference, with its object id when it has one.
+fn stream_of<'d>(
     doc: &'d Document,
-    annot: &Dictionary,
-    states: &'d Dictionary,
+    o: &'d Object,
 ) -> Option<(Option<ObjectId>, &'d lopdf::Stream)> {
-    let state = annot.get(b"AS").ok().and_then(|o| o.as_name().ok())?;
-    match states.get(state).ok()? {
+    match o {
         Object::Reference(r) => match doc.get_object(*r).ok()? {
             Object::Stream(s) => Some((Some(*r), s)),
             _ => None,

@@ -62,7 +62,7 @@ fn push_text(out: &mut String, s: &str) {
     }
 }
 
-struct Open {
+struct Open<'g> {
     text: String,
     bbox: [f64; 4],
     /// End of the last glyph along the baseline.
@@ -71,7 +71,8 @@ struct Open {
     size: f64,
     origin: (f64, f64),
     pending_space: bool,
-    last: Option<(String, f64, f64)>,
+    /// The previous glyph of the line (to drop overprinted duplicates).
+    last: Option<&'g Glyph>,
 }
 
 fn extend(b: &mut [f64; 4], g: &Glyph) {
@@ -156,8 +157,9 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
             continue;
         }
         // Overprinted duplicates (fake bold): same text at (almost) the same place.
-        if let Some((t, lx, ly)) = &o.last {
-            if *t == g.text && (g.x - lx).abs() < 0.1 * size && (g.y - ly).abs() < 0.1 * size {
+        if let Some(l) = o.last {
+            if l.text == g.text && (g.x - l.x).abs() < 0.1 * size && (g.y - l.y).abs() < 0.1 * size
+            {
                 continue;
             }
         }
@@ -172,7 +174,7 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
         extend(&mut o.bbox, g);
         o.end = end;
         o.size = size;
-        o.last = Some((g.text.clone(), g.x, g.y));
+        o.last = Some(g);
     }
     close(&mut open, &mut lines);
 
