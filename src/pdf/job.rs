@@ -61,7 +61,9 @@ struct Doc {
     path: String,
     started: Instant,
     page_count: u32,
-    pages: Vec<serde_json::Value>,
+    /// Replies' pages as raw JSON, keyed by their first page number.
+    chunks: Vec<(u32, Vec<Box<serde_json::value::RawValue>>)>,
+    page_errors: u32,
     open_tasks: usize,
     error: Option<PdfError>,
 }
@@ -150,7 +152,8 @@ pub fn run(
                     path,
                     started: Instant::now(),
                     page_count: 0,
-                    pages: Vec::new(),
+                    chunks: Vec::new(),
+                    page_errors: 0,
                     open_tasks: 1,
                     error: None,
                 },
@@ -248,15 +251,13 @@ fn absorb(
         }
     };
     if let Some(e) = reply.error {
-        doc.error = Some(
-            serde_json::from_value(e)
-                .unwrap_or_else(|_| PdfError::new(ErrorKind::Malformed, "unreadable")),
-        );
+        doc.error = Some(e);
         return Ok(());
     }
     let first_reply = doc.page_count == 0;
     doc.page_count = reply.page_count;
-    doc.pages.extend(reply.pages);
+    doc.page_errors += reply.page_errors;
+    doc.chunks.push((reply.first, reply.pages));
     if first_reply && reply.page_count > chunk {
         let mut first = chunk + 1;
         while first <= reply.page_count {
@@ -277,25 +278,26 @@ fn absorb(
 
 /// The output line of a finished document, its page count, and whether it is ok.
 fn render(mut doc: Doc) -> (Vec<u8>, u64, bool) {
+    use serde_json::value::RawValue;
     #[derive(Serialize)]
     struct Line<'a> {
         path: &'a str,
         status: &'a str,
         page_count: u32,
-        pages: &'a [serde_json::Value],
+        pages: Vec<&'a RawValue>,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<&'a PdfError>,
     }
-    doc.pages
-        .sort_by_key(|p| p.get("number").and_then(|n| n.as_u64()).unwrap_or(0));
-    let page_errors = doc
-        .pages
+    // Replies are contiguous page ranges: order them by their first page.
+    doc.chunks.sort_by_key(|(first, _)| *first);
+    let pages: Vec<&RawValue> = doc
+        .chunks
         .iter()
-        .filter(|p| p.get("error").is_some())
-        .count();
-    let status = if doc.error.is_some() && doc.pages.is_empty() {
+        .flat_map(|(_, p)| p.iter().map(|r| &**r))
+        .collect();
+    let status = if doc.error.is_some() && pages.is_empty() {
         "error"
-    } else if doc.error.is_some() || page_errors > 0 || (doc.pages.len() as u32) < doc.page_count {
+    } else if doc.error.is_some() || doc.page_errors > 0 || (pages.len() as u32) < doc.page_count {
         "partial"
     } else {
         "ok"
@@ -303,18 +305,19 @@ fn render(mut doc: Doc) -> (Vec<u8>, u64, bool) {
     let partial_error = (status == "partial" && doc.error.is_none()).then(|| {
         PdfError::new(
             ErrorKind::Malformed,
-            format!("{page_errors} of {} pages failed", doc.page_count),
+            format!("{} of {} pages failed", doc.page_errors, doc.page_count),
         )
     });
+    let n = pages.len() as u64;
     let line = Line {
         path: &doc.path,
         status,
         page_count: doc.page_count,
-        pages: &doc.pages,
+        pages,
         error: doc.error.as_ref().or(partial_error.as_ref()),
     };
     let bytes = serde_json::to_vec(&line).unwrap_or_default();
-    (bytes, doc.pages.len() as u64, status == "ok")
+    (bytes, n, status == "ok")
 }
 
 /// The PDF files under `paths` (directories searched recursively), and from `files_from`

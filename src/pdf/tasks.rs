@@ -10,6 +10,7 @@
 use super::{Document, ErrorKind, Page, PdfError};
 use crate::agent::{Registry, TaskContext};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::cell::RefCell;
 
 /// Open a document and extract its first pages.
@@ -30,16 +31,23 @@ pub struct PageRequest {
     pub last: u32,
 }
 
-/// A task's output.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// A task's output. Pages stay raw JSON: the supervisor passes them through to the
+/// output without parsing them again.
+#[derive(Debug, Serialize, Deserialize, Default)]
 pub struct PageReply {
     /// Pages in the document.
     pub page_count: u32,
-    /// The pages extracted.
-    pub pages: Vec<serde_json::Value>,
+    /// Number of the first page in `pages`.
+    #[serde(default)]
+    pub first: u32,
+    /// The pages extracted, in order.
+    pub pages: Vec<Box<RawValue>>,
+    /// How many of `pages` carry an error.
+    #[serde(default)]
+    pub page_errors: u32,
     /// Set when the document could not be opened.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<serde_json::Value>,
+    pub error: Option<PdfError>,
 }
 
 thread_local! {
@@ -60,42 +68,33 @@ fn with_doc<R>(path: &str, f: impl FnOnce(&mut Document) -> R) -> Result<R, PdfE
     })
 }
 
-fn pages(
-    doc: &mut Document,
-    first: u32,
-    last: u32,
-    ctx: &TaskContext<'_>,
-) -> Vec<serde_json::Value> {
-    (first..=last.min(doc.page_count()))
-        .map(|n| {
-            ctx.beat();
-            let p: Page = doc.page(n);
-            serde_json::to_value(p).unwrap_or_default()
-        })
-        .collect()
+fn extract(doc: &mut Document, first: u32, last: u32, ctx: &TaskContext<'_>) -> PageReply {
+    let mut reply = PageReply {
+        page_count: doc.page_count(),
+        first,
+        ..PageReply::default()
+    };
+    for n in first..=last.min(doc.page_count()) {
+        ctx.beat();
+        let p: Page = doc.page(n);
+        reply.page_errors += u32::from(p.error.is_some());
+        if let Ok(raw) = serde_json::value::to_raw_value(&p) {
+            reply.pages.push(raw);
+        }
+    }
+    reply
 }
 
 fn handle(ctx: &TaskContext<'_>, doc_task: bool) -> Result<Vec<u8>, String> {
     let req: PageRequest =
         serde_json::from_slice(ctx.input()).map_err(|e| format!("bad request: {e}"))?;
-    let reply = match with_doc(&req.path, |doc| {
-        let (first, last) = if doc_task {
-            (1, req.last)
-        } else {
-            (req.first.max(1), req.last)
-        };
+    let first = if doc_task { 1 } else { req.first.max(1) };
+    let reply = with_doc(&req.path, |doc| extract(doc, first, req.last, ctx)).unwrap_or_else(|e| {
         PageReply {
-            page_count: doc.page_count(),
-            pages: pages(doc, first, last, ctx),
-            error: None,
-        }
-    }) {
-        Ok(r) => r,
-        Err(e) => PageReply {
-            error: serde_json::to_value(e).ok(),
+            error: Some(e),
             ..PageReply::default()
-        },
-    };
+        }
+    });
     serde_json::to_vec(&reply).map_err(|e| e.to_string())
 }
 
