@@ -192,6 +192,14 @@ impl SupervisorBuilder {
         self.cgroups = mode;
         self
     }
+    /// [`CgroupMode::Required`] if `yes`, else [`CgroupMode::Auto`].
+    pub fn require_cgroups(self, yes: bool) -> Self {
+        self.cgroups(if yes {
+            CgroupMode::Required
+        } else {
+            CgroupMode::Auto
+        })
+    }
     /// Use this cgroup hierarchy instead of detecting one.
     pub fn cgroup_hierarchy(mut self, h: Hierarchy) -> Self {
         self.hierarchy = Some(h);

@@ -136,14 +136,19 @@ impl std::str::FromStr for TaskSpec {
     }
 }
 
-/// Parses `250ms`, `1.5s`, `20us`, `100ns`, `2m`; a bare number is milliseconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
+/// Splits `"1.5G"` into `(1.5, "G")`.
+fn number_and_unit(s: &str) -> Option<(f64, &str)> {
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    Some((num.parse().ok()?, unit))
+}
+
+/// Parses `250ms`, `1.5s`, `20us`, `100ns`, `2m`; a bare number is milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (v, unit) = number_and_unit(s).ok_or_else(|| format!("bad duration {s:?}"))?;
     let scale = match unit.trim() {
         "" | "ms" => 1e-3,
         "s" => 1.0,
@@ -162,11 +167,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Parses `4096`, `64K`, `64M`, `1G`, `512MiB`, `1.5G` (binary multiples).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let v: f64 = num.parse().map_err(|_| format!("bad size {s:?}"))?;
+    let (v, unit) = number_and_unit(s).ok_or_else(|| format!("bad size {s:?}"))?;
     let unit = unit.trim().trim_end_matches("iB").trim_end_matches('B');
     let scale: f64 = match unit.to_ascii_uppercase().as_str() {
         "" => 1.0,

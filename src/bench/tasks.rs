@@ -8,7 +8,7 @@
 //! 4. Respawn: an agent is SIGKILLed; time until its replacement is ready for work.
 
 use crate::cgroup::Limits;
-use crate::supervisor::{CgroupMode, Shutdown, Supervisor};
+use crate::supervisor::{Shutdown, Supervisor};
 use crate::task::{Outcome, TaskSpec};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -150,11 +150,7 @@ pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> 
     let mut b = Supervisor::builder()
         .agents(cfg.agents)
         .limits(cfg.limits)
-        .cgroups(if cfg.require_cgroups {
-            CgroupMode::Required
-        } else {
-            CgroupMode::Auto
-        });
+        .require_cgroups(cfg.require_cgroups);
     if let Some(p) = &cfg.agent_bin {
         b = b.agent_bin(p);
     }

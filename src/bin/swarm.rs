@@ -93,6 +93,11 @@ enum Bench {
     },
 }
 
+/// `SWARM_REQUIRE_CGROUPS=1` makes missing cgroups an error, as `--require-cgroups` does.
+fn cgroups_required_by_env() -> bool {
+    std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
+}
+
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     neuralflow_swarm::task::parse_duration(s)
 }
@@ -135,8 +140,7 @@ fn main() -> ExitCode {
                     cpu_cores: cpu_limit,
                     pids: pids_limit,
                 },
-                require_cgroups: require_cgroups
-                    || std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1"),
+                require_cgroups: require_cgroups || cgroups_required_by_env(),
                 results,
                 overhead_tasks,
                 respawn_samples,
@@ -269,8 +273,7 @@ fn run(a: RunArgs) -> ExitCode {
         memory_limit: a.memory_limit,
         timeout_per_doc: a.timeout_per_doc,
         chunk_pages: a.chunk_pages,
-        require_cgroups: a.require_cgroups
-            || std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1"),
+        require_cgroups: a.require_cgroups || cgroups_required_by_env(),
         agent_bin: a.agent_bin,
     };
     let mut out: Box<dyn Write> = match &a.output {

@@ -9,7 +9,7 @@
 use super::tasks::{PageReply, PageRequest, PDF_DOC, PDF_PAGES};
 use super::{ErrorKind, PdfError};
 use crate::cgroup::Limits;
-use crate::supervisor::{CgroupMode, Shutdown, Supervisor};
+use crate::supervisor::{Shutdown, Supervisor};
 use crate::task::{DeathCause, Failure, Outcome, TaskSpec};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -114,11 +114,7 @@ pub fn run(
             memory_bytes: cfg.memory_limit,
             ..Limits::default()
         })
-        .cgroups(if cfg.require_cgroups {
-            CgroupMode::Required
-        } else {
-            CgroupMode::Auto
-        })
+        .require_cgroups(cfg.require_cgroups)
         // Extraction beats per page; a page that takes longer than this is stuck.
         .hang_timeout(cfg.timeout_per_doc.max(Duration::from_secs(1)));
     if let Some(p) = &cfg.agent_bin {
