@@ -347,6 +347,8 @@ struct State {
     last_health: Instant,
     rng: u64,
     scratch: Vec<Descriptor>,
+    /// Reused by `dispatch` for the agents' order.
+    order: Vec<usize>,
 }
 
 struct Shared {
@@ -535,6 +537,7 @@ impl Supervisor {
                 ^ u64::from(std::process::id())
                 ^ 0x9E37_79B9_7F4A_7C15,
             scratch: Vec::with_capacity(256),
+            order: Vec::new(),
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -981,10 +984,12 @@ impl State {
         let share = self.pending.len().div_ceil(ready).max(1);
         // Least-loaded first; ties go to the lowest slot, so a trickle of tasks keeps one
         // agent hot (spinning) instead of waking a different sleeping agent each time.
-        let mut order: Vec<usize> = (0..n).collect();
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(0..n);
         order.sort_by_key(|&i| self.agents[i].in_flight.len());
         let mut batch = std::mem::take(&mut self.scratch);
-        for i in order {
+        for &i in &order {
             if self.pending.is_empty() {
                 break;
             }
@@ -994,8 +999,7 @@ impl State {
             }
             let room = (depth - a.in_flight.len()).min(share);
             batch.clear();
-            let mut ids = Vec::with_capacity(room);
-            while ids.len() < room {
+            while batch.len() < room {
                 let Some(&id) = self.pending.front() else {
                     break;
                 };
@@ -1003,7 +1007,6 @@ impl State {
                     Some(d) => {
                         self.pending.pop_front();
                         batch.push(d);
-                        ids.push(id);
                     }
                     None => break, // no slab credit for its payload now
                 }
@@ -1015,17 +1018,18 @@ impl State {
                 Some(Ok(p)) => p,
                 _ => 0,
             };
-            for (d, &id) in batch.iter().zip(&ids).take(pushed) {
+            for d in &batch[..pushed] {
                 self.agents[i].in_flight.push_back(InFlight {
-                    id,
+                    id: d.task_id,
                     attempt: d.attempt,
                 });
             }
-            for &id in ids[pushed..].iter().rev() {
-                self.pending.push_front(id);
+            for d in batch[pushed..].iter().rev() {
+                self.pending.push_front(d.task_id);
             }
         }
         self.scratch = batch;
+        self.order = order;
     }
 
     /// The descriptor for a task's next attempt, lending its payload if it has one and
