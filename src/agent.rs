@@ -31,7 +31,6 @@ use crate::sync::Ordering;
 use crate::task::{kinds, status, ECHO_XOR};
 use std::collections::HashMap;
 use std::os::fd::RawFd;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a task handler sees.
@@ -508,6 +507,3 @@ pub fn main_with(registry: Registry) -> std::process::ExitCode {
         }
     }
 }
-
-/// Keeps the segment type in the public signature of agent binaries that embed it.
-pub type SharedSegment = Arc<Segment>;
