@@ -318,3 +318,38 @@ fn exit_status_says_what_happened() {
     let line: serde_json::Value = serde_json::from_slice(out.stdout.trim_ascii_end()).unwrap();
     assert_eq!(line["status"], "ok");
 }
+
+/// `swarm demo` needs no input: it generates its corpus, runs it through agents and
+/// checks every page against the words it was generated from.
+#[test]
+fn demo_runs_a_generated_corpus_and_every_page_matches_its_text() {
+    let dir = tmp("demo");
+    let out = swarm()
+        .args([
+            "demo",
+            "--agents",
+            "2",
+            "--documents",
+            "6",
+            "--json",
+            "--dir",
+        ])
+        .arg(&dir)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["run"]["documents"], 6);
+    assert!(r["run"]["pages"].as_u64().unwrap() >= 6 * 8);
+    assert_eq!(r["pages_exact"], 1.0);
+    assert_eq!(r["word_f1"], 1.0);
+    // The output is kept in --dir, one line per generated document.
+    assert_eq!(by_path(&dir.join("output.jsonl")).len(), 6);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -25,6 +25,10 @@ enum Command {
     Bench(Bench),
     /// Extract text from PDFs across agent processes: one JSON line per document.
     Run(RunArgs),
+    /// Generate a corpus of PDFs (several hundred pages: standard fonts, kerning, justified
+    /// and two-column text), run it through the swarm, and check every page against the
+    /// text it was generated from. Prints pages/s.
+    Demo(DemoArgs),
     /// Extract text in this process, one document after another (a reference for the swarm
     /// and a debugging aid). Writes JSON Lines to stdout.
     Extract {
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => return run(args),
+        Command::Demo(args) => demo(args),
         Command::Extract { paths } => extract(&paths),
         Command::Bench(Bench::Ring {
             messages,
@@ -194,6 +199,85 @@ fn extract(paths: &[PathBuf]) -> Result<(), Box<dyn std::error::Error>> {
         let line = neuralflow_swarm::pdf::extract_file(p);
         serde_json::to_writer(&mut out, &line)?;
         out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoArgs {
+    /// Agent processes (default: the number of CPUs).
+    #[arg(long)]
+    agents: Option<u32>,
+    /// Documents to generate.
+    #[arg(long, default_value_t = 24)]
+    documents: u32,
+    /// Pages of the shortest document (lengths vary up to three times this).
+    #[arg(long, default_value_t = 8)]
+    min_pages: u32,
+    /// Keep the corpus and the output here (default: a temporary directory, removed).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    agent_bin: Option<PathBuf>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn demo(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use neuralflow_swarm::pdf::{demo, job::RunConfig};
+    let (dir, keep) = match a.dir {
+        Some(d) => (d, true),
+        None => (
+            std::env::temp_dir().join(format!("swarm-demo-{}", std::process::id())),
+            false,
+        ),
+    };
+    let cfg = RunConfig {
+        agents: a
+            .agents
+            .unwrap_or_else(|| neuralflow_swarm::spawn::available_cpus() as u32)
+            .max(1),
+        files: Vec::new(),
+        memory_limit: None,
+        timeout_per_doc: std::time::Duration::from_secs(30),
+        chunk_pages: 16,
+        require_cgroups: a.require_cgroups || cgroups_required_by_env(),
+        agent_bin: a.agent_bin,
+    };
+    let spec = demo::DemoSpec {
+        documents: a.documents.max(1),
+        min_pages: a.min_pages.max(1),
+        ..demo::DemoSpec::default()
+    };
+    let report = demo::run(&dir, spec, cfg);
+    if !keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let r = report?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        let s = &r.run;
+        println!(
+            "{} documents, {} pages through {} agents in {:.2} s: {:.0} pages/s",
+            s.documents, s.pages, s.agents, s.wall_seconds, s.pages_per_second
+        );
+        println!(
+            "text check against the generated words: {:.1}% of pages exact, word F1 {:.4}",
+            r.pages_exact * 100.0,
+            r.word_f1
+        );
+        if keep {
+            println!("corpus and output.jsonl in {}", r.dir.display());
+        }
+    }
+    if r.run.failed_documents > 0 || r.pages_exact < 1.0 {
+        return Err("the demo did not extract every page exactly".into());
     }
     Ok(())
 }

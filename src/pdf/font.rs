@@ -808,7 +808,7 @@ fn accented(name: &str) -> Option<char> {
 }
 
 /// Widths of the standard fonts for codes 32..=126 (Adobe's AFM metrics).
-fn standard_widths(base: &str) -> Option<&'static [u16; 95]> {
+pub(crate) fn standard_widths(base: &str) -> Option<&'static [u16; 95]> {
     let name = base.rsplit('+').next().unwrap_or(base);
     if name.starts_with("Courier") {
         Some(&COURIER)

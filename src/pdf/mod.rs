@@ -4,6 +4,7 @@
 //!
 //! Errors carry a [`ErrorKind`] that `swarm run` reports per document or per page.
 
+pub mod demo;
 pub mod font;
 pub mod interp;
 pub mod job;
