@@ -28,7 +28,7 @@ use crate::ring::Wait;
 use crate::segment::{Direction, Segment};
 use crate::slab::{Owner, PageHandle, SlabError};
 use crate::sync::Ordering;
-use crate::task::{kinds, status, ECHO_XOR};
+use crate::task::{flags, kinds, status, ECHO_XOR};
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 pub struct TaskContext<'a> {
     hb: &'a HeartbeatWord,
     input: &'a [u8],
+    inputs: &'a [std::borrow::Cow<'a, [u8]>],
     arg: u64,
     heartbeat_period: Duration,
 }
@@ -49,9 +50,15 @@ impl TaskContext<'_> {
         self.hb.beat();
     }
 
-    /// The task's input payload.
+    /// The task's input payload (empty for a task with several inputs).
     pub fn input(&self) -> &[u8] {
         self.input
+    }
+
+    /// The inputs of a task given several ([`crate::task::TaskSpec::inputs`]), in the order
+    /// they were submitted; empty otherwise.
+    pub fn inputs(&self) -> &[std::borrow::Cow<'_, [u8]>] {
+        self.inputs
     }
 
     /// The task's argument.
@@ -103,7 +110,7 @@ impl Registry {
     }
 
     /// The synthetic kinds used by tests and benchmarks: `noop`, `spin`, `sleep`, `echo`,
-    /// `alloc`, `crash`, `hang`.
+    /// `alloc`, `concat`, `crash`, `hang`.
     pub fn with_synthetic() -> Self {
         let mut r = Self::new();
         r.register(kinds::NOOP, "noop", |_| Ok(Vec::new()));
@@ -145,6 +152,7 @@ impl Registry {
             std::hint::black_box(&v);
             Ok(Vec::new())
         });
+        r.register(kinds::CONCAT, "concat", |ctx| Ok(ctx.inputs().concat()));
         r.register(kinds::CRASH, "crash", |_| std::process::abort());
         r.register(kinds::HANG, "hang", |_| loop {
             std::thread::sleep(Duration::from_secs(3600));
@@ -417,10 +425,30 @@ fn run_one(
 ) -> Result<Descriptor, ReplyError> {
     let mut done = Descriptor::new(task.task_id, task.attempt, status::OK);
     let start = Instant::now();
-    // The input is lent: it stays the supervisor's, we only read it.
+    // The input is lent: it stays the supervisor's, we only read it. A payload that fits
+    // one buffer is read in place; a chain is gathered into one slice.
+    let read = |raw: u64, len: u64| -> Result<std::borrow::Cow<'_, [u8]>, SlabError> {
+        let parts = slab.segments(raw, len, Owner::Supervisor)?;
+        Ok(match parts[..] {
+            [one] => std::borrow::Cow::Borrowed(one),
+            _ => std::borrow::Cow::Owned(parts.concat()),
+        })
+    };
+    let mut list = Vec::new();
     let input = match task.payload() {
-        None => Ok(Vec::new()),
-        Some(raw) => slab.read_payload(raw, task.len, Owner::Supervisor),
+        None => Ok(std::borrow::Cow::Borrowed(&[][..])),
+        Some(raw) if task.flags & flags::INPUT_LIST != 0 => {
+            // (first buffer, length) pairs, each a chain the supervisor holds.
+            read(raw, task.len).and_then(|l| {
+                for pair in l.chunks_exact(16) {
+                    let raw = u64::from_ne_bytes(pair[..8].try_into().expect("8 bytes"));
+                    let len = u64::from_ne_bytes(pair[8..].try_into().expect("8 bytes"));
+                    list.push(read(raw, len)?);
+                }
+                Ok(std::borrow::Cow::Borrowed(&[][..]))
+            })
+        }
+        Some(raw) => read(raw, task.len),
     };
     let (code, out) = match (input, registry.get(task.kind)) {
         (Err(e), _) => (status::FAILED, e.to_string().into_bytes()),
@@ -432,6 +460,7 @@ fn run_one(
             let ctx = TaskContext {
                 hb,
                 input: &input,
+                inputs: &list,
                 arg: task.arg,
                 heartbeat_period: config.heartbeat_period,
             };

@@ -49,7 +49,7 @@ use crate::heartbeat::{AgentState, Liveness, Observer};
 use crate::ring::{Consumer, Producer};
 use crate::segment::{Direction, Segment, SegmentConfig, SegmentRing, SegmentSlab};
 use crate::slab::{Owner, PageHandle, Slab};
-use crate::task::{status, DeathCause, Failure, Outcome, TaskSpec};
+use crate::task::{flags, status, DeathCause, Failure, Held, Outcome, TaskSpec};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -124,6 +124,26 @@ pub enum Error {
     /// The supervisor is shutting down or has stopped.
     #[error("the supervisor has stopped")]
     Stopped,
+    /// A [`Held`] output that the supervisor does not hold (already used or freed).
+    #[error("no such held output")]
+    UnknownHeld,
+    /// A task no agent class accepts.
+    #[error("no agent takes task kind {0}")]
+    NoAgentForKind(u32),
+    /// A task spec that contradicts itself.
+    #[error("invalid task: {0}")]
+    InvalidTask(&'static str),
+}
+
+/// A group of agents that take only some task kinds (specialists), or any (`kinds: None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentClass {
+    /// A name for status and logs (`parser`, `extractor`, ...).
+    pub name: String,
+    /// Agents in the class.
+    pub count: u32,
+    /// The task kinds they take; `None` takes every kind.
+    pub kinds: Option<Vec<u32>>,
 }
 
 /// Configures and starts a [`Supervisor`].
@@ -143,6 +163,7 @@ pub struct SupervisorBuilder {
     restart: RestartPolicy,
     segment: SegmentConfig,
     agent_spin: u32,
+    classes: Vec<AgentClass>,
 }
 
 impl Default for SupervisorBuilder {
@@ -167,11 +188,21 @@ impl Default for SupervisorBuilder {
                 buffer_count: 1024,
             },
             agent_spin: 2000,
+            classes: Vec::new(),
         }
     }
 }
 
 impl SupervisorBuilder {
+    /// Agents in classes that take only some task kinds (specialists). Replaces
+    /// [`SupervisorBuilder::agents`]: the number of agents is the classes' total, in slot
+    /// order. A task is dispatched only to agents whose class takes its kind.
+    pub fn agent_classes(mut self, classes: Vec<AgentClass>) -> Self {
+        self.agents = classes.iter().map(|c| c.count).sum::<u32>().max(1);
+        self.classes = classes;
+        self
+    }
+
     /// Number of agents (default 2).
     pub fn agents(mut self, n: u32) -> Self {
         self.agents = n.max(1);
@@ -296,6 +327,14 @@ struct Agent {
     consecutive_failures: u32,
     restarts: u64,
     completed: u64,
+    /// The task kinds its class takes; `None` takes all.
+    kinds: Option<Arc<[u32]>>,
+}
+
+impl Agent {
+    fn takes(&self, kind: u32) -> bool {
+        self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,6 +350,8 @@ struct TaskRecord {
     delivery: Delivery,
     /// The payload chain lent to agents: (raw handle, length, buffers).
     lent: Option<(u64, u64, usize)>,
+    /// Held outputs taken over as inputs: (raw handle, length, buffers).
+    inputs: Vec<(u64, u64, usize)>,
 }
 
 /// Counters reported by [`Supervisor::status`].
@@ -349,6 +390,9 @@ struct State {
     scratch: Vec<Descriptor>,
     /// Reused by `dispatch` for the agents' order.
     order: Vec<usize>,
+    /// Outputs kept in the slab for the caller: token → (raw handle, length, buffers).
+    held: HashMap<u64, (u64, u64, usize)>,
+    next_held: u64,
 }
 
 struct Shared {
@@ -499,8 +543,17 @@ impl Supervisor {
             .clone()
             .unwrap_or_else(crate::spawn::default_agent_bin);
         let now = Instant::now();
+        let class_of: Vec<Option<Arc<[u32]>>> = cfg
+            .classes
+            .iter()
+            .flat_map(|c| {
+                let kinds: Option<Arc<[u32]>> = c.kinds.as_deref().map(Arc::from);
+                std::iter::repeat_n(kinds, c.count as usize)
+            })
+            .collect();
         let agents = (0..cfg.agents)
             .map(|slot| Agent {
+                kinds: class_of.get(slot as usize).cloned().flatten(),
                 slot,
                 epoch: 0,
                 child: None,
@@ -538,6 +591,8 @@ impl Supervisor {
                 ^ 0x9E37_79B9_7F4A_7C15,
             scratch: Vec::with_capacity(256),
             order: Vec::new(),
+            held: HashMap::new(),
+            next_held: 1,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -587,6 +642,47 @@ impl Supervisor {
     /// Submits a task whose result comes through [`Supervisor::recv`]. Returns its id.
     pub fn submit_detached(&self, spec: TaskSpec) -> Result<u64, Error> {
         self.shared.submit(spec, Delivery::Stream)
+    }
+
+    /// Copies a held output out of the slab and frees it.
+    pub fn take_held(&self, h: Held) -> Result<Vec<u8>, Error> {
+        let mut st = self.shared.state.lock();
+        let (raw, len, _) = st.held.remove(&h.id).ok_or(Error::UnknownHeld)?;
+        let bytes = st.slab.read_payload(raw, len, Owner::Supervisor);
+        let _ = st.slab.release_chain(raw, len, Owner::Supervisor);
+        bytes.map_err(|e| Error::Os("held output", std::io::Error::other(e.to_string())))
+    }
+
+    /// Copies the first `n` bytes of a held output, which stays held.
+    pub fn peek_held(&self, h: Held, n: usize) -> Result<Vec<u8>, Error> {
+        let st = self.shared.state.lock();
+        let &(raw, len, _) = st.held.get(&h.id).ok_or(Error::UnknownHeld)?;
+        let parts = st
+            .slab
+            .segments(raw, len, Owner::Supervisor)
+            .map_err(|e| Error::Os("held output", std::io::Error::other(e.to_string())))?;
+        let mut out = Vec::with_capacity(n.min(len as usize));
+        for p in parts {
+            let take = (n - out.len()).min(p.len());
+            out.extend_from_slice(&p[..take]);
+            if out.len() == n {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Frees a held output.
+    pub fn release_held(&self, h: Held) -> Result<(), Error> {
+        let mut st = self.shared.state.lock();
+        let (raw, len, _) = st.held.remove(&h.id).ok_or(Error::UnknownHeld)?;
+        let _ = st.slab.release_chain(raw, len, Owner::Supervisor);
+        Ok(())
+    }
+
+    /// Page buffers the caller holds as [`Held`] outputs.
+    pub fn held_buffers(&self) -> usize {
+        self.shared.state.lock().held.values().map(|h| h.2).sum()
     }
 
     /// The next result of a detached task, in completion order; `None` on timeout.
@@ -725,6 +821,22 @@ impl Shared {
         if st.fatal.is_some() || st.stopping {
             return Err(Error::Stopped);
         }
+        if !st.agents.iter().any(|a| a.takes(spec.kind)) {
+            return Err(Error::NoAgentForKind(spec.kind));
+        }
+        if !spec.inputs.is_empty() && !spec.payload.is_empty() {
+            return Err(Error::InvalidTask("both a payload and held inputs"));
+        }
+        if spec.inputs.iter().any(|h| !st.held.contains_key(&h.id))
+            || (1..spec.inputs.len()).any(|i| spec.inputs[..i].contains(&spec.inputs[i]))
+        {
+            return Err(Error::UnknownHeld);
+        }
+        let inputs = spec
+            .inputs
+            .iter()
+            .map(|h| st.held.remove(&h.id).expect("checked above"))
+            .collect();
         let id = st.next_id;
         st.next_id += 1;
         st.tasks.insert(
@@ -735,6 +847,7 @@ impl Shared {
                 blame: Vec::new(),
                 delivery,
                 lent: None,
+                inputs,
             },
         );
         st.pending.push_back(id);
@@ -900,8 +1013,38 @@ impl State {
             }
             return;
         };
+        let keep = d.kind == status::OK
+            && self
+                .tasks
+                .get(&d.task_id)
+                .is_some_and(|t| t.spec.keep_output);
+        let mut held = None;
         let output = match d.payload() {
             None => Vec::new(),
+            Some(raw) if keep => {
+                // Checked and taken over, not copied: it stays in the slab for the caller.
+                match self
+                    .slab
+                    .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
+                    .and_then(|()| self.slab.segments(raw, d.len, Owner::Supervisor))
+                {
+                    Ok(parts) => {
+                        let token = self.next_held;
+                        self.next_held += 1;
+                        self.held.insert(token, (raw, d.len, parts.len()));
+                        held = Some(Held {
+                            id: token,
+                            len: d.len,
+                        });
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        tracing::warn!(slot, task = d.task_id, "bad completion payload: {e}");
+                        self.kill(i, DeathCause::Protocol);
+                        return;
+                    }
+                }
+            }
             Some(raw) => {
                 let read = self
                     .slab
@@ -933,6 +1076,7 @@ impl State {
         let outcome = match d.kind {
             status::OK => Outcome::Completed {
                 output,
+                held,
                 run_time: Duration::from_nanos(d.arg),
                 slot,
                 attempts,
@@ -953,6 +1097,9 @@ impl State {
         if let Some((raw, len, parts)) = rec.lent {
             let _ = self.slab.release_chain(raw, len, Owner::Supervisor);
             self.lent_buffers -= parts;
+        }
+        for (raw, len, _) in rec.inputs {
+            let _ = self.slab.release_chain(raw, len, Owner::Supervisor);
         }
         if outcome.is_completed() {
             self.counters.completed += 1;
@@ -999,19 +1146,42 @@ impl State {
             }
             let room = (depth - a.in_flight.len()).min(share);
             batch.clear();
-            while batch.len() < room {
-                let Some(&id) = self.pending.front() else {
-                    break;
-                };
-                match self.descriptor(id) {
-                    Some(d) => {
-                        self.pending.pop_front();
-                        batch.push(d);
+            if a.kinds.is_none() {
+                while batch.len() < room {
+                    let Some(&id) = self.pending.front() else {
+                        break;
+                    };
+                    match self.descriptor(id) {
+                        Some(d) => {
+                            self.pending.pop_front();
+                            batch.push(d);
+                        }
+                        None => break, // no slab credit for its payload now
                     }
-                    None => break, // no slab credit for its payload now
+                }
+            } else {
+                // A specialist: the oldest pending tasks of the kinds it takes.
+                let mut k = 0;
+                while batch.len() < room && k < self.pending.len() {
+                    let id = self.pending[k];
+                    let kind = self.tasks.get(&id).map_or(u32::MAX, |t| t.spec.kind);
+                    if !self.agents[i].takes(kind) {
+                        k += 1;
+                        continue;
+                    }
+                    match self.descriptor(id) {
+                        Some(d) => {
+                            self.pending.remove(k);
+                            batch.push(d);
+                        }
+                        None => break,
+                    }
                 }
             }
             if batch.is_empty() {
+                if self.agents[i].kinds.is_some() {
+                    continue; // nothing of its kinds; the next agent may take others
+                }
                 break;
             }
             let pushed = match self.agents[i].tx.as_mut().map(|tx| tx.push_batch(&batch)) {
@@ -1041,7 +1211,27 @@ impl State {
         let rec = self.tasks.get_mut(&id)?;
         let mut d = Descriptor::new(id, rec.attempt, rec.spec.kind);
         d.arg = rec.spec.arg;
-        if !rec.spec.payload.is_empty() {
+        if let [(raw, len, _)] = rec.inputs[..] {
+            d.buffer = raw;
+            d.len = len;
+        } else if !rec.inputs.is_empty() {
+            if rec.lent.is_none() {
+                let list: Vec<u8> = rec
+                    .inputs
+                    .iter()
+                    .flat_map(|&(raw, len, _)| [raw.to_ne_bytes(), len.to_ne_bytes()])
+                    .flatten()
+                    .collect();
+                let parts = list.len().div_ceil(bs);
+                let h = self.slab.write_payload(Owner::Supervisor, &list).ok()?;
+                rec.lent = Some((h.to_raw(), list.len() as u64, parts));
+                self.lent_buffers += parts;
+            }
+            let (raw, len, _) = rec.lent.expect("lent above");
+            d.buffer = raw;
+            d.len = len;
+            d.flags |= flags::INPUT_LIST;
+        } else if !rec.spec.payload.is_empty() {
             if rec.lent.is_none() {
                 let parts = rec.spec.payload.len().div_ceil(bs);
                 if self.lent_buffers + parts > half && self.lent_buffers > 0 {

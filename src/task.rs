@@ -20,6 +20,9 @@ pub mod kinds {
     pub const CRASH: u32 = 6;
     /// Stop beating and never finish.
     pub const HANG: u32 = 7;
+    /// Return the inputs of a several-input task, concatenated in order (for tests of
+    /// held outputs fanned in).
+    pub const CONCAT: u32 = 8;
     /// Not a task: asks the agent to exit once it reaches this descriptor.
     pub const STOP: u32 = u32::MAX;
 }
@@ -37,6 +40,13 @@ pub mod status {
     pub const UNKNOWN_KIND: u32 = 2;
 }
 
+/// Descriptor flags (a task descriptor's `flags` field).
+pub mod flags {
+    /// The payload is a list of inputs, not the input: `(first buffer, length)` pairs of
+    /// native-endian `u64`, each naming a chain the supervisor holds and lends.
+    pub const INPUT_LIST: u32 = 1;
+}
+
 /// A task to submit: a kind, its argument, an optional payload and timeout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskSpec {
@@ -48,6 +58,36 @@ pub struct TaskSpec {
     pub payload: Vec<u8>,
     /// Longest the task may run on an agent before the agent is killed and the task blamed.
     pub timeout: Option<Duration>,
+    /// Earlier tasks' outputs, kept in the slab ([`TaskSpec::keep_output`]), handed to this
+    /// task as its input without copying: one becomes the input as it is; several reach
+    /// the agent as a list (see [`crate::agent::TaskContext::inputs`]). The supervisor takes
+    /// them over at submit and frees them when this task ends. Used instead of `payload`.
+    pub inputs: Vec<Held>,
+    /// Keep the output in the slab and complete with a [`Held`] instead of copying it out:
+    /// for outputs that are the next stage's input.
+    pub keep_output: bool,
+}
+
+/// An output kept in the page-buffer slab by the supervisor: pass it on as another task's
+/// input ([`TaskSpec::inputs`]), read it ([`crate::supervisor::Supervisor::take_held`]) or
+/// free it ([`crate::supervisor::Supervisor::release_held`]). A plain token: the
+/// supervisor checks it against its own table, so a stale or forged one is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Held {
+    pub(crate) id: u64,
+    pub(crate) len: u64,
+}
+
+impl Held {
+    /// Length of the held bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it holds no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 impl TaskSpec {
@@ -58,6 +98,8 @@ impl TaskSpec {
             arg,
             payload: Vec::new(),
             timeout: None,
+            inputs: Vec::new(),
+            keep_output: false,
         }
     }
 
@@ -264,8 +306,11 @@ impl fmt::Display for DeathCause {
 pub enum Outcome {
     /// The agent finished it.
     Completed {
-        /// The output bytes.
+        /// The output bytes (empty when the output is held).
         output: Vec<u8>,
+        /// The output, kept in the slab, when the task asked for that
+        /// ([`TaskSpec::keep_output`]).
+        held: Option<Held>,
         /// Run time as the agent measured it.
         run_time: Duration,
         /// The agent slot that ran it.

@@ -7,9 +7,9 @@ mod common;
 
 use neuralflow_swarm::cgroup::{Hierarchy, Limits};
 use neuralflow_swarm::supervisor::{
-    CgroupMode, RestartPolicy, Shutdown, Supervisor, SupervisorBuilder,
+    AgentClass, CgroupMode, Error, RestartPolicy, Shutdown, Supervisor, SupervisorBuilder,
 };
-use neuralflow_swarm::task::{DeathCause, Failure, Outcome, TaskSpec, ECHO_XOR};
+use neuralflow_swarm::task::{kinds, DeathCause, Failure, Held, Outcome, TaskSpec, ECHO_XOR};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -473,6 +473,163 @@ fn payloads_travel_both_ways_and_every_buffer_comes_back() {
         256,
         "every page buffer is free once the swarm is idle"
     );
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+fn held_of(o: Outcome) -> Held {
+    match o {
+        Outcome::Completed {
+            held: Some(h),
+            output,
+            ..
+        } => {
+            assert!(output.is_empty(), "a held output is not also copied");
+            h
+        }
+        other => panic!("expected a held output: {other:?}"),
+    }
+}
+
+/// Outputs kept in the slab go on to the next task without a copy through the caller:
+/// echo → echo (XOR twice gives the original back), then several fanned into one.
+#[test]
+fn held_outputs_are_forwarded_and_fanned_in_and_every_buffer_comes_back() {
+    let _serial = SERIAL.lock();
+    let sup = builder(2).buffers(4096, 256).build().unwrap();
+    let mut parts = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..5u64 {
+        let first = TaskSpec {
+            keep_output: true,
+            ..TaskSpec::echo(3000 + i as usize * 5000, i)
+        };
+        want.extend_from_slice(&first.payload);
+        let h = held_of(sup.submit(first).unwrap().wait(Some(WATCHDOG)).unwrap());
+        // Back through echo, still held: XOR twice restores the payload.
+        let second = TaskSpec {
+            inputs: vec![h],
+            keep_output: true,
+            ..TaskSpec::new(kinds::ECHO, 0)
+        };
+        parts.push(held_of(
+            sup.submit(second).unwrap().wait(Some(WATCHDOG)).unwrap(),
+        ));
+        // The forwarded output was taken over by the task and freed with it.
+        assert!(matches!(sup.release_held(h), Err(Error::UnknownHeld)));
+    }
+    let head = sup.peek_held(parts[0], 16).unwrap();
+    assert_eq!(head, want[..16]);
+    let fan_in = TaskSpec {
+        inputs: parts.clone(),
+        ..TaskSpec::new(kinds::CONCAT, 0)
+    };
+    match sup.submit(fan_in).unwrap().wait(Some(WATCHDOG)).unwrap() {
+        Outcome::Completed { output, held, .. } => {
+            assert!(held.is_none());
+            assert!(output == want, "concatenated inputs differ");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A held output given twice, or after use, is refused.
+    let again = TaskSpec {
+        inputs: vec![parts[0]],
+        ..TaskSpec::new(kinds::ECHO, 0)
+    };
+    assert!(matches!(sup.submit(again), Err(Error::UnknownHeld)));
+    // take_held copies out and frees.
+    let h = held_of(
+        sup.submit(TaskSpec {
+            keep_output: true,
+            ..TaskSpec::echo(10_000, 9)
+        })
+        .unwrap()
+        .wait(Some(WATCHDOG))
+        .unwrap(),
+    );
+    let spec = TaskSpec::echo(10_000, 9);
+    let x: Vec<u8> = spec.payload.iter().map(|b| b ^ ECHO_XOR).collect();
+    assert!(sup.take_held(h).unwrap() == x);
+    assert_eq!(sup.held_buffers(), 0);
+    let slab = sup.segment().slab(0);
+    let deadline = Instant::now() + WATCHDOG;
+    while slab.free_count() != 256 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(slab.free_count(), 256, "every page buffer comes back");
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+/// Specialists take only their kinds; a kind nobody takes is refused at submit; a task
+/// whose agent is killed keeps its held input for the next attempt.
+#[test]
+fn specialist_classes_get_only_their_kinds_and_held_inputs_survive_kills() {
+    let _serial = SERIAL.lock();
+    let sup = builder(0)
+        .agent_classes(vec![
+            AgentClass {
+                name: "echoer".into(),
+                count: 1,
+                kinds: Some(vec![kinds::ECHO, kinds::SLEEP]),
+            },
+            AgentClass {
+                name: "idler".into(),
+                count: 1,
+                kinds: Some(vec![kinds::NOOP]),
+            },
+        ])
+        .build()
+        .unwrap();
+    assert_eq!(sup.status().agents.len(), 2);
+    for i in 0..200u64 {
+        let o = sup
+            .submit(TaskSpec::echo(100, i))
+            .unwrap()
+            .wait(Some(WATCHDOG))
+            .unwrap();
+        assert!(matches!(o, Outcome::Completed { slot: 0, .. }), "{o:?}");
+        let o = sup
+            .submit(TaskSpec::new(kinds::NOOP, 0))
+            .unwrap()
+            .wait(Some(WATCHDOG))
+            .unwrap();
+        assert!(matches!(o, Outcome::Completed { slot: 1, .. }), "{o:?}");
+    }
+    assert!(matches!(
+        sup.submit(TaskSpec::new(kinds::SPIN, 1)),
+        Err(Error::NoAgentForKind(k)) if k == kinds::SPIN
+    ));
+    // A held input lent to a task whose agent dies stays for the retry.
+    let spec = TaskSpec {
+        keep_output: true,
+        ..TaskSpec::echo(50_000, 3)
+    };
+    let original = spec.payload.clone();
+    let h = held_of(sup.submit(spec).unwrap().wait(Some(WATCHDOG)).unwrap());
+    let pid = sup.status().agents[0].pid;
+    // The echoer sleeps first, so the forwarded task waits on its ring when it is killed.
+    let _sleep = sup
+        .submit(TaskSpec::new(kinds::SLEEP, 300_000_000))
+        .unwrap();
+    let handle = sup
+        .submit(TaskSpec {
+            inputs: vec![h],
+            ..TaskSpec::new(kinds::ECHO, 0)
+        })
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    match handle.wait(Some(WATCHDOG)).unwrap() {
+        Outcome::Completed {
+            output, attempts, ..
+        } => {
+            assert!(output == original);
+            assert_eq!(attempts, 2, "the task was retried after the kill");
+        }
+        other => panic!("{other:?}"),
+    }
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 

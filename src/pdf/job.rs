@@ -98,6 +98,7 @@ fn spec(kind: u32, req: &PageRequest, timeout: Duration) -> TaskSpec {
         arg: 0,
         payload: serde_json::to_vec(req).unwrap_or_default(),
         timeout: Some(timeout),
+        ..TaskSpec::new(kind, 0)
     }
 }
 
