@@ -644,6 +644,25 @@ impl Supervisor {
         self.shared.submit(spec, Delivery::Stream)
     }
 
+    /// Places `bytes` in page buffers, held for the caller like an output: a small input
+    /// to go beside outputs in a fan-in ([`TaskSpec::inputs`]).
+    pub fn hold(&self, bytes: &[u8]) -> Result<Held, Error> {
+        let mut st = self.shared.state.lock();
+        let h = st
+            .slab
+            .write_payload(Owner::Supervisor, bytes)
+            .map_err(|e| Error::Os("hold", std::io::Error::other(e.to_string())))?;
+        let parts = bytes.len().div_ceil(st.slab.buffer_size()).max(1);
+        let token = st.next_held;
+        st.next_held += 1;
+        st.held
+            .insert(token, (h.to_raw(), bytes.len() as u64, parts));
+        Ok(Held {
+            id: token,
+            len: bytes.len() as u64,
+        })
+    }
+
     /// Copies a held output out of the slab and frees it.
     pub fn take_held(&self, h: Held) -> Result<Vec<u8>, Error> {
         let mut st = self.shared.state.lock();

@@ -177,33 +177,10 @@ fn children(pid: u32) -> Vec<u32> {
     out
 }
 
-#[test]
-fn output_under_sigkill_chaos_is_identical_to_a_fault_free_run() {
-    let Some(c) = corpus() else { return };
-    let dir = tmp("chaos");
-    let clean = dir.join("clean.jsonl");
-    let chaos = dir.join("chaos.jsonl");
-    let input = c.join("real");
-    run_ok(&[
-        "--agents",
-        "3",
-        "--output",
-        clean.to_str().unwrap(),
-        input.to_str().unwrap(),
-    ]);
-    let mut child = swarm()
-        .args([
-            "run",
-            "--agents",
-            "3",
-            "--chunk-pages",
-            "2",
-            "--output",
-            chaos.to_str().unwrap(),
-        ])
-        .arg(&input)
-        .spawn()
-        .unwrap();
+/// Runs `swarm run ARGS INPUT` while SIGKILLing one of its agents at random every 200 ms;
+/// returns how many were killed.
+fn run_under_chaos(args: &[&str], input: &Path) -> u32 {
+    let mut child = swarm().arg("run").args(args).arg(input).spawn().unwrap();
     let pid = child.id();
     let mut kills = 0;
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
@@ -232,10 +209,89 @@ fn output_under_sigkill_chaos_is_identical_to_a_fault_free_run() {
     };
     assert!(matches!(status.code(), Some(0 | 3)), "{status:?}");
     eprintln!("{kills} agents killed during the run");
+    kills
+}
+
+#[test]
+fn output_under_sigkill_chaos_is_identical_to_a_fault_free_run() {
+    let Some(c) = corpus() else { return };
+    let dir = tmp("chaos");
+    let clean = dir.join("clean.jsonl");
+    let chaos = dir.join("chaos.jsonl");
+    let input = c.join("real");
+    run_ok(&[
+        "--agents",
+        "3",
+        "--output",
+        clean.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    let args = ["--agents", "3", "--chunk-pages", "2", "--output"];
+    let mut args = args.to_vec();
+    args.push(chaos.to_str().unwrap());
+    run_under_chaos(&args, &input);
     assert_eq!(
         by_path(&clean),
         by_path(&chaos),
         "output differs under chaos"
+    );
+}
+
+/// Specialists (pages moving Parser → Extractor → Analyzer → Aggregator through page
+/// buffers) write the same lines as generalists, on real and hostile documents, and
+/// still do under SIGKILL chaos.
+#[test]
+fn specialists_and_generalists_write_identical_output_even_under_chaos() {
+    let Some(c) = corpus() else { return };
+    let dir = tmp("roles");
+    let roles = "parser=1,extractor=2,analyzer=1,aggregator=1";
+    for set in ["real", "hostile"] {
+        let input = c.join(set);
+        let general = dir.join(format!("{set}-general.jsonl"));
+        let special = dir.join(format!("{set}-special.jsonl"));
+        run_ok(&[
+            "--agents",
+            "2",
+            "--timeout-per-doc",
+            "20s",
+            "--output",
+            general.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        run_ok(&[
+            "--roles",
+            roles,
+            "--timeout-per-doc",
+            "20s",
+            "--output",
+            special.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        let (g, s) = (by_path(&general), by_path(&special));
+        assert_eq!(g.len(), std::fs::read_dir(&input).unwrap().count());
+        for (path, line) in &g {
+            assert_eq!(Some(line), s.get(path), "{path}: specialists differ");
+        }
+        assert_eq!(g.len(), s.len());
+    }
+    let chaos = dir.join("chaos.jsonl");
+    let input = c.join("real");
+    let kills = run_under_chaos(
+        &[
+            "--roles",
+            roles,
+            "--chunk-pages",
+            "2",
+            "--output",
+            chaos.to_str().unwrap(),
+        ],
+        &input,
+    );
+    assert!(kills > 0, "the chaos run ended before any agent was killed");
+    assert_eq!(
+        by_path(&dir.join("real-general.jsonl")),
+        by_path(&chaos),
+        "specialists' output differs under chaos"
     );
 }
 

@@ -106,6 +106,10 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     neuralflow_swarm::task::parse_duration(s)
 }
 
+fn parse_roles(s: &str) -> Result<neuralflow_swarm::pdf::job::Roles, String> {
+    neuralflow_swarm::pdf::job::Roles::parse(s)
+}
+
 fn parse_size(s: &str) -> Result<u64, String> {
     neuralflow_swarm::task::parse_size(s)
 }
@@ -217,6 +221,11 @@ struct DemoArgs {
     /// Keep the corpus and the output here (default: a temporary directory, removed).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Specialist agents per role, e.g. `parser=1,extractor=4,analyzer=1,aggregator=1`:
+    /// pages move Parser → Extractor → Analyzer → Aggregator through page buffers.
+    /// Default: generalists (`--agents` of them), each taking a page range end to end.
+    #[arg(long, value_parser = parse_roles)]
+    roles: Option<neuralflow_swarm::pdf::job::Roles>,
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
     require_cgroups: bool,
@@ -248,6 +257,7 @@ fn demo(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
         chunk_pages: 16,
         require_cgroups: a.require_cgroups || cgroups_required_by_env(),
         agent_bin: a.agent_bin,
+        roles: a.roles,
     };
     let spec = demo::DemoSpec {
         documents: a.documents.max(1),
@@ -307,6 +317,12 @@ struct RunArgs {
     /// Pages per task when a document is spread across agents.
     #[arg(long, default_value_t = 16)]
     chunk_pages: u32,
+    /// Specialist agents per role, e.g. `parser=1,extractor=4,analyzer=1,aggregator=1`:
+    /// pages move Parser → Extractor → Analyzer → Aggregator through page buffers.
+    /// Default: generalists (`--agents` of them), each taking a page range end to end.
+    #[arg(long, value_parser = parse_roles)]
+    roles: Option<neuralflow_swarm::pdf::job::Roles>,
+
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
     require_cgroups: bool,
@@ -359,6 +375,7 @@ fn run(a: RunArgs) -> ExitCode {
         chunk_pages: a.chunk_pages,
         require_cgroups: a.require_cgroups || cgroups_required_by_env(),
         agent_bin: a.agent_bin,
+        roles: a.roles,
     };
     let mut out: Box<dyn Write> = match &a.output {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),

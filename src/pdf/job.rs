@@ -1,18 +1,26 @@
 //! `swarm run`: many PDFs through the swarm, one JSON line per document.
 //!
-//! Each document starts as one [`PDF_DOC`] task (open, count pages, extract the first
-//! chunk); a document longer than a chunk is spread over agents as [`PDF_PAGES`] range
-//! tasks, and its result is assembled (the Aggregator's part) once every range is in.
+//! Two ways through, with the same output line by line:
+//! - **Generalists** (the default): each document starts as one [`PDF_DOC`] task (open,
+//!   count pages, extract the first chunk); a document longer than a chunk is spread over
+//!   agents as [`PDF_PAGES`] range tasks, and its line is assembled here once every range
+//!   is in.
+//! - **Specialists** (`--roles`): each range goes Parser → Extractor → Analyzer as three
+//!   tasks, each stage's output held in page buffers and handed to the next stage by the
+//!   supervisor without a copy, and an Aggregator task fans a document's ranges into its
+//!   line (see [`super::stages`]).
+//!
 //! A document that exceeds its time budget, or whose tasks keep killing their agents, ends
 //! as an error line; nothing else is held up by it.
 
+use super::stages::{Parsed, PARSED_HEAD, PDF_AGGREGATE, PDF_ANALYZE, PDF_EXTRACT, PDF_PARSE};
 use super::tasks::{PageReply, PageRequest, PDF_DOC, PDF_PAGES};
-use super::{ErrorKind, PdfError};
+use super::{Assembly, ErrorKind, PdfError};
 use crate::cgroup::Limits;
-use crate::supervisor::{Shutdown, Supervisor};
-use crate::task::{DeathCause, Failure, Outcome, TaskSpec};
+use crate::supervisor::{AgentClass, Shutdown, Supervisor};
+use crate::task::{DeathCause, Failure, Held, Outcome, TaskSpec};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -34,6 +42,72 @@ pub struct RunConfig {
     pub require_cgroups: bool,
     /// The agent executable.
     pub agent_bin: Option<PathBuf>,
+    /// Specialist agents per role; `None` runs generalists (`agents` of them).
+    pub roles: Option<Roles>,
+}
+
+/// How many agents take each role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Roles {
+    /// Parsers: load documents, cut pages out.
+    pub parser: u32,
+    /// Extractors: pages to glyphs.
+    pub extractor: u32,
+    /// Analyzers: glyphs to layout and text.
+    pub analyzer: u32,
+    /// Aggregators: ranges to a document's line.
+    pub aggregator: u32,
+}
+
+impl Roles {
+    /// Parses `parser=1,extractor=4,analyzer=1,aggregator=1` (roles left out get none;
+    /// every role needs at least one agent).
+    pub fn parse(s: &str) -> Result<Roles, String> {
+        let mut r = Roles::default();
+        for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+            let (name, n) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected ROLE=N"))?;
+            let n: u32 = n
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: not a count"))?;
+            match name.trim() {
+                "parser" => r.parser = n,
+                "extractor" => r.extractor = n,
+                "analyzer" => r.analyzer = n,
+                "aggregator" => r.aggregator = n,
+                other => return Err(format!("unknown role {other:?}")),
+            }
+        }
+        if r.parser == 0 || r.extractor == 0 || r.analyzer == 0 || r.aggregator == 0 {
+            return Err(
+                "every role (parser, extractor, analyzer, aggregator) needs an agent".into(),
+            );
+        }
+        Ok(r)
+    }
+
+    /// Agents in all.
+    pub fn total(&self) -> u32 {
+        self.parser + self.extractor + self.analyzer + self.aggregator
+    }
+
+    fn classes(&self) -> Vec<AgentClass> {
+        [
+            ("parser", self.parser, PDF_PARSE),
+            ("extractor", self.extractor, PDF_EXTRACT),
+            ("analyzer", self.analyzer, PDF_ANALYZE),
+            ("aggregator", self.aggregator, PDF_AGGREGATE),
+        ]
+        .into_iter()
+        .map(|(name, count, kind)| AgentClass {
+            name: name.into(),
+            count,
+            kinds: Some(vec![kind]),
+        })
+        .collect()
+    }
 }
 
 /// The `--summary` object.
@@ -58,14 +132,46 @@ pub struct RunSummary {
 }
 
 struct Doc {
-    path: String,
+    asm: Assembly,
     started: Instant,
-    page_count: u32,
-    /// Replies' pages as raw JSON, keyed by their first page number.
-    chunks: Vec<(u32, Vec<Box<serde_json::value::RawValue>>)>,
-    page_errors: u32,
     open_tasks: usize,
-    error: Option<PdfError>,
+    /// Specialists: page ranges not yet given to a parser.
+    todo: VecDeque<(u32, u32)>,
+    /// Specialists: ranges in all (known after the first parse), and the Analyzer's
+    /// replies held in page buffers.
+    ranges: usize,
+    analyzed: Vec<Held>,
+    /// Specialists: the Aggregator's line, checked.
+    line: Option<(Vec<u8>, u64, bool)>,
+}
+
+impl Doc {
+    fn new(path: String) -> Self {
+        Self {
+            asm: Assembly::new(path),
+            started: Instant::now(),
+            open_tasks: 1,
+            todo: VecDeque::new(),
+            ranges: 0,
+            analyzed: Vec::new(),
+            line: None,
+        }
+    }
+}
+
+/// What a task is to its document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Generalists: open and first chunk, or a later range.
+    Doc,
+    Pages,
+    /// Specialists.
+    Parse {
+        first_range: bool,
+    },
+    Extract,
+    Analyze,
+    Aggregate,
 }
 
 /// Errors that stop the whole run.
@@ -92,16 +198,6 @@ fn failure_kind(f: &Failure) -> ErrorKind {
     }
 }
 
-fn spec(kind: u32, req: &PageRequest, timeout: Duration) -> TaskSpec {
-    TaskSpec {
-        kind,
-        arg: 0,
-        payload: serde_json::to_vec(req).unwrap_or_default(),
-        timeout: Some(timeout),
-        ..TaskSpec::new(kind, 0)
-    }
-}
-
 /// Runs the job, writing one line per document to `out`; `progress` is called after each
 /// document with (documents done, pages done).
 pub fn run(
@@ -118,87 +214,69 @@ pub fn run(
         .require_cgroups(cfg.require_cgroups)
         // Extraction beats per page; a page that takes longer than this is stuck.
         .hang_timeout(cfg.timeout_per_doc.max(Duration::from_secs(1)));
+    if let Some(r) = &cfg.roles {
+        b = b.agent_classes(r.classes());
+    }
     if let Some(p) = &cfg.agent_bin {
         b = b.agent_bin(p);
     }
     let sup = b.build()?;
+    let agents = sup.status().agents.len() as u32;
+    let mut job = Job {
+        sup: &sup,
+        chunk: cfg.chunk_pages.max(1),
+        timeout: cfg.timeout_per_doc,
+        staged: cfg.roles.is_some(),
+        // Stage outputs waiting in page buffers stay under a quarter of the slab, so the
+        // agents always have room to write theirs.
+        held_budget: sup.segment().slab(0).count() as usize / 4,
+        docs: HashMap::new(),
+        task_doc: HashMap::new(),
+    };
     let start = Instant::now();
-    let chunk = cfg.chunk_pages.max(1);
-    let mut docs: HashMap<usize, Doc> = HashMap::new();
-    let mut task_doc: HashMap<u64, usize> = HashMap::new();
     let mut summary = RunSummary {
-        agents: cfg.agents,
+        agents,
         ..RunSummary::default()
     };
     let mut next = 0usize;
-    let window = (cfg.agents as usize * 4).max(8);
+    let window = (agents as usize * 4).max(8);
     loop {
         // Keep a window of documents in flight.
-        while next < cfg.files.len() && docs.len() < window {
-            let path = cfg.files[next].display().to_string();
-            let req = PageRequest {
-                path: path.clone(),
-                first: 1,
-                last: chunk,
-            };
-            let id = sup.submit_detached(spec(PDF_DOC, &req, cfg.timeout_per_doc))?;
-            task_doc.insert(id, next);
-            docs.insert(
-                next,
-                Doc {
-                    path,
-                    started: Instant::now(),
-                    page_count: 0,
-                    chunks: Vec::new(),
-                    page_errors: 0,
-                    open_tasks: 1,
-                    error: None,
-                },
-            );
+        while next < cfg.files.len() && job.docs.len() < window && job.room() {
+            job.start(next, cfg.files[next].display().to_string())?;
             next += 1;
         }
-        if docs.is_empty() {
+        if job.staged {
+            job.feed_parsers()?;
+        }
+        if job.docs.is_empty() {
             break;
         }
         if let Some((id, outcome)) = sup.recv(Some(Duration::from_millis(50))) {
-            if let Some(d) = task_doc.remove(&id) {
-                if let Some(doc) = docs.get_mut(&d) {
-                    doc.open_tasks -= 1;
-                    absorb(
-                        doc,
-                        outcome,
-                        &sup,
-                        &mut task_doc,
-                        d,
-                        chunk,
-                        cfg.timeout_per_doc,
-                    )?;
-                }
-            }
+            job.on_outcome(id, outcome)?;
         }
         // Deadlines: a document past its budget ends now as a timeout.
         let now = Instant::now();
-        for doc in docs.values_mut() {
-            if doc.error.is_none()
-                && now.duration_since(doc.started) > cfg.timeout_per_doc
-                && doc.open_tasks > 0
-            {
-                doc.error = Some(PdfError::new(
+        for doc in job.docs.values_mut() {
+            if doc.open_tasks > 0 && now.duration_since(doc.started) > cfg.timeout_per_doc {
+                doc.asm.fail(PdfError::new(
                     ErrorKind::Timeout,
                     format!("not finished within {:?}", cfg.timeout_per_doc),
                 ));
                 doc.open_tasks = 0;
+                doc.line = None;
             }
         }
-        let finished: Vec<usize> = docs
+        let finished: Vec<usize> = job
+            .docs
             .iter()
             .filter(|(_, d)| d.open_tasks == 0)
             .map(|(k, _)| *k)
             .collect();
         for k in finished {
-            let doc = docs.remove(&k).expect("listed above");
-            task_doc.retain(|_, d| *d != k);
-            let (line, pages, ok) = render(doc);
+            let doc = job.docs.remove(&k).expect("listed above");
+            job.task_doc.retain(|_, (d, _)| *d != k);
+            let (line, pages, ok) = job.finish(doc);
             out.write_all(&line)?;
             out.write_all(b"\n")?;
             summary.documents += 1;
@@ -219,102 +297,282 @@ pub fn run(
     Ok(summary)
 }
 
-fn absorb(
-    doc: &mut Doc,
-    outcome: Outcome,
-    sup: &Supervisor,
-    task_doc: &mut HashMap<u64, usize>,
-    d: usize,
+struct Job<'s> {
+    sup: &'s Supervisor,
     chunk: u32,
     timeout: Duration,
-) -> Result<(), RunError> {
-    if doc.error.is_some() {
-        return Ok(());
+    staged: bool,
+    held_budget: usize,
+    docs: HashMap<usize, Doc>,
+    task_doc: HashMap<u64, (usize, Stage)>,
+}
+
+impl Job<'_> {
+    /// Whether stage outputs leave room for more work.
+    fn room(&self) -> bool {
+        !self.staged || self.sup.held_buffers() < self.held_budget
     }
-    let reply = match outcome {
-        Outcome::Completed { output, .. } => match serde_json::from_slice::<PageReply>(&output) {
+
+    fn submit(&mut self, d: usize, stage: Stage, spec: TaskSpec) -> Result<(), RunError> {
+        let id = self.sup.submit_detached(TaskSpec {
+            timeout: Some(self.timeout),
+            ..spec
+        })?;
+        self.task_doc.insert(id, (d, stage));
+        Ok(())
+    }
+
+    fn request(kind: u32, path: &str, first: u32, last: u32) -> TaskSpec {
+        let req = PageRequest {
+            path: path.to_string(),
+            first,
+            last,
+        };
+        TaskSpec {
+            payload: serde_json::to_vec(&req).unwrap_or_default(),
+            keep_output: kind == PDF_PARSE,
+            ..TaskSpec::new(kind, 0)
+        }
+    }
+
+    fn forward(kind: u32, inputs: Vec<Held>, keep_output: bool) -> TaskSpec {
+        TaskSpec {
+            inputs,
+            keep_output,
+            ..TaskSpec::new(kind, 0)
+        }
+    }
+
+    fn start(&mut self, d: usize, path: String) -> Result<(), RunError> {
+        let (kind, stage) = if self.staged {
+            (PDF_PARSE, Stage::Parse { first_range: true })
+        } else {
+            (PDF_DOC, Stage::Doc)
+        };
+        let spec = Self::request(kind, &path, 1, self.chunk);
+        self.docs.insert(d, Doc::new(path));
+        self.submit(d, stage, spec)
+    }
+
+    /// Specialists: hands parsers the next ranges while page buffers have room.
+    fn feed_parsers(&mut self) -> Result<(), RunError> {
+        let mut waiting: Vec<usize> = self
+            .docs
+            .iter()
+            .filter(|(_, doc)| !doc.todo.is_empty() && doc.asm.error.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        waiting.sort_unstable();
+        for d in waiting {
+            while self.room() {
+                let doc = self.docs.get_mut(&d).expect("listed above");
+                let Some((first, last)) = doc.todo.pop_front() else {
+                    break;
+                };
+                doc.open_tasks += 1;
+                let spec = Self::request(PDF_PARSE, &doc.asm.path, first, last);
+                self.submit(d, Stage::Parse { first_range: false }, spec)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_outcome(&mut self, id: u64, outcome: Outcome) -> Result<(), RunError> {
+        let Some((d, stage)) = self.task_doc.remove(&id) else {
+            // A task of a document that already ended (its deadline passed): free what it
+            // left in page buffers.
+            if let Outcome::Completed { held: Some(h), .. } = outcome {
+                let _ = self.sup.release_held(h);
+            }
+            return Ok(());
+        };
+        let Some(doc) = self.docs.get_mut(&d) else {
+            return Ok(());
+        };
+        doc.open_tasks -= 1;
+        let (output, held) = match outcome {
+            Outcome::Completed { output, held, .. } => (output, held),
+            Outcome::Failed(f) => {
+                doc.asm.fail(PdfError::new(failure_kind(&f), f.to_string()));
+                return Ok(());
+            }
+        };
+        if doc.asm.error.is_some() {
+            if let Some(h) = held {
+                let _ = self.sup.release_held(h);
+            }
+            return Ok(());
+        }
+        match stage {
+            Stage::Doc | Stage::Pages => self.absorb(d, stage, &output),
+            Stage::Parse { first_range } => self.parsed(d, first_range, held),
+            Stage::Extract => self.pass_on(d, held, PDF_ANALYZE, Stage::Analyze),
+            Stage::Analyze => self.analyzed(d, held),
+            Stage::Aggregate => {
+                let checked = check_line(&doc.asm.path, &output);
+                match checked {
+                    Ok(line) => doc.line = Some(line),
+                    Err(e) => doc.asm.fail(e),
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Generalists: a range's reply.
+    fn absorb(&mut self, d: usize, stage: Stage, output: &[u8]) -> Result<(), RunError> {
+        let doc = self.docs.get_mut(&d).expect("checked by the caller");
+        let reply = match serde_json::from_slice::<PageReply>(output) {
             Ok(r) => r,
             Err(e) => {
-                doc.error = Some(PdfError::new(
+                doc.asm.fail(PdfError::new(
                     ErrorKind::AgentCrashed,
                     format!("bad reply: {e}"),
                 ));
                 return Ok(());
             }
-        },
-        Outcome::Failed(f) => {
-            doc.error = Some(PdfError::new(failure_kind(&f), f.to_string()));
+        };
+        let opened = reply.error.is_none();
+        let page_count = reply.page_count;
+        doc.asm.absorb(reply);
+        if stage == Stage::Doc && opened && page_count > self.chunk {
+            let path = doc.asm.path.clone();
+            for (first, last) in ranges(self.chunk + 1, page_count, self.chunk) {
+                self.docs.get_mut(&d).expect("present").open_tasks += 1;
+                self.submit(
+                    d,
+                    Stage::Pages,
+                    Self::request(PDF_PAGES, &path, first, last),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Specialists: a parser's range, passed on to an extractor.
+    fn parsed(&mut self, d: usize, first_range: bool, held: Option<Held>) -> Result<(), RunError> {
+        let doc = self.docs.get_mut(&d).expect("checked by the caller");
+        let Some(h) = held else {
+            doc.asm.fail(bad_frame("the parser returned nothing"));
+            return Ok(());
+        };
+        // The agent wrote the head: read it, check it, believe nothing else.
+        let head = self
+            .sup
+            .peek_held(h, PARSED_HEAD)
+            .ok()
+            .and_then(|b| Parsed::head(&b).ok());
+        let Some((page_count, _, _)) = head else {
+            let _ = self.sup.release_held(h);
+            doc.asm.fail(bad_frame("unreadable parser frame"));
+            return Ok(());
+        };
+        if page_count == 0 {
+            // The document did not open: the frame says why.
+            let e = self
+                .sup
+                .take_held(h)
+                .ok()
+                .and_then(|b| Parsed::decode(&b).ok().and_then(|p| p.error))
+                .unwrap_or_else(|| bad_frame("no pages and no error"));
+            doc.asm.fail(e);
             return Ok(());
         }
-    };
-    if let Some(e) = reply.error {
-        doc.error = Some(e);
-        return Ok(());
-    }
-    let first_reply = doc.page_count == 0;
-    doc.page_count = reply.page_count;
-    doc.page_errors += reply.page_errors;
-    doc.chunks.push((reply.first, reply.pages));
-    if first_reply && reply.page_count > chunk {
-        let mut first = chunk + 1;
-        while first <= reply.page_count {
-            let last = (first + chunk - 1).min(reply.page_count);
-            let req = PageRequest {
-                path: doc.path.clone(),
-                first,
-                last,
-            };
-            let id = sup.submit_detached(spec(PDF_PAGES, &req, timeout))?;
-            task_doc.insert(id, d);
-            doc.open_tasks += 1;
-            first = last + 1;
+        if first_range {
+            doc.asm.page_count = page_count;
+            doc.todo = ranges(self.chunk + 1, page_count, self.chunk).collect();
+            doc.ranges = 1 + doc.todo.len();
         }
+        self.pass_on(d, Some(h), PDF_EXTRACT, Stage::Extract)
     }
-    Ok(())
+
+    fn pass_on(
+        &mut self,
+        d: usize,
+        held: Option<Held>,
+        kind: u32,
+        stage: Stage,
+    ) -> Result<(), RunError> {
+        let doc = self.docs.get_mut(&d).expect("checked by the caller");
+        let Some(h) = held else {
+            doc.asm.fail(bad_frame("a stage returned nothing"));
+            return Ok(());
+        };
+        doc.open_tasks += 1;
+        self.submit(d, stage, Self::forward(kind, vec![h], true))
+    }
+
+    /// Specialists: a range analyzed; once all are, the aggregator gets them.
+    fn analyzed(&mut self, d: usize, held: Option<Held>) -> Result<(), RunError> {
+        let doc = self.docs.get_mut(&d).expect("checked by the caller");
+        let Some(h) = held else {
+            doc.asm.fail(bad_frame("the analyzer returned nothing"));
+            return Ok(());
+        };
+        doc.analyzed.push(h);
+        if doc.analyzed.len() < doc.ranges {
+            return Ok(());
+        }
+        let path = self.sup.hold(doc.asm.path.as_bytes())?;
+        let mut inputs = vec![path];
+        inputs.append(&mut doc.analyzed);
+        doc.open_tasks += 1;
+        self.submit(
+            d,
+            Stage::Aggregate,
+            Self::forward(PDF_AGGREGATE, inputs, false),
+        )
+    }
+
+    /// The line of a finished document: the Aggregator's, or assembled here from what came
+    /// in (generalists, and documents that failed part way).
+    fn finish(&mut self, mut doc: Doc) -> (Vec<u8>, u64, bool) {
+        if let Some(line) = doc.line.take() {
+            return line;
+        }
+        for h in doc.analyzed.drain(..) {
+            if let Some(reply) = self
+                .sup
+                .take_held(h)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<PageReply>(&b).ok())
+            {
+                doc.asm.absorb(reply);
+            }
+        }
+        doc.asm.render()
+    }
 }
 
-/// The output line of a finished document, its page count, and whether it is ok.
-fn render(mut doc: Doc) -> (Vec<u8>, u64, bool) {
-    use serde_json::value::RawValue;
-    #[derive(Serialize)]
-    struct Line<'a> {
-        path: &'a str,
-        status: &'a str,
+fn bad_frame(what: &str) -> PdfError {
+    PdfError::new(ErrorKind::AgentCrashed, what)
+}
+
+/// Page ranges of `chunk` pages from `first` to `last`.
+fn ranges(first: u32, last: u32, chunk: u32) -> impl Iterator<Item = (u32, u32)> {
+    (first..=last)
+        .step_by(chunk as usize)
+        .map(move |f| (f, f.saturating_add(chunk - 1).min(last)))
+}
+
+/// Checks an Aggregator's line before it goes out: JSON of the expected shape, for the
+/// expected document. Returns it with its page count and whether the document is ok.
+fn check_line(path: &str, line: &[u8]) -> Result<(Vec<u8>, u64, bool), PdfError> {
+    #[derive(serde::Deserialize)]
+    struct Check<'a> {
+        path: String,
+        status: String,
+        #[allow(dead_code)]
         page_count: u32,
-        pages: Vec<&'a RawValue>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        error: Option<&'a PdfError>,
+        #[serde(borrow)]
+        pages: Vec<&'a serde_json::value::RawValue>,
     }
-    // Replies are contiguous page ranges: order them by their first page.
-    doc.chunks.sort_by_key(|(first, _)| *first);
-    let pages: Vec<&RawValue> = doc
-        .chunks
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|r| &**r))
-        .collect();
-    let status = if doc.error.is_some() && pages.is_empty() {
-        "error"
-    } else if doc.error.is_some() || doc.page_errors > 0 || (pages.len() as u32) < doc.page_count {
-        "partial"
-    } else {
-        "ok"
-    };
-    let partial_error = (status == "partial" && doc.error.is_none()).then(|| {
-        PdfError::new(
-            ErrorKind::Malformed,
-            format!("{} of {} pages failed", doc.page_errors, doc.page_count),
-        )
-    });
-    let n = pages.len() as u64;
-    let line = Line {
-        path: &doc.path,
-        status,
-        page_count: doc.page_count,
-        pages,
-        error: doc.error.as_ref().or(partial_error.as_ref()),
-    };
-    let bytes = serde_json::to_vec(&line).unwrap_or_default();
-    (bytes, n, status == "ok")
+    let c: Check<'_> = serde_json::from_slice(line)
+        .map_err(|e| bad_frame(&format!("bad aggregator line: {e}")))?;
+    if c.path != path || !matches!(c.status.as_str(), "ok" | "partial" | "error") {
+        return Err(bad_frame("the aggregator answered for another document"));
+    }
+    Ok((line.to_vec(), c.pages.len() as u64, c.status == "ok"))
 }
 
 /// The PDF files under `paths` (directories searched recursively), and from `files_from`

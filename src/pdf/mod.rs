@@ -4,12 +4,14 @@
 //!
 //! Errors carry a [`ErrorKind`] that `swarm run` reports per document or per page.
 
+pub mod bundle;
 pub mod demo;
 pub mod font;
 pub mod interp;
 pub mod job;
 pub mod layout;
 pub mod lexer;
+pub mod stages;
 pub mod tasks;
 
 use interp::{FontCache, Interpreter, Limits, Resources};
@@ -147,16 +149,14 @@ impl Document {
         (612.0, 792.0)
     }
 
-    /// Extracts page `number` (1-based).
-    pub fn page(&mut self, number: u32) -> Page {
+    /// Interprets page `number` (1-based) into positioned glyphs: the Extractor's part.
+    pub fn page_glyphs(&mut self, number: u32) -> PageGlyphs {
         let Some(&id) = self.pages.get(number.wrapping_sub(1) as usize) else {
-            return Page {
+            return PageGlyphs {
                 number,
-                text: String::new(),
                 width: 0.0,
                 height: 0.0,
-                lines: Vec::new(),
-                blocks: Vec::new(),
+                glyphs: Vec::new(),
                 error: Some(PdfError::new(ErrorKind::Malformed, "no such page")),
             };
         };
@@ -171,9 +171,7 @@ impl Document {
             &mut Vec::new(),
         );
         interp::run_annotations(&mut it, &self.doc, id, &res);
-        let truncated = it.truncated;
-        let l = layout::layout(&it.glyphs);
-        let error = if truncated {
+        let error = if it.truncated {
             Some(PdfError::new(
                 ErrorKind::TooLarge,
                 "page content exceeds the interpreter's limits",
@@ -186,15 +184,59 @@ impl Document {
         } else {
             None
         };
-        Page {
+        PageGlyphs {
             number,
-            text: l.text,
             width,
             height,
-            lines: l.lines,
-            blocks: l.blocks,
+            glyphs: it.glyphs,
             error,
         }
+    }
+
+    /// Extracts page `number` (1-based): glyphs, then layout.
+    pub fn page(&mut self, number: u32) -> Page {
+        analyze(self.page_glyphs(number))
+    }
+
+    /// Page `number` (1-based) as a self-contained one-page PDF: the page, the page-tree
+    /// nodes it inherits from, and the objects its content, resources and annotation
+    /// appearances reach, with the same object numbers (the Parser's part). Left out: what
+    /// extraction never reads (image samples, embedded font programs, outlines, links to
+    /// other pages, metadata), so a page ships only what its text needs.
+    pub fn page_bundle(&self, number: u32) -> Result<Vec<u8>, PdfError> {
+        bundle::page_pdf(
+            &self.doc,
+            self.pages.get(number.wrapping_sub(1) as usize).copied(),
+        )
+    }
+}
+
+/// A page's glyphs before layout: what the Extractor hands the Analyzer.
+#[derive(Debug, Clone)]
+pub struct PageGlyphs {
+    /// 1-based page number.
+    pub number: u32,
+    /// Page width in points.
+    pub width: f64,
+    /// Page height in points.
+    pub height: f64,
+    /// The glyphs in content order.
+    pub glyphs: Vec<interp::Glyph>,
+    /// Set when the page could not be (fully) interpreted.
+    pub error: Option<PdfError>,
+}
+
+/// Words, lines, blocks and reading order from a page's glyphs: the Analyzer's part.
+pub fn analyze(g: PageGlyphs) -> Page {
+    let l = layout::layout(&g.glyphs);
+    Page {
+        number: g.number,
+        text: l.text,
+        width: g.width,
+        height: g.height,
+        lines: l.lines,
+        blocks: l.blocks,
+        error: g.error,
     }
 }
 
@@ -250,6 +292,99 @@ impl DocResult {
             pages,
             error,
         }
+    }
+}
+
+/// A document's result being put together from its ranges' replies (the Aggregator's
+/// part, shared by the one-stage job and the aggregator role so both write the same line).
+#[derive(Debug)]
+pub struct Assembly {
+    /// The path as given.
+    pub path: String,
+    /// Pages in the document, once known.
+    pub page_count: u32,
+    /// Replies' pages as raw JSON, keyed by their first page number.
+    chunks: Vec<(u32, Vec<Box<serde_json::value::RawValue>>)>,
+    page_errors: u32,
+    /// Why the document (or part of it) failed.
+    pub error: Option<PdfError>,
+}
+
+impl Assembly {
+    /// Nothing in yet.
+    pub fn new(path: String) -> Self {
+        Self {
+            path,
+            page_count: 0,
+            chunks: Vec::new(),
+            page_errors: 0,
+            error: None,
+        }
+    }
+
+    /// Takes in one range's reply.
+    pub fn absorb(&mut self, reply: tasks::PageReply) {
+        if let Some(e) = reply.error {
+            self.fail(e);
+            return;
+        }
+        self.page_count = reply.page_count;
+        self.page_errors += reply.page_errors;
+        self.chunks.push((reply.first, reply.pages));
+    }
+
+    /// Records a failure (the first one wins).
+    pub fn fail(&mut self, e: PdfError) {
+        if self.error.is_none() {
+            self.error = Some(e);
+        }
+    }
+
+    /// The output line, the number of pages in it, and whether the document is ok.
+    pub fn render(mut self) -> (Vec<u8>, u64, bool) {
+        use serde_json::value::RawValue;
+        #[derive(Serialize)]
+        struct Line<'a> {
+            path: &'a str,
+            status: &'a str,
+            page_count: u32,
+            pages: Vec<&'a RawValue>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<&'a PdfError>,
+        }
+        // Replies are contiguous page ranges: order them by their first page.
+        self.chunks.sort_by_key(|(first, _)| *first);
+        let pages: Vec<&RawValue> = self
+            .chunks
+            .iter()
+            .flat_map(|(_, p)| p.iter().map(|r| &**r))
+            .collect();
+        let status = if self.error.is_some() && pages.is_empty() {
+            "error"
+        } else if self.error.is_some()
+            || self.page_errors > 0
+            || (pages.len() as u32) < self.page_count
+        {
+            "partial"
+        } else {
+            "ok"
+        };
+        let partial_error = (status == "partial" && self.error.is_none()).then(|| {
+            PdfError::new(
+                ErrorKind::Malformed,
+                format!("{} of {} pages failed", self.page_errors, self.page_count),
+            )
+        });
+        let n = pages.len() as u64;
+        let line = Line {
+            path: &self.path,
+            status,
+            page_count: self.page_count,
+            pages,
+            error: self.error.as_ref().or(partial_error.as_ref()),
+        };
+        let bytes = serde_json::to_vec(&line).unwrap_or_default();
+        (bytes, n, status == "ok")
     }
 }
 

@@ -54,7 +54,7 @@ thread_local! {
     static OPEN: RefCell<Option<(String, Document)>> = const { RefCell::new(None) };
 }
 
-fn with_doc<R>(path: &str, f: impl FnOnce(&mut Document) -> R) -> Result<R, PdfError> {
+pub(crate) fn with_doc<R>(path: &str, f: impl FnOnce(&mut Document) -> R) -> Result<R, PdfError> {
     OPEN.with(|cell| {
         let mut slot = cell.borrow_mut();
         if slot.as_ref().is_none_or(|(p, _)| p != path) {
@@ -102,4 +102,5 @@ fn handle(ctx: &TaskContext<'_>, doc_task: bool) -> Result<Vec<u8>, String> {
 pub fn register(registry: &mut Registry) {
     registry.register(PDF_DOC, "pdf.doc", |ctx| handle(ctx, true));
     registry.register(PDF_PAGES, "pdf.pages", |ctx| handle(ctx, false));
+    super::stages::register(registry);
 }
