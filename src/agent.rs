@@ -349,7 +349,9 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
         rx.pop_batch(&mut inbox, 64).map_err(ring_err)?;
         let mut last_flush = Instant::now();
         for (i, task) in inbox.iter().enumerate() {
-            if task.kind == kinds::STOP {
+            // Relaxed: as above.
+            let stopping = seg.control().shutdown.load(Ordering::Relaxed) != 0;
+            if task.kind == kinds::STOP || stopping {
                 flush(&mut tx, &mut outbox, doorbell, hb, config).map_err(ring_err)?;
                 hb.set_state(AgentState::Exiting);
                 return Ok(());

@@ -769,13 +769,18 @@ impl Supervisor {
             let mut st = sh.state.lock();
             st.stopping = true;
             st.cancel_all("the supervisor is shutting down");
-            // Relaxed: a request; agents poll it after each wake-up, which the ring wakes
-            // below trigger.
+            // Relaxed: a request; agents poll it between tasks and after each wake-up.
             sh.seg
                 .control()
                 .shutdown
                 .store(1, std::sync::atomic::Ordering::Relaxed);
-            for a in &st.agents {
+            // A wake-up alone does not end an agent's wait for data: a STOP descriptor does,
+            // at once instead of at its next heartbeat. A full ring needs none (the agent is
+            // busy and sees the flag before its next task).
+            for a in &mut st.agents {
+                if let Some(tx) = a.tx.as_mut() {
+                    let _ = tx.push(Descriptor::new(0, 0, crate::task::kinds::STOP));
+                }
                 if let Ok(h) = sh.seg.ring_header(a.slot, Direction::ToAgent) {
                     h.wake_consumer();
                 }
