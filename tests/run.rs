@@ -409,3 +409,45 @@ fn demo_runs_a_generated_corpus_and_every_page_matches_its_text() {
     assert_eq!(by_path(&dir.join("output.jsonl")).len(), 6);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `swarm bench pipeline` measures in-process, swarm and specialists in one run and says
+/// so in its JSON (the numbers themselves are for the README, not for assertions).
+#[test]
+fn bench_pipeline_reports_every_phase() {
+    let out = swarm()
+        .args([
+            "bench",
+            "pipeline",
+            "--agents",
+            "1,2",
+            "--roles",
+            "parser=1,extractor=1,analyzer=1,aggregator=1",
+            "--long-pages",
+            "40",
+            "--repeat",
+            "1",
+            "--json",
+        ])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let r: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let pages = r["pages"].as_u64().unwrap();
+    assert!(pages > 300, "{r}");
+    assert!(r["in_process"]["pages_per_second"].as_f64().unwrap() > 0.0);
+    let swarm = r["swarm"].as_array().unwrap();
+    assert_eq!(swarm.len(), 2);
+    for row in swarm {
+        assert!(row["pages_per_second"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    assert!(r["specialists"]["pages_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["long_document"]["pages"], 40);
+    assert!(r["long_document"]["speedup"].as_f64().unwrap() > 0.0);
+}

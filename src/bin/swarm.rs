@@ -39,6 +39,37 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum Bench {
+    /// PDF extraction: `swarm run` at each agent count against the same code on one
+    /// thread in this process (scaling efficiency), specialists, and one long document on
+    /// 1 and 2 agents, in one run. Without PATHs, on a generated corpus.
+    Pipeline {
+        /// PDF files or directories (default: the corpus `swarm demo` generates).
+        paths: Vec<PathBuf>,
+        /// Agent counts, comma-separated (default: 1, 2, 4, ... up to the CPUs).
+        #[arg(long, value_delimiter = ',')]
+        agents: Vec<u32>,
+        /// Also measure these specialists, e.g. `parser=1,extractor=2,analyzer=1,aggregator=1`.
+        #[arg(long, value_parser = parse_roles)]
+        roles: Option<neuralflow_swarm::pdf::job::Roles>,
+        /// Pages of the generated long document run on 1 and 2 agents (0 skips it).
+        #[arg(long, default_value_t = 1000)]
+        long_pages: u32,
+        /// Runs per measurement; the best counts.
+        #[arg(long, default_value_t = 3)]
+        repeat: u32,
+        /// Pages per task.
+        #[arg(long, default_value_t = 16)]
+        chunk_pages: u32,
+        /// Fail instead of running unisolated when cgroups are unavailable.
+        #[arg(long)]
+        require_cgroups: bool,
+        /// The agent executable (default: `agent-bin` beside this one).
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// Print one JSON object as the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cross-process message latency and throughput: our ring against crossbeam-channel,
     /// a Unix socket pair and a pipe, in one run.
     Ring {
@@ -116,10 +147,55 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs go to stderr, filtered by RUST_LOG (warnings and errors by default).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
     let result = match cli.command {
         Command::Run(args) => return run(args),
         Command::Demo(args) => demo(args),
         Command::Extract { paths } => extract(&paths),
+        Command::Bench(Bench::Pipeline {
+            paths,
+            agents,
+            roles,
+            long_pages,
+            repeat,
+            chunk_pages,
+            require_cgroups,
+            agent_bin,
+            json,
+        }) => {
+            let cpus = neuralflow_swarm::spawn::available_cpus() as u32;
+            let agents = if agents.is_empty() {
+                let mut v: Vec<u32> = std::iter::successors(Some(1u32), |n| Some(n * 2))
+                    .take_while(|&n| n <= cpus)
+                    .collect();
+                if v.last() != Some(&cpus) {
+                    v.push(cpus.max(1));
+                }
+                v
+            } else {
+                agents.into_iter().map(|n| n.max(1)).collect()
+            };
+            let cfg = neuralflow_swarm::bench::pipeline::PipelineBenchConfig {
+                files: neuralflow_swarm::pdf::job::collect_inputs(&paths, None),
+                agents,
+                roles,
+                long_pages,
+                repeat,
+                chunk_pages,
+                require_cgroups: require_cgroups || cgroups_required_by_env(),
+                agent_bin,
+                scratch: std::env::temp_dir()
+                    .join(format!("swarm-bench-pipeline-{}", std::process::id())),
+            };
+            bench_pipeline(&cfg, json)
+        }
         Command::Bench(Bench::Ring {
             messages,
             stream,
@@ -180,6 +256,19 @@ fn bench_ring(
     };
     let r = bench::ring(&cfg)?;
     println!("{}", bench::render_ring(&r));
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    }
+    Ok(())
+}
+
+fn bench_pipeline(
+    cfg: &neuralflow_swarm::bench::pipeline::PipelineBenchConfig,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use neuralflow_swarm::bench::pipeline;
+    let r = pipeline::run(cfg)?;
+    println!("{}", pipeline::render(&r));
     if json {
         println!("{}", serde_json::to_string(&r)?);
     }
@@ -262,6 +351,7 @@ fn demo(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
     let spec = demo::DemoSpec {
         documents: a.documents.max(1),
         min_pages: a.min_pages.max(1),
+        max_pages: a.min_pages.max(1) * 3,
         ..demo::DemoSpec::default()
     };
     let report = demo::run(&dir, spec, cfg);

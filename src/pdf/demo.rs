@@ -22,8 +22,10 @@ pub struct DemoDoc {
 pub struct DemoSpec {
     /// Documents.
     pub documents: u32,
-    /// Pages of the shortest document; lengths vary up to three times this.
+    /// Pages of the shortest document.
     pub min_pages: u32,
+    /// Pages of the longest document.
+    pub max_pages: u32,
     /// Seed of the text.
     pub seed: u64,
 }
@@ -34,6 +36,7 @@ impl Default for DemoSpec {
         Self {
             documents: 24,
             min_pages: 8,
+            max_pages: 24,
             seed: 0x5eed,
         }
     }
@@ -242,7 +245,8 @@ pub fn write_corpus(dir: &Path, spec: DemoSpec) -> std::io::Result<Vec<DemoDoc>>
             Style::Justified
         };
         let columns = if d % 4 < 2 { 2 } else { 1 };
-        let pages = spec.min_pages + rng.below(u64::from(spec.min_pages) * 2 + 1) as u32;
+        let spread = spec.max_pages.saturating_sub(spec.min_pages);
+        let pages = spec.min_pages + rng.below(u64::from(spread) + 1) as u32;
         let (bytes, texts) = document(d, pages, body, style, columns, &mut rng);
         let path = dir.join(format!("demo-{d:03}.pdf"));
         std::fs::write(&path, bytes)?;
@@ -442,6 +446,7 @@ mod tests {
             DemoSpec {
                 documents: 4,
                 min_pages: 2,
+                max_pages: 6,
                 seed: 7,
             },
         )

@@ -214,6 +214,16 @@ pub fn run(
         .require_cgroups(cfg.require_cgroups)
         // Extraction beats per page; a page that takes longer than this is stuck.
         .hang_timeout(cfg.timeout_per_doc.max(Duration::from_secs(1)));
+    // Page buffers (64 KiB): room for every agent's queued replies. Specialists hold
+    // stage outputs in the slab too, so they get more. Smaller is faster to set up and
+    // tear down: the segment is reserved (fallocate) before the first agent starts.
+    let agents_asked = cfg.roles.map_or(cfg.agents, |r| r.total());
+    let buffers = if cfg.roles.is_some() {
+        (agents_asked * 128).max(1024)
+    } else {
+        (agents_asked * 64).max(256)
+    };
+    b = b.buffers(64 * 1024, buffers);
     if let Some(r) = &cfg.roles {
         b = b.agent_classes(r.classes());
     }

@@ -1,0 +1,265 @@
+//! `swarm bench pipeline`: `swarm run` against the same extraction code run in this
+//! process on one thread, in one run, so the ratios survive a noisy machine.
+//!
+//! 1. In-process: every document extracted one after another on one thread
+//!    ([`crate::pdf::extract_file`]) and serialized to its JSON line, as `swarm extract`
+//!    does: the single-thread rate.
+//! 2. Swarm: the same documents through `swarm run` with each agent count asked for;
+//!    efficiency = pages/s ÷ (agents × the single-thread rate).
+//! 3. Specialists, when `--roles` is given: the same documents through the four roles.
+//! 4. One long document (generated, `--long-pages`) with 1 agent and with 2: the speed-up
+//!    from spreading one document's page ranges over agents.
+//!
+//! Every measurement is the best of `repeat` runs. Swarm times include starting the agents.
+
+use crate::pdf::demo::{write_corpus, DemoSpec};
+use crate::pdf::job::{self, Roles, RunConfig, RunError};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct PipelineBenchConfig {
+    /// The documents; empty means a generated corpus (as `swarm demo` writes).
+    pub files: Vec<PathBuf>,
+    /// Agent counts to measure.
+    pub agents: Vec<u32>,
+    /// Also measure these specialists.
+    pub roles: Option<Roles>,
+    /// Pages of the long document (0 skips that phase).
+    pub long_pages: u32,
+    /// Runs per measurement; the best counts.
+    pub repeat: u32,
+    /// Pages per task.
+    pub chunk_pages: u32,
+    /// Fail without cgroups.
+    pub require_cgroups: bool,
+    /// The agent executable.
+    pub agent_bin: Option<PathBuf>,
+    /// Where generated documents go (removed afterwards).
+    pub scratch: PathBuf,
+}
+
+/// One measured configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Agents (0 = in process, one thread).
+    pub agents: u32,
+    /// Best wall time.
+    pub seconds: f64,
+    /// Pages per second.
+    pub pages_per_second: f64,
+    /// Pages/s ÷ (agents × the single-thread rate); 1 for the in-process row.
+    pub efficiency: f64,
+}
+
+/// The long-document phase.
+#[derive(Debug, Clone, Serialize)]
+pub struct LongDoc {
+    /// Its pages.
+    pub pages: u32,
+    /// Best time with one agent.
+    pub one_agent_seconds: f64,
+    /// Best time with two agents.
+    pub two_agents_seconds: f64,
+    /// One agent's time ÷ two agents' time.
+    pub speedup: f64,
+}
+
+/// The JSON object `--json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineBenchReport {
+    /// Documents.
+    pub documents: usize,
+    /// Pages in them.
+    pub pages: u64,
+    /// CPUs this process may use.
+    pub cpus: usize,
+    /// The single-thread in-process rate.
+    pub in_process: Row,
+    /// `swarm run` with generalists, per agent count.
+    pub swarm: Vec<Row>,
+    /// `swarm run` with specialists.
+    pub specialists: Option<Row>,
+    /// Agents per role of the specialists' row.
+    pub roles: Option<String>,
+    /// The long document.
+    pub long_document: Option<LongDoc>,
+}
+
+fn best(repeat: u32, mut f: impl FnMut() -> Result<f64, RunError>) -> Result<f64, RunError> {
+    let mut best = f64::INFINITY;
+    for _ in 0..repeat.max(1) {
+        best = best.min(f()?);
+    }
+    Ok(best)
+}
+
+fn swarm_seconds(
+    cfg: &PipelineBenchConfig,
+    files: &[PathBuf],
+    agents: u32,
+    roles: Option<Roles>,
+) -> Result<(f64, u64), RunError> {
+    let run = RunConfig {
+        agents,
+        files: files.to_vec(),
+        memory_limit: None,
+        timeout_per_doc: Duration::from_secs(300),
+        chunk_pages: cfg.chunk_pages,
+        require_cgroups: cfg.require_cgroups,
+        agent_bin: cfg.agent_bin.clone(),
+        roles,
+    };
+    let start = Instant::now();
+    let s = job::run(&run, &mut std::io::sink(), &mut |_, _| {})?;
+    Ok((start.elapsed().as_secs_f64(), s.pages))
+}
+
+/// Runs the benchmark.
+pub fn run(cfg: &PipelineBenchConfig) -> Result<PipelineBenchReport, RunError> {
+    let generated = cfg.files.is_empty();
+    let files = if generated {
+        write_corpus(&cfg.scratch.join("corpus"), DemoSpec::default())?
+            .into_iter()
+            .map(|d| d.path)
+            .collect()
+    } else {
+        cfg.files.clone()
+    };
+    let result = measure(cfg, &files);
+    if generated || cfg.long_pages > 0 {
+        let _ = std::fs::remove_dir_all(&cfg.scratch);
+    }
+    result
+}
+
+fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBenchReport, RunError> {
+    // In process, one thread: the reference rate.
+    let mut pages = 0u64;
+    let local = best(cfg.repeat, || {
+        let start = Instant::now();
+        // As `swarm extract` does: the product is a JSON line per document.
+        pages = files
+            .iter()
+            .map(|f| {
+                let r = crate::pdf::extract_file(f);
+                std::hint::black_box(serde_json::to_vec(&r).unwrap_or_default());
+                r.pages.len() as u64
+            })
+            .sum();
+        Ok(start.elapsed().as_secs_f64())
+    })?;
+    let single = pages as f64 / local;
+    let row = |agents: u32, seconds: f64, n: u64| {
+        let rate = n as f64 / seconds;
+        Row {
+            agents,
+            seconds,
+            pages_per_second: rate,
+            efficiency: rate / (f64::from(agents.max(1)) * single),
+        }
+    };
+    let mut swarm = Vec::new();
+    for &n in &cfg.agents {
+        let mut got = 0;
+        let t = best(cfg.repeat, || {
+            let (t, p) = swarm_seconds(cfg, files, n, None)?;
+            got = p;
+            Ok(t)
+        })?;
+        swarm.push(row(n, t, got));
+    }
+    let specialists = match cfg.roles {
+        None => None,
+        Some(r) => {
+            let mut got = 0;
+            let t = best(cfg.repeat, || {
+                let (t, p) = swarm_seconds(cfg, files, r.total(), Some(r))?;
+                got = p;
+                Ok(t)
+            })?;
+            Some(row(r.total(), t, got))
+        }
+    };
+    let long_document = if cfg.long_pages == 0 {
+        None
+    } else {
+        let long = write_corpus(
+            &cfg.scratch.join("long"),
+            DemoSpec {
+                documents: 1,
+                min_pages: cfg.long_pages,
+                max_pages: cfg.long_pages,
+                seed: 0x10_000,
+            },
+        )?;
+        let doc = vec![long[0].path.clone()];
+        let one = best(cfg.repeat, || Ok(swarm_seconds(cfg, &doc, 1, None)?.0))?;
+        let two = best(cfg.repeat, || Ok(swarm_seconds(cfg, &doc, 2, None)?.0))?;
+        Some(LongDoc {
+            pages: cfg.long_pages,
+            one_agent_seconds: one,
+            two_agents_seconds: two,
+            speedup: one / two,
+        })
+    };
+    Ok(PipelineBenchReport {
+        documents: files.len(),
+        pages,
+        cpus: crate::spawn::available_cpus(),
+        in_process: Row {
+            agents: 0,
+            seconds: local,
+            pages_per_second: single,
+            efficiency: 1.0,
+        },
+        swarm,
+        specialists,
+        roles: cfg.roles.map(|r| {
+            format!(
+                "parser={},extractor={},analyzer={},aggregator={}",
+                r.parser, r.extractor, r.analyzer, r.aggregator
+            )
+        }),
+        long_document,
+    })
+}
+
+/// The human-readable table.
+pub fn render(r: &PipelineBenchReport) -> String {
+    let mut out = vec![
+        format!(
+            "{} documents, {} pages, {} CPUs",
+            r.documents, r.pages, r.cpus
+        ),
+        format!(
+            "  {:<28} {:>9} {:>12} {:>11}",
+            "", "seconds", "pages/s", "efficiency"
+        ),
+    ];
+    let line = |name: String, row: &Row| {
+        format!(
+            "  {:<28} {:>9.3} {:>12.0} {:>10.1}%",
+            name,
+            row.seconds,
+            row.pages_per_second,
+            row.efficiency * 100.0
+        )
+    };
+    out.push(line("in process, 1 thread".into(), &r.in_process));
+    for row in &r.swarm {
+        out.push(line(format!("swarm, {} agents", row.agents), row));
+    }
+    if let (Some(row), Some(roles)) = (&r.specialists, &r.roles) {
+        out.push(line(format!("specialists {roles}"), row));
+    }
+    if let Some(l) = &r.long_document {
+        out.push(format!(
+            "  one {}-page document: 1 agent {:.3} s, 2 agents {:.3} s, speed-up {:.2}x",
+            l.pages, l.one_agent_seconds, l.two_agents_seconds, l.speedup
+        ));
+    }
+    out.join("\n")
+}
