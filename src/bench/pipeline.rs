@@ -10,7 +10,8 @@
 //! 4. One long document (generated, `--long-pages`) with 1 agent and with 2: the speed-up
 //!    from spreading one document's page ranges over agents.
 //!
-//! Every measurement is the best of `repeat` runs. Swarm times include starting the agents.
+//! The configurations are measured in `repeat` rounds, each running every one once, and
+//! the best time of each counts. Swarm times include starting and stopping the agents.
 
 use crate::pdf::demo::{write_corpus, DemoSpec};
 use crate::pdf::job::{self, Roles, RunConfig, RunError};
@@ -88,14 +89,6 @@ pub struct PipelineBenchReport {
     pub long_document: Option<LongDoc>,
 }
 
-fn best(repeat: u32, mut f: impl FnMut() -> Result<f64, RunError>) -> Result<f64, RunError> {
-    let mut best = f64::INFINITY;
-    for _ in 0..repeat.max(1) {
-        best = best.min(f()?);
-    }
-    Ok(best)
-}
-
 fn swarm_seconds(
     cfg: &PipelineBenchConfig,
     files: &[PathBuf],
@@ -136,57 +129,10 @@ pub fn run(cfg: &PipelineBenchConfig) -> Result<PipelineBenchReport, RunError> {
 }
 
 fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBenchReport, RunError> {
-    // In process, one thread: the reference rate.
-    let mut pages = 0u64;
-    let local = best(cfg.repeat, || {
-        let start = Instant::now();
-        // As `swarm extract` does: the product is a JSON line per document.
-        pages = files
-            .iter()
-            .map(|f| {
-                let r = crate::pdf::extract_file(f);
-                std::hint::black_box(serde_json::to_vec(&r).unwrap_or_default());
-                r.pages.len() as u64
-            })
-            .sum();
-        Ok(start.elapsed().as_secs_f64())
-    })?;
-    let single = pages as f64 / local;
-    let row = |agents: u32, seconds: f64, n: u64| {
-        let rate = n as f64 / seconds;
-        Row {
-            agents,
-            seconds,
-            pages_per_second: rate,
-            efficiency: rate / (f64::from(agents.max(1)) * single),
-        }
-    };
-    let mut swarm = Vec::new();
-    for &n in &cfg.agents {
-        let mut got = 0;
-        let t = best(cfg.repeat, || {
-            let (t, p) = swarm_seconds(cfg, files, n, None)?;
-            got = p;
-            Ok(t)
-        })?;
-        swarm.push(row(n, t, got));
-    }
-    let specialists = match cfg.roles {
-        None => None,
-        Some(r) => {
-            let mut got = 0;
-            let t = best(cfg.repeat, || {
-                let (t, p) = swarm_seconds(cfg, files, r.total(), Some(r))?;
-                got = p;
-                Ok(t)
-            })?;
-            Some(row(r.total(), t, got))
-        }
-    };
-    let long_document = if cfg.long_pages == 0 {
-        None
+    let long = if cfg.long_pages == 0 {
+        Vec::new()
     } else {
-        let long = write_corpus(
+        let d = write_corpus(
             &cfg.scratch.join("long"),
             DemoSpec {
                 documents: 1,
@@ -195,15 +141,54 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
                 seed: 0x10_000,
             },
         )?;
-        let doc = vec![long[0].path.clone()];
-        let one = best(cfg.repeat, || Ok(swarm_seconds(cfg, &doc, 1, None)?.0))?;
-        let two = best(cfg.repeat, || Ok(swarm_seconds(cfg, &doc, 2, None)?.0))?;
-        Some(LongDoc {
-            pages: cfg.long_pages,
-            one_agent_seconds: one,
-            two_agents_seconds: two,
-            speedup: one / two,
-        })
+        vec![d[0].path.clone()]
+    };
+    // Rounds, each measuring every configuration once: drift on a shared machine hits
+    // them all alike, and the best of each counts.
+    let mut pages = 0u64;
+    let mut local = f64::INFINITY;
+    let mut swarm: Vec<(f64, u64)> = vec![(f64::INFINITY, 0); cfg.agents.len()];
+    let mut special = (f64::INFINITY, 0u64);
+    let (mut one, mut two) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..cfg.repeat.max(1) {
+        // In process, one thread, as `swarm extract` does: the product is a JSON line per
+        // document.
+        let start = Instant::now();
+        pages = files
+            .iter()
+            .map(|f| {
+                let r = crate::pdf::extract_file(f);
+                std::hint::black_box(serde_json::to_vec(&r).unwrap_or_default());
+                r.pages.len() as u64
+            })
+            .sum();
+        local = local.min(start.elapsed().as_secs_f64());
+        for (k, &n) in cfg.agents.iter().enumerate() {
+            let (t, p) = swarm_seconds(cfg, files, n, None)?;
+            if t < swarm[k].0 {
+                swarm[k] = (t, p);
+            }
+        }
+        if let Some(r) = cfg.roles {
+            let (t, p) = swarm_seconds(cfg, files, r.total(), Some(r))?;
+            if t < special.0 {
+                special = (t, p);
+            }
+        }
+        if !long.is_empty() {
+            one = one.min(swarm_seconds(cfg, &long, 1, None)?.0);
+            two = two.min(swarm_seconds(cfg, &long, 2, None)?.0);
+        }
+    }
+    let single = pages as f64 / local;
+    let row = |agents: u32, (seconds, n): (f64, u64)| {
+        let rate = n as f64 / seconds;
+        Row {
+            agents,
+            seconds,
+            pages_per_second: rate,
+            efficiency: rate / (f64::from(agents.max(1)) * single),
+        }
     };
     Ok(PipelineBenchReport {
         documents: files.len(),
@@ -215,15 +200,25 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
             pages_per_second: single,
             efficiency: 1.0,
         },
-        swarm,
-        specialists,
+        swarm: cfg
+            .agents
+            .iter()
+            .zip(&swarm)
+            .map(|(&n, &m)| row(n, m))
+            .collect(),
+        specialists: cfg.roles.map(|r| row(r.total(), special)),
         roles: cfg.roles.map(|r| {
             format!(
                 "parser={},extractor={},analyzer={},aggregator={}",
                 r.parser, r.extractor, r.analyzer, r.aggregator
             )
         }),
-        long_document,
+        long_document: (!long.is_empty()).then(|| LongDoc {
+            pages: cfg.long_pages,
+            one_agent_seconds: one,
+            two_agents_seconds: two,
+            speedup: one / two,
+        }),
     })
 }
 
