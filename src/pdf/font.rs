@@ -250,10 +250,8 @@ impl Font {
                 .and_then(|o| o.as_array().ok())
                 .map(|a| a.iter().filter_map(|o| num(deref(doc, o))).collect())
                 .unwrap_or_default();
-            (
-                m.first().copied().filter(|v| *v != 0.0).unwrap_or(0.001),
-                1.0,
-            )
+            let scale = m.first().copied().filter(|v| *v != 0.0).unwrap_or(0.001);
+            (scale, type3_size_factor(doc, d, scale))
         } else {
             (0.001, 1.0)
         };
@@ -805,6 +803,29 @@ fn accented(name: &str) -> Option<char> {
                 .position(|b| b == base)
                 .and_then(|i| out.chars().nth(i))
         })
+}
+
+/// How tall a Type3 font's em is in text space, per unit of font size. Its matrix can
+/// be anything (`[0.0042 0 0 0.0042 0 0]` with glyphs 20 units wide is a 10 pt font at
+/// `58 Tf`), so the size is inferred from the glyphs: average letters are about half an
+/// em wide. Without widths, the matrix's nominal size stands.
+fn type3_size_factor(doc: &Document, d: &Dictionary, scale: f64) -> f64 {
+    let widths: Vec<f64> = dict_get(doc, d, b"Widths")
+        .and_then(|o| o.as_array().ok())
+        .map(|a| {
+            a.iter()
+                .filter_map(|o| num(deref(doc, o)))
+                .filter(|w| *w > 0.0)
+                .collect()
+        })
+        .unwrap_or_default();
+    if widths.len() < 8 {
+        return 1.0;
+    }
+    let mut sorted = widths;
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    (median * scale.abs() / 0.5).clamp(0.02, 50.0)
 }
 
 /// Widths of the standard fonts for codes 32..=126 (Adobe's AFM metrics).
