@@ -451,3 +451,37 @@ fn bench_pipeline_reports_every_phase() {
     assert_eq!(r["long_document"]["pages"], 40);
     assert!(r["long_document"]["speedup"].as_f64().unwrap() > 0.0);
 }
+
+/// Fonts whose encoding is the embedded program's own (TeX's CFF fonts put ligatures at
+/// codes 11 to 15) and Type3 fonts with odd matrices give whole words.
+#[test]
+fn builtin_font_encodings_and_type3_sizes_give_whole_words() {
+    let Some(c) = corpus() else { return };
+    for (file, words) in [
+        (
+            "pdfjs__issue6132.pdf",
+            &["efficient", "finite", "field"][..],
+        ),
+        ("pdfjs__issue6605.pdf", &["will", "suggest"][..]),
+    ] {
+        let out = swarm()
+            .arg("extract")
+            .arg(c.join("real").join(file))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let text: String = v["pages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let found: std::collections::HashSet<&str> =
+            text.split(|ch: char| !ch.is_alphanumeric()).collect();
+        for w in words {
+            assert!(found.contains(w), "{file}: no {w:?} in the text");
+        }
+    }
+}

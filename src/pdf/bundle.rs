@@ -12,8 +12,8 @@ use lopdf::{dictionary, Dictionary, Document, Object, ObjectId, Stream};
 use std::collections::HashSet;
 
 /// Keys whose values extraction never follows: links to other pages and to the rest of
-/// the document, metadata, and embedded font programs (fonts are read from their
-/// dictionaries, widths, encodings and ToUnicode maps).
+/// the document, metadata, and TrueType programs (Type 1 and CFF programs go along: their
+/// built-in encodings are read, see [`super::fontfile`]).
 const SKIP: &[&[u8]] = &[
     b"Parent",
     b"Kids",
@@ -33,9 +33,7 @@ const SKIP: &[&[u8]] = &[
     b"PieceInfo",
     b"Popup",
     b"IRT",
-    b"FontFile",
     b"FontFile2",
-    b"FontFile3",
 ];
 
 /// Most page-tree levels followed up from a page.

@@ -282,11 +282,15 @@ impl Font {
         } else {
             BaseEncoding::Standard
         };
+        let builtin = dict_get(doc, d, b"FontDescriptor")
+            .and_then(|o| o.as_dict().ok())
+            .and_then(|fd| super::fontfile::builtin_encoding(doc, fd));
         let encoding = Some(build_encoding(
             doc,
             d.get(b"Encoding").ok(),
             base_enc,
             &base,
+            builtin,
         ));
         Font {
             two_byte: false,
@@ -421,6 +425,7 @@ fn build_encoding(
     enc: Option<&Object>,
     default: BaseEncoding,
     base_font: &str,
+    builtin: Option<Vec<(u8, String)>>,
 ) -> Box<[Option<String>; 256]> {
     let enc = enc.map(|o| deref(doc, o));
     let named = |n: &[u8]| match n {
@@ -431,26 +436,38 @@ fn build_encoding(
     };
     let symbolic = base_font.contains("Symbol") || base_font.contains("Dingbats");
     let (base, diffs) = match enc {
-        Some(Object::Name(n)) => (named(n).unwrap_or(default), None),
+        Some(Object::Name(n)) => (named(n), None),
         Some(Object::Dictionary(d)) => (
             d.get(b"BaseEncoding")
                 .ok()
                 .and_then(|o| o.as_name().ok())
-                .and_then(named)
-                .unwrap_or(default),
+                .and_then(named),
             d.get(b"Differences")
                 .ok()
                 .map(|o| deref(doc, o))
                 .and_then(|o| o.as_array().ok()),
         ),
-        _ => (default, None),
+        _ => (None, None),
     };
-    let mut table: Box<[Option<String>; 256]> = Box::new(std::array::from_fn(|c| {
-        if symbolic {
-            return None;
+    let mut table: Box<[Option<String>; 256]> = match (base, builtin) {
+        // No base encoding named: an embedded program's own encoding is the base.
+        (None, Some(codes)) => {
+            let mut t: Box<[Option<String>; 256]> = Box::new(std::array::from_fn(|_| None));
+            for (code, name) in codes {
+                t[code as usize] = glyph_to_unicode(&name);
+            }
+            t
         }
-        base_text(base, c as u8)
-    }));
+        (base, _) => {
+            let base = base.unwrap_or(default);
+            Box::new(std::array::from_fn(|c| {
+                if symbolic {
+                    return None;
+                }
+                base_text(base, c as u8)
+            }))
+        }
+    };
     if let Some(diffs) = diffs {
         let mut code = 0usize;
         for o in diffs {

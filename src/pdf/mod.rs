@@ -7,6 +7,7 @@
 pub mod bundle;
 pub mod demo;
 pub mod font;
+pub mod fontfile;
 pub mod interp;
 pub mod job;
 pub mod layout;
@@ -201,8 +202,8 @@ impl Document {
     /// Page `number` (1-based) as a self-contained one-page PDF: the page, the page-tree
     /// nodes it inherits from, and the objects its content, resources and annotation
     /// appearances reach, with the same object numbers (the Parser's part). Left out: what
-    /// extraction never reads (image samples, embedded font programs, outlines, links to
-    /// other pages, metadata), so a page ships only what its text needs.
+    /// extraction never reads (image samples, TrueType programs, outlines, links to other
+    /// pages, metadata), so a page ships only what its text needs.
     pub fn page_bundle(&self, number: u32) -> Result<Vec<u8>, PdfError> {
         bundle::page_pdf(
             &self.doc,
