@@ -171,6 +171,8 @@ pub struct Font {
     std_widths: Option<&'static [u16; 95]>,
     /// Glyph height per unit of font size (Type3 fonts can have odd matrices).
     pub size_factor: f64,
+    /// The codes are UTF-16BE themselves (the predefined `Uni…-UTF16-`/`-UCS2-` CMaps).
+    utf16: bool,
 }
 
 fn num(o: &Object) -> Option<f64> {
@@ -217,6 +219,9 @@ impl Font {
                 .and_then(Object::as_name)
                 .unwrap_or(b"Identity-H");
             let vertical = enc_name.ends_with(b"-V");
+            let utf16 = enc_name.starts_with(b"Uni")
+                && (enc_name.windows(5).any(|w| w == b"UTF16")
+                    || enc_name.windows(4).any(|w| w == b"UCS2"));
             let desc = dict_get(doc, d, b"DescendantFonts")
                 .and_then(|o| o.as_array().ok())
                 .and_then(|a| a.first())
@@ -233,6 +238,7 @@ impl Font {
                 }
             }
             return Font {
+                utf16,
                 two_byte: true,
                 vertical,
                 to_unicode,
@@ -293,6 +299,7 @@ impl Font {
             builtin,
         ));
         Font {
+            utf16: false,
             two_byte: false,
             vertical: false,
             to_unicode,
@@ -341,6 +348,8 @@ impl Font {
             // says; composite fonts take the code length from it.
             let n = match &self.to_unicode {
                 _ if !self.two_byte => 1,
+                // A high surrogate takes its low one along.
+                None if self.utf16 && bytes.len() - i >= 4 && (0xD8..0xDC).contains(&bytes[i]) => 4,
                 Some(cm) if cm.has_ranges() => cm.code_len(&bytes[i..], 2),
                 _ => 2.min(bytes.len() - i),
             };
@@ -360,7 +369,9 @@ impl Font {
                         .and_then(|e| e.get(code as usize).cloned().flatten())
                 })
                 .unwrap_or_else(|| {
-                    if self.two_byte {
+                    if self.utf16 {
+                        utf16(&bytes[i - n..i])
+                    } else if self.two_byte {
                         String::new()
                     } else {
                         char::from_u32(code)
