@@ -465,7 +465,8 @@ fn build_encoding(
         (None, Some(codes)) => {
             let mut t: Box<[Option<String>; 256]> = Box::new(std::array::from_fn(|_| None));
             for (code, name) in codes {
-                t[code as usize] = glyph_to_unicode(&name);
+                // A name nobody knows has no text; it is not the code's ASCII letter.
+                t[code as usize] = Some(glyph_to_unicode(&name).unwrap_or_default());
             }
             t
         }
@@ -621,6 +622,9 @@ pub fn glyph_to_unicode(name: &str) -> Option<String> {
     if let Some(c) = glyph_list(name) {
         return Some(c.to_string());
     }
+    if let Some(c) = adobe_glyph_list(name) {
+        return Some(c.to_string());
+    }
     if let Some(c) = accented(name) {
         return Some(c.to_string());
     }
@@ -648,8 +652,33 @@ fn numeric_name(name: &str) -> Option<String> {
         .map(String::from)
 }
 
+/// The Adobe Glyph List for New Fonts (about 600 names, math and arrows among them),
+/// from the `glyph-names` crate, turned around once.
+fn adobe_glyph_list(name: &str) -> Option<char> {
+    static BY_NAME: std::sync::OnceLock<HashMap<&'static str, char>> = std::sync::OnceLock::new();
+    BY_NAME
+        .get_or_init(|| {
+            glyph_names::GLYPH_NAME_PAIRS
+                .iter()
+                .map(|&(c, n)| (n, c))
+                .collect()
+        })
+        .get(name)
+        .copied()
+}
+
 fn glyph_list(name: &str) -> Option<&'static str> {
     Some(match name {
+        // TeX's math fonts use some names the AGL for new fonts lacks.
+        "owner" => "\u{220B}",
+        "triangle" => "\u{25B3}",
+        "negationslash" => "\u{0338}",
+        "Rfractur" => "\u{211C}",
+        "Ifractur" => "\u{2111}",
+        "angbracketleft" => "\u{27E8}",
+        "angbracketright" => "\u{27E9}",
+        "prime" => "\u{2032}",
+        "nabla" => "\u{2207}",
         "space" | "nbspace" | "nonbreakingspace" => " ",
         "exclam" => "!",
         "quotedbl" => "\"",
