@@ -100,6 +100,14 @@ struct Placed {
     size: f64,
 }
 
+/// Whether `text` ends with a line broken by a hyphen after a letter (`com-`, newline).
+fn ends_hyphenated(text: &str) -> bool {
+    let mut end = text.chars().rev();
+    end.next() == Some('\n')
+        && matches!(end.next(), Some('-' | '\u{00AD}' | '\u{2010}'))
+        && end.next().is_some_and(char::is_alphabetic)
+}
+
 /// Builds the layout of a page from its glyphs.
 pub fn layout(glyphs: &[Glyph]) -> Layout {
     let mut lines: Vec<Placed> = Vec::new();
@@ -208,6 +216,20 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
             });
         }
         let line = placed.line.clone();
+        // A word hyphenated across lines of a block is put back together in the text (the
+        // lines keep what was printed).
+        let mut rest = line.text.as_str();
+        if !new_block && ends_hyphenated(&out.text) {
+            let cut = rest.find(' ').unwrap_or(rest.len());
+            if rest.chars().next().is_some_and(char::is_lowercase) {
+                out.text.pop(); // the newline
+                let hyphen = out.text.pop().map_or(0, char::len_utf8);
+                debug_assert!(hyphen > 0);
+                out.text.push_str(&rest[..cut]);
+                out.text.push('\n');
+                rest = rest[cut..].trim_start();
+            }
+        }
         let b = out.blocks.last_mut().expect("pushed above");
         b.bbox = [
             b.bbox[0].min(line.bbox[0]),
@@ -216,8 +238,10 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
             b.bbox[3].max(line.bbox[3]),
         ];
         b.lines.push(i);
-        out.text.push_str(&line.text);
-        out.text.push('\n');
+        if !rest.is_empty() {
+            out.text.push_str(rest);
+            out.text.push('\n');
+        }
         out.lines.push(line);
         prev = Some(placed);
     }
@@ -263,6 +287,28 @@ mod tests {
         assert_eq!(l.lines.len(), 3);
         assert_eq!(l.blocks.len(), 2);
         assert_eq!(l.blocks[0].lines, [0, 1]);
+    }
+
+    fn word(w: &str, x: f64, y: f64) -> Vec<Glyph> {
+        w.chars()
+            .enumerate()
+            .map(|(i, c)| g(&c.to_string(), x + 5.0 * i as f64, y, 5.0))
+            .collect()
+    }
+
+    #[test]
+    fn words_hyphenated_across_lines_are_rejoined_in_the_text_only() {
+        let mut glyphs = Vec::new();
+        glyphs.extend(word("we", 0.0, 100.0));
+        glyphs.extend(word("com-", 15.0, 100.0));
+        glyphs.extend(word("pile", 0.0, 88.0));
+        glyphs.extend(word("it", 25.0, 88.0));
+        glyphs.extend(word("non-", 0.0, 76.0));
+        glyphs.extend(word("Blocking", 0.0, 64.0)); // capital: a real compound, kept
+        let l = layout(&glyphs);
+        assert_eq!(l.text, "we compile\nit\nnon-\nBlocking\n");
+        let lines: Vec<&str> = l.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(lines, ["we com-", "pile it", "non-", "Blocking"]);
     }
 
     #[test]

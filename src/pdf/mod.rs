@@ -64,7 +64,8 @@ impl PdfError {
 pub struct Page {
     /// 1-based page number.
     pub number: u32,
-    /// The text, lines separated by newlines and blocks by an empty line.
+    /// The text, lines separated by newlines and blocks by an empty line; a word
+    /// hyphenated across two lines of a block is rejoined (`lines` keep what was printed).
     pub text: String,
     /// Page width in points (from the media box).
     pub width: f64,
