@@ -453,9 +453,10 @@ fn bench_pipeline_reports_every_phase() {
 }
 
 /// Fonts whose encoding is the embedded program's own (TeX's CFF fonts put ligatures at
-/// codes 11 to 15) and Type3 fonts with odd matrices give whole words.
+/// codes 11 to 15), Type3 fonts with odd matrices, and form fields without drawn text
+/// give whole words.
 #[test]
-fn builtin_font_encodings_and_type3_sizes_give_whole_words() {
+fn fonts_and_form_fields_give_whole_words() {
     let Some(c) = corpus() else { return };
     for (file, words) in [
         (
@@ -463,6 +464,8 @@ fn builtin_font_encodings_and_type3_sizes_give_whole_words() {
             &["efficient", "finite", "field"][..],
         ),
         ("pdfjs__issue6605.pdf", &["will", "suggest"][..]),
+        // Form fields whose appearance streams are empty: the values come from /V.
+        ("samplefiles__libreoffice-form.pdf", &["Alice", "Bob"][..]),
     ] {
         let out = swarm()
             .arg("extract")

@@ -12,10 +12,10 @@ use lopdf::{dictionary, Dictionary, Document, Object, ObjectId, Stream};
 use std::collections::HashSet;
 
 /// Keys whose values extraction never follows: links to other pages and to the rest of
-/// the document, metadata, and TrueType programs (Type 1 and CFF programs go along: their
+/// the document, metadata, and TrueType programs. (`/Parent` is followed: a form field
+/// inherits its type and value from its parents; the page's own chain is set up apart.) (Type 1 and CFF programs go along: their
 /// built-in encodings are read, see [`super::fontfile`]).
 const SKIP: &[&[u8]] = &[
-    b"Parent",
     b"Kids",
     b"P",
     b"Dest",

@@ -454,57 +454,161 @@ pub fn run_annotations<'d>(
         if flags & (2 | 32) != 0 {
             continue; // Hidden or NoView
         }
-        let Some(ap) = annot
-            .get(b"AP")
-            .ok()
-            .map(|o| deref(doc, o))
-            .and_then(|o| o.as_dict().ok())
-        else {
-            continue;
-        };
-        let Ok(normal) = ap.get(b"N") else { continue };
-        // Either one appearance, or one per state chosen by /AS (check boxes, radios).
-        let found = stream_of(doc, normal).or_else(|| {
-            let states = deref(doc, normal).as_dict().ok()?;
-            let state = annot.get(b"AS").ok()?.as_name().ok()?;
-            stream_of(doc, states.get(state).ok()?)
-        });
-        let Some((id, stream)) = found else { continue };
-        let rect = numbers(doc, annot.get(b"Rect").ok());
-        let bbox = numbers(doc, stream.dict.get(b"BBox").ok());
-        if rect.len() != 4 || bbox.len() != 4 {
+        let before = it.glyphs.len();
+        run_appearance(it, doc, annot, res);
+        if it.glyphs.len() == before {
+            field_value(it, doc, annot);
+        }
+    }
+}
+
+/// A form field's value drawn where the widget is, when its appearance shows no text (no
+/// appearance stream, or an empty one, as some producers leave for viewers to fill in).
+fn field_value(it: &mut Interpreter<'_>, doc: &Document, annot: &Dictionary) {
+    if annot.get(b"Subtype").and_then(Object::as_name).ok() != Some(b"Widget".as_slice()) {
+        return;
+    }
+    // Field attributes are inherited from parent fields.
+    let inherited = |key: &[u8]| -> Option<&Object> {
+        let mut d = annot;
+        for _ in 0..16 {
+            if let Ok(v) = d.get(key) {
+                return Some(deref(doc, v));
+            }
+            d = deref(doc, d.get(b"Parent").ok()?).as_dict().ok()?;
+        }
+        None
+    };
+    let kind = inherited(b"FT").and_then(|o| o.as_name().ok());
+    if !matches!(kind, Some(b"Tx" | b"Ch")) {
+        return;
+    }
+    let text = match inherited(b"V") {
+        Some(Object::String(b, _)) => text_string(b),
+        Some(Object::Array(items)) => items
+            .iter()
+            .filter_map(|o| match deref(doc, o) {
+                Object::String(b, _) => Some(text_string(b)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => return,
+    };
+    let rect = numbers(doc, annot.get(b"Rect").ok());
+    if text.trim().is_empty() || rect.len() != 4 {
+        return;
+    }
+    let (x0, y0) = (rect[0].min(rect[2]), rect[1].min(rect[3]));
+    let height = (rect[1] - rect[3]).abs();
+    // The size from the default appearance (`/F1 11 Tf`); 0 means auto-size.
+    let da = inherited(b"DA")
+        .and_then(|o| o.as_str().ok())
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    let tokens: Vec<&str> = da.split_whitespace().collect();
+    let size = tokens
+        .windows(2)
+        .rev()
+        .find(|w| w[1] == "Tf")
+        .and_then(|w| w[0].parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .unwrap_or((height * 0.7).max(1.0));
+    let mut x = x0 + 2.0;
+    let mut y = y0 + ((height - size) / 2.0).max(0.0) + size * 0.2;
+    for c in text.chars().take(10_000) {
+        if c == '\n' || c == '\r' {
+            // A multi-line value: next line down.
+            x = x0 + 2.0;
+            y -= size * 1.15;
             continue;
         }
-        let m = form_matrix(doc, &stream.dict);
-        // The bounding box transformed by the form matrix, mapped onto the rectangle.
-        let pts = [
-            (bbox[0], bbox[1]),
-            (bbox[2], bbox[1]),
-            (bbox[0], bbox[3]),
-            (bbox[2], bbox[3]),
-        ]
-        .map(|(x, y)| (x * m[0] + y * m[2] + m[4], x * m[1] + y * m[3] + m[5]));
-        let (tx0, tx1) = pts
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-        let (ty0, ty1) = pts
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
-        let (rx0, rx1) = (rect[0].min(rect[2]), rect[0].max(rect[2]));
-        let (ry0, ry1) = (rect[1].min(rect[3]), rect[1].max(rect[3]));
-        let sx = if tx1 - tx0 > 1e-9 {
-            (rx1 - rx0) / (tx1 - tx0)
-        } else {
-            1.0
-        };
-        let sy = if ty1 - ty0 > 1e-9 {
-            (ry1 - ry0) / (ty1 - ty0)
-        } else {
-            1.0
-        };
-        let a = [sx, 0.0, 0.0, sy, rx0 - sx * tx0, ry0 - sy * ty0];
-        it.run_form(id, stream, res, &a, &mut Vec::new());
+        let adv = size * if c == ' ' { 0.28 } else { 0.5 };
+        it.glyphs.push(Glyph {
+            text: c.to_string(),
+            x,
+            y,
+            adv,
+            size,
+            dir: (1.0, 0.0),
+        });
+        x += adv;
     }
+}
+
+/// A PDF text string: UTF-16BE or UTF-8 with a byte-order mark, else PDFDocEncoding
+/// (read as Latin-1, which it matches for letters).
+fn text_string(b: &[u8]) -> String {
+    if let Some(u) = b.strip_prefix(&[0xFE, 0xFF]) {
+        let units: Vec<u16> = u
+            .chunks_exact(2)
+            .map(|p| u16::from_be_bytes([p[0], p[1]]))
+            .collect();
+        String::from_utf16_lossy(&units)
+    } else if let Some(u) = b.strip_prefix(&[0xEF, 0xBB, 0xBF]) {
+        String::from_utf8_lossy(u).into_owned()
+    } else {
+        b.iter().map(|&c| c as char).collect()
+    }
+}
+
+/// Runs an annotation's normal appearance stream, placed on its rectangle.
+fn run_appearance<'d>(
+    it: &mut Interpreter<'d>,
+    doc: &'d Document,
+    annot: &'d Dictionary,
+    res: &Resources<'d>,
+) {
+    let Some(ap) = annot
+        .get(b"AP")
+        .ok()
+        .map(|o| deref(doc, o))
+        .and_then(|o| o.as_dict().ok())
+    else {
+        return;
+    };
+    let Ok(normal) = ap.get(b"N") else { return };
+    // Either one appearance, or one per state chosen by /AS (check boxes, radios).
+    let found = stream_of(doc, normal).or_else(|| {
+        let states = deref(doc, normal).as_dict().ok()?;
+        let state = annot.get(b"AS").ok()?.as_name().ok()?;
+        stream_of(doc, states.get(state).ok()?)
+    });
+    let Some((id, stream)) = found else { return };
+    let rect = numbers(doc, annot.get(b"Rect").ok());
+    let bbox = numbers(doc, stream.dict.get(b"BBox").ok());
+    if rect.len() != 4 || bbox.len() != 4 {
+        return;
+    }
+    let m = form_matrix(doc, &stream.dict);
+    // The bounding box transformed by the form matrix, mapped onto the rectangle.
+    let pts = [
+        (bbox[0], bbox[1]),
+        (bbox[2], bbox[1]),
+        (bbox[0], bbox[3]),
+        (bbox[2], bbox[3]),
+    ]
+    .map(|(x, y)| (x * m[0] + y * m[2] + m[4], x * m[1] + y * m[3] + m[5]));
+    let (tx0, tx1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (ty0, ty1) = pts
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (rx0, rx1) = (rect[0].min(rect[2]), rect[0].max(rect[2]));
+    let (ry0, ry1) = (rect[1].min(rect[3]), rect[1].max(rect[3]));
+    let sx = if tx1 - tx0 > 1e-9 {
+        (rx1 - rx0) / (tx1 - tx0)
+    } else {
+        1.0
+    };
+    let sy = if ty1 - ty0 > 1e-9 {
+        (ry1 - ry0) / (ty1 - ty0)
+    } else {
+        1.0
+    };
+    let a = [sx, 0.0, 0.0, sy, rx0 - sx * tx0, ry0 - sy * ty0];
+    it.run_form(id, stream, res, &a, &mut Vec::new());
 }
 
 /// A stream given inline or by reference, with its object id when it has one.
