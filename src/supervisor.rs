@@ -644,6 +644,32 @@ impl Supervisor {
         self.shared.submit(spec, Delivery::Stream)
     }
 
+    /// Cancels a task: it ends now as [`Failure::Cancelled`] and is not retried. A task
+    /// waiting for an agent is dropped; one an agent is running is stopped by killing that
+    /// agent (it is replaced, and the rest of its queue goes to other agents without
+    /// blame); one still queued behind others runs, and its result is discarded. Returns
+    /// whether the task was still open.
+    pub fn cancel(&self, id: u64) -> bool {
+        let mut st = self.shared.state.lock();
+        if !st.tasks.contains_key(&id) {
+            return false;
+        }
+        if let Some(pos) = st.pending.iter().position(|&p| p == id) {
+            st.pending.remove(pos);
+        } else if let Some(i) = st
+            .agents
+            .iter()
+            .position(|a| a.in_flight.front().is_some_and(|f| f.id == id))
+        {
+            st.kill(i, DeathCause::Supervisor);
+        }
+        st.finish(
+            id,
+            Outcome::Failed(Failure::Cancelled("cancelled by the caller".into())),
+        );
+        true
+    }
+
     /// Places `bytes` in page buffers, held for the caller like an output: a small input
     /// to go beside outputs in a fan-in ([`TaskSpec::inputs`]).
     pub fn hold(&self, bytes: &[u8]) -> Result<Held, Error> {

@@ -633,6 +633,68 @@ fn specialist_classes_get_only_their_kinds_and_held_inputs_survive_kills() {
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 
+/// Cancelling: a waiting task is dropped, a running one stops (its agent is replaced,
+/// the task is not retried or blamed), and both end at once as cancelled.
+#[test]
+fn cancel_ends_waiting_and_running_tasks_without_retries() {
+    let _serial = SERIAL.lock();
+    let sup = builder(1).build().unwrap();
+    // The only agent hangs on the first task; the second waits behind it.
+    let running = sup.submit(TaskSpec::new(kinds::HANG, 0)).unwrap();
+    let waiting = sup.submit(TaskSpec::new(kinds::NOOP, 0)).unwrap();
+    let deadline = Instant::now() + WATCHDOG;
+    while sup.status().agents[0].in_flight == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the hang task never reached the agent"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let pid = sup.status().agents[0].pid;
+    let t = Instant::now();
+    assert!(sup.cancel(running.id()));
+    assert!(matches!(
+        running.wait(Some(WATCHDOG)),
+        Some(Outcome::Failed(Failure::Cancelled(_)))
+    ));
+    assert!(
+        !sup.cancel(running.id()),
+        "a finished task cannot be cancelled"
+    );
+    // The waiting task was queued on the killed agent's ring: it is requeued and runs on
+    // the replacement.
+    assert!(matches!(
+        waiting.wait(Some(WATCHDOG)),
+        Some(Outcome::Completed { .. })
+    ));
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "cancelling waited for the hang timeout"
+    );
+    assert_ne!(
+        sup.status().agents[0].pid,
+        pid,
+        "the hung agent was replaced"
+    );
+    // Cancelling one that waits for an agent.
+    let blocker = sup
+        .submit(TaskSpec::new(kinds::SLEEP, 200_000_000))
+        .unwrap();
+    let queued: Vec<_> = (0..40)
+        .map(|_| sup.submit(TaskSpec::new(kinds::NOOP, 0)).unwrap())
+        .collect();
+    let last = queued.last().unwrap();
+    sup.cancel(last.id());
+    assert!(matches!(
+        last.wait(Some(WATCHDOG)),
+        Some(Outcome::Failed(Failure::Cancelled(_)))
+    ));
+    assert!(blocker.wait(Some(WATCHDOG)).unwrap().is_completed());
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert_eq!(c.deaths.get("hang"), None, "no hang was blamed");
+    assert_eq!(c.deaths.get("timeout"), None, "no timeout was blamed");
+}
+
 /// Pids of the children of `pid` (all its threads).
 fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();

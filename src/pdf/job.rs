@@ -265,9 +265,11 @@ pub fn run(
         if let Some((id, outcome)) = sup.recv(Some(Duration::from_millis(50))) {
             job.on_outcome(id, outcome)?;
         }
-        // Deadlines: a document past its budget ends now as a timeout.
+        // Deadlines: a document past its budget ends now as a timeout, and its tasks are
+        // cancelled, so they stop taking agents' time (and retries) from other documents.
         let now = Instant::now();
-        for doc in job.docs.values_mut() {
+        let mut expired = Vec::new();
+        for (&k, doc) in job.docs.iter_mut() {
             if doc.open_tasks > 0 && now.duration_since(doc.started) > cfg.timeout_per_doc {
                 doc.asm.fail(PdfError::new(
                     ErrorKind::Timeout,
@@ -275,6 +277,19 @@ pub fn run(
                 ));
                 doc.open_tasks = 0;
                 doc.line = None;
+                expired.push(k);
+            }
+        }
+        if !expired.is_empty() {
+            let ids: Vec<u64> = job
+                .task_doc
+                .iter()
+                .filter(|(_, (d, _))| expired.contains(d))
+                .map(|(&id, _)| id)
+                .collect();
+            for id in ids {
+                job.task_doc.remove(&id);
+                sup.cancel(id);
             }
         }
         let finished: Vec<usize> = job
