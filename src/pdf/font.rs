@@ -192,13 +192,23 @@ fn dict_get<'a>(doc: &'a Document, d: &'a Dictionary, key: &[u8]) -> Option<&'a 
 }
 
 fn stream_bytes(o: &Object) -> Option<Vec<u8>> {
-    match o {
-        Object::Stream(s) => Some(
-            s.decompressed_content()
-                .unwrap_or_else(|_| s.content.clone()),
-        ),
-        _ => None,
+    let Object::Stream(s) = o else {
+        return None;
+    };
+    // Some producers compress a stream and forget its /Filter: a zlib header says so.
+    let c = &s.content;
+    let zlib = s.dict.get(b"Filter").is_err()
+        && c.len() > 2
+        && c[0] == 0x78
+        && (u16::from(c[0]) << 8 | u16::from(c[1])) % 31 == 0;
+    if zlib {
+        let mut flate = s.clone();
+        flate.dict.set("Filter", "FlateDecode");
+        if let Ok(b) = flate.decompressed_content() {
+            return Some(b);
+        }
     }
+    Some(s.decompressed_content().unwrap_or_else(|_| c.clone()))
 }
 
 impl Font {
