@@ -173,6 +173,9 @@ pub struct Font {
     pub size_factor: f64,
     /// The codes are UTF-16BE themselves (the predefined `Uni…-UTF16-`/`-UCS2-` CMaps).
     utf16: bool,
+    /// CID → text from the embedded TrueType program's `cmap`, for a CID font that has
+    /// no ToUnicode map.
+    cid_text: Option<HashMap<u32, char>>,
 }
 
 fn num(o: &Object) -> Option<f64> {
@@ -247,7 +250,12 @@ impl Font {
                     parse_cid_widths(doc, w, &mut map);
                 }
             }
+            let cid_text = match (&to_unicode, desc) {
+                (None, Some(desc)) if !utf16 => cid_text_from_program(doc, desc),
+                _ => None,
+            };
             return Font {
+                cid_text,
                 utf16,
                 two_byte: true,
                 vertical,
@@ -309,6 +317,7 @@ impl Font {
             builtin,
         ));
         Font {
+            cid_text: None,
             utf16: false,
             two_byte: false,
             vertical: false,
@@ -382,7 +391,11 @@ impl Font {
                     if self.utf16 {
                         utf16(&bytes[i - n..i])
                     } else if self.two_byte {
-                        String::new()
+                        self.cid_text
+                            .as_ref()
+                            .and_then(|m| m.get(&code))
+                            .map(|c| c.to_string())
+                            .unwrap_or_default()
                     } else {
                         char::from_u32(code)
                             .filter(|c| !c.is_control())
@@ -870,6 +883,29 @@ fn accented(name: &str) -> Option<char> {
                 .position(|b| b == base)
                 .and_then(|i| out.chars().nth(i))
         })
+}
+
+/// CID → text through the CIDFont's `/CIDToGIDMap` (identity, or a stream of two-byte
+/// glyph ids) and its embedded TrueType program's `cmap`.
+fn cid_text_from_program(doc: &Document, cid_font: &Dictionary) -> Option<HashMap<u32, char>> {
+    let fd = dict_get(doc, cid_font, b"FontDescriptor")?.as_dict().ok()?;
+    let program = dict_get(doc, fd, b"FontFile2").and_then(stream_bytes)?;
+    let by_gid = super::fontfile::truetype_glyph_text(&program)?;
+    let map = match dict_get(doc, cid_font, b"CIDToGIDMap") {
+        Some(o @ Object::Stream(_)) => {
+            let table = stream_bytes(o)?;
+            table
+                .chunks_exact(2)
+                .enumerate()
+                .filter_map(|(cid, g)| {
+                    let gid = u16::from_be_bytes([g[0], g[1]]);
+                    by_gid.get(&gid).map(|&c| (cid as u32, c))
+                })
+                .collect()
+        }
+        _ => by_gid.into_iter().map(|(g, c)| (u32::from(g), c)).collect(),
+    };
+    Some(map)
 }
 
 /// How tall a Type3 font's em is in text space, per unit of font size. Its matrix can

@@ -8,6 +8,7 @@
 //! Everything is read with bounds checks; a program that does not parse gives `None`.
 
 use lopdf::{Dictionary, Document, Object};
+use std::collections::HashMap;
 
 /// Code → glyph name, from the font program the descriptor embeds.
 pub fn builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec<(u8, String)>> {
@@ -262,6 +263,89 @@ fn cff(data: &[u8]) -> Option<Vec<(u8, String)>> {
     (!out.is_empty()).then_some(out)
 }
 
+/// Glyph id → Unicode from an embedded TrueType/OpenType program's `cmap` table (its
+/// Unicode subtable, format 4 or 12, turned around): the text of a CID font that comes
+/// without a ToUnicode map. Glyphs several characters share keep the lowest.
+pub fn truetype_glyph_text(data: &[u8]) -> Option<HashMap<u16, char>> {
+    let c = Cff(data); // the same big-endian readers
+    let u32_at = |at: usize| Some(c.u16(at)? << 16 | c.u16(at + 2)?);
+    let tables = c.u16(4)?;
+    let cmap = (0..tables.min(64)).find_map(|k| {
+        let rec = 12 + 16 * k;
+        (data.get(rec..rec + 4)? == b"cmap").then(|| u32_at(rec + 8))?
+    })?;
+    let subtables = c.u16(cmap + 2)?;
+    // Unicode subtables, best first: full repertoire (3,10), BMP (3,1), then platform 0.
+    let mut best: Option<(u8, usize)> = None;
+    for k in 0..subtables.min(64) {
+        let rec = cmap + 4 + 8 * k;
+        let rank = match (c.u16(rec)?, c.u16(rec + 2)?) {
+            (3, 10) => 0,
+            (0, 4) | (0, 6) => 1,
+            (3, 1) => 2,
+            (0, _) => 3,
+            _ => continue,
+        };
+        let at = cmap + u32_at(rec + 4)?;
+        if best.is_none_or(|(r, _)| rank < r) {
+            best = Some((rank, at));
+        }
+    }
+    let (_, at) = best?;
+    let mut map: HashMap<u16, char> = HashMap::new();
+    let mut add = |code: u32, gid: usize| {
+        if gid != 0 && gid <= 0xFFFF {
+            if let Some(ch) = char::from_u32(code).filter(|ch| !ch.is_control()) {
+                map.entry(gid as u16).or_insert(ch);
+            }
+        }
+    };
+    match c.u16(at)? {
+        4 => {
+            let segs = c.u16(at + 6)? / 2;
+            let ends = at + 14;
+            let starts = ends + 2 * segs + 2;
+            let deltas = starts + 2 * segs;
+            let ranges = deltas + 2 * segs;
+            for k in 0..segs {
+                let (end, start) = (c.u16(ends + 2 * k)?, c.u16(starts + 2 * k)?);
+                let delta = c.u16(deltas + 2 * k)?;
+                let range = c.u16(ranges + 2 * k)?;
+                if start > end || end == 0xFFFF && start == 0xFFFF {
+                    continue;
+                }
+                for code in start..=end.min(0xFFFE) {
+                    let gid = if range == 0 {
+                        (code + delta) & 0xFFFF
+                    } else {
+                        let addr = ranges + 2 * k + range + 2 * (code - start);
+                        match c.u16(addr) {
+                            Some(0) | None => continue,
+                            Some(g) => (g + delta) & 0xFFFF,
+                        }
+                    };
+                    add(code as u32, gid);
+                }
+            }
+        }
+        12 => {
+            let groups = u32_at(at + 12)?;
+            for k in 0..groups.min(100_000) {
+                let g = at + 16 + 12 * k;
+                let (first, last, gid) = (u32_at(g)?, u32_at(g + 4)?, u32_at(g + 8)?);
+                if last < first || last - first > 0x10_000 {
+                    continue;
+                }
+                for (n, code) in (first..=last).enumerate() {
+                    add(code as u32, gid + n);
+                }
+            }
+        }
+        _ => return None,
+    }
+    (!map.is_empty()).then_some(map)
+}
+
 /// CFF's predefined strings (SIDs 0 to 390), from the CFF specification's Appendix A.
 #[rustfmt::skip]
 static STANDARD_STRINGS: [&str; 391] = [
@@ -345,11 +429,50 @@ mod tests {
         fn any_bytes_are_safe(data in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let _ = cff(&data);
             let _ = type1(&data);
+            let _ = truetype_glyph_text(&data);
             // A plausible header in front of the junk reaches the INDEX readers.
             let mut framed = vec![1, 0, 4, 2];
             framed.extend_from_slice(&data);
             let _ = cff(&framed);
         }
+    }
+
+    /// A program with one `cmap` subtable (3,1) of format 4: 'A'..'C' → glyphs 1..3 by a
+    /// delta, 'x' → glyph 7 through the glyph id array.
+    #[test]
+    fn truetype_cmap_format4_turned_around() {
+        let be = |v: u16| v.to_be_bytes();
+        let mut sub = Vec::new();
+        let segs: [(u16, u16, u16, u16); 3] = [
+            // (start, end, delta, range offset)
+            (0x41, 0x43, 0u16.wrapping_sub(0x40), 0),
+            (0x78, 0x78, 0, 4), // reads glyphIdArray[0]
+            (0xFFFF, 0xFFFF, 1, 0),
+        ];
+        sub.extend(be(4));
+        sub.extend(be(0)); // length, unused here
+        sub.extend(be(0));
+        sub.extend(be(6)); // segCountX2
+        sub.extend([0; 6]);
+        segs.iter().for_each(|s| sub.extend(be(s.1)));
+        sub.extend(be(0));
+        segs.iter().for_each(|s| sub.extend(be(s.0)));
+        segs.iter().for_each(|s| sub.extend(be(s.2)));
+        segs.iter().for_each(|s| sub.extend(be(s.3)));
+        sub.extend(be(7)); // glyphIdArray[0]
+        let mut cmap = vec![0, 0, 0, 1, 0, 3, 0, 1, 0, 0, 0, 12];
+        cmap.extend(sub);
+        let mut font = vec![0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+        font.extend(b"cmap");
+        font.extend([0; 4]);
+        font.extend(28u32.to_be_bytes());
+        font.extend((cmap.len() as u32).to_be_bytes());
+        font.extend(cmap);
+        let m = truetype_glyph_text(&font).unwrap();
+        assert_eq!(m.get(&1), Some(&'A'));
+        assert_eq!(m.get(&3), Some(&'C'));
+        assert_eq!(m.get(&7), Some(&'x'));
+        assert_eq!(m.len(), 4);
     }
 
     #[test]

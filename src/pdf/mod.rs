@@ -203,8 +203,8 @@ impl Document {
     /// Page `number` (1-based) as a self-contained one-page PDF: the page, the page-tree
     /// nodes it inherits from, and the objects its content, resources and annotation
     /// appearances reach, with the same object numbers (the Parser's part). Left out: what
-    /// extraction never reads (image samples, TrueType programs, outlines, links to other
-    /// pages, metadata), so a page ships only what its text needs.
+    /// extraction never reads (image samples, outlines, links to other pages, metadata), so
+    /// a page ships only what its text needs.
     pub fn page_bundle(&self, number: u32) -> Result<Vec<u8>, PdfError> {
         bundle::page_pdf(
             &self.doc,
