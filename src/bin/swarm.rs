@@ -147,12 +147,13 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr, filtered by RUST_LOG (warnings and errors by default).
+    // Logs go to stderr, filtered by RUST_LOG: by default our warnings and errors, and
+    // nothing from lopdf (a malformed file is reported in the output, not as log noise).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lopdf=off")),
         )
         .init();
     let result = match cli.command {

@@ -306,7 +306,16 @@ impl Font {
         } else {
             BaseEncoding::Standard
         };
-        let builtin = dict_get(doc, d, b"FontDescriptor")
+        // The program's own encoding matters only when no base encoding is named, and
+        // reading it means inflating the program: skip it when a ToUnicode map speaks.
+        let names_base = match d.get(b"Encoding").map(|o| deref(doc, o)) {
+            Ok(Object::Name(_)) => true,
+            Ok(Object::Dictionary(e)) => e.has(b"BaseEncoding"),
+            _ => false,
+        };
+        let builtin = (to_unicode.is_none() && !names_base)
+            .then(|| dict_get(doc, d, b"FontDescriptor"))
+            .flatten()
             .and_then(|o| o.as_dict().ok())
             .and_then(|fd| super::fontfile::builtin_encoding(doc, fd));
         let encoding = Some(build_encoding(

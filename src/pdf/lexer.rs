@@ -341,7 +341,41 @@ impl<'a> Lexer<'a> {
     }
 }
 
+/// The usual number, `[+-]digits[.digits]` with at most 15 digits, without the general
+/// parser: the digits as an integer divided by a power of ten is two exact operands and
+/// one correctly rounded division, so the value equals what `str::parse` gives.
+fn fast_number(w: &[u8]) -> Option<f64> {
+    const POW10: [f64; 16] = [
+        1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    ];
+    let (neg, digits) = match w.first()? {
+        b'-' => (true, &w[1..]),
+        b'+' => (false, &w[1..]),
+        _ => (false, w),
+    };
+    let (mut mantissa, mut count, mut frac, mut dot) = (0u64, 0usize, 0usize, false);
+    for &b in digits {
+        match b {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(b - b'0');
+                count += 1;
+                frac += usize::from(dot);
+            }
+            b'.' if !dot => dot = true,
+            _ => return None,
+        }
+    }
+    if count == 0 || count > 15 {
+        return None;
+    }
+    let v = mantissa as f64 / POW10[frac];
+    Some(if neg { -v } else { v })
+}
+
 fn parse_number(w: &[u8]) -> Option<f64> {
+    if let Some(v) = fast_number(w) {
+        return Some(v);
+    }
     let s = std::str::from_utf8(w).ok()?;
     if let Ok(v) = s.parse::<f64>() {
         return v.is_finite().then_some(v);
@@ -378,6 +412,20 @@ pub fn decode_name(raw: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    proptest::proptest! {
+        /// The fast path agrees with the general parser bit for bit.
+        #[test]
+        fn fast_numbers_equal_parsed_ones(int in 0u64..10_000_000, frac in 0u64..100_000_000, digits in 0usize..9, neg: bool) {
+            let f = format!("{:0width$}", frac % 10u64.pow(digits as u32), width = digits);
+            let text = format!("{}{int}{}{f}", if neg { "-" } else { "" }, if digits > 0 { "." } else { "" });
+            let fast = super::fast_number(text.as_bytes());
+            let general: f64 = text.parse().unwrap();
+            if let Some(v) = fast {
+                proptest::prop_assert_eq!(v.to_bits(), general.to_bits(), "{}", text);
+            }
+        }
+    }
+
     use super::*;
 
     fn ops(s: &[u8]) -> Vec<(String, Vec<Operand>)> {
