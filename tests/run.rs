@@ -488,3 +488,41 @@ fn fonts_and_form_fields_give_whole_words() {
         }
     }
 }
+
+/// A document whose line is larger than one agent output may be (a quarter of the slab)
+/// is assembled by the job from the analyzers' held replies, and still matches the
+/// generalists byte for byte.
+#[test]
+fn specialists_assemble_a_huge_document_themselves() {
+    let dir = tmp("huge");
+    let made = swarm()
+        .args(["demo", "--documents", "1", "--min-pages", "1200", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let input = dir.join("corpus");
+    let (general, special) = (dir.join("general.jsonl"), dir.join("special.jsonl"));
+    run_ok(&[
+        "--agents",
+        "2",
+        "--output",
+        general.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    run_ok(&[
+        "--roles",
+        "parser=1,extractor=1,analyzer=1,aggregator=1",
+        "--output",
+        special.to_str().unwrap(),
+        input.to_str().unwrap(),
+    ]);
+    // Past a quarter of the specialists' 64 MiB slab: too big for the Aggregator.
+    assert!(std::fs::metadata(&special).unwrap().len() > 16 << 20);
+    let (g, s) = (by_path(&general), by_path(&special));
+    let line = g.values().next().unwrap();
+    assert_eq!(line["status"], "ok");
+    assert!(line["page_count"].as_u64().unwrap() >= 1200);
+    assert_eq!(g, s);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

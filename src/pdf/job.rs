@@ -141,6 +141,8 @@ struct Doc {
     /// replies held in page buffers.
     ranges: usize,
     analyzed: Vec<Held>,
+    /// Page buffers `analyzed` takes while the rest of the document is still coming.
+    waiting: usize,
     /// Specialists: the Aggregator's line, checked.
     line: Option<(Vec<u8>, u64, bool)>,
 }
@@ -154,6 +156,7 @@ impl Doc {
             todo: VecDeque::new(),
             ranges: 0,
             analyzed: Vec::new(),
+            waiting: 0,
             line: None,
         }
     }
@@ -240,6 +243,8 @@ pub fn run(
         // Stage outputs waiting in page buffers stay under a quarter of the slab, so the
         // agents always have room to write theirs.
         held_budget: sup.segment().slab(0).count() as usize / 4,
+        slab_bytes: sup.segment().slab(0).count() as u64 * 64 * 1024,
+        waiting_buffers: 0,
         docs: HashMap::new(),
         task_doc: HashMap::new(),
     };
@@ -328,6 +333,10 @@ struct Job<'s> {
     timeout: Duration,
     staged: bool,
     held_budget: usize,
+    slab_bytes: u64,
+    /// Buffers of analyzed ranges waiting for the rest of their document: not counted
+    /// against the budget, which would otherwise stop the very parses they wait for.
+    waiting_buffers: usize,
     docs: HashMap<usize, Doc>,
     task_doc: HashMap<u64, (usize, Stage)>,
 }
@@ -335,7 +344,8 @@ struct Job<'s> {
 impl Job<'_> {
     /// Whether stage outputs leave room for more work.
     fn room(&self) -> bool {
-        !self.staged || self.sup.held_buffers() < self.held_budget
+        !self.staged
+            || self.sup.held_buffers().saturating_sub(self.waiting_buffers) < self.held_budget
     }
 
     fn submit(&mut self, d: usize, stage: Stage, spec: TaskSpec) -> Result<(), RunError> {
@@ -535,10 +545,21 @@ impl Job<'_> {
             return Ok(());
         };
         doc.analyzed.push(h);
+        doc.waiting += buffers(h);
+        self.waiting_buffers += buffers(h);
         if doc.analyzed.len() < doc.ranges {
             return Ok(());
         }
-        let path = self.sup.hold(doc.asm.path.as_bytes())?;
+        self.waiting_buffers -= std::mem::take(&mut doc.waiting);
+        // A document whose line would not fit an agent's output (half the slab, with room
+        // to spare) is assembled here instead, from the same replies by the same code.
+        let total: u64 = doc.analyzed.iter().map(Held::len).sum();
+        if total > self.slab_bytes / 4 {
+            return Ok(());
+        }
+        let Ok(path) = self.sup.hold(doc.asm.path.as_bytes()) else {
+            return Ok(()); // no room for even the path: assembled here
+        };
         let mut inputs = vec![path];
         inputs.append(&mut doc.analyzed);
         doc.open_tasks += 1;
@@ -550,8 +571,10 @@ impl Job<'_> {
     }
 
     /// The line of a finished document: the Aggregator's, or assembled here from what came
-    /// in (generalists, and documents that failed part way).
+    /// in (generalists, documents that failed part way, and documents too big for one
+    /// agent output).
     fn finish(&mut self, mut doc: Doc) -> (Vec<u8>, u64, bool) {
+        self.waiting_buffers -= std::mem::take(&mut doc.waiting);
         if let Some(line) = doc.line.take() {
             return line;
         }
@@ -567,6 +590,11 @@ impl Job<'_> {
         }
         doc.asm.render()
     }
+}
+
+/// Page buffers (64 KiB) a held output takes.
+fn buffers(h: Held) -> usize {
+    (h.len().div_ceil(64 * 1024) as usize).max(1)
 }
 
 fn bad_frame(what: &str) -> PdfError {
