@@ -297,20 +297,12 @@ fn extract(paths: &[PathBuf]) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The agents of a swarm, as `run` and `demo` take them.
 #[derive(clap::Args, Debug)]
-struct DemoArgs {
+struct SwarmArgs {
     /// Agent processes (default: the number of CPUs).
     #[arg(long)]
     agents: Option<u32>,
-    /// Documents to generate.
-    #[arg(long, default_value_t = 24)]
-    documents: u32,
-    /// Pages of the shortest document (lengths vary up to three times this).
-    #[arg(long, default_value_t = 8)]
-    min_pages: u32,
-    /// Keep the corpus and the output here (default: a temporary directory, removed).
-    #[arg(long)]
-    dir: Option<PathBuf>,
     /// Specialist agents per role, e.g. `parser=1,extractor=4,analyzer=1,aggregator=1`:
     /// pages move Parser → Extractor → Analyzer → Aggregator through page buffers.
     /// Default: generalists (`--agents` of them), each taking a page range end to end.
@@ -322,13 +314,47 @@ struct DemoArgs {
     /// The agent executable (default: `agent-bin` beside this one).
     #[arg(long)]
     agent_bin: Option<PathBuf>,
+}
+
+impl SwarmArgs {
+    /// A run of `files` with these agents and the defaults for the rest.
+    fn config(self, files: Vec<PathBuf>) -> neuralflow_swarm::pdf::job::RunConfig {
+        neuralflow_swarm::pdf::job::RunConfig {
+            agents: self
+                .agents
+                .unwrap_or_else(|| neuralflow_swarm::spawn::available_cpus() as u32)
+                .max(1),
+            files,
+            memory_limit: None,
+            timeout_per_doc: std::time::Duration::from_secs(30),
+            chunk_pages: 16,
+            require_cgroups: self.require_cgroups || cgroups_required_by_env(),
+            agent_bin: self.agent_bin,
+            roles: self.roles,
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+struct DemoArgs {
+    #[command(flatten)]
+    swarm: SwarmArgs,
+    /// Documents to generate.
+    #[arg(long, default_value_t = 24)]
+    documents: u32,
+    /// Pages of the shortest document (lengths vary up to three times this).
+    #[arg(long, default_value_t = 8)]
+    min_pages: u32,
+    /// Keep the corpus and the output here (default: a temporary directory, removed).
+    #[arg(long)]
+    dir: Option<PathBuf>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
 }
 
 fn demo(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
-    use neuralflow_swarm::pdf::{demo, job::RunConfig};
+    use neuralflow_swarm::pdf::demo;
     let (dir, keep) = match a.dir {
         Some(d) => (d, true),
         None => (
@@ -336,19 +362,7 @@ fn demo(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
             false,
         ),
     };
-    let cfg = RunConfig {
-        agents: a
-            .agents
-            .unwrap_or_else(|| neuralflow_swarm::spawn::available_cpus() as u32)
-            .max(1),
-        files: Vec::new(),
-        memory_limit: None,
-        timeout_per_doc: std::time::Duration::from_secs(30),
-        chunk_pages: 16,
-        require_cgroups: a.require_cgroups || cgroups_required_by_env(),
-        agent_bin: a.agent_bin,
-        roles: a.roles,
-    };
+    let cfg = a.swarm.config(Vec::new());
     let spec = demo::DemoSpec {
         documents: a.documents.max(1),
         min_pages: a.min_pages.max(1),
@@ -387,9 +401,8 @@ fn demo(a: DemoArgs) -> Result<(), Box<dyn std::error::Error>> {
 struct RunArgs {
     /// PDF files or directories (searched recursively for *.pdf).
     paths: Vec<PathBuf>,
-    /// Agent processes (default: the number of CPUs).
-    #[arg(long)]
-    agents: Option<u32>,
+    #[command(flatten)]
+    swarm: SwarmArgs,
     /// Where to write the JSON Lines (default: stdout).
     #[arg(long)]
     output: Option<PathBuf>,
@@ -408,18 +421,6 @@ struct RunArgs {
     /// Pages per task when a document is spread across agents.
     #[arg(long, default_value_t = 16)]
     chunk_pages: u32,
-    /// Specialist agents per role, e.g. `parser=1,extractor=4,analyzer=1,aggregator=1`:
-    /// pages move Parser → Extractor → Analyzer → Aggregator through page buffers.
-    /// Default: generalists (`--agents` of them), each taking a page range end to end.
-    #[arg(long, value_parser = parse_roles)]
-    roles: Option<neuralflow_swarm::pdf::job::Roles>,
-
-    /// Fail instead of running unisolated when cgroups are unavailable.
-    #[arg(long)]
-    require_cgroups: bool,
-    /// The agent executable (default: `agent-bin` beside this one).
-    #[arg(long)]
-    agent_bin: Option<PathBuf>,
 }
 
 /// `swarm run`: 0 every document ok, 3 some failed, 1 fatal error, 2 bad usage.
@@ -456,17 +457,10 @@ fn run(a: RunArgs) -> ExitCode {
     }
     let files = job::collect_inputs(&a.paths, from.as_deref());
     let cfg = RunConfig {
-        agents: a
-            .agents
-            .unwrap_or_else(|| neuralflow_swarm::spawn::available_cpus() as u32)
-            .max(1),
-        files,
         memory_limit: a.memory_limit,
         timeout_per_doc: a.timeout_per_doc,
         chunk_pages: a.chunk_pages,
-        require_cgroups: a.require_cgroups || cgroups_required_by_env(),
-        agent_bin: a.agent_bin,
-        roles: a.roles,
+        ..a.swarm.config(files)
     };
     let mut out: Box<dyn Write> = match &a.output {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
