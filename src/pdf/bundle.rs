@@ -1,5 +1,5 @@
 //! One page cut out of a document as a self-contained PDF: what the Parser puts in page
-//! buffers for an Extractor.
+//! buffers for an Extractor. Its content streams, forms and CMaps are stored decoded.
 //!
 //! Object numbers are kept, so the Extractor sees the very objects (and font cache keys)
 //! a whole-document extraction sees, and the output is the same byte for byte. The page's
@@ -66,11 +66,34 @@ fn is_image(o: &Object) -> bool {
 
 /// An image's samples are never read: keep its dictionary (so `Do` still sees an image),
 /// drop the data.
+/// Whether a stream holds an embedded font program (kept as stored: it is large, and
+/// only its encoding tables are read).
+fn is_font_program(s: &Stream) -> bool {
+    [b"Length1".as_slice(), b"Length2", b"Length3"]
+        .iter()
+        .any(|k| s.dict.has(k))
+        || matches!(
+            s.dict.get(b"Subtype").and_then(Object::as_name),
+            Ok(b"Type1C" | b"CIDFontType0C" | b"OpenType")
+        )
+}
+
 fn copy(o: &Object) -> Object {
     let Object::Stream(s) = o else {
         return o.clone();
     };
     if !is_image(o) {
+        // Content, forms and CMaps travel decoded, so the Extractor does not inflate
+        // them again. A stream that does not decode goes as it is, and fails there the
+        // same way it fails in a whole-document extraction.
+        if s.dict.has(b"Filter") && !is_font_program(s) {
+            if let Ok(decoded) = s.decompressed_content() {
+                let mut dict = s.dict.clone();
+                dict.remove(b"Filter");
+                dict.remove(b"DecodeParms");
+                return Object::Stream(Stream::new(dict, decoded));
+            }
+        }
         return o.clone();
     }
     let mut dict = dictionary! {};
