@@ -226,7 +226,7 @@ pub fn run(
     } else {
         (agents_asked * 64).max(256)
     };
-    b = b.buffers(64 * 1024, buffers);
+    b = b.buffers(BUFFER_SIZE as u32, buffers);
     if let Some(r) = &cfg.roles {
         b = b.agent_classes(r.classes());
     }
@@ -243,7 +243,7 @@ pub fn run(
         // Stage outputs waiting in page buffers stay under a quarter of the slab, so the
         // agents always have room to write theirs.
         held_budget: sup.segment().slab(0).count() as usize / 4,
-        slab_bytes: sup.segment().slab(0).count() as u64 * 64 * 1024,
+        slab_bytes: sup.segment().slab(0).count() as u64 * BUFFER_SIZE as u64,
         waiting_buffers: 0,
         docs: HashMap::new(),
         task_doc: HashMap::new(),
@@ -469,6 +469,10 @@ impl Job<'_> {
         };
         let opened = reply.error.is_none();
         let page_count = reply.page_count;
+        if page_count > MAX_PAGES {
+            doc.asm.fail(too_many_pages(page_count));
+            return Ok(());
+        }
         doc.asm.absorb(reply);
         if stage == Stage::Doc && opened && page_count > self.chunk {
             let path = doc.asm.path.clone();
@@ -502,6 +506,11 @@ impl Job<'_> {
             doc.asm.fail(bad_frame("unreadable parser frame"));
             return Ok(());
         };
+        if page_count > MAX_PAGES {
+            let _ = self.sup.release_held(h);
+            doc.asm.fail(too_many_pages(page_count));
+            return Ok(());
+        }
         if page_count == 0 {
             // The document did not open: the frame says why.
             let e = self
@@ -592,9 +601,23 @@ impl Job<'_> {
     }
 }
 
-/// Page buffers (64 KiB) a held output takes.
+/// The page-buffer size `swarm run` asks for.
+const BUFFER_SIZE: usize = 64 * 1024;
+
+/// Page buffers a held output takes.
 fn buffers(h: Held) -> usize {
-    (h.len().div_ceil(64 * 1024) as usize).max(1)
+    (h.len().div_ceil(BUFFER_SIZE as u64) as usize).max(1)
+}
+
+/// Most pages a document may claim. The count comes from an agent, and the job plans a
+/// task per range from it: a lie must not make it plan billions.
+const MAX_PAGES: u32 = 1 << 20;
+
+fn too_many_pages(n: u32) -> PdfError {
+    PdfError::new(
+        ErrorKind::TooLarge,
+        format!("{n} pages reported; more than {MAX_PAGES} are not run"),
+    )
 }
 
 fn bad_frame(what: &str) -> PdfError {
@@ -615,8 +638,9 @@ fn check_line(path: &str, line: &[u8]) -> Result<(Vec<u8>, u64, bool), PdfError>
     struct Check<'a> {
         path: String,
         status: String,
-        #[allow(dead_code)]
-        page_count: u32,
+        // Read to check its type; its value is the document's own.
+        #[serde(rename = "page_count")]
+        _page_count: u32,
         #[serde(borrow)]
         pages: Vec<&'a serde_json::value::RawValue>,
     }
