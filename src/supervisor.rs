@@ -124,6 +124,9 @@ pub enum Error {
     /// The supervisor is shutting down or has stopped.
     #[error("the supervisor has stopped")]
     Stopped,
+    /// The page-buffer slab refused: no room, or a chain that does not check out.
+    #[error(transparent)]
+    Slab(#[from] crate::slab::SlabError),
     /// A [`Held`] output that the supervisor does not hold (already used or freed).
     #[error("no such held output")]
     UnknownHeld,
@@ -674,10 +677,7 @@ impl Supervisor {
     /// to go beside outputs in a fan-in ([`TaskSpec::inputs`]).
     pub fn hold(&self, bytes: &[u8]) -> Result<Held, Error> {
         let mut st = self.shared.state.lock();
-        let h = st
-            .slab
-            .write_payload(Owner::Supervisor, bytes)
-            .map_err(|e| Error::Os("hold", std::io::Error::other(e.to_string())))?;
+        let h = st.slab.write_payload(Owner::Supervisor, bytes)?;
         let parts = bytes.len().div_ceil(st.slab.buffer_size()).max(1);
         let token = st.next_held;
         st.next_held += 1;
@@ -695,17 +695,14 @@ impl Supervisor {
         let (raw, len, _) = st.held.remove(&h.id).ok_or(Error::UnknownHeld)?;
         let bytes = st.slab.read_payload(raw, len, Owner::Supervisor);
         let _ = st.slab.release_chain(raw, len, Owner::Supervisor);
-        bytes.map_err(|e| Error::Os("held output", std::io::Error::other(e.to_string())))
+        Ok(bytes?)
     }
 
     /// Copies the first `n` bytes of a held output, which stays held.
     pub fn peek_held(&self, h: Held, n: usize) -> Result<Vec<u8>, Error> {
         let st = self.shared.state.lock();
         let &(raw, len, _) = st.held.get(&h.id).ok_or(Error::UnknownHeld)?;
-        let parts = st
-            .slab
-            .segments(raw, len, Owner::Supervisor)
-            .map_err(|e| Error::Os("held output", std::io::Error::other(e.to_string())))?;
+        let parts = st.slab.segments(raw, len, Owner::Supervisor)?;
         let mut out = Vec::with_capacity(n.min(len as usize));
         for p in parts {
             let take = (n - out.len()).min(p.len());
