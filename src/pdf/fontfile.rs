@@ -63,9 +63,10 @@ fn type1(data: &[u8]) -> Option<Vec<(u8, String)>> {
     (!out.is_empty()).then_some(out)
 }
 
-struct Cff<'a>(&'a [u8]);
+/// Big-endian reads with bounds checks, over a CFF or TrueType program.
+struct BigEndian<'a>(&'a [u8]);
 
-impl<'a> Cff<'a> {
+impl<'a> BigEndian<'a> {
     fn u8(&self, at: usize) -> Option<usize> {
         self.0.get(at).map(|&b| b as usize)
     }
@@ -160,7 +161,7 @@ fn dict(data: &[u8]) -> Vec<(u16, i64)> {
 
 /// A CFF program's encoding: codes of its glyphs, named through its charset.
 fn cff(data: &[u8]) -> Option<Vec<(u8, String)>> {
-    let c = Cff(data);
+    let c = BigEndian(data);
     let header = c.u8(2)?;
     let (_, after_names) = c.index(header)?;
     let (tops, after_tops) = c.index(after_names)?;
@@ -267,7 +268,7 @@ fn cff(data: &[u8]) -> Option<Vec<(u8, String)>> {
 /// Unicode subtable, format 4 or 12, turned around): the text of a CID font that comes
 /// without a ToUnicode map. Glyphs several characters share keep the lowest.
 pub fn truetype_glyph_text(data: &[u8]) -> Option<HashMap<u16, char>> {
-    let c = Cff(data); // the same big-endian readers
+    let c = BigEndian(data);
     let u32_at = |at: usize| Some(c.u16(at)? << 16 | c.u16(at + 2)?);
     let tables = c.u16(4)?;
     let cmap = (0..tables.min(64)).find_map(|k| {
