@@ -226,10 +226,17 @@ fn output_under_sigkill_chaos_is_identical_to_a_fault_free_run() {
         clean.to_str().unwrap(),
         input.to_str().unwrap(),
     ]);
-    let args = ["--agents", "3", "--chunk-pages", "2", "--output"];
-    let mut args = args.to_vec();
-    args.push(chaos.to_str().unwrap());
-    run_under_chaos(&args, &input);
+    run_under_chaos(
+        &[
+            "--agents",
+            "3",
+            "--chunk-pages",
+            "2",
+            "--output",
+            chaos.to_str().unwrap(),
+        ],
+        &input,
+    );
     assert_eq!(
         by_path(&clean),
         by_path(&chaos),
