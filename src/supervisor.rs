@@ -507,7 +507,9 @@ impl Supervisor {
 
     fn start(mut cfg: SupervisorBuilder) -> Result<Supervisor, Error> {
         cfg.segment.agent_slots = cfg.agents;
+        let began = Instant::now();
         let seg = Segment::create(cfg.segment)?;
+        tracing::debug!(bytes = seg.layout().total_size, took = ?began.elapsed(), "segment created");
         let cgroups = match cfg.cgroups {
             CgroupMode::Off => None,
             mode => {
@@ -620,6 +622,7 @@ impl Supervisor {
                 return Err(Error::CrashLoop(f.clone()));
             }
         }
+        tracing::debug!(took = ?began.elapsed(), "agents spawned");
         let sh = shared.clone();
         let reactor = std::thread::Builder::new()
             .name("swarm-reactor".into())
@@ -811,7 +814,8 @@ impl Supervisor {
             st.fatal.clone()
         };
         // Give agents a moment to exit on their own, then kill what is left.
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let stopping = Instant::now();
+        let deadline = stopping + Duration::from_secs(2);
         loop {
             let mut st = sh.state.lock();
             st.drive(sh);
@@ -835,10 +839,12 @@ impl Supervisor {
             let _ = r.join();
         }
         sh.reaper.stop();
+        tracing::debug!(took = ?stopping.elapsed(), "agents stopped");
         let st = sh.state.lock();
         if let Some(m) = &st.cgroups {
             m.remove();
         }
+        tracing::debug!(took = ?stopping.elapsed(), "shutdown complete");
         match fatal {
             Some(f) => Err(Error::CrashLoop(f)),
             None => Ok(st.counters.clone()),
@@ -1363,6 +1369,9 @@ impl State {
         };
         let mine = (hb.raw() >> 32) as u32 == a.epoch;
         if mine && matches!(hb.state(), Some(AgentState::Idle | AgentState::Busy)) {
+            if let Phase::Starting(since) = a.phase {
+                tracing::debug!(slot = a.slot, epoch = a.epoch, startup = ?now.duration_since(since), "agent ready");
+            }
             a.phase = Phase::Ready;
             a.observer.observe(hb, now);
             return true;
@@ -1548,7 +1557,10 @@ impl State {
                 Err(e) => tracing::warn!(slot, "cannot create agent cgroup: {e}"),
             }
         }
-        match cmd.spawn() {
+        let t0 = Instant::now();
+        let spawned = cmd.spawn();
+        tracing::debug!(slot, took = ?t0.elapsed(), "spawn");
+        match spawned {
             Ok(child) => {
                 a.pid = child.id();
                 let pid = a.pid;
