@@ -10,14 +10,15 @@
 
 use super::lexer::{Lexer, Operand};
 use lopdf::{Dictionary, Document, Object};
+use smol_str::SmolStr;
 use std::collections::HashMap;
 
 /// One decoded character.
 #[derive(Debug, Clone)]
 pub struct Char {
     /// Its Unicode text (may be empty for codes that map to nothing, or several characters
-    /// for ligatures).
-    pub text: String,
+    /// for ligatures). Inline up to 23 bytes: decoding a glyph does not allocate.
+    pub text: SmolStr,
     /// Advance width in text space units per unit of font size (1000 glyph units = 1.0).
     pub width: f64,
     /// Whether it is the single-byte code 32 (where `Tw` word spacing applies).
@@ -29,14 +30,14 @@ pub struct Char {
 pub struct CMap {
     /// `(bytes, low, high)` code space ranges.
     ranges: Vec<(u8, u32, u32)>,
-    map: HashMap<(u8, u32), String>,
+    map: HashMap<(u8, u32), SmolStr>,
 }
 
 fn be(bytes: &[u8]) -> u32 {
     bytes.iter().take(4).fold(0u32, |a, &b| a << 8 | b as u32)
 }
 
-fn utf16(bytes: &[u8]) -> String {
+fn utf16(bytes: &[u8]) -> SmolStr {
     let units: Vec<u16> = bytes
         .chunks(2)
         .map(|c| {
@@ -47,7 +48,9 @@ fn utf16(bytes: &[u8]) -> String {
             }
         })
         .collect();
-    String::from_utf16_lossy(&units)
+    char::decode_utf16(units)
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect()
 }
 
 impl CMap {
@@ -134,7 +137,7 @@ impl CMap {
         fallback.min(bytes.len()).max(1)
     }
 
-    fn get(&self, len: usize, code: u32) -> Option<&String> {
+    fn get(&self, len: usize, code: u32) -> Option<&SmolStr> {
         self.map.get(&(len as u8, code))
     }
 
@@ -163,7 +166,7 @@ pub struct Font {
     pub vertical: bool,
     to_unicode: Option<CMap>,
     /// Code → text for simple fonts.
-    encoding: Option<Box<[Option<String>; 256]>>,
+    encoding: Option<Box<[Option<SmolStr>; 256]>>,
     widths: Widths,
     /// Multiplies widths into text space per unit of font size.
     scale: f64,
@@ -403,12 +406,12 @@ impl Font {
                         self.cid_text
                             .as_ref()
                             .and_then(|m| m.get(&code))
-                            .map(|c| c.to_string())
+                            .map(|&c| char_text(c))
                             .unwrap_or_default()
                     } else {
                         char::from_u32(code)
                             .filter(|c| !c.is_control())
-                            .map(String::from)
+                            .map(char_text)
                             .unwrap_or_default()
                     }
                 });
@@ -419,6 +422,11 @@ impl Font {
             });
         }
     }
+}
+
+/// One character as glyph text (inline, no allocation).
+pub(crate) fn char_text(c: char) -> SmolStr {
+    SmolStr::new(c.encode_utf8(&mut [0; 4]))
 }
 
 fn parse_cid_widths(doc: &Document, w: &[Object], map: &mut HashMap<u32, f64>) {
@@ -469,7 +477,7 @@ fn build_encoding(
     default: BaseEncoding,
     base_font: &str,
     builtin: Option<Vec<(u8, String)>>,
-) -> Box<[Option<String>; 256]> {
+) -> Box<[Option<SmolStr>; 256]> {
     let enc = enc.map(|o| deref(doc, o));
     let named = |n: &[u8]| match n {
         b"WinAnsiEncoding" => Some(BaseEncoding::WinAnsi),
@@ -492,13 +500,13 @@ fn build_encoding(
         ),
         _ => (None, None),
     };
-    let mut table: Box<[Option<String>; 256]> = match (base, builtin) {
+    let mut table: Box<[Option<SmolStr>; 256]> = match (base, builtin) {
         // No base encoding named: an embedded program's own encoding is the base.
         (None, Some(codes)) => {
-            let mut t: Box<[Option<String>; 256]> = Box::new(std::array::from_fn(|_| None));
+            let mut t: Box<[Option<SmolStr>; 256]> = Box::new(std::array::from_fn(|_| None));
             for (code, name) in codes {
                 // A name nobody knows has no text; it is not the code's ASCII letter.
-                t[code as usize] = Some(glyph_to_unicode(&name).unwrap_or_default());
+                t[code as usize] = Some(glyph_to_unicode(&name).unwrap_or_default().into());
             }
             t
         }
@@ -519,7 +527,8 @@ fn build_encoding(
                 Object::Integer(i) => code = (*i).clamp(0, 255) as usize,
                 Object::Name(n) => {
                     if code < 256 {
-                        table[code] = glyph_to_unicode(&String::from_utf8_lossy(n));
+                        table[code] =
+                            glyph_to_unicode(&String::from_utf8_lossy(n)).map(SmolStr::from);
                     }
                     code += 1;
                 }
@@ -538,10 +547,10 @@ const WIN_ANSI_80: [u16; 32] = [
 
 const MAC_ROMAN_80: &str = "ÄÅÇÉÑÖÜáàâäãåçéèêëíìîïñóòôöõúùûü†°¢£§•¶ß®©™´¨≠ÆØ∞±≤≥¥µ∂∑∏π∫ªºΩæø¿¡¬√ƒ≈∆«»…\u{a0}ÀÃÕŒœ–—“”‘’÷◊ÿŸ⁄€‹›ﬁﬂ‡·‚„‰ÂÊÁËÈÍÎÏÌÓÔ\u{f8ff}ÒÚÛÙıˆ˜¯˘˙˚¸˝˛ˇ";
 
-fn base_text(base: BaseEncoding, c: u8) -> Option<String> {
+fn base_text(base: BaseEncoding, c: u8) -> Option<SmolStr> {
     match (base, c) {
-        (BaseEncoding::Standard, 0xA1..=0xFF) => standard_high(c),
-        _ => base_char(base, c).map(String::from),
+        (BaseEncoding::Standard, 0xA1..=0xFF) => standard_high(c).map(SmolStr::from),
+        _ => base_char(base, c).map(char_text),
     }
 }
 
@@ -1003,10 +1012,10 @@ mod tests {
               1 beginbfrange <0030> <0031> [<0078> <0079>] endbfrange\n\
               endcmap CMapName currentdict /CMap defineresource pop end end",
         );
-        assert_eq!(cm.get(2, 3).map(String::as_str), Some(" "));
-        assert_eq!(cm.get(2, 0x11).map(String::as_str), Some("fi"));
-        assert_eq!(cm.get(2, 0x26).map(String::as_str), Some("C"));
-        assert_eq!(cm.get(2, 0x31).map(String::as_str), Some("y"));
+        assert_eq!(cm.get(2, 3).map(SmolStr::as_str), Some(" "));
+        assert_eq!(cm.get(2, 0x11).map(SmolStr::as_str), Some("fi"));
+        assert_eq!(cm.get(2, 0x26).map(SmolStr::as_str), Some("C"));
+        assert_eq!(cm.get(2, 0x31).map(SmolStr::as_str), Some("y"));
         assert_eq!(cm.code_len(&[0, 3, 0, 4], 1), 2);
     }
 

@@ -17,7 +17,7 @@ use std::rc::Rc;
 #[derive(Debug, Clone)]
 pub struct Glyph {
     /// Its Unicode text.
-    pub text: String,
+    pub text: smol_str::SmolStr,
     /// Origin.
     pub x: f64,
     /// Origin.
@@ -525,7 +525,7 @@ fn field_value(it: &mut Interpreter<'_>, doc: &Document, annot: &Dictionary) {
         }
         let adv = size * if c == ' ' { 0.28 } else { 0.5 };
         it.glyphs.push(Glyph {
-            text: c.to_string(),
+            text: super::font::char_text(c),
             x,
             y,
             adv,

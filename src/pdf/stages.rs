@@ -254,7 +254,7 @@ impl Extracted {
             for _ in 0..count {
                 let (x, y, adv, size, dx, dy) =
                     (r.f64()?, r.f64()?, r.f64()?, r.f64()?, r.f64()?, r.f64()?);
-                let text = String::from_utf8_lossy(r.bytes()?).into_owned();
+                let text = smol_str::SmolStr::from(String::from_utf8_lossy(r.bytes()?));
                 glyphs.push(Glyph {
                     text,
                     x,
