@@ -179,6 +179,8 @@ pub struct Font {
     /// CID → text from the embedded TrueType program's `cmap`, for a CID font that has
     /// no ToUnicode map.
     cid_text: Option<HashMap<u32, char>>,
+    /// Simple fonts: each one-byte code's text and width, resolved once at load.
+    simple: Option<Box<[(SmolStr, f64); 256]>>,
 }
 
 fn num(o: &Object) -> Option<f64> {
@@ -258,6 +260,7 @@ impl Font {
                 _ => None,
             };
             return Font {
+                simple: None,
                 cid_text,
                 utf16,
                 two_byte: true,
@@ -328,7 +331,8 @@ impl Font {
             &base,
             builtin,
         ));
-        Font {
+        let mut font = Font {
+            simple: None,
             cid_text: None,
             utf16: false,
             two_byte: false,
@@ -343,7 +347,12 @@ impl Font {
             scale,
             std_widths,
             size_factor,
-        }
+        };
+        font.simple = Some(Box::new(std::array::from_fn(|c| {
+            let code = [c as u8];
+            (font.text(&code, 1, c as u32), font.width(c as u32))
+        })));
+        font
     }
 
     fn width(&self, code: u32) -> f64 {
@@ -386,41 +395,49 @@ impl Font {
             };
             let code = be(&bytes[i..i + n]);
             i += n;
-            let text = self
-                .to_unicode
-                .as_ref()
-                .and_then(|cm| {
-                    cm.get(n, code)
-                        .or_else(|| cm.get(if n == 1 { 2 } else { 1 }, code))
-                })
-                .cloned()
-                .or_else(|| {
-                    self.encoding
-                        .as_ref()
-                        .and_then(|e| e.get(code as usize).cloned().flatten())
-                })
-                .unwrap_or_else(|| {
-                    if self.utf16 {
-                        utf16(&bytes[i - n..i])
-                    } else if self.two_byte {
-                        self.cid_text
-                            .as_ref()
-                            .and_then(|m| m.get(&code))
-                            .map(|&c| char_text(c))
-                            .unwrap_or_default()
-                    } else {
-                        char::from_u32(code)
-                            .filter(|c| !c.is_control())
-                            .map(char_text)
-                            .unwrap_or_default()
-                    }
-                });
+            let (text, width) = match &self.simple {
+                Some(t) => t[code as usize & 0xFF].clone(),
+                None => (self.text(&bytes[i - n..i], n, code), self.width(code)),
+            };
             out.push(Char {
                 text,
-                width: self.width(code),
+                width,
                 is_space_code: n == 1 && code == 32,
             });
         }
+    }
+
+    /// The text of `code` (its `n` bytes are `raw`): ToUnicode, then the encoding, then
+    /// what the code itself says (UTF-16, the program's `cmap`, Latin-1).
+    fn text(&self, raw: &[u8], n: usize, code: u32) -> SmolStr {
+        self.to_unicode
+            .as_ref()
+            .and_then(|cm| {
+                cm.get(n, code)
+                    .or_else(|| cm.get(if n == 1 { 2 } else { 1 }, code))
+            })
+            .cloned()
+            .or_else(|| {
+                self.encoding
+                    .as_ref()
+                    .and_then(|e| e.get(code as usize).cloned().flatten())
+            })
+            .unwrap_or_else(|| {
+                if self.utf16 {
+                    utf16(raw)
+                } else if self.two_byte {
+                    self.cid_text
+                        .as_ref()
+                        .and_then(|m| m.get(&code))
+                        .map(|&c| char_text(c))
+                        .unwrap_or_default()
+                } else {
+                    char::from_u32(code)
+                        .filter(|c| !c.is_control())
+                        .map(char_text)
+                        .unwrap_or_default()
+                }
+            })
     }
 }
 
