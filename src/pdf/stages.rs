@@ -282,7 +282,7 @@ impl Extracted {
 }
 
 /// Analyzer: an [`Extracted`] frame to a [`PageReply`].
-pub fn analyze_frame(input: &[u8], beat: &dyn Fn()) -> Result<PageReply, PdfError> {
+pub fn analyze_frame(input: &[u8], beat: &dyn Fn()) -> Result<PageReply<super::Page>, PdfError> {
     let ex = Extracted::decode(input)?;
     let mut reply = PageReply {
         page_count: ex.page_count,
@@ -294,9 +294,7 @@ pub fn analyze_frame(input: &[u8], beat: &dyn Fn()) -> Result<PageReply, PdfErro
         beat();
         let p = analyze(g);
         reply.page_errors += u32::from(p.error.is_some());
-        if let Ok(raw) = serde_json::value::to_raw_value(&p) {
-            reply.pages.push(raw);
-        }
+        reply.pages.push(p);
     }
     Ok(reply)
 }

@@ -31,23 +31,36 @@ pub struct PageRequest {
     pub last: u32,
 }
 
-/// A task's output. Pages stay raw JSON: the supervisor passes them through to the
+/// A task's output. Agents write it with [`Page`]s, serialized once; readers take the
+/// pages as raw JSON (`P` = `Box<RawValue>`, the default) and pass them through to the
 /// output without parsing them again.
-#[derive(Debug, Serialize, Deserialize, Default)]
-pub struct PageReply {
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PageReply<P = Box<RawValue>> {
     /// Pages in the document.
     pub page_count: u32,
     /// Number of the first page in `pages`.
     #[serde(default)]
     pub first: u32,
     /// The pages extracted, in order.
-    pub pages: Vec<Box<RawValue>>,
+    pub pages: Vec<P>,
     /// How many of `pages` carry an error.
     #[serde(default)]
     pub page_errors: u32,
     /// Set when the document could not be opened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<PdfError>,
+}
+
+impl<P> Default for PageReply<P> {
+    fn default() -> Self {
+        PageReply {
+            page_count: 0,
+            first: 0,
+            pages: Vec::new(),
+            page_errors: 0,
+            error: None,
+        }
+    }
 }
 
 thread_local! {
@@ -68,7 +81,7 @@ pub(crate) fn with_doc<R>(path: &str, f: impl FnOnce(&mut Document) -> R) -> Res
     })
 }
 
-fn extract(doc: &mut Document, first: u32, last: u32, ctx: &TaskContext<'_>) -> PageReply {
+fn extract(doc: &mut Document, first: u32, last: u32, ctx: &TaskContext<'_>) -> PageReply<Page> {
     let mut reply = PageReply {
         page_count: doc.page_count(),
         first,
@@ -78,9 +91,7 @@ fn extract(doc: &mut Document, first: u32, last: u32, ctx: &TaskContext<'_>) -> 
         ctx.beat();
         let p: Page = doc.page(n);
         reply.page_errors += u32::from(p.error.is_some());
-        if let Ok(raw) = serde_json::value::to_raw_value(&p) {
-            reply.pages.push(raw);
-        }
+        reply.pages.push(p);
     }
     reply
 }
