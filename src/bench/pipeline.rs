@@ -12,6 +12,15 @@
 //!
 //! The configurations are measured in `repeat` rounds, each running every one once, and
 //! the best time of each counts. Swarm times include starting and stopping the agents.
+//!
+//! To say where a shortfall comes from, each swarm row also reports:
+//! - the agents' CPU seconds (reaped children) against the in-process CPU: extra work
+//!   in the agents (process start, request and reply encoding, a cold heap);
+//! - this process's CPU seconds: the supervisor and the job, which share the host's
+//!   cores with the agents;
+//! - the same configuration run with no documents: the fixed cost of starting and
+//!   stopping the swarm, and the efficiency once that cost is taken out (what a long run
+//!   tends to).
 
 use crate::pdf::demo::{write_corpus, DemoSpec};
 use crate::pdf::job::{self, Roles, RunConfig, RunError};
@@ -53,6 +62,63 @@ pub struct Row {
     pub pages_per_second: f64,
     /// Pages/s ÷ (agents × the single-thread rate); 1 for the in-process row.
     pub efficiency: f64,
+    /// CPU seconds (user + system) the agents used in the best run; for the in-process
+    /// row, this process's.
+    pub worker_cpu_seconds: f64,
+    /// CPU seconds this process (supervisor and job) used in the best run; 0 in process.
+    pub supervisor_cpu_seconds: f64,
+    /// Best wall time of the same configuration with no documents: starting and stopping
+    /// the agents. 0 in process.
+    pub empty_run_seconds: f64,
+    /// Efficiency over the time left after the empty run's: the rate a long run tends to.
+    pub steady_efficiency: f64,
+}
+
+/// One timed run.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    seconds: f64,
+    pages: u64,
+    worker_cpu: f64,
+    own_cpu: f64,
+}
+
+impl Measured {
+    const NONE: Measured = Measured {
+        seconds: f64::INFINITY,
+        pages: 0,
+        worker_cpu: 0.0,
+        own_cpu: 0.0,
+    };
+
+    fn keep_best(&mut self, m: Measured) {
+        if m.seconds < self.seconds {
+            *self = m;
+        }
+    }
+}
+
+/// CPU seconds (user + system) of this process, or of its reaped children.
+fn cpu_seconds(who: nix::sys::resource::UsageWho) -> f64 {
+    let Ok(u) = nix::sys::resource::getrusage(who) else {
+        return 0.0;
+    };
+    let t = |v: nix::sys::time::TimeVal| v.tv_sec() as f64 + v.tv_usec() as f64 * 1e-6;
+    t(u.user_time()) + t(u.system_time())
+}
+
+/// Times `f`, with the CPU it and this process's children used meanwhile.
+fn timed(f: impl FnOnce() -> Result<u64, RunError>) -> Result<Measured, RunError> {
+    use nix::sys::resource::UsageWho::{RUSAGE_CHILDREN, RUSAGE_SELF};
+    let (children, own) = (cpu_seconds(RUSAGE_CHILDREN), cpu_seconds(RUSAGE_SELF));
+    let start = Instant::now();
+    let pages = f()?;
+    Ok(Measured {
+        seconds: start.elapsed().as_secs_f64(),
+        pages,
+        worker_cpu: cpu_seconds(RUSAGE_CHILDREN) - children,
+        own_cpu: cpu_seconds(RUSAGE_SELF) - own,
+    })
 }
 
 /// The long-document phase.
@@ -94,7 +160,7 @@ fn swarm_seconds(
     files: &[PathBuf],
     agents: u32,
     roles: Option<Roles>,
-) -> Result<(f64, u64), RunError> {
+) -> Result<Measured, RunError> {
     let run = RunConfig {
         agents,
         files: files.to_vec(),
@@ -105,9 +171,7 @@ fn swarm_seconds(
         agent_bin: cfg.agent_bin.clone(),
         roles,
     };
-    let start = Instant::now();
-    let s = job::run(&run, &mut std::io::sink(), &mut |_, _| {})?;
-    Ok((start.elapsed().as_secs_f64(), s.pages))
+    timed(|| Ok(job::run(&run, &mut std::io::sink(), &mut |_, _| {})?.pages))
 }
 
 /// Runs the benchmark.
@@ -145,49 +209,55 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
     };
     // Rounds, each measuring every configuration once: drift on a shared machine hits
     // them all alike, and the best of each counts.
-    let mut pages = 0u64;
-    let mut local = f64::INFINITY;
-    let mut swarm: Vec<(f64, u64)> = vec![(f64::INFINITY, 0); cfg.agents.len()];
-    let mut special = (f64::INFINITY, 0u64);
+    let mut local = Measured::NONE;
+    let mut swarm = vec![(Measured::NONE, Measured::NONE); cfg.agents.len()];
+    let mut special = (Measured::NONE, Measured::NONE);
     let (mut one, mut two) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..cfg.repeat.max(1) {
         // In process, one thread, as `swarm extract` does: the product is a JSON line per
         // document.
-        let start = Instant::now();
-        pages = files
-            .iter()
-            .map(|f| {
-                let r = crate::pdf::extract_file(f);
-                std::hint::black_box(serde_json::to_vec(&r).unwrap_or_default());
-                r.pages.len() as u64
-            })
-            .sum();
-        local = local.min(start.elapsed().as_secs_f64());
+        local.keep_best(timed(|| {
+            Ok(files
+                .iter()
+                .map(|f| {
+                    let r = crate::pdf::extract_file(f);
+                    std::hint::black_box(serde_json::to_vec(&r).unwrap_or_default());
+                    r.pages.len() as u64
+                })
+                .sum())
+        })?);
         for (k, &n) in cfg.agents.iter().enumerate() {
-            let (t, p) = swarm_seconds(cfg, files, n, None)?;
-            if t < swarm[k].0 {
-                swarm[k] = (t, p);
-            }
+            swarm[k].0.keep_best(swarm_seconds(cfg, files, n, None)?);
+            swarm[k].1.keep_best(swarm_seconds(cfg, &[], n, None)?);
         }
         if let Some(r) = cfg.roles {
-            let (t, p) = swarm_seconds(cfg, files, r.total(), Some(r))?;
-            if t < special.0 {
-                special = (t, p);
-            }
+            special
+                .0
+                .keep_best(swarm_seconds(cfg, files, r.total(), Some(r))?);
+            special
+                .1
+                .keep_best(swarm_seconds(cfg, &[], r.total(), Some(r))?);
         }
         if !long.is_empty() {
-            one = one.min(swarm_seconds(cfg, &long, 1, None)?.0);
-            two = two.min(swarm_seconds(cfg, &long, 2, None)?.0);
+            one = one.min(swarm_seconds(cfg, &long, 1, None)?.seconds);
+            two = two.min(swarm_seconds(cfg, &long, 2, None)?.seconds);
         }
     }
-    let single = pages as f64 / local;
-    let row = |agents: u32, (seconds, n): (f64, u64)| {
-        let rate = n as f64 / seconds;
+    let pages = local.pages;
+    let single = pages as f64 / local.seconds;
+    let row = |agents: u32, (m, empty): (Measured, Measured)| {
+        let rate = m.pages as f64 / m.seconds;
+        let ideal = f64::from(agents.max(1)) * single;
+        let steady = m.pages as f64 / (m.seconds - empty.seconds).max(1e-9);
         Row {
             agents,
-            seconds,
+            seconds: m.seconds,
             pages_per_second: rate,
-            efficiency: rate / (f64::from(agents.max(1)) * single),
+            efficiency: rate / ideal,
+            worker_cpu_seconds: m.worker_cpu,
+            supervisor_cpu_seconds: m.own_cpu,
+            empty_run_seconds: empty.seconds,
+            steady_efficiency: steady / ideal,
         }
     };
     Ok(PipelineBenchReport {
@@ -196,9 +266,13 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
         cpus: crate::spawn::available_cpus(),
         in_process: Row {
             agents: 0,
-            seconds: local,
+            seconds: local.seconds,
             pages_per_second: single,
             efficiency: 1.0,
+            worker_cpu_seconds: local.own_cpu,
+            supervisor_cpu_seconds: 0.0,
+            empty_run_seconds: 0.0,
+            steady_efficiency: 1.0,
         },
         swarm: cfg
             .agents
@@ -230,17 +304,21 @@ pub fn render(r: &PipelineBenchReport) -> String {
             r.documents, r.pages, r.cpus
         ),
         format!(
-            "  {:<28} {:>9} {:>12} {:>11}",
-            "", "seconds", "pages/s", "efficiency"
+            "  {:<28} {:>8} {:>8} {:>11} {:>10} {:>10} {:>10} {:>8}",
+            "", "seconds", "pages/s", "efficiency", "work CPU", "sup. CPU", "empty run", "steady"
         ),
     ];
     let line = |name: String, row: &Row| {
         format!(
-            "  {:<28} {:>9.3} {:>12.0} {:>10.1}%",
+            "  {:<28} {:>8.3} {:>8.0} {:>10.1}% {:>9.3}s {:>9.3}s {:>9.3}s {:>7.1}%",
             name,
             row.seconds,
             row.pages_per_second,
-            row.efficiency * 100.0
+            row.efficiency * 100.0,
+            row.worker_cpu_seconds,
+            row.supervisor_cpu_seconds,
+            row.empty_run_seconds,
+            row.steady_efficiency * 100.0
         )
     };
     out.push(line("in process, 1 thread".into(), &r.in_process));
