@@ -145,6 +145,8 @@ struct Doc {
     waiting: usize,
     /// Specialists: the Aggregator's line, checked.
     line: Option<(Vec<u8>, u64, bool)>,
+    /// Generalists: the last page asked for before the page count was known.
+    speculated: u32,
 }
 
 impl Doc {
@@ -158,6 +160,7 @@ impl Doc {
             analyzed: Vec::new(),
             waiting: 0,
             line: None,
+            speculated: 0,
         }
     }
 }
@@ -247,6 +250,7 @@ pub fn run(
         waiting_buffers: 0,
         docs: HashMap::new(),
         task_doc: HashMap::new(),
+        agents: agents as usize,
     };
     let start = Instant::now();
     let mut summary = RunSummary {
@@ -258,7 +262,8 @@ pub fn run(
     loop {
         // Keep a window of documents in flight.
         while next < cfg.files.len() && job.docs.len() < window && job.room() {
-            job.start(next, cfg.files[next].display().to_string())?;
+            let last = next + 1 == cfg.files.len();
+            job.start(next, cfg.files[next].display().to_string(), last)?;
             next += 1;
         }
         if job.staged {
@@ -339,6 +344,8 @@ struct Job<'s> {
     waiting_buffers: usize,
     docs: HashMap<usize, Doc>,
     task_doc: HashMap<u64, (usize, Stage)>,
+    /// Agents in the swarm.
+    agents: usize,
 }
 
 impl Job<'_> {
@@ -378,15 +385,40 @@ impl Job<'_> {
         }
     }
 
-    fn start(&mut self, d: usize, path: String) -> Result<(), RunError> {
+    /// Starts document `d`. The page count comes back with its first range; for the
+    /// run's `last` document, agents that would idle until then are given the ranges that
+    /// follow at once (generalists), so a long document is not opened by one agent while
+    /// the others wait. A range past the end comes back empty.
+    fn start(&mut self, d: usize, path: String, last: bool) -> Result<(), RunError> {
         let (kind, stage) = if self.staged {
             (PDF_PARSE, Stage::Parse { first_range: true })
         } else {
             (PDF_DOC, Stage::Doc)
         };
         let spec = Self::request(kind, &path, 1, self.chunk);
-        self.docs.insert(d, Doc::new(path));
-        self.submit(d, stage, spec)
+        let busy: usize = self.docs.values().map(|doc| doc.open_tasks).sum();
+        let spare = if last && !self.staged {
+            self.agents.saturating_sub(busy + 1)
+        } else {
+            0
+        };
+        let mut doc = Doc::new(path);
+        let ahead: Vec<(u32, u32)> = ranges(self.chunk + 1, u32::MAX, self.chunk)
+            .take(spare)
+            .collect();
+        doc.speculated = ahead.last().map_or(0, |r| r.1);
+        doc.open_tasks += ahead.len();
+        let path = doc.asm.path.clone();
+        self.docs.insert(d, doc);
+        self.submit(d, stage, spec)?;
+        for (first, last) in ahead {
+            self.submit(
+                d,
+                Stage::Pages,
+                Self::request(PDF_PAGES, &path, first, last),
+            )?;
+        }
+        Ok(())
     }
 
     /// Specialists: hands parsers the next ranges while page buffers have room.
@@ -474,9 +506,10 @@ impl Job<'_> {
             return Ok(());
         }
         doc.asm.absorb(reply);
-        if stage == Stage::Doc && opened && page_count > self.chunk {
+        let asked = self.chunk.max(doc.speculated);
+        if stage == Stage::Doc && opened && page_count > asked {
             let path = doc.asm.path.clone();
-            for (first, last) in ranges(self.chunk + 1, page_count, self.chunk) {
+            for (first, last) in ranges(asked + 1, page_count, self.chunk) {
                 self.docs.get_mut(&d).expect("present").open_tasks += 1;
                 self.submit(
                     d,
