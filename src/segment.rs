@@ -127,6 +127,40 @@ impl Default for SegmentConfig {
     }
 }
 
+/// The page buffers' reservation, running on its own thread (see
+/// [`Segment::create_deferred`]).
+#[derive(Debug)]
+pub struct Reservation(std::thread::JoinHandle<Result<(), SegmentError>>);
+
+impl Reservation {
+    /// Waits for the reservation to finish.
+    pub fn wait(self) -> Result<(), SegmentError> {
+        self.0.join().unwrap_or_else(|_| {
+            Err(SegmentError::Os {
+                what: "reserve page buffers",
+                source: std::io::Error::other("the reservation thread panicked"),
+            })
+        })
+    }
+}
+
+/// Allocates `len` bytes of `fd` from `offset` (of a segment of `total` bytes).
+fn reserve(fd: &OwnedFd, offset: u64, len: u64, total: u64) -> Result<(), SegmentError> {
+    if len == 0 {
+        return Ok(());
+    }
+    nix::fcntl::fallocate(
+        fd,
+        nix::fcntl::FallocateFlags::empty(),
+        offset as i64,
+        len as i64,
+    )
+    .map_err(|e| SegmentError::Reserve {
+        size: total,
+        source: e.into(),
+    })
+}
+
 /// Which of a slot's two rings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Direction {
@@ -394,6 +428,18 @@ pub struct Segment {
 impl Segment {
     /// Creates, reserves, seals, maps and initialises a new segment.
     pub fn create(config: SegmentConfig) -> Result<Arc<Segment>, SegmentError> {
+        let (seg, rest) = Self::create_deferred(config)?;
+        rest.wait()?;
+        Ok(seg)
+    }
+
+    /// As [`Segment::create`], but only the regions before the page buffers are reserved
+    /// on return; the buffers (most of the segment) are reserved by a thread, while the
+    /// caller starts its agents. [`Reservation::wait`] says how that went; nothing may
+    /// lend a buffer before it has returned `Ok`.
+    pub fn create_deferred(
+        config: SegmentConfig,
+    ) -> Result<(Arc<Segment>, Reservation), SegmentError> {
         use nix::fcntl::{fcntl, FcntlArg, SealFlag};
         use nix::sys::memfd::{memfd_create, MFdFlags};
 
@@ -416,17 +462,22 @@ impl Segment {
         .map_err(os("memfd_create"))?;
         nix::unistd::ftruncate(&fd, layout.total_size as i64).map_err(os("ftruncate"))?;
         // NB: reserving the pages up front is what turns "no memory" into an error here
-        // instead of a SIGBUS on first touch of some page later.
-        nix::fcntl::fallocate(
-            &fd,
-            nix::fcntl::FallocateFlags::empty(),
-            0,
-            layout.total_size as i64,
-        )
-        .map_err(|e| SegmentError::Reserve {
-            size: layout.total_size,
-            source: e.into(),
+        // instead of a SIGBUS on first touch of some page later. It also charges them to
+        // the creator's memory cgroup, not to whichever agent touches a page first.
+        let buffers = layout.buffers.offset.min(layout.total_size);
+        reserve(&fd, 0, buffers, layout.total_size)?;
+        let rest_fd = fd.try_clone().map_err(|e| SegmentError::Os {
+            what: "dup segment fd",
+            source: e,
         })?;
+        let total = layout.total_size;
+        let rest = std::thread::Builder::new()
+            .name("swarm-reserve".into())
+            .spawn(move || reserve(&rest_fd, buffers, total - buffers, total))
+            .map_err(|e| SegmentError::Os {
+                what: "spawn reservation thread",
+                source: e,
+            })?;
         fcntl(
             &fd,
             FcntlArg::F_ADD_SEALS(
@@ -436,7 +487,7 @@ impl Segment {
         .map_err(os("seal segment"))?;
         let seg = Self::map(fd, layout)?;
         seg.initialise();
-        Ok(Arc::new(seg))
+        Ok((Arc::new(seg), Reservation(rest)))
     }
 
     /// Opens a segment inherited as `fd`, validating everything in its header.

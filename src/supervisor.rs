@@ -508,7 +508,9 @@ impl Supervisor {
     fn start(mut cfg: SupervisorBuilder) -> Result<Supervisor, Error> {
         cfg.segment.agent_slots = cfg.agents;
         let began = Instant::now();
-        let seg = Segment::create(cfg.segment)?;
+        // The page buffers are reserved while the agents start (no buffer is lent before
+        // `start` returns).
+        let (seg, reservation) = Segment::create_deferred(cfg.segment)?;
         tracing::debug!(bytes = seg.layout().total_size, took = ?began.elapsed(), "segment created");
         let cgroups = match cfg.cgroups {
             CgroupMode::Off => None,
@@ -615,9 +617,7 @@ impl Supervisor {
         });
         {
             let mut st = shared.state.lock();
-            for slot in 0..shared.cfg.agents {
-                st.spawn(&shared, slot);
-            }
+            st.spawn_all(&shared);
             if let Some(f) = &st.fatal {
                 return Err(Error::CrashLoop(f.clone()));
             }
@@ -629,10 +629,14 @@ impl Supervisor {
             .spawn(move || reactor_loop(&sh))
             .map_err(|e| Error::Os("spawn reactor thread", e))?;
         *shared.waker.reactor.lock() = Some(reactor.thread().clone());
-        Ok(Supervisor {
+        let sup = Supervisor {
             shared,
             reactor: Some(reactor),
-        })
+        };
+        // On failure, dropping `sup` stops the agents and removes their cgroups.
+        reservation.wait()?;
+        tracing::debug!(took = ?began.elapsed(), "page buffers reserved");
+        Ok(sup)
     }
 
     /// Submits a task; its result comes through the returned handle. Blocks while
@@ -1507,8 +1511,50 @@ impl State {
 
     /// Starts a new incarnation in slot `slot`.
     fn spawn(&mut self, sh: &Shared, slot: u32) {
+        if let Some(mut cmd) = self.prepare_spawn(sh, slot) {
+            let spawned = cmd.spawn();
+            self.spawned(sh, slot, spawned);
+        }
+    }
+
+    /// Starts every slot's first incarnation. `Command::spawn` returns once the child has
+    /// joined its cgroups and exec'd; joining a cgroup can wait for an RCU grace period
+    /// (milliseconds), so the agents are started side by side instead of one after another.
+    fn spawn_all(&mut self, sh: &Shared) {
+        let mut cmds: Vec<(u32, Command)> = (0..self.agents.len() as u32)
+            .filter_map(|slot| self.prepare_spawn(sh, slot).map(|c| (slot, c)))
+            .collect();
+        let threads = cmds.len().clamp(1, 16);
+        let per = cmds.len().div_ceil(threads).max(1);
+        let results: Vec<(u32, std::io::Result<Child>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = cmds
+                .chunks_mut(per)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter_mut()
+                            .map(|(slot, cmd)| (*slot, cmd.spawn()))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| {
+                    w.join().unwrap_or_else(|_| vec![]) // a spawn thread cannot panic
+                })
+                .collect()
+        });
+        for (slot, r) in results {
+            self.spawned(sh, slot, r);
+        }
+    }
+
+    /// Resets slot `slot` for a new incarnation and builds its command (cgroup joined
+    /// before exec).
+    fn prepare_spawn(&mut self, sh: &Shared, slot: u32) -> Option<Command> {
         if self.stopping || self.fatal.is_some() {
-            return;
+            return None;
         }
         let i = slot as usize;
         let a = &mut self.agents[i];
@@ -1557,15 +1603,19 @@ impl State {
                 Err(e) => tracing::warn!(slot, "cannot create agent cgroup: {e}"),
             }
         }
-        let t0 = Instant::now();
-        let spawned = cmd.spawn();
-        tracing::debug!(slot, took = ?t0.elapsed(), "spawn");
+        Some(cmd)
+    }
+
+    /// Records how starting slot `slot` went.
+    fn spawned(&mut self, sh: &Shared, slot: u32, spawned: std::io::Result<Child>) {
+        let i = slot as usize;
+        let a = &mut self.agents[i];
         match spawned {
             Ok(child) => {
                 a.pid = child.id();
                 let pid = a.pid;
                 a.child = Some(child);
-                a.phase = Phase::Starting(now);
+                a.phase = Phase::Starting(Instant::now());
                 if let Err(e) = sh.reaper.watch(pid, slot, a.epoch) {
                     tracing::warn!(slot, "cannot watch agent: {e}");
                 }
