@@ -37,6 +37,8 @@ pub struct PipelineBenchConfig {
     pub agents: Vec<u32>,
     /// Also measure these specialists.
     pub roles: Option<Roles>,
+    /// Documents of the generated corpus, when `files` is empty.
+    pub documents: u32,
     /// Pages of the long document (0 skips that phase).
     pub long_pages: u32,
     /// Runs per measurement; the best counts.
@@ -178,7 +180,11 @@ fn swarm_seconds(
 pub fn run(cfg: &PipelineBenchConfig) -> Result<PipelineBenchReport, RunError> {
     let generated = cfg.files.is_empty();
     let files = if generated {
-        write_corpus(&cfg.scratch.join("corpus"), DemoSpec::default())?
+        let spec = DemoSpec {
+            documents: cfg.documents.max(1),
+            ..DemoSpec::default()
+        };
+        write_corpus(&cfg.scratch.join("corpus"), spec)?
             .into_iter()
             .map(|d| d.path)
             .collect()

@@ -51,6 +51,10 @@ enum Bench {
         /// Also measure these specialists, e.g. `parser=1,extractor=2,analyzer=1,aggregator=1`.
         #[arg(long, value_parser = parse_roles)]
         roles: Option<neuralflow_swarm::pdf::job::Roles>,
+        /// Documents of the generated corpus (without PATHs); more for many agents, so
+        /// that each has work well beyond starting up.
+        #[arg(long, default_value_t = 24)]
+        documents: u32,
         /// Pages of the generated long document run on 1 and 2 agents (0 skips it).
         #[arg(long, default_value_t = 1000)]
         long_pages: u32,
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
             paths,
             agents,
             roles,
+            documents,
             long_pages,
             repeat,
             chunk_pages,
@@ -187,6 +192,7 @@ fn main() -> ExitCode {
                 files: neuralflow_swarm::pdf::job::collect_inputs(&paths, None),
                 agents,
                 roles,
+                documents,
                 long_pages,
                 repeat,
                 chunk_pages,
