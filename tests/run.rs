@@ -477,8 +477,8 @@ fn bench_pipeline_reports_every_phase() {
 }
 
 /// Fonts whose encoding is the embedded program's own (TeX's CFF fonts put ligatures at
-/// codes 11 to 15), Type3 fonts with odd matrices, and form fields without drawn text
-/// give whole words.
+/// codes 11 to 15), Type3 fonts with odd matrices, form fields without drawn text, and
+/// Chinese fonts that say WinAnsi while their strings are GBK give whole words.
 #[test]
 fn fonts_and_form_fields_give_whole_words() {
     let Some(c) = corpus() else { return };
@@ -490,6 +490,9 @@ fn fonts_and_form_fields_give_whole_words() {
         ("pdfjs__issue6605.pdf", &["will", "suggest"][..]),
         // Form fields whose appearance streams are empty: the values come from /V.
         ("samplefiles__libreoffice-form.pdf", &["Alice", "Bob"][..]),
+        // GBK bytes in fonts named SimSun and FangSong_GB2312 that claim WinAnsi: "目录"
+        // (contents), "红军" (Red Army), one character a word (the text is spaced).
+        ("pdfjs__XiaoBiaoSong.pdf", &["目", "录", "红", "军"][..]),
     ] {
         let out = swarm()
             .arg("extract")

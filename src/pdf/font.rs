@@ -181,6 +181,31 @@ pub struct Font {
     cid_text: Option<HashMap<u32, char>>,
     /// Simple fonts: each one-byte code's text and width, resolved once at load.
     simple: Option<Box<[(SmolStr, f64); 256]>>,
+    /// The strings are GBK (code page 936) although the font says WinAnsi: see
+    /// [`lies_about_gbk`].
+    gbk: bool,
+}
+
+/// Chinese fonts that some PDF producers (S22PDF) mark `/WinAnsiEncoding` while writing
+/// GBK bytes: SimSun, SimHei, KaiTi_GB2312, FangSong_GB2312 and LiSu, as their names
+/// are spelled in GBK. MuPDF and pdf.js read these as GBK too.
+const GBK_FONT_NAMES: [&[u8]; 5] = [
+    b"\xCB\xCE\xCC\xE5",
+    b"\xBA\xDA\xCC\xE5",
+    b"\xBF\xAC\xCC\xE5_GB2312",
+    b"\xB7\xC2\xCB\xCE_GB2312",
+    b"\xC1\xA5\xCA\xE9",
+];
+
+/// A simple TrueType font without ToUnicode, named as one of [`GBK_FONT_NAMES`] and
+/// claiming WinAnsi: its strings are GBK.
+fn lies_about_gbk(d: &Dictionary, has_to_unicode: bool) -> bool {
+    !has_to_unicode
+        && d.get(b"Subtype").and_then(Object::as_name).ok() == Some(b"TrueType")
+        && d.get(b"Encoding").and_then(Object::as_name).ok() == Some(b"WinAnsiEncoding")
+        && d.get(b"BaseFont")
+            .and_then(Object::as_name)
+            .is_ok_and(|n| GBK_FONT_NAMES.contains(&n))
 }
 
 fn num(o: &Object) -> Option<f64> {
@@ -261,6 +286,7 @@ impl Font {
             };
             return Font {
                 simple: None,
+                gbk: false,
                 cid_text,
                 utf16,
                 two_byte: true,
@@ -331,8 +357,10 @@ impl Font {
             &base,
             builtin,
         ));
+        let gbk = lies_about_gbk(d, to_unicode.is_some());
         let mut font = Font {
             simple: None,
+            gbk,
             cid_text: None,
             utf16: false,
             two_byte: false,
@@ -382,6 +410,9 @@ impl Font {
 
     /// Splits a string operand into characters.
     pub fn decode(&self, bytes: &[u8], out: &mut Vec<Char>) {
+        if self.gbk {
+            return self.decode_gbk(bytes, out);
+        }
         let mut i = 0;
         while i < bytes.len() {
             // Simple fonts always use one-byte codes, whatever their ToUnicode's code space
@@ -403,6 +434,28 @@ impl Font {
                 text,
                 width,
                 is_space_code: n == 1 && code == 32,
+            });
+        }
+    }
+
+    /// GBK: a lead byte 0x81..=0xFE and the byte after it are one character, advancing
+    /// by both bytes' widths (as the PDF positions them); other bytes are ASCII.
+    fn decode_gbk(&self, bytes: &[u8], out: &mut Vec<Char>) {
+        let mut i = 0;
+        while i < bytes.len() {
+            let n = if (0x81..=0xFE).contains(&bytes[i]) && i + 1 < bytes.len() {
+                2
+            } else {
+                1
+            };
+            let raw = &bytes[i..i + n];
+            i += n;
+            let (text, _) = encoding_rs::GBK.decode_without_bom_handling(raw);
+            let text: SmolStr = text.chars().filter(|c| !c.is_control()).collect();
+            out.push(Char {
+                text,
+                width: raw.iter().map(|&b| self.width(u32::from(b))).sum(),
+                is_space_code: raw == b" ",
             });
         }
     }
@@ -1053,6 +1106,40 @@ mod tests {
                 char::from_u32(0x4E00 + c)
             );
         }
+    }
+
+    #[test]
+    fn gbk_fonts_that_claim_win_ansi() {
+        let font = |name: &[u8]| {
+            let mut d = Dictionary::new();
+            d.set("Type", Object::Name(b"Font".to_vec()));
+            d.set("Subtype", Object::Name(b"TrueType".to_vec()));
+            d.set("BaseFont", Object::Name(name.to_vec()));
+            d.set("Encoding", Object::Name(b"WinAnsiEncoding".to_vec()));
+            d.set("FirstChar", Object::Integer(0));
+            d.set(
+                "Widths",
+                Object::Array((0..256).map(|_| Object::Integer(500)).collect()),
+            );
+            Font::load(&Document::with_version("1.5"), &d)
+        };
+        let text = |f: &Font, bytes: &[u8]| {
+            let mut out = Vec::new();
+            f.decode(bytes, &mut out);
+            out.iter()
+                .map(|c| (c.text.to_string(), c.width))
+                .collect::<Vec<_>>()
+        };
+        // SimSun, as its name is spelled in GBK: "红军 1", each character both bytes wide.
+        let simsun = font(b"\xCB\xCE\xCC\xE5");
+        assert_eq!(
+            text(&simsun, b"\xBA\xEC\xBE\xFC 1"),
+            [("红", 1.0), ("军", 1.0), (" ", 0.5), ("1", 0.5)].map(|(t, w)| (t.to_string(), w))
+        );
+        // Any other name keeps WinAnsi, and a lone lead byte at the end stays one code.
+        let arial = font(b"Arial");
+        assert_eq!(text(&arial, b"\xBA").first().unwrap().0, "\u{BA}");
+        assert_eq!(text(&simsun, b"\xBA").len(), 1);
     }
 
     #[test]
