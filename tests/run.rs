@@ -477,8 +477,9 @@ fn bench_pipeline_reports_every_phase() {
 }
 
 /// Fonts whose encoding is the embedded program's own (TeX's CFF fonts put ligatures at
-/// codes 11 to 15), Type3 fonts with odd matrices, form fields without drawn text, and
-/// Chinese fonts that say WinAnsi while their strings are GBK give whole words.
+/// codes 11 to 15), Type3 fonts with odd matrices, form fields without drawn text,
+/// Chinese fonts that say WinAnsi while their strings are GBK, and CJK CID fonts without
+/// ToUnicode give whole words.
 #[test]
 fn fonts_and_form_fields_give_whole_words() {
     let Some(c) = corpus() else { return };
@@ -493,6 +494,10 @@ fn fonts_and_form_fields_give_whole_words() {
         // GBK bytes in fonts named SimSun and FangSong_GB2312 that claim WinAnsi: "目录"
         // (contents), "红军" (Red Army), one character a word (the text is spaced).
         ("pdfjs__XiaoBiaoSong.pdf", &["目", "录", "红", "军"][..]),
+        // CID fonts of Adobe-Korea1 and Adobe-Japan1 without ToUnicode: the collections'
+        // own CID-to-Unicode tables; the second writes vertically, in columns.
+        ("pdfjs__bug1771477.pdf", &["안녕하세요", "세계"][..]),
+        ("pdfjs__vertical.pdf", &["あいうえお", "日本語"][..]),
     ] {
         let out = swarm()
             .arg("extract")

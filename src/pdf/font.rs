@@ -184,6 +184,9 @@ pub struct Font {
     /// The strings are GBK (code page 936) although the font says WinAnsi: see
     /// [`lies_about_gbk`].
     gbk: bool,
+    /// CID → Unicode of the font's Adobe character collection (Japan1, GB1, CNS1,
+    /// Korea1), for an Identity-encoded CID font without ToUnicode.
+    collection: Option<&'static hayro_cmap::CMap>,
 }
 
 /// Chinese fonts that some PDF producers (S22PDF) mark `/WinAnsiEncoding` while writing
@@ -280,13 +283,24 @@ impl Font {
                     parse_cid_widths(doc, w, &mut map);
                 }
             }
+            // Without ToUnicode, an Identity-encoded font of one of Adobe's CJK character
+            // collections has CIDs that the collection's own table maps to Unicode (PDF
+            // 32000 9.10.2); otherwise the embedded TrueType program's `cmap` may say.
+            let identity = enc_name.starts_with(b"Identity-");
+            let collection = match (&to_unicode, desc) {
+                (None, Some(desc)) if identity => collection_ucs2(doc, desc),
+                _ => None,
+            };
             let cid_text = match (&to_unicode, desc) {
-                (None, Some(desc)) if !utf16 => cid_text_from_program(doc, desc),
+                (None, Some(desc)) if !utf16 && collection.is_none() => {
+                    cid_text_from_program(doc, desc)
+                }
                 _ => None,
             };
             return Font {
                 simple: None,
                 gbk: false,
+                collection,
                 cid_text,
                 utf16,
                 two_byte: true,
@@ -361,6 +375,7 @@ impl Font {
         let mut font = Font {
             simple: None,
             gbk,
+            collection: None,
             cid_text: None,
             utf16: false,
             two_byte: false,
@@ -478,6 +493,12 @@ impl Font {
             .unwrap_or_else(|| {
                 if self.utf16 {
                     utf16(raw)
+                } else if let Some(cmap) = self.collection {
+                    match cmap.lookup_bf_string(code) {
+                        Some(hayro_cmap::BfString::Char(c)) if c != '\u{FFFD}' => char_text(c),
+                        Some(hayro_cmap::BfString::String(s)) => SmolStr::from(s),
+                        _ => SmolStr::default(),
+                    }
                 } else if self.two_byte {
                     self.cid_text
                         .as_ref()
@@ -971,6 +992,35 @@ fn accented(name: &str) -> Option<char> {
                 .position(|b| b == base)
                 .and_then(|i| out.chars().nth(i))
         })
+}
+
+/// The CID → Unicode table of the CIDFont's character collection, when it is one of
+/// Adobe's four CJK collections: Adobe's `Adobe-*-UCS2` CMaps, as the `hayro-cmap`
+/// crate embeds them (compressed), parsed once per process and collection.
+fn collection_ucs2(doc: &Document, cid_font: &Dictionary) -> Option<&'static hayro_cmap::CMap> {
+    use hayro_cmap::{CMap, CidFamily};
+    use std::sync::OnceLock;
+    static TABLES: [OnceLock<Option<CMap>>; 4] = [const { OnceLock::new() }; 4];
+    let info = dict_get(doc, cid_font, b"CIDSystemInfo")?.as_dict().ok()?;
+    let text = |key: &[u8]| match dict_get(doc, info, key) {
+        Some(Object::String(s, _)) => Some(s.clone()),
+        Some(Object::Name(n)) => Some(n.clone()),
+        _ => None,
+    };
+    let family = CidFamily::from_registry_ordering(&text(b"Registry")?, &text(b"Ordering")?);
+    let slot = match family {
+        CidFamily::AdobeJapan1 => 0,
+        CidFamily::AdobeGB1 => 1,
+        CidFamily::AdobeCNS1 => 2,
+        CidFamily::AdobeKorea1 => 3,
+        _ => return None,
+    };
+    TABLES[slot]
+        .get_or_init(|| {
+            let data = hayro_cmap::load_embedded(family.ucs2_cmap()?)?;
+            CMap::parse(data, hayro_cmap::load_embedded)
+        })
+        .as_ref()
 }
 
 /// CID → text through the CIDFont's `/CIDToGIDMap` (identity, or a stream of two-byte

@@ -378,9 +378,16 @@ impl<'d> Interpreter<'d> {
                 let tx = (c.width * t.size + spacing) * t.hscale;
                 (tx, [1.0, 0.0, 0.0, 1.0, tx, 0.0])
             };
-            let len = (m[0] * m[0] + m[1] * m[1]).sqrt();
+            // The writing direction in user space: along text space x, or down text space
+            // y for vertical fonts (columns read top to bottom).
+            let (vx, vy) = if font.vertical {
+                (-m[2], -m[3])
+            } else {
+                (m[0], m[1])
+            };
+            let len = (vx * vx + vy * vy).sqrt();
             let dir = if len > 1e-9 {
-                (m[0] / len, m[1] / len)
+                (vx / len, vy / len)
             } else {
                 (1.0, 0.0)
             };
