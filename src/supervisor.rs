@@ -166,6 +166,7 @@ pub struct SupervisorBuilder {
     restart: RestartPolicy,
     segment: SegmentConfig,
     agent_spin: u32,
+    wait_spin: Duration,
     classes: Vec<AgentClass>,
 }
 
@@ -191,6 +192,7 @@ impl Default for SupervisorBuilder {
                 buffer_count: 1024,
             },
             agent_spin: 2000,
+            wait_spin: Duration::from_micros(100),
             classes: Vec::new(),
         }
     }
@@ -283,6 +285,15 @@ impl SupervisorBuilder {
     /// Spins an idle agent makes before sleeping (default 2000).
     pub fn agent_spin(mut self, n: u32) -> Self {
         self.agent_spin = n;
+        self
+    }
+
+    /// How long a caller waiting for a result ([`Supervisor::recv`], [`TaskHandle`])
+    /// polls before it sleeps (default 100 µs). Polling answers microsecond tasks without
+    /// a wake-up; for tasks that take milliseconds it only burns a core the agents
+    /// could use, so give those `Duration::ZERO`.
+    pub fn wait_spin(mut self, d: Duration) -> Self {
+        self.wait_spin = d;
         self
     }
 
@@ -921,7 +932,7 @@ impl Shared {
     ) -> Option<T> {
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
-        let spin_until = start + Duration::from_micros(100);
+        let spin_until = start + self.cfg.wait_spin;
         let tick = Duration::from_millis(20);
         // Relaxed (all uses of `drivers`): a hint for the reactor; a stale value costs at
         // most one doorbell wake-up or one timed park, and the data is behind the lock.

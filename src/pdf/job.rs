@@ -219,7 +219,9 @@ pub fn run(
         })
         .require_cgroups(cfg.require_cgroups)
         // Extraction beats per page; a page that takes longer than this is stuck.
-        .hang_timeout(cfg.timeout_per_doc.max(Duration::from_secs(1)));
+        .hang_timeout(cfg.timeout_per_doc.max(Duration::from_secs(1)))
+        // Page ranges take milliseconds: waiting for them need not poll.
+        .wait_spin(Duration::ZERO);
     // Page buffers (64 KiB): room for every agent's queued replies. Specialists hold
     // stage outputs in the slab too, so they get more. Smaller is faster to set up and
     // tear down: the segment is reserved (fallocate) before the first agent starts.
@@ -311,9 +313,11 @@ pub fn run(
         for k in finished {
             let doc = job.docs.remove(&k).expect("listed above");
             job.task_doc.retain(|_, (d, _)| *d != k);
-            let (line, pages, ok) = job.finish(doc);
+            let (mut line, pages, ok) = job.finish(doc);
+            // One write with its newline: stdout's line buffering then finds the newline
+            // at the end instead of scanning a whole line that has none.
+            line.push(b'\n');
             out.write_all(&line)?;
-            out.write_all(b"\n")?;
             summary.documents += 1;
             summary.pages += pages;
             if !ok {
