@@ -69,6 +69,10 @@ pub struct Row {
     pub worker_cpu_seconds: f64,
     /// CPU seconds this process (supervisor and job) used in the best run; 0 in process.
     pub supervisor_cpu_seconds: f64,
+    /// CPU seconds of the job's own thread (receiving, checking and writing every
+    /// reply) in the best run; 0 in process. Pages ÷ this is the most pages/s one
+    /// supervisor can take, however many agents it has.
+    pub job_thread_cpu_seconds: f64,
     /// Best wall time of the same configuration with no documents: starting and stopping
     /// the agents. 0 in process.
     pub empty_run_seconds: f64,
@@ -83,6 +87,7 @@ struct Measured {
     pages: u64,
     worker_cpu: f64,
     own_cpu: f64,
+    thread_cpu: f64,
 }
 
 impl Measured {
@@ -91,6 +96,7 @@ impl Measured {
         pages: 0,
         worker_cpu: 0.0,
         own_cpu: 0.0,
+        thread_cpu: 0.0,
     };
 
     fn keep_best(&mut self, m: Measured) {
@@ -111,8 +117,9 @@ fn cpu_seconds(who: nix::sys::resource::UsageWho) -> f64 {
 
 /// Times `f`, with the CPU it and this process's children used meanwhile.
 fn timed(f: impl FnOnce() -> Result<u64, RunError>) -> Result<Measured, RunError> {
-    use nix::sys::resource::UsageWho::{RUSAGE_CHILDREN, RUSAGE_SELF};
+    use nix::sys::resource::UsageWho::{RUSAGE_CHILDREN, RUSAGE_SELF, RUSAGE_THREAD};
     let (children, own) = (cpu_seconds(RUSAGE_CHILDREN), cpu_seconds(RUSAGE_SELF));
+    let thread = cpu_seconds(RUSAGE_THREAD);
     let start = Instant::now();
     let pages = f()?;
     Ok(Measured {
@@ -120,6 +127,7 @@ fn timed(f: impl FnOnce() -> Result<u64, RunError>) -> Result<Measured, RunError
         pages,
         worker_cpu: cpu_seconds(RUSAGE_CHILDREN) - children,
         own_cpu: cpu_seconds(RUSAGE_SELF) - own,
+        thread_cpu: cpu_seconds(RUSAGE_THREAD) - thread,
     })
 }
 
@@ -262,6 +270,7 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
             efficiency: rate / ideal,
             worker_cpu_seconds: m.worker_cpu,
             supervisor_cpu_seconds: m.own_cpu,
+            job_thread_cpu_seconds: m.thread_cpu,
             empty_run_seconds: empty.seconds,
             steady_efficiency: steady / ideal,
         }
@@ -277,6 +286,7 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
             efficiency: 1.0,
             worker_cpu_seconds: local.own_cpu,
             supervisor_cpu_seconds: 0.0,
+            job_thread_cpu_seconds: 0.0,
             empty_run_seconds: 0.0,
             steady_efficiency: 1.0,
         },
@@ -333,6 +343,19 @@ pub fn render(r: &PipelineBenchReport) -> String {
     }
     if let (Some(row), Some(roles)) = (&r.specialists, &r.roles) {
         out.push(line(format!("specialists {roles}"), row));
+    }
+    if let Some(row) = r
+        .swarm
+        .last()
+        .filter(|row| row.job_thread_cpu_seconds > 0.0)
+    {
+        let per_page = row.job_thread_cpu_seconds / r.pages.max(1) as f64;
+        out.push(format!(
+            "  job thread ({} agents): {:.1} us of CPU per page, so one supervisor takes at most about {:.0} pages/s",
+            row.agents,
+            per_page * 1e6,
+            1.0 / per_page.max(1e-12)
+        ));
     }
     if let Some(l) = &r.long_document {
         out.push(format!(
