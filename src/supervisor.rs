@@ -1541,18 +1541,28 @@ impl State {
             let workers: Vec<_> = cmds
                 .chunks_mut(per)
                 .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter_mut()
-                            .map(|(slot, cmd)| (*slot, cmd.spawn()))
-                            .collect::<Vec<_>>()
-                    })
+                    let slots: Vec<u32> = chunk.iter().map(|(slot, _)| *slot).collect();
+                    let worker = std::thread::Builder::new()
+                        .name("swarm-spawn".into())
+                        .spawn_scoped(scope, move || {
+                            chunk
+                                .iter_mut()
+                                .map(|(slot, cmd)| (*slot, cmd.spawn()))
+                                .collect::<Vec<_>>()
+                        });
+                    (slots, worker)
                 })
                 .collect();
+            // A chunk whose thread could not start (or died) counts as failed starts:
+            // those slots back off and are respawned one at a time by `drive`.
             workers
                 .into_iter()
-                .flat_map(|w| {
-                    w.join().unwrap_or_else(|_| vec![]) // a spawn thread cannot panic
+                .flat_map(|(slots, worker)| match worker.map(|w| w.join()) {
+                    Ok(Ok(done)) => done,
+                    _ => slots
+                        .into_iter()
+                        .map(|slot| (slot, Err(std::io::Error::other("spawn thread failed"))))
+                        .collect(),
                 })
                 .collect()
         });
