@@ -69,9 +69,10 @@ pub struct Row {
     pub worker_cpu_seconds: f64,
     /// CPU seconds this process (supervisor and job) used in the best run; 0 in process.
     pub supervisor_cpu_seconds: f64,
-    /// CPU seconds of the job's own thread (receiving, checking and writing every
-    /// reply) in the best run; 0 in process. Pages ÷ this is the most pages/s one
-    /// supervisor can take, however many agents it has.
+    /// CPU seconds of the job's own thread (routing every reply and writing every
+    /// line) in the best run, less what it used in the empty run (starting and stopping
+    /// the swarm); 0 in process. Pages ÷ this is the most pages/s one supervisor can
+    /// take, however many agents it has.
     pub job_thread_cpu_seconds: f64,
     /// Best wall time of the same configuration with no documents: starting and stopping
     /// the agents. 0 in process.
@@ -270,7 +271,7 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
             efficiency: rate / ideal,
             worker_cpu_seconds: m.worker_cpu,
             supervisor_cpu_seconds: m.own_cpu,
-            job_thread_cpu_seconds: m.thread_cpu,
+            job_thread_cpu_seconds: (m.thread_cpu - empty.thread_cpu).max(0.0),
             empty_run_seconds: empty.seconds,
             steady_efficiency: steady / ideal,
         }

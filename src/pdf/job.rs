@@ -12,6 +12,11 @@
 //!
 //! A document that exceeds its time budget, or whose tasks keep killing their agents, ends
 //! as an error line; nothing else is held up by it.
+//!
+//! Nothing an agent writes is trusted: every generalist reply is parsed as JSON before a
+//! byte of it reaches the output. That check is most of the job's CPU per page, so it
+//! runs on a few checker threads ([`Checkers`]) and the job thread only routes tasks and
+//! writes lines.
 
 use super::stages::{Parsed, PARSED_HEAD, PDF_AGGREGATE, PDF_ANALYZE, PDF_EXTRACT, PDF_PARSE};
 use super::tasks::{PageReply, PageRequest, PDF_DOC, PDF_PAGES};
@@ -147,6 +152,8 @@ struct Doc {
     line: Option<(Vec<u8>, u64, bool)>,
     /// Generalists: the last page asked for before the page count was known.
     speculated: u32,
+    /// Generalists: replies with the checkers.
+    checking: usize,
 }
 
 impl Doc {
@@ -161,6 +168,7 @@ impl Doc {
             waiting: 0,
             line: None,
             speculated: 0,
+            checking: 0,
         }
     }
 }
@@ -253,6 +261,7 @@ pub fn run(
         docs: HashMap::new(),
         task_doc: HashMap::new(),
         agents: agents as usize,
+        checkers: Checkers::start(agents as usize),
     };
     let start = Instant::now();
     let mut summary = RunSummary {
@@ -274,8 +283,17 @@ pub fn run(
         if job.docs.is_empty() {
             break;
         }
-        if let Some((id, outcome)) = sup.recv(Some(Duration::from_millis(50))) {
+        // While replies are with the checkers, come back soon for them.
+        let wait = if job.checkers.outstanding > 0 {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(50)
+        };
+        if let Some((id, outcome)) = sup.recv(Some(wait)) {
             job.on_outcome(id, outcome)?;
+        }
+        while let Some(checked) = job.checkers.try_take() {
+            job.absorb(checked)?;
         }
         // Deadlines: a document past its budget ends now as a timeout, and its tasks are
         // cancelled, so they stop taking agents' time (and retries) from other documents.
@@ -307,7 +325,7 @@ pub fn run(
         let finished: Vec<usize> = job
             .docs
             .iter()
-            .filter(|(_, d)| d.open_tasks == 0)
+            .filter(|(_, d)| d.open_tasks == 0 && d.checking == 0)
             .map(|(k, _)| *k)
             .collect();
         for k in finished {
@@ -350,6 +368,90 @@ struct Job<'s> {
     task_doc: HashMap<u64, (usize, Stage)>,
     /// Agents in the swarm.
     agents: usize,
+    /// Generalists' replies are checked here, off the job thread.
+    checkers: Checkers,
+}
+
+/// A reply to check: its document, its stage and its bytes.
+type CheckJob = (usize, Stage, Vec<u8>);
+/// A checked reply.
+type Checked = (usize, Stage, Result<PageReply, String>);
+
+/// Threads that parse generalists' replies (JSON with the pages kept raw), so that the
+/// job thread, which every reply passes through, is not the ceiling on pages/s.
+struct Checkers {
+    tx: Option<crossbeam_channel::Sender<CheckJob>>,
+    rx: crossbeam_channel::Receiver<Checked>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Replies sent and not yet back.
+    outstanding: usize,
+}
+
+impl Checkers {
+    /// One thread per 8 agents, 1 to 4. With no thread (none could be started), replies
+    /// are checked on the calling thread.
+    fn start(agents: usize) -> Self {
+        let (tx, jobs) = crossbeam_channel::unbounded::<CheckJob>();
+        let (done, rx) = crossbeam_channel::unbounded::<Checked>();
+        let threads = (0..agents.div_ceil(8).clamp(1, 4))
+            .filter_map(|i| {
+                let (jobs, done) = (jobs.clone(), done.clone());
+                std::thread::Builder::new()
+                    .name(format!("swarm-check-{i}"))
+                    .spawn(move || {
+                        for (d, stage, bytes) in jobs {
+                            if done.send((d, stage, check_reply(&bytes))).is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .ok()
+            })
+            .collect::<Vec<_>>();
+        Self {
+            tx: (!threads.is_empty()).then_some(tx),
+            rx,
+            threads,
+            outstanding: 0,
+        }
+    }
+
+    /// Hands a reply over, or checks it here when there are no threads.
+    fn check(&mut self, d: usize, stage: Stage, bytes: Vec<u8>) -> Option<Checked> {
+        if let Some(tx) = &self.tx {
+            match tx.send((d, stage, bytes)) {
+                Ok(()) => {
+                    self.outstanding += 1;
+                    return None;
+                }
+                Err(crossbeam_channel::SendError((d, stage, bytes))) => {
+                    return Some((d, stage, check_reply(&bytes)));
+                }
+            }
+        }
+        Some((d, stage, check_reply(&bytes)))
+    }
+
+    /// A checked reply, if one is back.
+    fn try_take(&mut self) -> Option<Checked> {
+        let c = self.rx.try_recv().ok()?;
+        self.outstanding -= 1;
+        Some(c)
+    }
+}
+
+impl Drop for Checkers {
+    fn drop(&mut self) {
+        self.tx = None; // ends the threads' loops
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Parses a generalist's reply: valid JSON of the expected shape, pages kept raw.
+fn check_reply(bytes: &[u8]) -> Result<PageReply, String> {
+    serde_json::from_slice::<PageReply>(bytes).map_err(|e| format!("bad reply: {e}"))
 }
 
 impl Job<'_> {
@@ -475,7 +577,13 @@ impl Job<'_> {
             return Ok(());
         }
         match stage {
-            Stage::Doc | Stage::Pages => self.absorb(d, stage, &output),
+            Stage::Doc | Stage::Pages => {
+                doc.checking += 1;
+                match self.checkers.check(d, stage, output) {
+                    Some(checked) => self.absorb(checked),
+                    None => Ok(()),
+                }
+            }
             Stage::Parse { first_range } => self.parsed(d, first_range, held),
             Stage::Extract => self.pass_on(d, held, PDF_ANALYZE, Stage::Analyze),
             Stage::Analyze => self.analyzed(d, held),
@@ -490,16 +598,19 @@ impl Job<'_> {
         }
     }
 
-    /// Generalists: a range's reply.
-    fn absorb(&mut self, d: usize, stage: Stage, output: &[u8]) -> Result<(), RunError> {
-        let doc = self.docs.get_mut(&d).expect("checked by the caller");
-        let reply = match serde_json::from_slice::<PageReply>(output) {
+    /// Generalists: a range's reply, checked.
+    fn absorb(&mut self, (d, stage, checked): Checked) -> Result<(), RunError> {
+        let Some(doc) = self.docs.get_mut(&d) else {
+            return Ok(());
+        };
+        doc.checking -= 1;
+        if doc.asm.error.is_some() {
+            return Ok(()); // it ended meanwhile (its deadline, a failed range)
+        }
+        let reply = match checked {
             Ok(r) => r,
             Err(e) => {
-                doc.asm.fail(PdfError::new(
-                    ErrorKind::AgentCrashed,
-                    format!("bad reply: {e}"),
-                ));
+                doc.asm.fail(PdfError::new(ErrorKind::AgentCrashed, e));
                 return Ok(());
             }
         };
@@ -723,4 +834,40 @@ pub fn collect_inputs(paths: &[PathBuf], files_from: Option<&[String]>) -> Vec<P
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replies come back from the checker threads with their document and stage, parsed
+    /// or refused, and the count of those still out goes back to zero.
+    #[test]
+    fn checkers_parse_replies_off_the_job_thread() {
+        let mut c = Checkers::start(16);
+        assert_eq!(c.threads.len(), 2);
+        let good = br#"{"page_count":2,"first":1,"pages":[{"number":1},{"number":2}]}"#;
+        assert!(c.check(7, Stage::Doc, good.to_vec()).is_none());
+        assert!(c
+            .check(8, Stage::Pages, b"{\"page_count\":".to_vec())
+            .is_none());
+        let mut back = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while back.len() < 2 && Instant::now() < deadline {
+            match c.try_take() {
+                Some(x) => back.push(x),
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+        assert_eq!(c.outstanding, 0);
+        back.sort_by_key(|(d, _, _)| *d);
+        let (d, stage, ok) = &back[0];
+        assert_eq!((*d, *stage), (7, Stage::Doc));
+        let reply = ok.as_ref().expect("a valid reply");
+        assert_eq!(reply.page_count, 2);
+        assert_eq!(reply.pages[1].get(), r#"{"number":2}"#);
+        let (d, stage, bad) = &back[1];
+        assert_eq!((*d, *stage), (8, Stage::Pages));
+        assert!(bad.as_ref().unwrap_err().starts_with("bad reply"));
+    }
 }
