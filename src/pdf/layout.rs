@@ -206,6 +206,8 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
                 !aligned || across > BLOCK_GAP * ps.max(size)
             }
         };
+        // Whether the text so far ends with a word broken by a hyphen.
+        let hyphenated = ends_hyphenated(&out.text);
         if new_block {
             if !out.text.is_empty() {
                 out.text.push('\n');
@@ -216,19 +218,19 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
             });
         }
         let line = placed.line.clone();
-        // A word hyphenated across lines of a block is put back together in the text (the
-        // lines keep what was printed).
+        // A word hyphenated across lines is put back together in the text (the lines keep
+        // what was printed), also when it continues in the next block (the next column
+        // of a paragraph): the rest of the word goes up to where the word began.
         let mut rest = line.text.as_str();
-        if !new_block && ends_hyphenated(&out.text) {
+        if hyphenated && rest.chars().next().is_some_and(char::is_lowercase) {
             let cut = rest.find(' ').unwrap_or(rest.len());
-            if rest.chars().next().is_some_and(char::is_lowercase) {
-                out.text.pop(); // the newline
-                let hyphen = out.text.pop().map_or(0, char::len_utf8);
-                debug_assert!(hyphen > 0);
-                out.text.push_str(&rest[..cut]);
-                out.text.push('\n');
-                rest = rest[cut..].trim_start();
-            }
+            let gap = if new_block { "\n\n" } else { "\n" };
+            out.text.truncate(out.text.len() - gap.len()); // the line (and block) break
+            let hyphen = out.text.pop().map_or(0, char::len_utf8);
+            debug_assert!(hyphen > 0);
+            out.text.push_str(&rest[..cut]);
+            out.text.push_str(gap);
+            rest = rest[cut..].trim_start();
         }
         let b = out.blocks.last_mut().expect("pushed above");
         b.bbox = [
@@ -309,6 +311,20 @@ mod tests {
         assert_eq!(l.text, "we compile\nit\nnon-\nBlocking\n");
         let lines: Vec<&str> = l.lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(lines, ["we com-", "pile it", "non-", "Blocking"]);
+    }
+
+    #[test]
+    fn a_word_hyphenated_into_the_next_block_is_rejoined_there() {
+        let mut glyphs = Vec::new();
+        glyphs.extend(word("the", 0.0, 100.0));
+        glyphs.extend(word("rela-", 20.0, 100.0));
+        glyphs.extend(word("tionship", 0.0, 40.0)); // far below: a new block
+        glyphs.extend(word("of", 45.0, 40.0));
+        let l = layout(&glyphs);
+        assert_eq!(l.blocks.len(), 2);
+        assert_eq!(l.text, "the relationship\n\nof\n");
+        let lines: Vec<&str> = l.lines.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(lines, ["the rela-", "tionship of"]);
     }
 
     #[test]
