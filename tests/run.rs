@@ -498,6 +498,11 @@ fn fonts_and_form_fields_give_whole_words() {
         // own CID-to-Unicode tables; the second writes vertically, in columns.
         ("pdfjs__bug1771477.pdf", &["안녕하세요", "세계"][..]),
         ("pdfjs__vertical.pdf", &["あいうえお", "日本語"][..]),
+        // Predefined CJK encodings (Shift-JIS, EUC-JP, GB) on non-embedded fonts: codes
+        // to CIDs through Adobe's CMaps, CIDs to text through the collections' tables.
+        ("pdfjs__90ms_rksj_h_sample.pdf", &["日本語テスト"][..]),
+        ("pdfjs__noembed-eucjp.pdf", &["あいうえお"][..]),
+        ("pdfjs__issue3521.pdf", &["我们都是黑体字"][..]),
     ] {
         let out = swarm()
             .arg("extract")

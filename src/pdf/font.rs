@@ -185,8 +185,10 @@ pub struct Font {
     /// [`lies_about_gbk`].
     gbk: bool,
     /// CID → Unicode of the font's Adobe character collection (Japan1, GB1, CNS1,
-    /// Korea1), for an Identity-encoded CID font without ToUnicode.
+    /// Korea1), for a CID font without ToUnicode.
     collection: Option<&'static hayro_cmap::CMap>,
+    /// Code → CID: the predefined CMap the font is encoded with, when not Identity.
+    code_cids: Option<&'static hayro_cmap::CMap>,
 }
 
 /// Chinese fonts that some PDF producers (S22PDF) mark `/WinAnsiEncoding` while writing
@@ -283,12 +285,19 @@ impl Font {
                     parse_cid_widths(doc, w, &mut map);
                 }
             }
-            // Without ToUnicode, an Identity-encoded font of one of Adobe's CJK character
-            // collections has CIDs that the collection's own table maps to Unicode (PDF
-            // 32000 9.10.2); otherwise the embedded TrueType program's `cmap` may say.
+            // A predefined CJK CMap (`90ms-RKSJ-H`, `GBK-EUC-H`, ...) maps codes of one
+            // to four bytes to CIDs; Identity makes the code the CID.
             let identity = enc_name.starts_with(b"Identity-");
+            let code_cids = if identity || utf16 {
+                None
+            } else {
+                predefined_cmap(enc_name)
+            };
+            // Without ToUnicode, a font of one of Adobe's CJK character collections has
+            // CIDs that the collection's own table maps to Unicode (PDF 32000 9.10.2);
+            // otherwise the embedded TrueType program's `cmap` may say.
             let collection = match (&to_unicode, desc) {
-                (None, Some(desc)) if identity => collection_ucs2(doc, desc),
+                (None, Some(desc)) if identity || code_cids.is_some() => collection_ucs2(doc, desc),
                 _ => None,
             };
             let cid_text = match (&to_unicode, desc) {
@@ -300,6 +309,7 @@ impl Font {
             return Font {
                 simple: None,
                 gbk: false,
+                code_cids,
                 collection,
                 cid_text,
                 utf16,
@@ -375,6 +385,7 @@ impl Font {
         let mut font = Font {
             simple: None,
             gbk,
+            code_cids: None,
             collection: None,
             cid_text: None,
             utf16: false,
@@ -393,7 +404,10 @@ impl Font {
         };
         font.simple = Some(Box::new(std::array::from_fn(|c| {
             let code = [c as u8];
-            (font.text(&code, 1, c as u32), font.width(c as u32))
+            (
+                font.text(&code, 1, c as u32, c as u32),
+                font.width(c as u32),
+            )
         })));
         font
     }
@@ -428,6 +442,9 @@ impl Font {
         if self.gbk {
             return self.decode_gbk(bytes, out);
         }
+        if let Some(cmap) = self.code_cids {
+            return self.decode_predefined(cmap, bytes, out);
+        }
         let mut i = 0;
         while i < bytes.len() {
             // Simple fonts always use one-byte codes, whatever their ToUnicode's code space
@@ -443,13 +460,36 @@ impl Font {
             i += n;
             let (text, width) = match &self.simple {
                 Some(t) => t[code as usize & 0xFF].clone(),
-                None => (self.text(&bytes[i - n..i], n, code), self.width(code)),
+                None => (self.text(&bytes[i - n..i], n, code, code), self.width(code)),
             };
             out.push(Char {
                 text,
                 width,
                 is_space_code: n == 1 && code == 32,
             });
+        }
+    }
+
+    /// A predefined CMap: each code is the shortest run of one to four bytes the CMap
+    /// maps to a CID (as Acrobat reads them, whatever the code space says); a byte pair
+    /// it does not know is CID 0. Widths are the CID's.
+    fn decode_predefined(&self, cmap: &hayro_cmap::CMap, bytes: &[u8], out: &mut Vec<Char>) {
+        let mut i = 0;
+        while i < bytes.len() {
+            let rest = &bytes[i..];
+            let (n, cid) = (1..=rest.len().min(4))
+                .find_map(|n| {
+                    cmap.lookup_cid_code(be(&rest[..n]), n as u8)
+                        .map(|cid| (n, cid))
+                })
+                .unwrap_or((rest.len().min(2), 0));
+            let code = be(&rest[..n]);
+            out.push(Char {
+                text: self.text(&rest[..n], n, code, cid),
+                width: self.width(cid),
+                is_space_code: n == 1 && code == 32,
+            });
+            i += n;
         }
     }
 
@@ -475,9 +515,10 @@ impl Font {
         }
     }
 
-    /// The text of `code` (its `n` bytes are `raw`): ToUnicode, then the encoding, then
-    /// what the code itself says (UTF-16, the program's `cmap`, Latin-1).
-    fn text(&self, raw: &[u8], n: usize, code: u32) -> SmolStr {
+    /// The text of `code` (its `n` bytes are `raw`; `cid` its CID in a CID font):
+    /// ToUnicode, then the encoding, then what the code itself says (UTF-16, the
+    /// character collection's table, the program's `cmap`, Latin-1).
+    fn text(&self, raw: &[u8], n: usize, code: u32, cid: u32) -> SmolStr {
         self.to_unicode
             .as_ref()
             .and_then(|cm| {
@@ -494,7 +535,7 @@ impl Font {
                 if self.utf16 {
                     utf16(raw)
                 } else if let Some(cmap) = self.collection {
-                    match cmap.lookup_bf_string(code) {
+                    match cmap.lookup_bf_string(cid) {
                         Some(hayro_cmap::BfString::Char(c)) if c != '\u{FFFD}' => char_text(c),
                         Some(hayro_cmap::BfString::String(s)) => SmolStr::from(s),
                         _ => SmolStr::default(),
@@ -502,7 +543,7 @@ impl Font {
                 } else if self.two_byte {
                     self.cid_text
                         .as_ref()
-                        .and_then(|m| m.get(&code))
+                        .and_then(|m| m.get(&cid))
                         .map(|&c| char_text(c))
                         .unwrap_or_default()
                 } else {
@@ -994,6 +1035,28 @@ fn accented(name: &str) -> Option<char> {
         })
 }
 
+/// A predefined CMap by name (`90ms-RKSJ-H`, `UniGB-UCS2-H`, ...), as `hayro-cmap`
+/// embeds Adobe's; parsed once per process and name. Unknown names are `None`.
+fn predefined_cmap(name: &[u8]) -> Option<&'static hayro_cmap::CMap> {
+    use hayro_cmap::{CMap, CMapName};
+    use std::sync::{Mutex, OnceLock};
+    static LOADED: OnceLock<Mutex<HashMap<Vec<u8>, Option<&'static CMap>>>> = OnceLock::new();
+    let cmap_name = CMapName::from_bytes(name);
+    if matches!(cmap_name, CMapName::Custom(_)) {
+        return None; // only the predefined ones: a document cannot grow this table
+    }
+    let mut loaded = LOADED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    *loaded.entry(name.to_vec()).or_insert_with(|| {
+        let data = hayro_cmap::load_embedded(cmap_name)?;
+        // A few hundred predefined CMaps at most, each parsed once: kept for the
+        // process's life.
+        CMap::parse(data, hayro_cmap::load_embedded).map(|c| &*Box::leak(Box::new(c)))
+    })
+}
+
 /// The CID → Unicode table of the CIDFont's character collection, when it is one of
 /// Adobe's four CJK collections: Adobe's `Adobe-*-UCS2` CMaps, as the `hayro-cmap`
 /// crate embeds them (compressed), parsed once per process and collection.
@@ -1190,6 +1253,52 @@ mod tests {
         let arial = font(b"Arial");
         assert_eq!(text(&arial, b"\xBA").first().unwrap().0, "\u{BA}");
         assert_eq!(text(&simsun, b"\xBA").len(), 1);
+    }
+
+    /// A Type0 font on a predefined Shift-JIS CMap with a non-embedded Adobe-Japan1
+    /// CIDFont and no ToUnicode: codes of one and two bytes, CIDs through the CMap,
+    /// text through the collection's table, widths by CID.
+    #[test]
+    fn predefined_cjk_cmaps() {
+        let mut info = Dictionary::new();
+        info.set("Registry", Object::string_literal("Adobe"));
+        info.set("Ordering", Object::string_literal("Japan1"));
+        info.set("Supplement", Object::Integer(2));
+        let mut cid_font = Dictionary::new();
+        cid_font.set("Type", Object::Name(b"Font".to_vec()));
+        cid_font.set("Subtype", Object::Name(b"CIDFontType0".to_vec()));
+        cid_font.set("BaseFont", Object::Name(b"Ryumin-Light".to_vec()));
+        cid_font.set("CIDSystemInfo", Object::Dictionary(info));
+        cid_font.set("DW", Object::Integer(1000));
+        // 90ms-RKSJ-H puts one-byte codes 0x20..=0x7E at CIDs 231.. (half-width
+        // Roman): 'A' is CID 264.
+        cid_font.set(
+            "W",
+            Object::Array(vec![
+                Object::Integer(264),
+                Object::Array(vec![Object::Integer(500)]),
+            ]),
+        );
+        let mut d = Dictionary::new();
+        d.set("Type", Object::Name(b"Font".to_vec()));
+        d.set("Subtype", Object::Name(b"Type0".to_vec()));
+        d.set(
+            "BaseFont",
+            Object::Name(b"Ryumin-Light-90ms-RKSJ-H".to_vec()),
+        );
+        d.set("Encoding", Object::Name(b"90ms-RKSJ-H".to_vec()));
+        d.set(
+            "DescendantFonts",
+            Object::Array(vec![Object::Dictionary(cid_font)]),
+        );
+        let font = Font::load(&Document::with_version("1.5"), &d);
+        let mut out = Vec::new();
+        // 日本語 in Shift-JIS, then 'A' as one byte.
+        font.decode(b"\x93\xFA\x96\x7B\x8C\xEAA", &mut out);
+        let text: String = out.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(text, "日本語A");
+        let widths: Vec<f64> = out.iter().map(|c| c.width).collect();
+        assert_eq!(widths, [1.0, 1.0, 1.0, 0.5]);
     }
 
     #[test]
