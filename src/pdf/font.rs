@@ -286,9 +286,10 @@ impl Font {
                 }
             }
             // A predefined CJK CMap (`90ms-RKSJ-H`, `GBK-EUC-H`, ...) maps codes of one
-            // to four bytes to CIDs; Identity makes the code the CID.
+            // to four bytes to CIDs; Identity makes the code the CID. The Unicode ones
+            // (`UniJIS-UCS2-H`) give the text themselves, and the CIDs for widths.
             let identity = enc_name.starts_with(b"Identity-");
-            let code_cids = if identity || utf16 {
+            let code_cids = if identity {
                 None
             } else {
                 predefined_cmap(enc_name)
@@ -297,7 +298,9 @@ impl Font {
             // CIDs that the collection's own table maps to Unicode (PDF 32000 9.10.2);
             // otherwise the embedded TrueType program's `cmap` may say.
             let collection = match (&to_unicode, desc) {
-                (None, Some(desc)) if identity || code_cids.is_some() => collection_ucs2(doc, desc),
+                (None, Some(desc)) if identity || (code_cids.is_some() && !utf16) => {
+                    collection_ucs2(doc, desc)
+                }
                 _ => None,
             };
             let cid_text = match (&to_unicode, desc) {
@@ -442,7 +445,7 @@ impl Font {
         if self.gbk {
             return self.decode_gbk(bytes, out);
         }
-        if let Some(cmap) = self.code_cids {
+        if let Some(cmap) = self.code_cids.filter(|_| !self.utf16) {
             return self.decode_predefined(cmap, bytes, out);
         }
         let mut i = 0;
@@ -460,7 +463,13 @@ impl Font {
             i += n;
             let (text, width) = match &self.simple {
                 Some(t) => t[code as usize & 0xFF].clone(),
-                None => (self.text(&bytes[i - n..i], n, code, code), self.width(code)),
+                None => {
+                    // Unicode-encoded CID fonts: widths are the CIDs'.
+                    let cid = self
+                        .code_cids
+                        .map_or(code, |c| c.lookup_cid_code(code, n as u8).unwrap_or(0));
+                    (self.text(&bytes[i - n..i], n, code, cid), self.width(cid))
+                }
             };
             out.push(Char {
                 text,
