@@ -1044,55 +1044,42 @@ fn accented(name: &str) -> Option<char> {
         })
 }
 
-/// A predefined CMap by name (`90ms-RKSJ-H`, `UniGB-UCS2-H`, ...), as `hayro-cmap`
-/// embeds Adobe's; parsed once per process and name. Unknown names are `None`.
+/// A predefined CMap by name (`90ms-RKSJ-H`, `UniGB-UCS2-H`, `Adobe-Japan1-UCS2`, ...),
+/// as `hayro-cmap` embeds Adobe's (compressed); parsed once per process and name.
+/// Unknown names are `None`.
 fn predefined_cmap(name: &[u8]) -> Option<&'static hayro_cmap::CMap> {
     use hayro_cmap::{CMap, CMapName};
-    use std::sync::{Mutex, OnceLock};
-    static LOADED: OnceLock<Mutex<HashMap<Vec<u8>, Option<&'static CMap>>>> = OnceLock::new();
+    use std::sync::OnceLock;
+    type Loaded = parking_lot::Mutex<HashMap<Vec<u8>, Option<&'static CMap>>>;
+    static LOADED: OnceLock<Loaded> = OnceLock::new();
     let cmap_name = CMapName::from_bytes(name);
     if matches!(cmap_name, CMapName::Custom(_)) {
         return None; // only the predefined ones: a document cannot grow this table
     }
-    let mut loaded = LOADED
+    *LOADED
         .get_or_init(Default::default)
         .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    *loaded.entry(name.to_vec()).or_insert_with(|| {
-        let data = hayro_cmap::load_embedded(cmap_name)?;
-        // A few hundred predefined CMaps at most, each parsed once: kept for the
-        // process's life.
-        CMap::parse(data, hayro_cmap::load_embedded).map(|c| &*Box::leak(Box::new(c)))
-    })
+        .entry(name.to_vec())
+        .or_insert_with(|| {
+            let data = hayro_cmap::load_embedded(cmap_name)?;
+            // A few hundred predefined CMaps at most, each parsed once: kept for the
+            // process's life.
+            CMap::parse(data, hayro_cmap::load_embedded).map(|c| &*Box::leak(Box::new(c)))
+        })
 }
 
 /// The CID → Unicode table of the CIDFont's character collection, when it is one of
-/// Adobe's four CJK collections: Adobe's `Adobe-*-UCS2` CMaps, as the `hayro-cmap`
-/// crate embeds them (compressed), parsed once per process and collection.
+/// Adobe's four CJK collections (Japan1, GB1, CNS1, Korea1): its `Adobe-*-UCS2` CMap.
 fn collection_ucs2(doc: &Document, cid_font: &Dictionary) -> Option<&'static hayro_cmap::CMap> {
-    use hayro_cmap::{CMap, CidFamily};
-    use std::sync::OnceLock;
-    static TABLES: [OnceLock<Option<CMap>>; 4] = [const { OnceLock::new() }; 4];
     let info = dict_get(doc, cid_font, b"CIDSystemInfo")?.as_dict().ok()?;
     let text = |key: &[u8]| match dict_get(doc, info, key) {
         Some(Object::String(s, _)) => Some(s.clone()),
         Some(Object::Name(n)) => Some(n.clone()),
         _ => None,
     };
-    let family = CidFamily::from_registry_ordering(&text(b"Registry")?, &text(b"Ordering")?);
-    let slot = match family {
-        CidFamily::AdobeJapan1 => 0,
-        CidFamily::AdobeGB1 => 1,
-        CidFamily::AdobeCNS1 => 2,
-        CidFamily::AdobeKorea1 => 3,
-        _ => return None,
-    };
-    TABLES[slot]
-        .get_or_init(|| {
-            let data = hayro_cmap::load_embedded(family.ucs2_cmap()?)?;
-            CMap::parse(data, hayro_cmap::load_embedded)
-        })
-        .as_ref()
+    let family =
+        hayro_cmap::CidFamily::from_registry_ordering(&text(b"Registry")?, &text(b"Ordering")?);
+    predefined_cmap(family.ucs2_cmap()?.to_bytes())
 }
 
 /// CID → text through the CIDFont's `/CIDToGIDMap` (identity, or a stream of two-byte
