@@ -424,17 +424,17 @@ impl Checkers {
 
     /// Hands a reply over, or checks it here when there are no threads.
     fn check(&mut self, d: usize, stage: Stage, bytes: Vec<u8>) -> Option<Checked> {
+        let mut job = (d, stage, bytes);
         if let Some(tx) = &self.tx {
-            match tx.send((d, stage, bytes)) {
+            match tx.send(job) {
                 Ok(()) => {
                     self.outstanding += 1;
                     return None;
                 }
-                Err(crossbeam_channel::SendError((d, stage, bytes))) => {
-                    return Some((d, stage, check_reply(&bytes)));
-                }
+                Err(crossbeam_channel::SendError(back)) => job = back,
             }
         }
+        let (d, stage, bytes) = job;
         Some((d, stage, check_reply(&bytes)))
     }
 
