@@ -21,6 +21,8 @@
 //! - the same configuration run with no documents: the fixed cost of starting and
 //!   stopping the swarm, and the efficiency once that cost is taken out (what a long run
 //!   tends to).
+//! - the job thread's CPU per page (every reply passes through it): the most pages/s one
+//!   supervisor can take, however many agents it has.
 
 use crate::pdf::demo::{write_corpus, DemoSpec};
 use crate::pdf::job::{self, Roles, RunConfig, RunError};
