@@ -9,6 +9,7 @@
 //! relies on them without widths.
 
 use super::lexer::{Lexer, Operand};
+use super::{deref, dict_get};
 use lopdf::{Dictionary, Document, Object};
 use smol_str::SmolStr;
 use std::collections::HashMap;
@@ -219,14 +220,6 @@ fn num(o: &Object) -> Option<f64> {
         Object::Real(r) => Some(*r as f64),
         _ => None,
     }
-}
-
-fn deref<'a>(doc: &'a Document, o: &'a Object) -> &'a Object {
-    doc.dereference(o).map(|(_, o)| o).unwrap_or(o)
-}
-
-fn dict_get<'a>(doc: &'a Document, d: &'a Dictionary, key: &[u8]) -> Option<&'a Object> {
-    d.get(key).ok().map(|o| deref(doc, o))
 }
 
 fn stream_bytes(o: &Object) -> Option<Vec<u8>> {

@@ -12,21 +12,17 @@ use std::collections::HashMap;
 
 /// Code → glyph name, from the font program the descriptor embeds.
 pub fn builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec<(u8, String)>> {
-    let stream = |key: &[u8]| {
-        let o = descriptor.get(key).ok()?;
-        let o = doc.dereference(o).map(|(_, o)| o).unwrap_or(o);
-        match o {
-            Object::Stream(s) => Some((
-                s.dict
-                    .get(b"Subtype")
-                    .and_then(Object::as_name)
-                    .ok()
-                    .map(<[u8]>::to_vec),
-                s.decompressed_content()
-                    .unwrap_or_else(|_| s.content.clone()),
-            )),
-            _ => None,
-        }
+    let stream = |key: &[u8]| match super::dict_get(doc, descriptor, key)? {
+        Object::Stream(s) => Some((
+            s.dict
+                .get(b"Subtype")
+                .and_then(Object::as_name)
+                .ok()
+                .map(<[u8]>::to_vec),
+            s.decompressed_content()
+                .unwrap_or_else(|_| s.content.clone()),
+        )),
+        _ => None,
     };
     if let Some((_, data)) = stream(b"FontFile") {
         return type1(&data);

@@ -9,6 +9,7 @@
 
 use super::font::{Char, Font};
 use super::lexer::{Lexer, Operand};
+use super::{deref, dict_get};
 use lopdf::{Dictionary, Document, Object, ObjectId};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -103,10 +104,6 @@ pub struct Interpreter<'d> {
     chars: Vec<Char>,
 }
 
-fn deref<'a>(doc: &'a Document, o: &'a Object) -> &'a Object {
-    doc.dereference(o).map(|(_, o)| o).unwrap_or(o)
-}
-
 /// A resource lookup chain: the innermost dictionaries first.
 #[derive(Clone)]
 pub struct Resources<'d> {
@@ -135,12 +132,7 @@ impl<'d> Resources<'d> {
         name: &[u8],
     ) -> Option<(Option<ObjectId>, &'d Object)> {
         for d in &self.dicts {
-            let Some(cat) = d
-                .get(category)
-                .ok()
-                .map(|o| deref(doc, o))
-                .and_then(|o| o.as_dict().ok())
-            else {
+            let Some(cat) = dict_get(doc, d, category).and_then(|o| o.as_dict().ok()) else {
                 continue;
             };
             if let Ok(o) = cat.get(name) {
@@ -341,13 +333,7 @@ impl<'d> Interpreter<'d> {
         let doc = self.doc;
         let m = form_matrix(doc, &stream.dict);
         let mut inner = res.clone();
-        if let Some(d) = stream
-            .dict
-            .get(b"Resources")
-            .ok()
-            .map(|o| deref(doc, o))
-            .and_then(|o| o.as_dict().ok())
-        {
+        if let Some(d) = dict_get(doc, &stream.dict, b"Resources").and_then(|o| o.as_dict().ok()) {
             inner.dicts.insert(0, d);
         }
         let content = stream
@@ -441,12 +427,7 @@ pub fn run_annotations<'d>(
     let Ok(page_dict) = doc.get_dictionary(page) else {
         return;
     };
-    let Some(annots) = page_dict
-        .get(b"Annots")
-        .ok()
-        .map(|o| deref(doc, o))
-        .and_then(|o| o.as_array().ok())
-    else {
+    let Some(annots) = dict_get(doc, page_dict, b"Annots").and_then(|o| o.as_array().ok()) else {
         return;
     };
     for a in annots.iter().take(10_000) {
@@ -566,12 +547,7 @@ fn run_appearance<'d>(
     annot: &'d Dictionary,
     res: &Resources<'d>,
 ) {
-    let Some(ap) = annot
-        .get(b"AP")
-        .ok()
-        .map(|o| deref(doc, o))
-        .and_then(|o| o.as_dict().ok())
-    else {
+    let Some(ap) = dict_get(doc, annot, b"AP").and_then(|o| o.as_dict().ok()) else {
         return;
     };
     let Ok(normal) = ap.get(b"N") else { return };

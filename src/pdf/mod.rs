@@ -17,6 +17,7 @@ pub mod tasks;
 
 use interp::{FontCache, Interpreter, Limits, Resources};
 use lopdf::ObjectId;
+use lopdf::{Dictionary, Object};
 use serde::Serialize;
 
 /// What kind of failure, as reported in `swarm run` output.
@@ -405,4 +406,18 @@ pub fn extract_file(path: &std::path::Path) -> DocResult {
             DocResult::from_pages(name, n, pages)
         }
     }
+}
+
+/// `o`, or the object it refers to (a reference that resolves to nothing stays itself).
+pub(crate) fn deref<'a>(doc: &'a lopdf::Document, o: &'a Object) -> &'a Object {
+    doc.dereference(o).map(|(_, o)| o).unwrap_or(o)
+}
+
+/// `d[key]`, dereferenced.
+pub(crate) fn dict_get<'a>(
+    doc: &'a lopdf::Document,
+    d: &'a Dictionary,
+    key: &[u8],
+) -> Option<&'a Object> {
+    d.get(key).ok().map(|o| deref(doc, o))
 }
