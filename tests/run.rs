@@ -244,6 +244,27 @@ fn output_under_sigkill_chaos_is_identical_to_a_fault_free_run() {
     );
 }
 
+/// Runs `input` through 2 generalists and through the specialists `roles` (with the
+/// `extra` arguments both times), into `NAME-general.jsonl` and `NAME-special.jsonl` in
+/// `dir`; returns those two paths.
+fn generalists_and_specialists(
+    dir: &Path,
+    name: &str,
+    roles: &str,
+    input: &Path,
+    extra: &[&str],
+) -> (PathBuf, PathBuf) {
+    let out = |kind: &str| dir.join(format!("{name}-{kind}.jsonl"));
+    let (general, special) = (out("general"), out("special"));
+    for (how, value, output) in [("--agents", "2", &general), ("--roles", roles, &special)] {
+        let mut args = vec![how, value, "--output", output.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(input.to_str().unwrap());
+        run_ok(&args);
+    }
+    (general, special)
+}
+
 /// Specialists (pages moving Parser → Extractor → Analyzer → Aggregator through page
 /// buffers) write the same lines as generalists, on real and hostile documents, and
 /// still do under SIGKILL chaos.
@@ -254,26 +275,8 @@ fn specialists_and_generalists_write_identical_output_even_under_chaos() {
     let roles = "parser=1,extractor=2,analyzer=1,aggregator=1";
     for set in ["real", "hostile"] {
         let input = c.join(set);
-        let general = dir.join(format!("{set}-general.jsonl"));
-        let special = dir.join(format!("{set}-special.jsonl"));
-        run_ok(&[
-            "--agents",
-            "2",
-            "--timeout-per-doc",
-            "20s",
-            "--output",
-            general.to_str().unwrap(),
-            input.to_str().unwrap(),
-        ]);
-        run_ok(&[
-            "--roles",
-            roles,
-            "--timeout-per-doc",
-            "20s",
-            "--output",
-            special.to_str().unwrap(),
-            input.to_str().unwrap(),
-        ]);
+        let (general, special) =
+            generalists_and_specialists(&dir, set, roles, &input, &["--timeout-per-doc", "20s"]);
         let (g, s) = (by_path(&general), by_path(&special));
         assert_eq!(g.len(), std::fs::read_dir(&input).unwrap().count());
         for (path, line) in &g {
@@ -538,22 +541,13 @@ fn specialists_assemble_a_huge_document_themselves() {
         .output()
         .unwrap();
     assert!(made.status.success(), "{made:?}");
-    let input = dir.join("corpus");
-    let (general, special) = (dir.join("general.jsonl"), dir.join("special.jsonl"));
-    run_ok(&[
-        "--agents",
-        "2",
-        "--output",
-        general.to_str().unwrap(),
-        input.to_str().unwrap(),
-    ]);
-    run_ok(&[
-        "--roles",
+    let (general, special) = generalists_and_specialists(
+        &dir,
+        "huge",
         "parser=1,extractor=1,analyzer=1,aggregator=1",
-        "--output",
-        special.to_str().unwrap(),
-        input.to_str().unwrap(),
-    ]);
+        &dir.join("corpus"),
+        &[],
+    );
     // Past a quarter of the specialists' 64 MiB slab: too big for the Aggregator.
     assert!(std::fs::metadata(&special).unwrap().len() > 16 << 20);
     let (g, s) = (by_path(&general), by_path(&special));
