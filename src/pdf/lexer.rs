@@ -357,15 +357,18 @@ fn fast_number(w: &[u8]) -> Option<f64> {
     for &b in digits {
         match b {
             b'0'..=b'9' => {
-                mantissa = mantissa * 10 + u64::from(b - b'0');
                 count += 1;
+                if count > 15 {
+                    return None; // before the mantissa could overflow
+                }
+                mantissa = mantissa * 10 + u64::from(b - b'0');
                 frac += usize::from(dot);
             }
             b'.' if !dot => dot = true,
             _ => return None,
         }
     }
-    if count == 0 || count > 15 {
+    if count == 0 {
         return None;
     }
     let v = mantissa as f64 / POW10[frac];
@@ -423,6 +426,13 @@ mod tests {
             if let Some(v) = fast {
                 proptest::prop_assert_eq!(v.to_bits(), general.to_bits(), "{}", text);
             }
+        }
+
+        /// Numbers with more digits than the fast path takes (even more than a u64
+        /// holds) go to the general parser instead of overflowing.
+        #[test]
+        fn long_numbers_leave_the_fast_path(digits in "[0-9]{16,40}") {
+            proptest::prop_assert_eq!(super::fast_number(digits.as_bytes()), None);
         }
     }
 
