@@ -541,19 +541,57 @@ fn specialists_assemble_a_huge_document_themselves() {
         .output()
         .unwrap();
     assert!(made.status.success(), "{made:?}");
-    let (general, special) = generalists_and_specialists(
-        &dir,
-        "huge",
-        "parser=1,extractor=1,analyzer=1,aggregator=1",
-        &dir.join("corpus"),
-        &[],
-    );
+    const ROLES: &str = "parser=1,extractor=1,analyzer=1,aggregator=1";
+    let (general, special) =
+        generalists_and_specialists(&dir, "huge", ROLES, &dir.join("corpus"), &[]);
     // Past a quarter of the specialists' 64 MiB slab: too big for the Aggregator.
-    assert!(std::fs::metadata(&special).unwrap().len() > 16 << 20);
+    let head = std::fs::read(&special).unwrap();
+    assert!(
+        head.len() > 16 << 20,
+        "{}",
+        String::from_utf8_lossy(&head[..head.len().min(600)])
+    );
     let (g, s) = (by_path(&general), by_path(&special));
     let line = g.values().next().unwrap();
     assert_eq!(line["status"], "ok");
     assert!(line["page_count"].as_u64().unwrap() >= 1200);
     assert_eq!(g, s);
+
+    // The Analyzer stalls (SIGSTOP for 3 s) while the Parser and the Extractor go on.
+    // Extracted glyphs are ten times the parsed pages: unless the job bounds the ranges in
+    // flight, they fill the slab, the Extractor and the Analyzer both wait for room, and
+    // the document ends as a timeout after 30 s. It must end ok and identical.
+    let stalled = dir.join("huge-stalled.jsonl");
+    let mut child = swarm()
+        .args(["run", "--roles", ROLES, "--output"])
+        .arg(&stalled)
+        .arg(dir.join("corpus"))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let analyzer = loop {
+        // Slots go to the roles in order: parser 0, extractor 1, analyzer 2.
+        let found = children(child.id()).into_iter().find(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline"))
+                .is_ok_and(|c| c.windows(9).any(|w| w == b"--slot\x002\x00"))
+        });
+        if let Some(p) = found {
+            break nix::unistd::Pid::from_raw(p as i32);
+        }
+        assert!(Instant::now() < deadline, "no analyzer started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run ended too soon"
+    );
+    nix::sys::signal::kill(analyzer, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    nix::sys::signal::kill(analyzer, nix::sys::signal::Signal::SIGCONT).unwrap();
+    let status = child.wait().unwrap();
+    assert!(matches!(status.code(), Some(0 | 3)), "{status:?}");
+    assert_eq!(by_path(&stalled), g);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -8,14 +8,16 @@
 //! - **Specialists** (`--roles`): each range goes Parser → Extractor → Analyzer as three
 //!   tasks, each stage's output held in page buffers and handed to the next stage by the
 //!   supervisor without a copy, and an Aggregator task fans a document's ranges into its
-//!   line (see [`super::stages`]).
+//!   line (see [`super::stages`]). Agents wait for room when the slab is full, so the
+//!   job bounds the ranges at each stage (`Job::room`, `Job::feed_extractors`) and
+//!   the analyzed ranges waiting for their document (`Job::analyzed`).
 //!
 //! A document that exceeds its time budget, or whose tasks keep killing their agents, ends
 //! as an error line; nothing else is held up by it.
 //!
 //! Nothing an agent writes is trusted: every generalist reply is parsed as JSON before a
 //! byte of it reaches the output. That check is most of the job's CPU per page, so it
-//! runs on a few checker threads ([`Checkers`]) and the job thread only routes tasks and
+//! runs on a few checker threads (`Checkers`) and the job thread only routes tasks and
 //! writes lines.
 
 use super::stages::{Parsed, PARSED_HEAD, PDF_AGGREGATE, PDF_ANALYZE, PDF_EXTRACT, PDF_PARSE};
@@ -142,12 +144,16 @@ struct Doc {
     open_tasks: usize,
     /// Specialists: page ranges not yet given to a parser.
     todo: VecDeque<(u32, u32)>,
-    /// Specialists: ranges in all (known after the first parse), and the Analyzer's
-    /// replies held in page buffers.
+    /// Specialists: ranges in all (known after the first parse), ranges analyzed, and
+    /// the Analyzer's replies held in page buffers for the Aggregator.
     ranges: usize,
+    arrived: usize,
     analyzed: Vec<Held>,
     /// Page buffers `analyzed` takes while the rest of the document is still coming.
     waiting: usize,
+    /// Specialists: the document is assembled here, not by an Aggregator; its replies are
+    /// taken out of the page buffers as they come.
+    local: bool,
     /// Specialists: the Aggregator's line, checked.
     line: Option<(Vec<u8>, u64, bool)>,
     /// Generalists: the last page asked for before the page count was known.
@@ -164,8 +170,10 @@ impl Doc {
             open_tasks: 1,
             todo: VecDeque::new(),
             ranges: 0,
+            arrived: 0,
             analyzed: Vec::new(),
             waiting: 0,
+            local: false,
             line: None,
             speculated: 0,
             checking: 0,
@@ -259,10 +267,16 @@ pub fn run(
         chunk: cfg.chunk_pages.max(1),
         timeout: cfg.timeout_per_doc,
         staged: cfg.roles.is_some(),
-        // Stage outputs waiting in page buffers stay under a quarter of the slab, so the
-        // agents always have room to write theirs.
+        // Stage outputs in page buffers stay under a quarter of the slab, and so do
+        // analyzed ranges waiting for their Aggregator, so the agents always have room
+        // to write theirs.
         held_budget: sup.segment().slab(0).count() as usize / 4,
-        slab_bytes: sup.segment().slab(0).count() as u64 * BUFFER_SIZE as u64,
+        // Two ranges per agent keep every stage busy. A range holds one stage output at
+        // a time (two while a stage turns one into the next), and an Extractor's output
+        // is ten times its Parser's input or more: counts of ranges, not the buffers they
+        // hold now, bound what they will hold.
+        max_ranges: (agents as usize * 2).max(4),
+        parked: VecDeque::new(),
         waiting_buffers: 0,
         docs: HashMap::new(),
         task_doc: HashMap::new(),
@@ -284,6 +298,7 @@ pub fn run(
             next += 1;
         }
         if job.staged {
+            job.feed_extractors()?;
             job.feed_parsers()?;
         }
         if job.docs.is_empty() {
@@ -331,7 +346,10 @@ pub fn run(
         let finished: Vec<usize> = job
             .docs
             .iter()
-            .filter(|(_, d)| d.open_tasks == 0 && d.checking == 0)
+            .filter(|(_, d)| {
+                // Ranges still to feed keep a document open while others fill the pipeline.
+                d.open_tasks == 0 && d.checking == 0 && (d.todo.is_empty() || d.asm.error.is_some())
+            })
             .map(|(k, _)| *k)
             .collect();
         for k in finished {
@@ -366,9 +384,14 @@ struct Job<'s> {
     timeout: Duration,
     staged: bool,
     held_budget: usize,
-    slab_bytes: u64,
+    /// Specialists: most page ranges at the Parser (queued, or parsed and waiting for an
+    /// Extractor), and most between the Extractor and the Analyzer.
+    max_ranges: usize,
+    /// Specialists: parsed ranges waiting for room at the Extractors.
+    parked: VecDeque<(usize, Held)>,
     /// Buffers of analyzed ranges waiting for the rest of their document: not counted
-    /// against the budget, which would otherwise stop the very parses they wait for.
+    /// against the budget, which would otherwise stop the very parses they wait for, but
+    /// kept under a budget of their own.
     waiting_buffers: usize,
     docs: HashMap<usize, Doc>,
     task_doc: HashMap<u64, (usize, Stage)>,
@@ -461,10 +484,50 @@ fn check_reply(bytes: &[u8]) -> Result<PageReply, String> {
 }
 
 impl Job<'_> {
-    /// Whether stage outputs leave room for more work.
+    /// Specialists' ranges in flight: (at the Parser or parked after it, between the
+    /// Extractor and the Analyzer).
+    fn ranges_in_flight(&self) -> (usize, usize) {
+        let (mut parsing, mut later) = (self.parked.len(), 0);
+        for (_, stage) in self.task_doc.values() {
+            match stage {
+                Stage::Parse { .. } => parsing += 1,
+                Stage::Extract | Stage::Analyze => later += 1,
+                _ => {}
+            }
+        }
+        (parsing, later)
+    }
+
+    /// Whether a Parser may be given another range. Without a bound on ranges in flight
+    /// a Parser running ahead queues ranges whose extracted glyphs then fill the slab, and
+    /// the Extractor and the Analyzer both wait for room that only they could make.
     fn room(&self) -> bool {
         !self.staged
-            || self.sup.held_buffers().saturating_sub(self.waiting_buffers) < self.held_budget
+            || (self.ranges_in_flight().0 < self.max_ranges
+                && self.sup.held_buffers().saturating_sub(self.waiting_buffers) < self.held_budget)
+    }
+
+    /// Specialists: parsed ranges go on to the Extractors while fewer than `max_ranges`
+    /// are between the Extractor and the Analyzer; the rest wait, parked, in the order
+    /// they came. A parked range counts as an open task of its document.
+    fn feed_extractors(&mut self) -> Result<(), RunError> {
+        while !self.parked.is_empty() && self.ranges_in_flight().1 < self.max_ranges {
+            let (d, h) = self.parked.pop_front().expect("not empty");
+            match self.docs.get_mut(&d) {
+                Some(doc) if doc.asm.error.is_none() => {
+                    self.submit(d, Stage::Extract, Self::forward(PDF_EXTRACT, vec![h], true))?;
+                }
+                // Its document failed or ran out of time meanwhile.
+                Some(doc) => {
+                    doc.open_tasks -= 1;
+                    let _ = self.sup.release_held(h);
+                }
+                None => {
+                    let _ = self.sup.release_held(h);
+                }
+            }
+        }
+        Ok(())
     }
 
     fn submit(&mut self, d: usize, stage: Stage, spec: TaskSpec) -> Result<(), RunError> {
@@ -681,7 +744,9 @@ impl Job<'_> {
             doc.todo = ranges(self.chunk + 1, page_count, self.chunk).collect();
             doc.ranges = 1 + doc.todo.len();
         }
-        self.pass_on(d, Some(h), PDF_EXTRACT, Stage::Extract)
+        doc.open_tasks += 1;
+        self.parked.push_back((d, h));
+        self.feed_extractors()
     }
 
     fn pass_on(
@@ -707,19 +772,28 @@ impl Job<'_> {
             doc.asm.fail(bad_frame("the analyzer returned nothing"));
             return Ok(());
         };
-        doc.analyzed.push(h);
-        doc.waiting += buffers(h);
-        self.waiting_buffers += buffers(h);
-        if doc.analyzed.len() < doc.ranges {
+        doc.arrived += 1;
+        // Replies past the waiting budget (a document whose line would not fit an agent's
+        // output, or many documents at once) are taken out of the page buffers now, and
+        // their document is assembled here, from the same replies by the same code.
+        if !doc.local && self.waiting_buffers + buffers(h) > self.held_budget {
+            doc.local = true;
+            self.waiting_buffers -= std::mem::take(&mut doc.waiting);
+            for h in std::mem::take(&mut doc.analyzed) {
+                take_reply(self.sup, &mut doc.asm, h);
+            }
+        }
+        if doc.local {
+            take_reply(self.sup, &mut doc.asm, h);
+        } else {
+            doc.analyzed.push(h);
+            doc.waiting += buffers(h);
+            self.waiting_buffers += buffers(h);
+        }
+        if doc.arrived < doc.ranges || doc.local {
             return Ok(());
         }
         self.waiting_buffers -= std::mem::take(&mut doc.waiting);
-        // A document whose line would not fit an agent's output (half the slab, with room
-        // to spare) is assembled here instead, from the same replies by the same code.
-        let total: u64 = doc.analyzed.iter().map(Held::len).sum();
-        if total > self.slab_bytes / 4 {
-            return Ok(());
-        }
         let Ok(path) = self.sup.hold(doc.asm.path.as_bytes()) else {
             return Ok(()); // no room for even the path: assembled here
         };
@@ -742,16 +816,21 @@ impl Job<'_> {
             return line;
         }
         for h in doc.analyzed.drain(..) {
-            if let Some(reply) = self
-                .sup
-                .take_held(h)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<PageReply>(&b).ok())
-            {
-                doc.asm.absorb(reply);
-            }
+            take_reply(self.sup, &mut doc.asm, h);
         }
         doc.asm.render()
+    }
+}
+
+/// Takes an Analyzer's reply out of the page buffers into its document. The bytes are an
+/// agent's: a reply that is not one fails the document.
+fn take_reply(sup: &Supervisor, asm: &mut Assembly, h: Held) {
+    match sup.take_held(h) {
+        Ok(b) => match check_reply(&b) {
+            Ok(reply) => asm.absorb(reply),
+            Err(e) => asm.fail(PdfError::new(ErrorKind::AgentCrashed, e)),
+        },
+        Err(e) => asm.fail(bad_frame(&format!("an analyzed range is gone: {e}"))),
     }
 }
 
