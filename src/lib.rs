@@ -13,7 +13,7 @@
 //! 4. The runtime: [`task`] (kinds, specs, outcomes), [`agent`] (the loop inside each agent
 //!    process), [`cgroup`] (per-agent isolation, v1 and v2), [`supervisor`] (spawning,
 //!    dispatch, death detection, recovery).
-//! 5. [`peer`] and [`bench`]: cross-process diagnostic peers and the benchmark suite
+//! 5. [`peer`] and [`bench`](mod@bench): cross-process diagnostic peers and the benchmark suite
 //!    (`swarm bench ring`, `swarm bench tasks`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
