@@ -149,7 +149,8 @@ struct Doc {
     ranges: usize,
     arrived: usize,
     analyzed: Vec<Held>,
-    /// Page buffers `analyzed` takes while the rest of the document is still coming.
+    /// Page buffers its analyzed replies take, until the document ends (also while the
+    /// Aggregator reads them).
     waiting: usize,
     /// Specialists: the document is assembled here, not by an Aggregator; its replies are
     /// taken out of the page buffers as they come.
@@ -389,9 +390,9 @@ struct Job<'s> {
     max_ranges: usize,
     /// Specialists: parsed ranges waiting for room at the Extractors.
     parked: VecDeque<(usize, Held)>,
-    /// Buffers of analyzed ranges waiting for the rest of their document: not counted
-    /// against the budget, which would otherwise stop the very parses they wait for, but
-    /// kept under a budget of their own.
+    /// Buffers of analyzed ranges waiting for the rest of their document or for its
+    /// Aggregator: not counted against the stage budget, which would otherwise stop the
+    /// very parses they wait for, but kept under a budget of their own.
     waiting_buffers: usize,
     docs: HashMap<usize, Doc>,
     task_doc: HashMap<u64, (usize, Stage)>,
@@ -793,7 +794,8 @@ impl Job<'_> {
         if doc.arrived < doc.ranges || doc.local {
             return Ok(());
         }
-        self.waiting_buffers -= std::mem::take(&mut doc.waiting);
+        // The replies stay counted as waiting while the Aggregator reads them: they are
+        // in the slab until the document ends.
         let Ok(path) = self.sup.hold(doc.asm.path.as_bytes()) else {
             return Ok(()); // no room for even the path: assembled here
         };
