@@ -472,7 +472,15 @@ fn run_one(
             }
         }
     };
-    reply(slab, me, hb, config, on_full, done, code, &out, start)
+    // Outputs of tasks that do not drain a pipeline leave the reserve free.
+    let keep_free = if task.flags & flags::DRAINS != 0 {
+        0
+    } else {
+        slab.count() as usize / 8
+    };
+    reply(
+        slab, me, hb, config, on_full, done, code, &out, keep_free, start,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -485,6 +493,7 @@ fn reply(
     mut done: Descriptor,
     mut code: u32,
     bytes: &[u8],
+    keep_free: usize,
     start: Instant,
 ) -> Result<Descriptor, ReplyError> {
     let too_large;
@@ -504,17 +513,22 @@ fn reply(
         done.len = 0;
         return Ok(done);
     }
+    let needed = bytes.len().div_ceil(slab.buffer_size());
     let h = loop {
-        match slab.write_payload(me, bytes) {
-            Ok(h) => break h,
-            // The supervisor frees buffers as it takes completions: wait for room, beating.
-            Err(SlabError::Exhausted { .. }) => {
-                on_full().map_err(ReplyError::Ring)?;
-                hb.beat();
-                std::thread::sleep(config.heartbeat_period / 50);
+        // A scan of the ledger (about a microsecond per thousand buffers). Another process
+        // may allocate between the scan and the write: the reserve is a policy that keeps
+        // room for draining tasks, not a guarantee to the buffer.
+        if keep_free == 0 || slab.free_count() >= needed + keep_free {
+            match slab.write_payload(me, bytes) {
+                Ok(h) => break h,
+                Err(SlabError::Exhausted { .. }) => {}
+                Err(e) => return Err(ReplyError::Slab(e)),
             }
-            Err(e) => return Err(ReplyError::Slab(e)),
         }
+        // The supervisor frees buffers as it takes completions: wait for room, beating.
+        on_full().map_err(ReplyError::Ring)?;
+        hb.beat();
+        std::thread::sleep(config.heartbeat_period / 50);
     };
     done.buffer = h.to_raw();
     done.len = bytes.len() as u64;

@@ -1279,6 +1279,9 @@ impl State {
         let rec = self.tasks.get_mut(&id)?;
         let mut d = Descriptor::new(id, rec.attempt, rec.spec.kind);
         d.arg = rec.spec.arg;
+        if rec.spec.drains {
+            d.flags |= flags::DRAINS;
+        }
         if let [(raw, len, _)] = rec.inputs[..] {
             d.buffer = raw;
             d.len = len;

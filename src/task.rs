@@ -45,6 +45,9 @@ pub mod flags {
     /// The payload is a list of inputs, not the input: `(first buffer, length)` pairs of
     /// native-endian `u64`, each naming a chain the supervisor holds and lends.
     pub const INPUT_LIST: u32 = 1;
+    /// The task drains a pipeline (see [`super::TaskSpec::drains`]): its output may take
+    /// the slab's reserve, the last eighth of its buffers, which other outputs leave free.
+    pub const DRAINS: u32 = 2;
 }
 
 /// A task to submit: a kind, its argument, an optional payload and timeout.
@@ -66,6 +69,11 @@ pub struct TaskSpec {
     /// Keep the output in the slab and complete with a [`Held`] instead of copying it out:
     /// for outputs that are the next stage's input.
     pub keep_output: bool,
+    /// The task turns held inputs into a smaller output, and its end frees them: its output
+    /// may take the slab's reserve, which other tasks' outputs leave free. When stages
+    /// that grow their data (a parser, an extractor) have filled the slab, the stages that
+    /// shrink it can still finish, and their ends make room for the rest.
+    pub drains: bool,
 }
 
 /// An output kept in the page-buffer slab by the supervisor: pass it on as another task's
@@ -100,6 +108,7 @@ impl TaskSpec {
             timeout: None,
             inputs: Vec::new(),
             keep_output: false,
+            drains: false,
         }
     }
 
