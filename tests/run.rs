@@ -560,10 +560,12 @@ fn specialists_assemble_a_huge_document_themselves() {
     // The Analyzer stalls (SIGSTOP for 3 s) while the Parser and the Extractor go on.
     // Extracted glyphs are ten times the parsed pages: unless the job bounds the ranges in
     // flight, they fill the slab, the Extractor and the Analyzer both wait for room, and
-    // the document ends as a timeout after 30 s. It must end ok and identical.
+    // the document ends as a timeout after 30 s. With ranges of 64 pages (14 MB of glyphs
+    // each), the 8 ranges the job allows still fill it: the Analyzer must then write into
+    // the reserve that the others leave it. It must end ok and identical.
     let stalled = dir.join("huge-stalled.jsonl");
     let mut child = swarm()
-        .args(["run", "--roles", ROLES, "--output"])
+        .args(["run", "--roles", ROLES, "--chunk-pages", "64", "--output"])
         .arg(&stalled)
         .arg(dir.join("corpus"))
         .stderr(Stdio::null())

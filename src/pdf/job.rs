@@ -268,14 +268,14 @@ pub fn run(
         chunk: cfg.chunk_pages.max(1),
         timeout: cfg.timeout_per_doc,
         staged: cfg.roles.is_some(),
-        // Stage outputs in page buffers stay under a quarter of the slab, and so do
-        // analyzed ranges waiting for their Aggregator, so the agents always have room
-        // to write theirs.
+        // The slab in quarters, so that agents always have room to write: analyzed
+        // ranges waiting for their document (and its Aggregator's line, about as big) take
+        // at most one each, and stage outputs at most two. A Parser gets a new range only
+        // while they take less than one, since an Extractor's output is ten times its
+        // Parser's or more; an Extractor gets one while what the Extractors will write
+        // fits in two.
         held_budget: sup.segment().slab(0).count() as usize / 4,
-        // Two ranges per agent keep every stage busy. A range holds one stage output at
-        // a time (two while a stage turns one into the next), and an Extractor's output
-        // is ten times its Parser's input or more: counts of ranges, not the buffers they
-        // hold now, bound what they will hold.
+        // Two ranges per agent at each stage keep every stage busy.
         max_ranges: (agents as usize * 2).max(4),
         parked: VecDeque::new(),
         waiting_buffers: 0,
@@ -485,18 +485,27 @@ fn check_reply(bytes: &[u8]) -> Result<PageReply, String> {
 }
 
 impl Job<'_> {
-    /// Specialists' ranges in flight: (at the Parser or parked after it, between the
-    /// Extractor and the Analyzer).
-    fn ranges_in_flight(&self) -> (usize, usize) {
-        let (mut parsing, mut later) = (self.parked.len(), 0);
+    /// Specialists' ranges in flight.
+    fn ranges_in_flight(&self) -> InFlight {
+        let mut n = InFlight {
+            parsing: self.parked.len(),
+            ..InFlight::default()
+        };
         for (_, stage) in self.task_doc.values() {
             match stage {
-                Stage::Parse { .. } => parsing += 1,
-                Stage::Extract | Stage::Analyze => later += 1,
+                Stage::Parse { .. } => n.parsing += 1,
+                Stage::Extract => n.extracting += 1,
+                Stage::Analyze => n.analyzing += 1,
                 _ => {}
             }
         }
-        (parsing, later)
+        n
+    }
+
+    /// Stage outputs in the slab: all held buffers but the analyzed replies waiting for
+    /// their document.
+    fn staged_buffers(&self) -> usize {
+        self.sup.held_buffers().saturating_sub(self.waiting_buffers)
     }
 
     /// Whether a Parser may be given another range. Without a bound on ranges in flight
@@ -504,15 +513,22 @@ impl Job<'_> {
     /// the Extractor and the Analyzer both wait for room that only they could make.
     fn room(&self) -> bool {
         !self.staged
-            || (self.ranges_in_flight().0 < self.max_ranges
-                && self.sup.held_buffers().saturating_sub(self.waiting_buffers) < self.held_budget)
+            || (self.ranges_in_flight().parsing < self.max_ranges
+                && self.staged_buffers() < self.held_budget)
     }
 
-    /// Specialists: parsed ranges go on to the Extractors while fewer than `max_ranges`
-    /// are between the Extractor and the Analyzer; the rest wait, parked, in the order
-    /// they came. A parked range counts as an open task of its document.
+    /// Whether a parsed range may go on to an Extractor: fewer than `max_ranges` between
+    /// the Extractor and the Analyzer.
+    fn room_to_extract(&self) -> bool {
+        let n = self.ranges_in_flight();
+        n.extracting + n.analyzing < self.max_ranges
+    }
+
+    /// Specialists: parsed ranges go on to the Extractors while there is room
+    /// (`room_to_extract`); the rest wait, parked, in the order they came. A parked range
+    /// counts as an open task of its document.
     fn feed_extractors(&mut self) -> Result<(), RunError> {
-        while !self.parked.is_empty() && self.ranges_in_flight().1 < self.max_ranges {
+        while !self.parked.is_empty() && self.room_to_extract() {
             let (d, h) = self.parked.pop_front().expect("not empty");
             match self.docs.get_mut(&d) {
                 Some(doc) if doc.asm.error.is_none() => {
@@ -763,7 +779,15 @@ impl Job<'_> {
             return Ok(());
         };
         doc.open_tasks += 1;
-        self.submit(d, stage, Self::forward(kind, vec![h], true))
+        self.submit(
+            d,
+            stage,
+            TaskSpec {
+                // An Analyzer's page JSON is a tenth of the glyphs it reads.
+                drains: kind == PDF_ANALYZE,
+                ..Self::forward(kind, vec![h], true)
+            },
+        )
     }
 
     /// Specialists: a range analyzed; once all are, the aggregator gets them.
@@ -805,7 +829,11 @@ impl Job<'_> {
         self.submit(
             d,
             Stage::Aggregate,
-            Self::forward(PDF_AGGREGATE, inputs, false),
+            TaskSpec {
+                // Its line goes out of the slab, and its end frees the document's replies.
+                drains: true,
+                ..Self::forward(PDF_AGGREGATE, inputs, false)
+            },
         )
     }
 
@@ -834,6 +862,15 @@ fn take_reply(sup: &Supervisor, asm: &mut Assembly, h: Held) {
         },
         Err(e) => asm.fail(bad_frame(&format!("an analyzed range is gone: {e}"))),
     }
+}
+
+/// Specialists' page ranges at each stage.
+#[derive(Debug, Default)]
+struct InFlight {
+    /// At a Parser, or parsed and parked.
+    parsing: usize,
+    extracting: usize,
+    analyzing: usize,
 }
 
 /// The page-buffer size `swarm run` asks for.
