@@ -472,11 +472,11 @@ fn run_one(
             }
         }
     };
-    // Outputs of tasks that do not drain a pipeline leave the reserve free.
-    let keep_free = if task.flags & flags::DRAINS != 0 {
-        0
-    } else {
+    // Held outputs of tasks that do not drain a pipeline leave the reserve free.
+    let keep_free = if task.flags & flags::KEEP_RESERVE != 0 {
         slab.count() as usize / 8
+    } else {
+        0
     };
     reply(
         slab, me, hb, config, on_full, done, code, &out, keep_free, start,

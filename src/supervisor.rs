@@ -1279,8 +1279,8 @@ impl State {
         let rec = self.tasks.get_mut(&id)?;
         let mut d = Descriptor::new(id, rec.attempt, rec.spec.kind);
         d.arg = rec.spec.arg;
-        if rec.spec.drains {
-            d.flags |= flags::DRAINS;
+        if rec.spec.keep_output && !rec.spec.drains {
+            d.flags |= flags::KEEP_RESERVE;
         }
         if let [(raw, len, _)] = rec.inputs[..] {
             d.buffer = raw;

@@ -45,9 +45,10 @@ pub mod flags {
     /// The payload is a list of inputs, not the input: `(first buffer, length)` pairs of
     /// native-endian `u64`, each naming a chain the supervisor holds and lends.
     pub const INPUT_LIST: u32 = 1;
-    /// The task drains a pipeline (see [`super::TaskSpec::drains`]): its output may take
-    /// the slab's reserve, the last eighth of its buffers, which other outputs leave free.
-    pub const DRAINS: u32 = 2;
+    /// The output will be held in the slab for a later task, and the task does not drain
+    /// a pipeline (see [`super::TaskSpec::drains`]): it must leave the slab's reserve, the
+    /// last eighth of its buffers, free.
+    pub const KEEP_RESERVE: u32 = 2;
 }
 
 /// A task to submit: a kind, its argument, an optional payload and timeout.
@@ -70,9 +71,11 @@ pub struct TaskSpec {
     /// for outputs that are the next stage's input.
     pub keep_output: bool,
     /// The task turns held inputs into a smaller output, and its end frees them: its output
-    /// may take the slab's reserve, which other tasks' outputs leave free. When stages
-    /// that grow their data (a parser, an extractor) have filled the slab, the stages that
-    /// shrink it can still finish, and their ends make room for the rest.
+    /// may take the slab's reserve, which other held outputs (`keep_output`) leave free.
+    /// When stages that grow their data (a parser, an extractor) have filled the slab, the
+    /// stages that shrink it can still finish, and their ends make room for the rest.
+    /// Outputs copied out (not `keep_output`) may always take the reserve: the supervisor
+    /// frees them as it takes them.
     pub drains: bool,
 }
 

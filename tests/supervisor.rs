@@ -491,14 +491,14 @@ fn held_of(o: Outcome) -> Held {
 }
 
 /// The last eighth of the slab is left to tasks that drain a pipeline. With the rest full
-/// of held outputs, a task whose output would take the reserve waits for room, while a
-/// draining one (`TaskSpec::drains`) completes on the other agent; freeing held outputs
-/// then lets the first one finish too.
+/// of held outputs, a task whose held output would take the reserve waits for room, while
+/// on the other agent an output copied out and a draining task's held output
+/// (`TaskSpec::drains`) both may take it; freeing held outputs lets the first one finish.
 #[test]
 fn the_slab_reserve_is_left_to_draining_tasks() {
     let _serial = SERIAL.lock();
-    // 64 buffers of 4 KiB, so the reserve is 8. One task per agent at a time, so the
-    // draining task goes to the agent that is not waiting.
+    // 64 buffers of 4 KiB, so the reserve is 8. One task per agent at a time, so the later
+    // tasks go to the agent that is not waiting.
     const BUF: usize = 4096;
     let sup = builder(2)
         .buffers(BUF as u32, 64)
@@ -510,41 +510,32 @@ fn the_slab_reserve_is_left_to_draining_tasks() {
         drains,
         ..TaskSpec::echo(4 * BUF, seed)
     };
+    let done = |h: &neuralflow_swarm::supervisor::TaskHandle| h.wait(Some(WATCHDOG));
     // 13 held outputs of 4 buffers: 12 free.
     let mut held: Vec<Held> = (0..13)
-        .map(|i| {
-            held_of(
-                sup.submit(echo(i, true, false))
-                    .unwrap()
-                    .wait(Some(WATCHDOG))
-                    .unwrap(),
-            )
-        })
+        .map(|i| held_of(done(&sup.submit(echo(i, true, false)).unwrap()).unwrap()))
         .collect();
     assert_eq!(sup.held_buffers(), 52);
-    // Its payload takes 4 of the 12; its output (4) would leave fewer than 8 free.
-    let waits = sup.submit(echo(100, false, false)).unwrap();
+    // Its payload takes 4 of the 12; its held output (4) would leave fewer than 8 free.
+    let waits = sup.submit(echo(100, true, false)).unwrap();
     assert!(
         waits.wait(Some(Duration::from_millis(300))).is_none(),
-        "an output that takes the reserve was written"
+        "a held output that takes the reserve was written"
     );
-    // Payload 4 and output 4 from the last 8: a draining task may take them.
-    match sup
-        .submit(echo(101, false, true))
-        .unwrap()
-        .wait(Some(WATCHDOG))
-    {
+    // Payload and output from the last 8: an output copied out may take them...
+    match done(&sup.submit(echo(101, false, false)).unwrap()) {
         Some(Outcome::Completed { output, .. }) => assert_eq!(output.len(), 4 * BUF),
-        other => panic!("the draining task did not complete: {other:?}"),
+        other => panic!("the copied-out task did not complete: {other:?}"),
     }
+    // ...and so may a draining task's held output.
+    held.push(held_of(
+        done(&sup.submit(echo(102, true, true)).unwrap()).unwrap(),
+    ));
     assert!(waits.try_result().is_none(), "still waiting for room");
-    for h in held.drain(..2) {
+    for h in held.drain(..3) {
         sup.release_held(h).unwrap();
     }
-    match waits.wait(Some(WATCHDOG)) {
-        Some(Outcome::Completed { output, .. }) => assert_eq!(output.len(), 4 * BUF),
-        other => panic!("the waiting task did not complete: {other:?}"),
-    }
+    held.push(held_of(done(&waits).unwrap()));
     for h in held {
         sup.release_held(h).unwrap();
     }

@@ -829,11 +829,7 @@ impl Job<'_> {
         self.submit(
             d,
             Stage::Aggregate,
-            TaskSpec {
-                // Its line goes out of the slab, and its end frees the document's replies.
-                drains: true,
-                ..Self::forward(PDF_AGGREGATE, inputs, false)
-            },
+            Self::forward(PDF_AGGREGATE, inputs, false),
         )
     }
 
