@@ -14,8 +14,7 @@ use std::collections::HashSet;
 /// Keys whose values extraction never follows: links to other pages and to the rest of
 /// the document, and metadata. (`/Parent` is followed: a form field inherits its type and
 /// value from its parents; the page's own chain is set up apart. Font programs go along:
-/// built-in encodings and TrueType `cmap`s are read, see [`super::fontfile`].) (Type 1 and CFF programs go along: their
-/// built-in encodings are read, see [`super::fontfile`]).
+/// built-in encodings and TrueType `cmap`s are read, see [`super::fontfile`].)
 const SKIP: &[&[u8]] = &[
     b"Kids",
     b"P",

@@ -212,6 +212,12 @@ impl Document {
             self.pages.get(number.wrapping_sub(1) as usize).copied(),
         )
     }
+
+    /// Exchanges the fonts read so far with `fonts`: an Extractor carries them from one
+    /// page of a document to the next, since cut-out pages keep their object numbers.
+    pub(crate) fn swap_fonts(&mut self, fonts: &mut FontCache) {
+        std::mem::swap(&mut self.fonts, fonts);
+    }
 }
 
 /// A page's glyphs before layout: what the Extractor hands the Analyzer.

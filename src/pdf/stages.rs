@@ -200,10 +200,18 @@ pub fn extract(input: &[u8], beat: &dyn Fn()) -> Result<Vec<u8>, PdfError> {
     w.u32(parsed.first);
     w.u32(parsed.pages.len() as u32);
     w.error(parsed.error.as_ref());
+    // The pages of a range are one document's, cut out with their object numbers: a font
+    // read for one page serves the next, as in a whole-document extraction.
+    let mut fonts = super::interp::FontCache::default();
     for (number, pdf) in parsed.pages {
         beat();
         let mut g = match pdf.and_then(Document::load) {
-            Ok(mut one) => one.page_glyphs(1),
+            Ok(mut one) => {
+                one.swap_fonts(&mut fonts);
+                let g = one.page_glyphs(1);
+                one.swap_fonts(&mut fonts);
+                g
+            }
             Err(e) => PageGlyphs {
                 number,
                 width: 0.0,
