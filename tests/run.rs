@@ -560,12 +560,14 @@ fn specialists_assemble_a_huge_document_themselves() {
     // The Analyzer stalls (SIGSTOP for 3 s) while the Parser and the Extractor go on.
     // Extracted glyphs are ten times the parsed pages: unless the job bounds the ranges in
     // flight, they fill the slab, the Extractor and the Analyzer both wait for room, and
-    // the document ends as a timeout after 30 s. With ranges of 64 pages (14 MB of glyphs
+    // the document ends as a timeout. With ranges of 64 pages (14 MB of glyphs
     // each), the 8 ranges the job allows still fill it: the Analyzer must then write into
-    // the reserve that the others leave it. It must end ok and identical.
+    // the reserve that the others leave it. It must end ok and identical. (Its deadline is
+    // long, so that a slow machine is not taken for a stuck pipeline.)
     let stalled = dir.join("huge-stalled.jsonl");
     let mut child = swarm()
-        .args(["run", "--roles", ROLES, "--chunk-pages", "64", "--output"])
+        .args(["run", "--roles", ROLES, "--chunk-pages", "64"])
+        .args(["--timeout-per-doc", "120s", "--output"])
         .arg(&stalled)
         .arg(dir.join("corpus"))
         .stderr(Stdio::null())
