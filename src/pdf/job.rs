@@ -479,9 +479,27 @@ impl Drop for Checkers {
     }
 }
 
-/// Parses a generalist's reply: valid JSON of the expected shape, pages kept raw.
+/// Parses an agent's reply (a generalist's, or an Analyzer's): valid JSON of the expected
+/// shape, on one line, each page an object, pages kept raw.
 fn check_reply(bytes: &[u8]) -> Result<PageReply, String> {
-    serde_json::from_slice::<PageReply>(bytes).map_err(|e| format!("bad reply: {e}"))
+    one_line(bytes).map_err(|e| format!("bad reply: {e}"))?;
+    let reply =
+        serde_json::from_slice::<PageReply>(bytes).map_err(|e| format!("bad reply: {e}"))?;
+    if let Some(i) = reply.pages.iter().position(|p| !p.get().starts_with('{')) {
+        return Err(format!("bad reply: page {i} of the range is not an object"));
+    }
+    Ok(reply)
+}
+
+/// Output is JSON Lines, and an agent's bytes go into a line as they are. Valid JSON holds
+/// a raw line break only as whitespace between tokens, and there it would split the line:
+/// a page written as `{"a":⏎{"path":"other.pdf",…}⏎}` would put a forged line for another
+/// document in the output. Our agents write compact JSON, so no line break is taken.
+fn one_line(bytes: &[u8]) -> Result<(), String> {
+    match memchr::memchr2(b'\n', b'\r', bytes) {
+        Some(at) => Err(format!("a raw line break at byte {at}")),
+        None => Ok(()),
+    }
 }
 
 impl Job<'_> {
@@ -912,10 +930,18 @@ fn check_line(path: &str, line: &[u8]) -> Result<(Vec<u8>, u64, bool), PdfError>
         #[serde(borrow)]
         pages: Vec<&'a serde_json::value::RawValue>,
     }
+    one_line(line).map_err(|e| bad_frame(&format!("bad aggregator line: {e}")))?;
+    // An object: serde would also take the fields as an array.
+    if line.first() != Some(&b'{') {
+        return Err(bad_frame("bad aggregator line: not an object"));
+    }
     let c: Check<'_> = serde_json::from_slice(line)
         .map_err(|e| bad_frame(&format!("bad aggregator line: {e}")))?;
     if c.path != path || !matches!(c.status.as_str(), "ok" | "partial" | "error") {
         return Err(bad_frame("the aggregator answered for another document"));
+    }
+    if c.pages.iter().any(|p| !p.get().starts_with('{')) {
+        return Err(bad_frame("bad aggregator line: a page is not an object"));
     }
     Ok((line.to_vec(), c.pages.len() as u64, c.status == "ok"))
 }
@@ -989,5 +1015,41 @@ mod tests {
         let (d, stage, bad) = &back[1];
         assert_eq!((*d, *stage), (8, Stage::Pages));
         assert!(bad.as_ref().unwrap_err().starts_with("bad reply"));
+    }
+
+    /// An agent cannot split its output line to forge another document's: a raw line
+    /// break (valid JSON whitespace) is refused in replies and in Aggregator lines, and so
+    /// are pages and lines that are not objects.
+    #[test]
+    fn replies_that_would_break_the_json_lines_framing_are_refused() {
+        let forged = r#"{"path":"/other.pdf","status":"ok","page_count":1,"pages":[]}"#;
+        let reply = format!(r#"{{"page_count":1,"first":1,"pages":[{{"a":{forged}}}]}}"#);
+        assert!(
+            check_reply(reply.as_bytes()).is_ok(),
+            "the same on one line"
+        );
+        for brk in ["\n", "\r"] {
+            let split = reply.replace(":{\"path", &format!(":{brk}{{\"path"));
+            assert!(serde_json::from_str::<serde_json::Value>(&split).is_ok());
+            let e = check_reply(split.as_bytes()).unwrap_err();
+            assert!(e.contains("line break"), "{e}");
+        }
+        let not_object = br#"{"page_count":1,"first":1,"pages":[{"number":1},"text"]}"#;
+        let e = check_reply(not_object).unwrap_err();
+        assert!(e.contains("page 1 of the range is not an object"), "{e}");
+
+        let line = r#"{"path":"/a.pdf","status":"ok","page_count":1,"pages":[{"number":1}]}"#;
+        assert!(check_line("/a.pdf", line.as_bytes()).is_ok());
+        assert!(
+            check_line("/b.pdf", line.as_bytes()).is_err(),
+            "another document"
+        );
+        let split = line.replace(r#","pages""#, "\n,\"pages\"");
+        assert!(serde_json::from_str::<serde_json::Value>(&split).is_ok());
+        assert!(check_line("/a.pdf", split.as_bytes()).is_err());
+        let array = r#"["/a.pdf","ok",1,[{"number":1}]]"#;
+        assert!(check_line("/a.pdf", array.as_bytes()).is_err());
+        let page = line.replace(r#"{"number":1}"#, "7");
+        assert!(check_line("/a.pdf", page.as_bytes()).is_err());
     }
 }
