@@ -268,12 +268,11 @@ pub fn run(
         chunk: cfg.chunk_pages.max(1),
         timeout: cfg.timeout_per_doc,
         staged: cfg.roles.is_some(),
-        // The slab in quarters, so that agents always have room to write: analyzed
-        // ranges waiting for their document (and its Aggregator's line, about as big) take
-        // at most one each, and stage outputs at most two. A Parser gets a new range only
-        // while they take less than one, since an Extractor's output is ten times its
-        // Parser's or more; an Extractor gets one while what the Extractors will write
-        // fits in two.
+        // Analyzed ranges waiting for their document stay under a quarter of the slab,
+        // and a Parser gets a new range only while stage outputs take less than another
+        // quarter. Those outputs then grow (an Extractor writes ten times what its Parser
+        // did), which the counts of ranges in flight bound; should they still fill the
+        // slab, Analyzers write into the reserve that held outputs leave (`drains`).
         held_budget: sup.segment().slab(0).count() as usize / 4,
         // Two ranges per agent at each stage keep every stage busy.
         max_ranges: (agents as usize * 2).max(4),
