@@ -545,21 +545,22 @@ impl Job<'_> {
     /// (`room_to_extract`); the rest wait, parked, in the order they came. A parked range
     /// counts as an open task of its document.
     fn feed_extractors(&mut self) -> Result<(), RunError> {
+        // Ranges of documents that failed or ran out of time meanwhile are let go at once,
+        // so their documents end now and their buffers come back.
+        let (sup, docs) = (self.sup, &mut self.docs);
+        self.parked.retain(|&(d, h)| match docs.get_mut(&d) {
+            Some(doc) if doc.asm.error.is_none() => true,
+            gone => {
+                if let Some(doc) = gone {
+                    doc.open_tasks -= 1;
+                }
+                let _ = sup.release_held(h);
+                false
+            }
+        });
         while !self.parked.is_empty() && self.room_to_extract() {
             let (d, h) = self.parked.pop_front().expect("not empty");
-            match self.docs.get_mut(&d) {
-                Some(doc) if doc.asm.error.is_none() => {
-                    self.submit(d, Stage::Extract, Self::forward(PDF_EXTRACT, vec![h], true))?;
-                }
-                // Its document failed or ran out of time meanwhile.
-                Some(doc) => {
-                    doc.open_tasks -= 1;
-                    let _ = self.sup.release_held(h);
-                }
-                None => {
-                    let _ = self.sup.release_held(h);
-                }
-            }
+            self.submit(d, Stage::Extract, Self::forward(PDF_EXTRACT, vec![h], true))?;
         }
         Ok(())
     }
