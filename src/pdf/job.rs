@@ -21,7 +21,7 @@
 //! writes lines.
 
 use super::stages::{Parsed, PARSED_HEAD, PDF_AGGREGATE, PDF_ANALYZE, PDF_EXTRACT, PDF_PARSE};
-use super::tasks::{PageReply, PageRequest, PDF_DOC, PDF_PAGES};
+use super::tasks::{one_line, CheckedReply, PageRequest, PDF_DOC, PDF_PAGES};
 use super::{Assembly, ErrorKind, PdfError};
 use crate::cgroup::Limits;
 use crate::supervisor::{AgentClass, Shutdown, Supervisor};
@@ -404,7 +404,7 @@ struct Job<'s> {
 /// A reply to check: its document, its stage and its bytes.
 type CheckJob = (usize, Stage, Vec<u8>);
 /// A checked reply.
-type Checked = (usize, Stage, Result<PageReply, String>);
+type Checked = (usize, Stage, Result<CheckedReply, String>);
 
 /// Threads that parse generalists' replies (JSON with the pages kept raw), so that the
 /// job thread, which every reply passes through, is not the ceiling on pages/s.
@@ -429,7 +429,7 @@ impl Checkers {
                     .name(format!("swarm-check-{i}"))
                     .spawn(move || {
                         for (d, stage, bytes) in jobs {
-                            if done.send((d, stage, check_reply(&bytes))).is_err() {
+                            if done.send((d, stage, check_reply(bytes))).is_err() {
                                 break;
                             }
                         }
@@ -458,7 +458,7 @@ impl Checkers {
             }
         }
         let (d, stage, bytes) = job;
-        Some((d, stage, check_reply(&bytes)))
+        Some((d, stage, check_reply(bytes)))
     }
 
     /// A checked reply, if one is back.
@@ -478,27 +478,9 @@ impl Drop for Checkers {
     }
 }
 
-/// Parses an agent's reply (a generalist's, or an Analyzer's): valid JSON of the expected
-/// shape, on one line, each page an object, pages kept raw.
-fn check_reply(bytes: &[u8]) -> Result<PageReply, String> {
-    one_line(bytes).map_err(|e| format!("bad reply: {e}"))?;
-    let reply =
-        serde_json::from_slice::<PageReply>(bytes).map_err(|e| format!("bad reply: {e}"))?;
-    if let Some(i) = reply.pages.iter().position(|p| !p.get().starts_with('{')) {
-        return Err(format!("bad reply: page {i} of the range is not an object"));
-    }
-    Ok(reply)
-}
-
-/// Output is JSON Lines, and an agent's bytes go into a line as they are. Valid JSON holds
-/// a raw line break only as whitespace between tokens, and there it would split the line:
-/// a page written as `{"a":⏎{"path":"other.pdf",…}⏎}` would put a forged line for another
-/// document in the output. Our agents write compact JSON, so no line break is taken.
-fn one_line(bytes: &[u8]) -> Result<(), String> {
-    match memchr::memchr2(b'\n', b'\r', bytes) {
-        Some(at) => Err(format!("a raw line break at byte {at}")),
-        None => Ok(()),
-    }
+/// Checks an agent's reply (a generalist's, or an Analyzer's): see [`CheckedReply::parse`].
+fn check_reply(bytes: Vec<u8>) -> Result<CheckedReply, String> {
+    CheckedReply::parse(bytes).map_err(|e| format!("bad reply: {e}"))
 }
 
 impl Job<'_> {
@@ -870,7 +852,7 @@ impl Job<'_> {
 /// agent's: a reply that is not one fails the document.
 fn take_reply(sup: &Supervisor, asm: &mut Assembly, h: Held) {
     match sup.take_held(h) {
-        Ok(b) => match check_reply(&b) {
+        Ok(b) => match check_reply(b) {
             Ok(reply) => asm.absorb(reply),
             Err(e) => asm.fail(PdfError::new(ErrorKind::AgentCrashed, e)),
         },
@@ -1011,7 +993,7 @@ mod tests {
         assert_eq!((*d, *stage), (7, Stage::Doc));
         let reply = ok.as_ref().expect("a valid reply");
         assert_eq!(reply.page_count, 2);
-        assert_eq!(reply.pages[1].get(), r#"{"number":2}"#);
+        assert_eq!(reply.pages().nth(1), Some(&br#"{"number":2}"#[..]));
         let (d, stage, bad) = &back[1];
         assert_eq!((*d, *stage), (8, Stage::Pages));
         assert!(bad.as_ref().unwrap_err().starts_with("bad reply"));
@@ -1025,17 +1007,17 @@ mod tests {
         let forged = r#"{"path":"/other.pdf","status":"ok","page_count":1,"pages":[]}"#;
         let reply = format!(r#"{{"page_count":1,"first":1,"pages":[{{"a":{forged}}}]}}"#);
         assert!(
-            check_reply(reply.as_bytes()).is_ok(),
+            check_reply(reply.clone().into_bytes()).is_ok(),
             "the same on one line"
         );
         for brk in ["\n", "\r"] {
             let split = reply.replace(":{\"path", &format!(":{brk}{{\"path"));
             assert!(serde_json::from_str::<serde_json::Value>(&split).is_ok());
-            let e = check_reply(split.as_bytes()).unwrap_err();
+            let e = check_reply(split.into_bytes()).unwrap_err();
             assert!(e.contains("line break"), "{e}");
         }
         let not_object = br#"{"page_count":1,"first":1,"pages":[{"number":1},"text"]}"#;
-        let e = check_reply(not_object).unwrap_err();
+        let e = check_reply(not_object.to_vec()).unwrap_err();
         assert!(e.contains("page 1 of the range is not an object"), "{e}");
 
         let line = r#"{"path":"/a.pdf","status":"ok","page_count":1,"pages":[{"number":1}]}"#;

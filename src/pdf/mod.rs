@@ -312,8 +312,8 @@ pub struct Assembly {
     pub path: String,
     /// Pages in the document, once known.
     pub page_count: u32,
-    /// Replies' pages as raw JSON, keyed by their first page number.
-    chunks: Vec<(u32, Vec<Box<serde_json::value::RawValue>>)>,
+    /// Replies, their pages as raw JSON, keyed by their first page number.
+    chunks: Vec<(u32, tasks::CheckedReply)>,
     page_errors: u32,
     /// Why the document (or part of it) failed.
     pub error: Option<PdfError>,
@@ -332,14 +332,14 @@ impl Assembly {
     }
 
     /// Takes in one range's reply.
-    pub fn absorb(&mut self, reply: tasks::PageReply) {
-        if let Some(e) = reply.error {
+    pub fn absorb(&mut self, mut reply: tasks::CheckedReply) {
+        if let Some(e) = reply.error.take() {
             self.fail(e);
             return;
         }
         self.page_count = reply.page_count;
         self.page_errors += reply.page_errors;
-        self.chunks.push((reply.first, reply.pages));
+        self.chunks.push((reply.first, reply));
     }
 
     /// Records a failure (the first one wins).
@@ -350,30 +350,17 @@ impl Assembly {
     }
 
     /// The output line, the number of pages in it, and whether the document is ok.
+    ///
+    /// Written by hand, as serde_json would write
+    /// `{"path","status","page_count","pages":[…],"error"?}` (a test holds it to that),
+    /// so that each page goes from its reply's bytes into the line in one copy.
     pub fn render(mut self) -> (Vec<u8>, u64, bool) {
-        use serde_json::value::RawValue;
-        #[derive(Serialize)]
-        struct Line<'a> {
-            path: &'a str,
-            status: &'a str,
-            page_count: u32,
-            pages: Vec<&'a RawValue>,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<&'a PdfError>,
-        }
         // Replies are contiguous page ranges: order them by their first page.
         self.chunks.sort_by_key(|(first, _)| *first);
-        let pages: Vec<&RawValue> = self
-            .chunks
-            .iter()
-            .flat_map(|(_, p)| p.iter().map(|r| &**r))
-            .collect();
-        let status = if self.error.is_some() && pages.is_empty() {
+        let n: usize = self.chunks.iter().map(|(_, r)| r.pages().len()).sum();
+        let status = if self.error.is_some() && n == 0 {
             "error"
-        } else if self.error.is_some()
-            || self.page_errors > 0
-            || (pages.len() as u32) < self.page_count
-        {
+        } else if self.error.is_some() || self.page_errors > 0 || (n as u32) < self.page_count {
             "partial"
         } else {
             "ok"
@@ -384,16 +371,35 @@ impl Assembly {
                 format!("{} of {} pages failed", self.page_errors, self.page_count),
             )
         });
-        let n = pages.len() as u64;
-        let line = Line {
-            path: &self.path,
-            status,
-            page_count: self.page_count,
-            pages,
-            error: self.error.as_ref().or(partial_error.as_ref()),
-        };
-        let bytes = serde_json::to_vec(&line).unwrap_or_default();
-        (bytes, n, status == "ok")
+        let error = self.error.as_ref().or(partial_error.as_ref());
+        let pages_len: usize = self
+            .chunks
+            .iter()
+            .map(|(_, r)| r.pages_len())
+            .sum::<usize>()
+            + n;
+        let mut out = Vec::with_capacity(pages_len + 2 * self.path.len() + 256);
+        out.extend_from_slice(b"{\"path\":");
+        // Strings and the error record go through serde_json, escaping and all.
+        let _ = serde_json::to_writer(&mut out, &self.path);
+        out.extend_from_slice(b",\"status\":\"");
+        out.extend_from_slice(status.as_bytes());
+        out.extend_from_slice(b"\",\"page_count\":");
+        out.extend_from_slice(self.page_count.to_string().as_bytes());
+        out.extend_from_slice(b",\"pages\":[");
+        for (i, page) in self.chunks.iter().flat_map(|(_, r)| r.pages()).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(page);
+        }
+        out.push(b']');
+        if let Some(e) = error {
+            out.extend_from_slice(b",\"error\":");
+            let _ = serde_json::to_writer(&mut out, e);
+        }
+        out.push(b'}');
+        (out, n as u64, status == "ok")
     }
 }
 
@@ -426,4 +432,107 @@ pub(crate) fn dict_get<'a>(
     key: &[u8],
 ) -> Option<&'a Object> {
     d.get(key).ok().map(|o| deref(doc, o))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+
+    /// The line as serde_json writes it: what `Assembly::render` must write by hand.
+    #[derive(Serialize)]
+    struct Line<'a> {
+        path: &'a str,
+        status: &'a str,
+        page_count: u32,
+        pages: Vec<&'a RawValue>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<&'a PdfError>,
+    }
+
+    #[test]
+    fn a_rendered_line_is_what_serde_json_writes() {
+        let p = [
+            r#"{"number":1,"text":"a \"quoted\" é\u2028"}"#,
+            r#"{"number":2,"text":""}"#,
+            r#"{"number":3,"text":"x","error":{"kind":"malformed","message":"m"}}"#,
+        ];
+        let path = "dir/naïve \"odd\"\\name\t.pdf";
+        let late = PdfError::new(ErrorKind::Timeout, "late");
+        let one_failed = PdfError::new(ErrorKind::Malformed, "1 of 3 pages failed");
+        let none_failed = PdfError::new(ErrorKind::Malformed, "0 of 3 pages failed");
+        // (replies as (first page, pages, page errors), a failure, status, pages out, error)
+        type Case<'a> = (
+            Vec<(u32, &'a [&'a str], u32)>,
+            Option<&'a PdfError>,
+            &'a str,
+            Vec<&'a str>,
+            Option<&'a PdfError>,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            // Ranges out of order, every page: ok.
+            (
+                vec![(3, &p[2..], 0), (1, &p[..2], 0)],
+                None,
+                "ok",
+                p.to_vec(),
+                None,
+            ),
+            // A page error: partial, with the summary.
+            (
+                vec![(1, &p[..], 1)],
+                None,
+                "partial",
+                p.to_vec(),
+                Some(&one_failed),
+            ),
+            // Missing pages: partial.
+            (
+                vec![(1, &p[..1], 0)],
+                None,
+                "partial",
+                p[..1].to_vec(),
+                Some(&none_failed),
+            ),
+            // Some pages, then a failure: partial, with the failure.
+            (
+                vec![(1, &p[..1], 0)],
+                Some(&late),
+                "partial",
+                p[..1].to_vec(),
+                Some(&late),
+            ),
+            // Nothing, and why: error.
+            (vec![], Some(&late), "error", vec![], Some(&late)),
+        ];
+        for (replies, failure, status, pages, error) in cases {
+            let mut asm = Assembly::new(path.to_string());
+            for (first, pages, page_errors) in replies {
+                let json = format!(
+                    r#"{{"page_count":3,"first":{first},"pages":[{}],"page_errors":{page_errors}}}"#,
+                    pages.join(",")
+                );
+                asm.absorb(tasks::CheckedReply::parse(json.into_bytes()).unwrap());
+            }
+            if let Some(e) = failure {
+                asm.fail(e.clone());
+            }
+            let reference = Line {
+                path,
+                status,
+                page_count: if status == "error" { 0 } else { 3 },
+                pages: pages
+                    .iter()
+                    .map(|s| serde_json::from_str::<&RawValue>(s).unwrap())
+                    .collect(),
+                error,
+            };
+            let (line, n, ok) = asm.render();
+            assert_eq!(
+                String::from_utf8(line).unwrap(),
+                serde_json::to_string(&reference).unwrap()
+            );
+            assert_eq!((n as usize, ok), (pages.len(), status == "ok"));
+        }
+    }
 }

@@ -16,7 +16,7 @@
 //! bytes come from another process.
 
 use super::interp::Glyph;
-use super::tasks::{with_doc, PageReply, PageRequest};
+use super::tasks::{with_doc, CheckedReply, PageReply, PageRequest};
 use super::{analyze, Document, ErrorKind, PageGlyphs, PdfError};
 use crate::agent::{Registry, TaskContext};
 
@@ -317,7 +317,7 @@ pub fn aggregate(inputs: &[&[u8]]) -> Result<Vec<u8>, PdfError> {
         .map_err(|_| PdfError::new(ErrorKind::Malformed, "path is not UTF-8"))?;
     let mut doc = super::Assembly::new(path.to_string());
     for r in replies {
-        let reply: PageReply = serde_json::from_slice(r)
+        let reply = CheckedReply::parse(r.to_vec())
             .map_err(|e| PdfError::new(ErrorKind::Malformed, format!("bad reply: {e}")))?;
         doc.absorb(reply);
     }

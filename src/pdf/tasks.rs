@@ -31,11 +31,11 @@ pub struct PageRequest {
     pub last: u32,
 }
 
-/// A task's output. Agents write it with [`Page`]s, serialized once; readers take the
-/// pages as raw JSON (`P` = `Box<RawValue>`, the default) and pass them through to the
-/// output without parsing them again.
+/// A task's output. Agents write it with [`Page`]s, serialized once; the supervisor reads
+/// it as a [`CheckedReply`], whose pages stay raw JSON in the reply's own bytes and go to
+/// the output without being parsed again or copied one by one.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct PageReply<P = Box<RawValue>> {
+pub struct PageReply<P> {
     /// Pages in the document.
     pub page_count: u32,
     /// Number of the first page in `pages`.
@@ -49,6 +49,74 @@ pub struct PageReply<P = Box<RawValue>> {
     /// Set when the document could not be opened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<PdfError>,
+}
+
+/// An agent's [`PageReply`], checked: valid JSON of the expected shape, on one line, each
+/// page an object. The pages are spans of the reply's bytes.
+#[derive(Debug)]
+pub struct CheckedReply {
+    /// Pages in the document.
+    pub page_count: u32,
+    /// Number of the first page.
+    pub first: u32,
+    /// How many pages carry an error.
+    pub page_errors: u32,
+    /// Set when the document could not be opened.
+    pub error: Option<PdfError>,
+    bytes: Vec<u8>,
+    pages: Vec<std::ops::Range<usize>>,
+}
+
+impl CheckedReply {
+    /// Checks an agent's reply. Nothing in it is trusted: it must parse, hold no raw line
+    /// break ([`one_line`]), and give objects as pages.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self, String> {
+        one_line(&bytes)?;
+        let r: PageReply<&RawValue> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+        let base = bytes.as_ptr() as usize;
+        let mut pages = Vec::with_capacity(r.pages.len());
+        for (i, p) in r.pages.iter().enumerate() {
+            let s = p.get();
+            if !s.starts_with('{') {
+                return Err(format!("page {i} of the range is not an object"));
+            }
+            // A borrowed RawValue is a slice of the input: its place in it.
+            let at = s.as_ptr() as usize - base;
+            pages.push(at..at + s.len());
+        }
+        let (page_count, first, page_errors, error) =
+            (r.page_count, r.first, r.page_errors, r.error);
+        Ok(Self {
+            page_count,
+            first,
+            page_errors,
+            error,
+            bytes,
+            pages,
+        })
+    }
+
+    /// The pages' raw JSON, in order.
+    pub fn pages(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        self.pages.iter().map(|r| &self.bytes[r.clone()])
+    }
+
+    /// Bytes of the pages' JSON together.
+    pub fn pages_len(&self) -> usize {
+        self.pages.iter().map(|r| r.len()).sum()
+    }
+}
+
+/// Output is JSON Lines, and an agent's page bytes go into a line as they are. Valid JSON
+/// holds a raw line break only as whitespace between tokens, and there it would split the
+/// line: a page written as `{"a":⏎{"path":"other.pdf",…}⏎}` would put a forged line for
+/// another document in the output. Our agents write compact JSON, so no line break is
+/// taken.
+pub(crate) fn one_line(bytes: &[u8]) -> Result<(), String> {
+    match memchr::memchr2(b'\n', b'\r', bytes) {
+        Some(at) => Err(format!("a raw line break at byte {at}")),
+        None => Ok(()),
+    }
 }
 
 impl<P> Default for PageReply<P> {
