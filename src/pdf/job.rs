@@ -511,21 +511,17 @@ impl Job<'_> {
     /// a Parser running ahead queues ranges whose extracted glyphs then fill the slab, and
     /// the Extractor and the Analyzer both wait for room that only they could make.
     fn room(&self) -> bool {
-        !self.staged
-            || (self.ranges_in_flight().parsing < self.max_ranges
-                && self.staged_buffers() < self.held_budget)
+        !self.staged || self.room_to_parse(self.ranges_in_flight().parsing)
     }
 
-    /// Whether a parsed range may go on to an Extractor: fewer than `max_ranges` between
-    /// the Extractor and the Analyzer.
-    fn room_to_extract(&self) -> bool {
-        let n = self.ranges_in_flight();
-        n.extracting + n.analyzing < self.max_ranges
+    /// [`Self::room`], given the ranges at the Parser.
+    fn room_to_parse(&self, parsing: usize) -> bool {
+        parsing < self.max_ranges && self.staged_buffers() < self.held_budget
     }
 
-    /// Specialists: parsed ranges go on to the Extractors while there is room
-    /// (`room_to_extract`); the rest wait, parked, in the order they came. A parked range
-    /// counts as an open task of its document.
+    /// Specialists: parsed ranges go on to the Extractors while fewer than `max_ranges`
+    /// are between the Extractor and the Analyzer; the rest wait, parked, in the order
+    /// they came. A parked range counts as an open task of its document.
     fn feed_extractors(&mut self) -> Result<(), RunError> {
         // Ranges of documents that failed or ran out of time meanwhile are let go at once,
         // so their documents end now and their buffers come back.
@@ -540,9 +536,14 @@ impl Job<'_> {
                 false
             }
         });
-        while !self.parked.is_empty() && self.room_to_extract() {
-            let (d, h) = self.parked.pop_front().expect("not empty");
+        let n = self.ranges_in_flight();
+        let mut later = n.extracting + n.analyzing;
+        while later < self.max_ranges {
+            let Some((d, h)) = self.parked.pop_front() else {
+                break;
+            };
             self.submit(d, Stage::Extract, Self::forward(PDF_EXTRACT, vec![h], true))?;
+            later += 1;
         }
         Ok(())
     }
@@ -622,8 +623,9 @@ impl Job<'_> {
             .map(|(k, _)| *k)
             .collect();
         waiting.sort_unstable();
+        let mut parsing = self.ranges_in_flight().parsing;
         for d in waiting {
-            while self.room() {
+            while self.room_to_parse(parsing) {
                 let doc = self.docs.get_mut(&d).expect("listed above");
                 let Some((first, last)) = doc.todo.pop_front() else {
                     break;
@@ -631,6 +633,7 @@ impl Job<'_> {
                 doc.open_tasks += 1;
                 let spec = Self::request(PDF_PARSE, &doc.asm.path, first, last);
                 self.submit(d, Stage::Parse { first_range: false }, spec)?;
+                parsing += 1;
             }
         }
         Ok(())

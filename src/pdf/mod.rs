@@ -312,8 +312,8 @@ pub struct Assembly {
     pub path: String,
     /// Pages in the document, once known.
     pub page_count: u32,
-    /// Replies, their pages as raw JSON, keyed by their first page number.
-    chunks: Vec<(u32, tasks::CheckedReply)>,
+    /// Replies, their pages as raw JSON.
+    chunks: Vec<tasks::CheckedReply>,
     page_errors: u32,
     /// Why the document (or part of it) failed.
     pub error: Option<PdfError>,
@@ -339,7 +339,7 @@ impl Assembly {
         }
         self.page_count = reply.page_count;
         self.page_errors += reply.page_errors;
-        self.chunks.push((reply.first, reply));
+        self.chunks.push(reply);
     }
 
     /// Records a failure (the first one wins).
@@ -355,9 +355,10 @@ impl Assembly {
     /// `{"path","status","page_count","pages":[…],"error"?}` (a test holds it to that),
     /// so that each page goes from its reply's bytes into the line in one copy.
     pub fn render(mut self) -> (Vec<u8>, u64, bool) {
+        use std::io::Write;
         // Replies are contiguous page ranges: order them by their first page.
-        self.chunks.sort_by_key(|(first, _)| *first);
-        let n: usize = self.chunks.iter().map(|(_, r)| r.pages().len()).sum();
+        self.chunks.sort_by_key(|r| r.first);
+        let n: usize = self.chunks.iter().map(|r| r.pages().len()).sum();
         let status = if self.error.is_some() && n == 0 {
             "error"
         } else if self.error.is_some() || self.page_errors > 0 || (n as u32) < self.page_count {
@@ -372,12 +373,7 @@ impl Assembly {
             )
         });
         let error = self.error.as_ref().or(partial_error.as_ref());
-        let pages_len: usize = self
-            .chunks
-            .iter()
-            .map(|(_, r)| r.pages_len())
-            .sum::<usize>()
-            + n;
+        let pages_len: usize = self.chunks.iter().map(|r| r.pages_len()).sum::<usize>() + n;
         let mut out = Vec::with_capacity(pages_len + 2 * self.path.len() + 256);
         out.extend_from_slice(b"{\"path\":");
         // Strings and the error record go through serde_json, escaping and all.
@@ -385,9 +381,9 @@ impl Assembly {
         out.extend_from_slice(b",\"status\":\"");
         out.extend_from_slice(status.as_bytes());
         out.extend_from_slice(b"\",\"page_count\":");
-        out.extend_from_slice(self.page_count.to_string().as_bytes());
+        let _ = write!(out, "{}", self.page_count);
         out.extend_from_slice(b",\"pages\":[");
-        for (i, page) in self.chunks.iter().flat_map(|(_, r)| r.pages()).enumerate() {
+        for (i, page) in self.chunks.iter().flat_map(|r| r.pages()).enumerate() {
             if i > 0 {
                 out.push(b',');
             }

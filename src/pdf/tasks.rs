@@ -69,7 +69,7 @@ pub struct CheckedReply {
 
 impl CheckedReply {
     /// Checks an agent's reply. Nothing in it is trusted: it must parse, hold no raw line
-    /// break ([`one_line`]), and give objects as pages.
+    /// break (`one_line`), and give objects as pages.
     pub fn parse(bytes: Vec<u8>) -> Result<Self, String> {
         one_line(&bytes)?;
         let r: PageReply<&RawValue> = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
