@@ -674,7 +674,7 @@ impl Job<'_> {
                 }
             }
             Stage::Parse { first_range } => self.parsed(d, first_range, held),
-            Stage::Extract => self.pass_on(d, held, PDF_ANALYZE, Stage::Analyze),
+            Stage::Extract => self.extracted(d, held),
             Stage::Analyze => self.analyzed(d, held),
             Stage::Aggregate => {
                 let checked = check_line(&doc.asm.path, &output);
@@ -769,26 +769,21 @@ impl Job<'_> {
         self.feed_extractors()
     }
 
-    fn pass_on(
-        &mut self,
-        d: usize,
-        held: Option<Held>,
-        kind: u32,
-        stage: Stage,
-    ) -> Result<(), RunError> {
+    /// Specialists: an extracted range, passed on to an analyzer.
+    fn extracted(&mut self, d: usize, held: Option<Held>) -> Result<(), RunError> {
         let doc = self.docs.get_mut(&d).expect("checked by the caller");
         let Some(h) = held else {
-            doc.asm.fail(bad_frame("a stage returned nothing"));
+            doc.asm.fail(bad_frame("the extractor returned nothing"));
             return Ok(());
         };
         doc.open_tasks += 1;
         self.submit(
             d,
-            stage,
+            Stage::Analyze,
             TaskSpec {
                 // An Analyzer's page JSON is a tenth of the glyphs it reads.
-                drains: kind == PDF_ANALYZE,
-                ..Self::forward(kind, vec![h], true)
+                drains: true,
+                ..Self::forward(PDF_ANALYZE, vec![h], true)
             },
         )
     }
