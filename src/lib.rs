@@ -1,39 +1,30 @@
 //! neuralflow-swarm: process PDFs in parallel across agent processes on one host,
 //! coordinated through shared memory.
 //!
-//! The crate is layered; each layer uses only the ones above it in this list:
+//! The crate is layered; each layer uses only the ones above it in this list, and each
+//! has its folder:
 //!
-//! 1. Shared-memory primitives: [`plain`] (what may live in shared memory), the
-//!    loom-swappable `sync` shims, [`futex`] wait words.
-//! 2. Building blocks generic over their storage: [`ring`] (SPSC descriptor rings),
-//!    [`slab`] (page buffers and their ownership ledger), [`heartbeat`] words, and the
-//!    [`descriptor`] that travels through rings.
-//! 3. [`segment`]: the memfd segment that places those blocks in one mapping shared by the
-//!    supervisor and its agents; [`spawn`] starts processes that inherit it.
-//! 4. The runtime: [`task`] (kinds, specs, outcomes), [`agent`] (the loop inside each agent
-//!    process), [`cgroup`] (per-agent isolation, v1 and v2), [`supervisor`] (spawning,
-//!    dispatch, death detection, recovery).
-//! 5. [`peer`] and [`bench`](mod@bench): cross-process diagnostic peers and the benchmark suite
-//!    (`swarm bench ring`, `swarm bench tasks`).
+//! 1. [`shm`]: shared-memory primitives, the building blocks that live in shared memory
+//!    (rings, the page-buffer slab, heartbeat words, descriptors) and the memfd segment
+//!    that places them.
+//! 2. [`runtime`]: tasks, the agent loop and its handler registry, process spawning,
+//!    cgroups, and the supervisor.
+//! 3. [`pdf`]: the PDF extraction core and the `swarm run` job built on the runtime.
+//! 4. [`bench`](mod@bench): diagnostics — the benchmark suite and the diagnostic peers.
+//!
+//! The layers' modules are also re-exported at the crate root under their own names
+//! (`neuralflow_swarm::supervisor`, `neuralflow_swarm::ring`, ...).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
-pub mod agent;
 pub mod bench;
-pub mod cgroup;
-pub mod descriptor;
-pub mod futex;
-pub mod heartbeat;
 pub mod pdf;
-pub mod peer;
-pub mod plain;
-pub mod ring;
-pub mod segment;
-pub mod slab;
-pub mod spawn;
-pub mod supervisor;
-pub mod sync;
-pub mod task;
+pub mod runtime;
+pub mod shm;
+
+pub use bench::peer;
+pub use runtime::{agent, cgroup, spawn, supervisor, task};
+pub use shm::{descriptor, futex, heartbeat, plain, ring, segment, slab, sync};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

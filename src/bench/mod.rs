@@ -1,6 +1,8 @@
-//! The benchmark suite behind `swarm bench`: every comparison measured in one run, so that
-//! ratios survive a noisy machine.
+//! Layer 6: diagnostics. The benchmark suite behind `swarm bench` (every comparison
+//! measured in one run, so that ratios survive a noisy machine) and the diagnostic
+//! [`peer`] loops that the cross-process tests and `swarm bench ring` start in agents.
 
+pub mod peer;
 pub mod pipeline;
 pub mod ring;
 pub mod tasks;

@@ -281,7 +281,7 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
     Ok(PipelineBenchReport {
         documents: files.len(),
         pages,
-        cpus: crate::spawn::available_cpus(),
+        cpus: crate::runtime::spawn::available_cpus(),
         in_process: Row {
             agents: 0,
             seconds: local.seconds,

@@ -7,11 +7,11 @@
 //! crossbeam baseline is a bounded channel between two threads, one message per send (its
 //! API has no batch send).
 
-use crate::descriptor::Descriptor;
-use crate::peer::{KIND_MSG, KIND_STOP};
-use crate::ring::Wait;
-use crate::segment::{Direction, Segment, SegmentConfig};
-use crate::spawn;
+use crate::bench::peer::{KIND_MSG, KIND_STOP};
+use crate::runtime::spawn;
+use crate::shm::descriptor::Descriptor;
+use crate::shm::ring::Wait;
+use crate::shm::segment::{Direction, Segment, SegmentConfig};
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -72,7 +72,7 @@ pub struct RingBenchReport {
 pub enum BenchError {
     /// Segment trouble.
     #[error(transparent)]
-    Segment(#[from] crate::segment::SegmentError),
+    Segment(#[from] crate::shm::segment::SegmentError),
     /// I/O or process trouble.
     #[error("{0}: {1}")]
     Io(&'static str, std::io::Error),
@@ -321,7 +321,7 @@ fn fd_ping_pong(
     drop(close_after_spawn);
     let warmup = (cfg.messages / 10).max(100);
     let mut rtts = Vec::with_capacity(cfg.messages as usize);
-    let mut buf = [0u8; crate::peer::FD_MSG];
+    let mut buf = [0u8; crate::bench::peer::FD_MSG];
     for i in 0..warmup + cfg.messages {
         buf[..8].copy_from_slice(&i.to_le_bytes());
         let t0 = Instant::now();

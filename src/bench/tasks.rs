@@ -7,9 +7,9 @@
 //! 3. Idle memory: resident set of each agent after the swarm has gone quiet.
 //! 4. Respawn: an agent is SIGKILLed; time until its replacement is ready for work.
 
-use crate::cgroup::Limits;
-use crate::supervisor::{Shutdown, Supervisor};
-use crate::task::{Outcome, TaskSpec};
+use crate::runtime::cgroup::Limits;
+use crate::runtime::supervisor::{Shutdown, Supervisor};
+use crate::runtime::task::{Outcome, TaskSpec};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -87,10 +87,10 @@ pub struct TasksBenchReport {
 pub enum TasksBenchError {
     /// Bad task string.
     #[error(transparent)]
-    Task(#[from] crate::task::ParseTaskError),
+    Task(#[from] crate::runtime::task::ParseTaskError),
     /// Supervisor trouble.
     #[error(transparent)]
-    Supervisor(#[from] crate::supervisor::Error),
+    Supervisor(#[from] crate::runtime::supervisor::Error),
     /// Writing results.
     #[error("results file: {0}")]
     Io(#[from] std::io::Error),

@@ -38,8 +38,8 @@
 //! words from the sender to itself before using the buffers, so that a sender that dies
 //! afterwards cannot have them reclaimed from under the receiver.
 
-use crate::plain::SharedLine;
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::shm::plain::SharedLine;
+use crate::shm::sync::{AtomicU32, AtomicU64, Ordering};
 use std::fmt;
 
 /// Owner-word value of a free buffer.

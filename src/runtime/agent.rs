@@ -22,13 +22,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::descriptor::Descriptor;
-use crate::heartbeat::{AgentState, HeartbeatWord};
-use crate::ring::Wait;
-use crate::segment::{Direction, Segment};
-use crate::slab::{Owner, PageHandle, SlabError};
-use crate::sync::Ordering;
-use crate::task::{flags, kinds, status, ECHO_XOR};
+use crate::runtime::task::{flags, kinds, status, ECHO_XOR};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::heartbeat::{AgentState, HeartbeatWord};
+use crate::shm::ring::Wait;
+use crate::shm::segment::{Direction, Segment};
+use crate::shm::slab::{Owner, PageHandle, SlabError};
+use crate::shm::sync::Ordering;
 use std::collections::HashMap;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ impl TaskContext<'_> {
         self.input
     }
 
-    /// The inputs of a task given several ([`crate::task::TaskSpec::inputs`]), in the order
+    /// The inputs of a task given several ([`crate::runtime::task::TaskSpec::inputs`]), in the order
     /// they were submitted; empty otherwise.
     pub fn inputs(&self) -> &[std::borrow::Cow<'_, [u8]>] {
         self.inputs
@@ -258,7 +258,7 @@ pub enum AgentError {
         slot: u32,
         /// What was wrong.
         #[source]
-        source: crate::segment::SegmentError,
+        source: crate::shm::segment::SegmentError,
     },
     /// A ring's counters were inconsistent.
     #[error("slot {slot}: {source}")]
@@ -267,7 +267,7 @@ pub enum AgentError {
         slot: u32,
         /// What was wrong.
         #[source]
-        source: crate::ring::RingCorrupt,
+        source: crate::shm::ring::RingCorrupt,
     },
     /// The slab failed in a way retrying cannot fix.
     #[error("slot {slot}: {source}")]
@@ -382,13 +382,13 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
     }
 }
 
-fn flush<S: crate::ring::RingStorage<Descriptor>>(
-    tx: &mut crate::ring::Producer<Descriptor, S>,
+fn flush<S: crate::shm::ring::RingStorage<Descriptor>>(
+    tx: &mut crate::shm::ring::Producer<Descriptor, S>,
     outbox: &mut Vec<Descriptor>,
-    doorbell: &crate::futex::WaitWord,
+    doorbell: &crate::shm::futex::WaitWord,
     hb: &HeartbeatWord,
     config: &AgentConfig,
-) -> Result<(), crate::ring::RingCorrupt> {
+) -> Result<(), crate::shm::ring::RingCorrupt> {
     let mut sent = 0;
     while sent < outbox.len() {
         let n = tx.push_batch(&outbox[sent..])?;
@@ -409,17 +409,17 @@ fn flush<S: crate::ring::RingStorage<Descriptor>>(
 
 enum ReplyError {
     Slab(SlabError),
-    Ring(crate::ring::RingCorrupt),
+    Ring(crate::shm::ring::RingCorrupt),
 }
 
-type OnFull<'a> = dyn FnMut() -> Result<(), crate::ring::RingCorrupt> + 'a;
+type OnFull<'a> = dyn FnMut() -> Result<(), crate::shm::ring::RingCorrupt> + 'a;
 
 /// Runs one task and builds its completion. `on_full` publishes held completions, so the
 /// supervisor can free buffers while we wait for room in the slab.
 fn run_one(
     task: &Descriptor,
     registry: &Registry,
-    slab: &crate::slab::Slab<crate::segment::SegmentSlab>,
+    slab: &crate::shm::slab::Slab<crate::shm::segment::SegmentSlab>,
     me: Owner,
     hb: &HeartbeatWord,
     config: &AgentConfig,
@@ -485,7 +485,7 @@ fn run_one(
 
 #[allow(clippy::too_many_arguments)]
 fn reply(
-    slab: &crate::slab::Slab<crate::segment::SegmentSlab>,
+    slab: &crate::shm::slab::Slab<crate::shm::segment::SegmentSlab>,
     me: Owner,
     hb: &HeartbeatWord,
     config: &AgentConfig,

@@ -2,11 +2,11 @@
 //!
 //! A descriptor names a task, the attempt it belongs to, what to do, and (optionally) the
 //! page buffer chain that carries its data. Everything in it is an integer; whoever reads a
-//! descriptor from a ring checks the fields it uses (see [`crate::slab::Slab::claim_chain`]
+//! descriptor from a ring checks the fields it uses (see [`crate::shm::slab::Slab::claim_chain`]
 //! for the buffer fields).
 
-use crate::plain::Plain;
-use crate::slab::PageHandle;
+use crate::shm::plain::Plain;
+use crate::shm::slab::PageHandle;
 
 /// One task (supervisor to agent) or one completion (agent to supervisor).
 #[repr(C)]

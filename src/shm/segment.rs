@@ -28,13 +28,13 @@
 //! then sets `ready` with a Release store; openers Acquire `ready` before trusting anything.
 //! The supervisor never rereads the header after creation: it keeps its own [`Layout`].
 
-use crate::descriptor::Descriptor;
-use crate::futex::WaitWord;
-use crate::heartbeat::HeartbeatWord;
-use crate::plain::SharedLine;
-use crate::ring::{Consumer, Producer, RingHeader, RingStorage};
-use crate::slab::{BufferMeta, Slab, SlabControl, SlabStorage};
-use crate::sync::{AtomicU32, Ordering, UnsafeCell};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::futex::WaitWord;
+use crate::shm::heartbeat::HeartbeatWord;
+use crate::shm::plain::SharedLine;
+use crate::shm::ring::{Consumer, Producer, RingHeader, RingStorage};
+use crate::shm::slab::{BufferMeta, Slab, SlabControl, SlabStorage};
+use crate::shm::sync::{AtomicU32, Ordering, UnsafeCell};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicBool;
@@ -404,7 +404,7 @@ pub enum SegmentError {
         dir: Direction,
         /// The inconsistency.
         #[source]
-        source: crate::ring::RingCorrupt,
+        source: crate::shm::ring::RingCorrupt,
     },
 }
 
@@ -1042,7 +1042,7 @@ mod tests {
         let mut rx = seg.consumer(1, Direction::FromAgent).unwrap();
         let slab = seg.slab(0);
         let h = slab
-            .write_payload(crate::slab::Owner::Agent(1), &[9u8; 700])
+            .write_payload(crate::shm::slab::Owner::Agent(1), &[9u8; 700])
             .unwrap();
         let mut d = Descriptor::new(42, 1, 7);
         d.buffer = h.to_raw();
@@ -1053,16 +1053,16 @@ mod tests {
         slab.claim_chain(
             got.buffer,
             got.len,
-            crate::slab::Owner::Agent(1),
-            crate::slab::Owner::Supervisor,
+            crate::shm::slab::Owner::Agent(1),
+            crate::shm::slab::Owner::Supervisor,
         )
         .unwrap();
         assert_eq!(
-            slab.read_payload(got.buffer, got.len, crate::slab::Owner::Supervisor)
+            slab.read_payload(got.buffer, got.len, crate::shm::slab::Owner::Supervisor)
                 .unwrap(),
             vec![9u8; 700]
         );
-        slab.release_chain(got.buffer, got.len, crate::slab::Owner::Supervisor)
+        slab.release_chain(got.buffer, got.len, crate::shm::slab::Owner::Supervisor)
             .unwrap();
         assert_eq!(slab.free_count(), 8);
     }

@@ -22,7 +22,7 @@
 //! assert_eq!(obs.observe(&word, later), Liveness::Stale(Duration::from_millis(250)));
 //! ```
 
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::shm::sync::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// What the agent says it is doing (informational; never trusted for decisions).

@@ -12,7 +12,7 @@ pub mod kinds {
     pub const SPIN: u32 = 2;
     /// Sleep `arg` nanoseconds.
     pub const SLEEP: u32 = 3;
-    /// Return the payload with every byte XOR [`crate::task::ECHO_XOR`].
+    /// Return the payload with every byte XOR [`crate::runtime::task::ECHO_XOR`].
     pub const ECHO: u32 = 4;
     /// Allocate and touch `arg` bytes, then free them.
     pub const ALLOC: u32 = 5;
@@ -64,7 +64,7 @@ pub struct TaskSpec {
     pub timeout: Option<Duration>,
     /// Earlier tasks' outputs, kept in the slab ([`TaskSpec::keep_output`]), handed to this
     /// task as its input without copying: one becomes the input as it is; several reach
-    /// the agent as a list (see [`crate::agent::TaskContext::inputs`]). The supervisor takes
+    /// the agent as a list (see [`crate::runtime::agent::TaskContext::inputs`]). The supervisor takes
     /// them over at submit and frees them when this task ends. Used instead of `payload`.
     pub inputs: Vec<Held>,
     /// Keep the output in the slab and complete with a [`Held`] instead of copying it out:
@@ -80,8 +80,8 @@ pub struct TaskSpec {
 }
 
 /// An output kept in the page-buffer slab by the supervisor: pass it on as another task's
-/// input ([`TaskSpec::inputs`]), read it ([`crate::supervisor::Supervisor::take_held`]) or
-/// free it ([`crate::supervisor::Supervisor::release_held`]). A plain token: the
+/// input ([`TaskSpec::inputs`]), read it ([`crate::runtime::supervisor::Supervisor::take_held`]) or
+/// free it ([`crate::runtime::supervisor::Supervisor::release_held`]). A plain token: the
 /// supervisor checks it against its own table, so a stale or forged one is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Held {

@@ -30,9 +30,9 @@
 //! assert_eq!(out, [1, 2, 3, 4]);
 //! ```
 
-use crate::futex::WaitWord;
-use crate::plain::{Plain, SharedLine};
-use crate::sync::{AtomicU64, Ordering, UnsafeCell};
+use crate::shm::futex::WaitWord;
+use crate::shm::plain::{Plain, SharedLine};
+use crate::shm::sync::{AtomicU64, Ordering, UnsafeCell};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -217,7 +217,7 @@ fn wait_until(
         }
         if i < spins {
             i += 1;
-            crate::sync::spin_loop();
+            crate::shm::sync::spin_loop();
             // Check the clock only now and then while spinning.
             if i % 1024 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);

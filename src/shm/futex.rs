@@ -25,7 +25,7 @@
 //! `MAP_SHARED` mapping used by several processes. Under loom the kernel's futex is modelled
 //! with a mutex and a condition variable that obey the same contract.
 
-use crate::sync::{fence, AtomicU32, Ordering};
+use crate::shm::sync::{fence, AtomicU32, Ordering};
 use std::time::Duration;
 
 /// A futex word and its waiter flag. Zeroed memory is a valid, idle wait word.

@@ -15,11 +15,11 @@
 //! - `fd-echo:R:W`: echo fixed-size messages read from descriptor `R` onto `W` until EOF
 //!   (the pipe and socket baselines of the benchmark).
 
-use crate::descriptor::Descriptor;
-use crate::heartbeat::AgentState;
-use crate::ring::Wait;
-use crate::segment::{Direction, Segment};
-use crate::slab::Owner;
+use crate::shm::descriptor::Descriptor;
+use crate::shm::heartbeat::AgentState;
+use crate::shm::ring::Wait;
+use crate::shm::segment::{Direction, Segment};
+use crate::shm::slab::Owner;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, RawFd};
 use std::sync::Arc;
@@ -88,13 +88,13 @@ impl std::str::FromStr for PeerMode {
 pub enum PeerError {
     /// Segment trouble.
     #[error(transparent)]
-    Segment(#[from] crate::segment::SegmentError),
+    Segment(#[from] crate::shm::segment::SegmentError),
     /// Ring trouble.
     #[error(transparent)]
-    Ring(#[from] crate::ring::RingCorrupt),
+    Ring(#[from] crate::shm::ring::RingCorrupt),
     /// Slab trouble.
     #[error(transparent)]
-    Slab(#[from] crate::slab::SlabError),
+    Slab(#[from] crate::shm::slab::SlabError),
     /// I/O trouble.
     #[error(transparent)]
     Io(#[from] std::io::Error),
@@ -131,7 +131,7 @@ pub fn run(
                 Err(_) => continue,
             };
             while let Err(e) = tx.push(d) {
-                if let crate::ring::PushError::Corrupt(c) = e {
+                if let crate::shm::ring::PushError::Corrupt(c) = e {
                     return Err(c.into());
                 }
                 tx.wait_for_space(wait, long)?;
@@ -200,7 +200,7 @@ pub fn run(
                     let h = loop {
                         match slab.write_payload(me, &reply) {
                             Ok(h) => break h,
-                            Err(crate::slab::SlabError::Exhausted { .. }) => {
+                            Err(crate::shm::slab::SlabError::Exhausted { .. }) => {
                                 // Give back what we hold so the supervisor can free memory.
                                 push_all(&mut tx, &mut pending, long)?;
                                 std::thread::sleep(Duration::from_micros(50));
@@ -240,8 +240,8 @@ pub fn run(
     }
 }
 
-fn push_all<S: crate::ring::RingStorage<Descriptor>>(
-    tx: &mut crate::ring::Producer<Descriptor, S>,
+fn push_all<S: crate::shm::ring::RingStorage<Descriptor>>(
+    tx: &mut crate::shm::ring::Producer<Descriptor, S>,
     pending: &mut Vec<Descriptor>,
     long: Option<Duration>,
 ) -> Result<(), PeerError> {

@@ -1,0 +1,13 @@
+//! Layer 4: the runtime that runs tasks in agent processes.
+//!
+//! - [`task`]: kinds, specs, outcomes, failures — what the supervisor and agents agree on.
+//! - [`agent`]: the loop inside each agent process and the registry of task handlers.
+//! - [`spawn`]: starting processes that inherit the segment.
+//! - [`cgroup`]: per-agent isolation, v1 and v2.
+//! - [`supervisor`]: spawning, dispatch, death detection, recovery.
+
+pub mod agent;
+pub mod cgroup;
+pub mod spawn;
+pub mod supervisor;
+pub mod task;

@@ -1,0 +1,151 @@
+//! Completions from agents: checked, taken over or copied out, and delivered.
+
+use super::*;
+
+impl State {
+    pub(super) fn take_completions(&mut self, sh: &Shared, i: usize) {
+        let mut buf = std::mem::take(&mut self.scratch);
+        loop {
+            buf.clear();
+            let Some(rx) = self.agents[i].rx.as_mut() else {
+                break;
+            };
+            match rx.pop_batch(&mut buf, 256) {
+                Ok(0) => break,
+                Ok(_) => {
+                    for d in &buf {
+                        self.on_completion(sh, i, d);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(slot = i, "completion ring: {e}");
+                    self.kill(i, DeathCause::Protocol);
+                    break;
+                }
+            }
+        }
+        self.scratch = buf;
+    }
+
+    pub(super) fn on_completion(&mut self, _sh: &Shared, i: usize, d: &Descriptor) {
+        let slot = self.agents[i].slot;
+        let agent = &mut self.agents[i];
+        let pos = agent
+            .in_flight
+            .iter()
+            .position(|f| f.id == d.task_id && f.attempt == d.attempt);
+        let Some(pos) = pos else {
+            // Unknown task, or a stale attempt: discard, freeing what it carried.
+            self.counters.stale_completions += 1;
+            if let Some(raw) = d.payload() {
+                if self
+                    .slab
+                    .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
+                    .is_ok()
+                {
+                    let _ = self.slab.release_chain(raw, d.len, Owner::Supervisor);
+                }
+            }
+            return;
+        };
+        let keep = d.kind == status::OK
+            && self
+                .tasks
+                .get(&d.task_id)
+                .is_some_and(|t| t.spec.keep_output);
+        let mut held = None;
+        let output = match d.payload() {
+            None => Vec::new(),
+            Some(raw) if keep => {
+                // Checked and taken over, not copied: it stays in the slab for the caller.
+                match self
+                    .slab
+                    .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
+                    .and_then(|()| self.slab.segments(raw, d.len, Owner::Supervisor))
+                {
+                    Ok(parts) => {
+                        let token = self.next_held;
+                        self.next_held += 1;
+                        self.held.insert(token, (raw, d.len, parts.len()));
+                        held = Some(Held {
+                            id: token,
+                            len: d.len,
+                        });
+                        Vec::new()
+                    }
+                    Err(e) => {
+                        tracing::warn!(slot, task = d.task_id, "bad completion payload: {e}");
+                        self.kill(i, DeathCause::Protocol);
+                        return;
+                    }
+                }
+            }
+            Some(raw) => {
+                let read = self
+                    .slab
+                    .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
+                    .and_then(|()| {
+                        let bytes = self.slab.read_payload(raw, d.len, Owner::Supervisor);
+                        let _ = self.slab.release_chain(raw, d.len, Owner::Supervisor);
+                        bytes
+                    });
+                match read {
+                    Ok(b) => b,
+                    Err(e) => {
+                        // The agent broke the protocol: kill it; the task is requeued with
+                        // the rest of its in-flight work, without blame.
+                        tracing::warn!(slot, task = d.task_id, "bad completion payload: {e}");
+                        self.kill(i, DeathCause::Protocol);
+                        return;
+                    }
+                }
+            }
+        };
+        let agent = &mut self.agents[i];
+        agent.in_flight.remove(pos);
+        agent.completed += 1;
+        if agent.current.is_some_and(|(id, _)| id == d.task_id) {
+            agent.current = None;
+        }
+        let attempts = self.tasks.get(&d.task_id).map_or(1, |t| t.attempt);
+        let outcome = match d.kind {
+            status::OK => Outcome::Completed {
+                output,
+                held,
+                run_time: Duration::from_nanos(d.arg),
+                slot,
+                attempts,
+            },
+            status::UNKNOWN_KIND => Outcome::Failed(Failure::UnknownKind(
+                self.tasks.get(&d.task_id).map_or(0, |t| t.spec.kind),
+            )),
+            _ => Outcome::Failed(Failure::Task(String::from_utf8_lossy(&output).into_owned())),
+        };
+        self.finish(d.task_id, outcome);
+    }
+
+    /// Ends a task: frees its lent payload and delivers its outcome. Each task ends once.
+    pub(super) fn finish(&mut self, id: u64, outcome: Outcome) {
+        let Some(rec) = self.tasks.remove(&id) else {
+            return;
+        };
+        if let Some((raw, len, parts)) = rec.lent {
+            let _ = self.slab.release_chain(raw, len, Owner::Supervisor);
+            self.lent_buffers -= parts;
+        }
+        for (raw, len, _) in rec.inputs {
+            let _ = self.slab.release_chain(raw, len, Owner::Supervisor);
+        }
+        if outcome.is_completed() {
+            self.counters.completed += 1;
+        } else {
+            self.counters.failed += 1;
+        }
+        match rec.delivery {
+            Delivery::Handle => {
+                self.results.insert(id, outcome);
+            }
+            Delivery::Stream => self.stream.push_back((id, outcome)),
+        }
+    }
+}

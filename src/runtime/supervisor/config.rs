@@ -1,0 +1,212 @@
+//! How a supervisor is configured: the builder and the policies it takes.
+
+use super::*;
+
+/// Whether agents must run in cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupMode {
+    /// Use cgroups when the host allows; otherwise warn once and run unisolated.
+    Auto,
+    /// Fail to start without cgroups.
+    Required,
+    /// Never use cgroups.
+    Off,
+}
+
+/// The crash-loop policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestartPolicy {
+    /// First backoff after a startup failure.
+    pub backoff_base: Duration,
+    /// Longest backoff.
+    pub backoff_max: Duration,
+    /// Startup failures tolerated within `period` before the supervisor stops.
+    pub intensity: u32,
+    /// The window of `intensity`.
+    pub period: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            backoff_base: Duration::from_millis(10),
+            backoff_max: Duration::from_secs(1),
+            intensity: 10,
+            period: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How to shut down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shutdown {
+    /// Finish every submitted task first.
+    Drain,
+    /// Fail what has not finished with [`Failure::Cancelled`].
+    Cancel,
+}
+
+/// A group of agents that take only some task kinds (specialists), or any (`kinds: None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentClass {
+    /// A name for status and logs (`parser`, `extractor`, ...).
+    pub name: String,
+    /// Agents in the class.
+    pub count: u32,
+    /// The task kinds they take; `None` takes every kind.
+    pub kinds: Option<Vec<u32>>,
+}
+
+/// Configures and starts a [`Supervisor`].
+#[derive(Debug, Clone)]
+pub struct SupervisorBuilder {
+    pub(super) agents: u32,
+    pub(super) agent_bin: Option<PathBuf>,
+    pub(super) limits: Limits,
+    pub(super) cgroups: CgroupMode,
+    pub(super) hierarchy: Option<Hierarchy>,
+    pub(super) heartbeat_period: Duration,
+    pub(super) hang_timeout: Option<Duration>,
+    pub(super) startup_timeout: Duration,
+    pub(super) queue_depth: u32,
+    pub(super) max_pending: usize,
+    pub(super) quarantine_after: u32,
+    pub(super) restart: RestartPolicy,
+    pub(super) segment: SegmentConfig,
+    pub(super) agent_spin: u32,
+    pub(super) wait_spin: Duration,
+    pub(super) classes: Vec<AgentClass>,
+}
+
+impl Default for SupervisorBuilder {
+    fn default() -> Self {
+        Self {
+            agents: 2,
+            agent_bin: None,
+            limits: Limits::default(),
+            cgroups: CgroupMode::Auto,
+            hierarchy: None,
+            heartbeat_period: Duration::from_millis(100),
+            hang_timeout: None,
+            startup_timeout: Duration::from_secs(10),
+            queue_depth: 16,
+            max_pending: 1 << 16,
+            quarantine_after: 3,
+            restart: RestartPolicy::default(),
+            segment: SegmentConfig {
+                agent_slots: 2,
+                ring_capacity: 1024,
+                buffer_size: 64 * 1024,
+                buffer_count: 1024,
+            },
+            agent_spin: 2000,
+            wait_spin: Duration::from_micros(100),
+            classes: Vec::new(),
+        }
+    }
+}
+
+impl SupervisorBuilder {
+    /// Agents in classes that take only some task kinds (specialists). Replaces
+    /// [`SupervisorBuilder::agents`]: the number of agents is the classes' total, in slot
+    /// order. A task is dispatched only to agents whose class takes its kind.
+    pub fn agent_classes(mut self, classes: Vec<AgentClass>) -> Self {
+        self.agents = classes.iter().map(|c| c.count).sum::<u32>().max(1);
+        self.classes = classes;
+        self
+    }
+
+    /// Number of agents (default 2).
+    pub fn agents(mut self, n: u32) -> Self {
+        self.agents = n.max(1);
+        self
+    }
+    /// The agent executable (default: `agent-bin` beside the running executable).
+    pub fn agent_bin(mut self, path: impl Into<PathBuf>) -> Self {
+        self.agent_bin = Some(path.into());
+        self
+    }
+    /// Per-agent resource limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+    /// Whether cgroups are used, required or not (default [`CgroupMode::Auto`]).
+    pub fn cgroups(mut self, mode: CgroupMode) -> Self {
+        self.cgroups = mode;
+        self
+    }
+    /// [`CgroupMode::Required`] if `yes`, else [`CgroupMode::Auto`].
+    pub fn require_cgroups(self, yes: bool) -> Self {
+        self.cgroups(if yes {
+            CgroupMode::Required
+        } else {
+            CgroupMode::Auto
+        })
+    }
+    /// Use this cgroup hierarchy instead of detecting one.
+    pub fn cgroup_hierarchy(mut self, h: Hierarchy) -> Self {
+        self.hierarchy = Some(h);
+        self
+    }
+    /// Idle heartbeat period of agents (default 100 ms).
+    pub fn heartbeat_period(mut self, d: Duration) -> Self {
+        self.heartbeat_period = d.max(Duration::from_millis(1));
+        self
+    }
+    /// Silence after which an agent is hung (default 3 heartbeat periods).
+    pub fn hang_timeout(mut self, d: Duration) -> Self {
+        self.hang_timeout = Some(d);
+        self
+    }
+    /// Tasks queued at most on one agent's ring (default 16).
+    pub fn queue_depth(mut self, n: u32) -> Self {
+        self.queue_depth = n.max(1);
+        self
+    }
+    /// Tasks waiting for an agent before `submit` blocks (default 65,536).
+    pub fn max_pending(mut self, n: usize) -> Self {
+        self.max_pending = n.max(1);
+        self
+    }
+    /// Deaths a task may cause before it is quarantined (default 3).
+    pub fn quarantine_after(mut self, k: u32) -> Self {
+        self.quarantine_after = k.max(1);
+        self
+    }
+    /// The crash-loop policy.
+    pub fn restart_policy(mut self, p: RestartPolicy) -> Self {
+        self.restart = p;
+        self
+    }
+    /// Page buffers: size and count (default 64 KiB × 1024).
+    pub fn buffers(mut self, size: u32, count: u32) -> Self {
+        self.segment.buffer_size = size;
+        self.segment.buffer_count = count;
+        self
+    }
+    /// Descriptors per ring (default 1024).
+    pub fn ring_capacity(mut self, n: u32) -> Self {
+        self.segment.ring_capacity = n;
+        self
+    }
+    /// Spins an idle agent makes before sleeping (default 2000).
+    pub fn agent_spin(mut self, n: u32) -> Self {
+        self.agent_spin = n;
+        self
+    }
+
+    /// How long a caller waiting for a result ([`Supervisor::recv`], [`TaskHandle`])
+    /// polls before it sleeps (default 100 µs). Polling answers microsecond tasks without
+    /// a wake-up; for tasks that take milliseconds it only burns a core the agents
+    /// could use, so give those `Duration::ZERO`.
+    pub fn wait_spin(mut self, d: Duration) -> Self {
+        self.wait_spin = d;
+        self
+    }
+
+    /// Creates the segment and the cgroups, starts the agents and the supervisor threads.
+    pub fn build(self) -> Result<Supervisor, Error> {
+        Supervisor::start(self)
+    }
+}

@@ -1,0 +1,197 @@
+//! Taking tasks in and handing them to agents: submit, the dispatch rule, descriptors
+//! and the payloads lent with them.
+
+use super::*;
+
+impl Shared {
+    pub(super) fn submit(&self, spec: TaskSpec, delivery: Delivery) -> Result<u64, Error> {
+        let mut st = self.state.lock();
+        if st.pending.len() >= self.cfg.max_pending {
+            drop(st);
+            self.wait_for(None, |st| {
+                (st.fatal.is_some() || st.stopping || st.pending.len() < self.cfg.max_pending)
+                    .then_some(())
+            });
+            st = self.state.lock();
+        }
+        if st.fatal.is_some() || st.stopping {
+            return Err(Error::Stopped);
+        }
+        if !st.agents.iter().any(|a| a.takes(spec.kind)) {
+            return Err(Error::NoAgentForKind(spec.kind));
+        }
+        if !spec.inputs.is_empty() && !spec.payload.is_empty() {
+            return Err(Error::InvalidTask("both a payload and held inputs"));
+        }
+        if spec.inputs.iter().any(|h| !st.held.contains_key(&h.id))
+            || (1..spec.inputs.len()).any(|i| spec.inputs[..i].contains(&spec.inputs[i]))
+        {
+            return Err(Error::UnknownHeld);
+        }
+        let inputs = spec
+            .inputs
+            .iter()
+            .map(|h| st.held.remove(&h.id).expect("checked above"))
+            .collect();
+        let id = st.next_id;
+        st.next_id += 1;
+        st.tasks.insert(
+            id,
+            TaskRecord {
+                spec,
+                attempt: 1,
+                blame: Vec::new(),
+                delivery,
+                lent: None,
+                inputs,
+            },
+        );
+        st.pending.push_back(id);
+        st.dispatch(self);
+        Ok(id)
+    }
+}
+
+impl State {
+    pub(super) fn dispatch(&mut self, sh: &Shared) {
+        if self.pending.is_empty() || self.stopping || self.fatal.is_some() {
+            return;
+        }
+        let n = self.agents.len();
+        let depth = sh.cfg.queue_depth as usize;
+        let ready = self
+            .agents
+            .iter()
+            .filter(|a| a.phase == Phase::Ready && a.in_flight.len() < depth)
+            .count();
+        if ready == 0 {
+            return;
+        }
+        let share = self.pending.len().div_ceil(ready).max(1);
+        // Least-loaded first; ties go to the lowest slot, so a trickle of tasks keeps one
+        // agent hot (spinning) instead of waking a different sleeping agent each time.
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(0..n);
+        order.sort_by_key(|&i| self.agents[i].in_flight.len());
+        let mut batch = std::mem::take(&mut self.scratch);
+        for &i in &order {
+            if self.pending.is_empty() {
+                break;
+            }
+            let a = &self.agents[i];
+            if a.phase != Phase::Ready || a.in_flight.len() >= depth {
+                continue;
+            }
+            let room = (depth - a.in_flight.len()).min(share);
+            batch.clear();
+            if a.kinds.is_none() {
+                while batch.len() < room {
+                    let Some(&id) = self.pending.front() else {
+                        break;
+                    };
+                    match self.descriptor(id) {
+                        Some(d) => {
+                            self.pending.pop_front();
+                            batch.push(d);
+                        }
+                        None => break, // no slab credit for its payload now
+                    }
+                }
+            } else {
+                // A specialist: the oldest pending tasks of the kinds it takes.
+                let mut k = 0;
+                while batch.len() < room && k < self.pending.len() {
+                    let id = self.pending[k];
+                    let kind = self.tasks.get(&id).map_or(u32::MAX, |t| t.spec.kind);
+                    if !self.agents[i].takes(kind) {
+                        k += 1;
+                        continue;
+                    }
+                    match self.descriptor(id) {
+                        Some(d) => {
+                            self.pending.remove(k);
+                            batch.push(d);
+                        }
+                        None => break,
+                    }
+                }
+            }
+            if batch.is_empty() {
+                if self.agents[i].kinds.is_some() {
+                    continue; // nothing of its kinds; the next agent may take others
+                }
+                break;
+            }
+            let pushed = match self.agents[i].tx.as_mut().map(|tx| tx.push_batch(&batch)) {
+                Some(Ok(p)) => p,
+                _ => 0,
+            };
+            for d in &batch[..pushed] {
+                self.agents[i].in_flight.push_back(InFlight {
+                    id: d.task_id,
+                    attempt: d.attempt,
+                });
+            }
+            for d in batch[pushed..].iter().rev() {
+                self.pending.push_front(d.task_id);
+            }
+        }
+        self.scratch = batch;
+        self.order = order;
+    }
+
+    /// The descriptor for a task's next attempt, lending its payload if it has one and
+    /// the slab has credit (at most half the buffers are lent, so agents always have room
+    /// for their outputs).
+    pub(super) fn descriptor(&mut self, id: u64) -> Option<Descriptor> {
+        let half = self.slab.count() as usize / 2;
+        let bs = self.slab.buffer_size();
+        let rec = self.tasks.get_mut(&id)?;
+        let mut d = Descriptor::new(id, rec.attempt, rec.spec.kind);
+        d.arg = rec.spec.arg;
+        if rec.spec.keep_output && !rec.spec.drains {
+            d.flags |= flags::KEEP_RESERVE;
+        }
+        if let [(raw, len, _)] = rec.inputs[..] {
+            d.buffer = raw;
+            d.len = len;
+        } else if !rec.inputs.is_empty() {
+            if rec.lent.is_none() {
+                let list: Vec<u8> = rec
+                    .inputs
+                    .iter()
+                    .flat_map(|&(raw, len, _)| [raw.to_ne_bytes(), len.to_ne_bytes()])
+                    .flatten()
+                    .collect();
+                let parts = list.len().div_ceil(bs);
+                let h = self.slab.write_payload(Owner::Supervisor, &list).ok()?;
+                rec.lent = Some((h.to_raw(), list.len() as u64, parts));
+                self.lent_buffers += parts;
+            }
+            let (raw, len, _) = rec.lent.expect("lent above");
+            d.buffer = raw;
+            d.len = len;
+            d.flags |= flags::INPUT_LIST;
+        } else if !rec.spec.payload.is_empty() {
+            if rec.lent.is_none() {
+                let parts = rec.spec.payload.len().div_ceil(bs);
+                if self.lent_buffers + parts > half && self.lent_buffers > 0 {
+                    return None;
+                }
+                let h = self
+                    .slab
+                    .write_payload(Owner::Supervisor, &rec.spec.payload)
+                    .ok()?;
+                rec.lent = Some((h.to_raw(), rec.spec.payload.len() as u64, parts));
+                self.lent_buffers += parts;
+            }
+            let (raw, len, _) = rec.lent.expect("lent above");
+            d.buffer = raw;
+            d.len = len;
+        } else {
+            d.buffer = PageHandle::NIL_RAW;
+        }
+        Some(d)
+    }
+}

@@ -1,0 +1,208 @@
+//! Starting a supervisor and stopping it.
+
+use super::*;
+
+impl Supervisor {
+    pub(super) fn start(mut cfg: SupervisorBuilder) -> Result<Supervisor, Error> {
+        cfg.segment.agent_slots = cfg.agents;
+        let began = Instant::now();
+        // The page buffers are reserved while the agents start (no buffer is lent before
+        // `start` returns).
+        let (seg, reservation) = Segment::create_deferred(cfg.segment)?;
+        tracing::debug!(bytes = seg.layout().total_size, took = ?began.elapsed(), "segment created");
+        let cgroups = match cfg.cgroups {
+            CgroupMode::Off => None,
+            mode => {
+                let made = cfg
+                    .hierarchy
+                    .clone()
+                    .or_else(Hierarchy::detect)
+                    .ok_or(cgroup::CgroupError::NotFound)
+                    .and_then(CgroupManager::create);
+                match made {
+                    Ok(m) => {
+                        let swept = m.sweep_stale();
+                        if !swept.is_empty() {
+                            tracing::info!(?swept, "removed cgroups of dead supervisor runs");
+                        }
+                        Some(m)
+                    }
+                    Err(e) if mode == CgroupMode::Required => return Err(e.into()),
+                    Err(e) => {
+                        tracing::warn!("running agents without cgroup isolation: {e}");
+                        None
+                    }
+                }
+            }
+        };
+        let (parent_read, parent_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::Os("pipe", e.into()))?;
+        let (exit_tx, exits) = crossbeam_channel::unbounded();
+        let waker = Waker {
+            seg: seg.clone(),
+            reactor: Arc::new(Mutex::new(None)),
+        };
+        let reaper = Reaper::start(exit_tx, waker.clone())?;
+        let agent_bin = cfg
+            .agent_bin
+            .clone()
+            .unwrap_or_else(crate::runtime::spawn::default_agent_bin);
+        let now = Instant::now();
+        let class_of: Vec<Option<Arc<[u32]>>> = cfg
+            .classes
+            .iter()
+            .flat_map(|c| {
+                let kinds: Option<Arc<[u32]>> = c.kinds.as_deref().map(Arc::from);
+                std::iter::repeat_n(kinds, c.count as usize)
+            })
+            .collect();
+        let agents = (0..cfg.agents)
+            .map(|slot| Agent {
+                kinds: class_of.get(slot as usize).cloned().flatten(),
+                slot,
+                epoch: 0,
+                child: None,
+                pid: 0,
+                cgroup: None,
+                tx: None,
+                rx: None,
+                observer: Observer::new(0, now),
+                phase: Phase::Dead,
+                in_flight: VecDeque::new(),
+                kill_reason: None,
+                current: None,
+                consecutive_failures: 0,
+                restarts: 0,
+                completed: 0,
+            })
+            .collect();
+        let state = State {
+            agents,
+            tasks: HashMap::new(),
+            pending: VecDeque::new(),
+            results: HashMap::new(),
+            stream: VecDeque::new(),
+            next_id: 0,
+            slab: seg.slab(0),
+            lent_buffers: 0,
+            counters: Counters::default(),
+            startup_failures: VecDeque::new(),
+            fatal: None,
+            stopping: false,
+            cgroups,
+            last_health: now,
+            rng: now.elapsed().as_nanos() as u64
+                ^ u64::from(std::process::id())
+                ^ 0x9E37_79B9_7F4A_7C15,
+            scratch: Vec::with_capacity(256),
+            order: Vec::new(),
+            held: HashMap::new(),
+            next_held: 1,
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            cv: Condvar::new(),
+            seg,
+            cfg,
+            agent_bin,
+            drivers: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            waker,
+            exits,
+            reaper,
+            parent_read,
+            _parent_write: parent_write,
+        });
+        {
+            let mut st = shared.state.lock();
+            st.spawn_all(&shared);
+            if let Some(f) = &st.fatal {
+                return Err(Error::CrashLoop(f.clone()));
+            }
+        }
+        tracing::debug!(took = ?began.elapsed(), "agents spawned");
+        let sh = shared.clone();
+        let reactor = std::thread::Builder::new()
+            .name("swarm-reactor".into())
+            .spawn(move || reactor_loop(&sh))
+            .map_err(|e| Error::Os("spawn reactor thread", e))?;
+        *shared.waker.reactor.lock() = Some(reactor.thread().clone());
+        let sup = Supervisor {
+            shared,
+            reactor: Some(reactor),
+        };
+        // On failure, dropping `sup` stops the agents and removes their cgroups.
+        reservation.wait()?;
+        tracing::debug!(took = ?began.elapsed(), "page buffers reserved");
+        Ok(sup)
+    }
+
+    pub(super) fn stop(&mut self, mode: Shutdown) -> Result<Counters, Error> {
+        let sh = &self.shared;
+        if mode == Shutdown::Drain {
+            sh.wait_for(None, |st| {
+                (st.fatal.is_some()
+                    || (st.pending.is_empty() && st.agents.iter().all(|a| a.in_flight.is_empty())))
+                .then_some(())
+            });
+        }
+        let fatal = {
+            let mut st = sh.state.lock();
+            st.stopping = true;
+            st.cancel_all("the supervisor is shutting down");
+            // Relaxed: a request; agents poll it between tasks and after each wake-up.
+            sh.seg
+                .control()
+                .shutdown
+                .store(1, std::sync::atomic::Ordering::Relaxed);
+            // A wake-up alone does not end an agent's wait for data: a STOP descriptor does,
+            // at once instead of at its next heartbeat. A full ring needs none (the agent is
+            // busy and sees the flag before its next task).
+            for a in &mut st.agents {
+                if let Some(tx) = a.tx.as_mut() {
+                    let _ = tx.push(Descriptor::new(0, 0, crate::runtime::task::kinds::STOP));
+                }
+                if let Ok(h) = sh.seg.ring_header(a.slot, Direction::ToAgent) {
+                    h.wake_consumer();
+                }
+            }
+            st.fatal.clone()
+        };
+        // Give agents a moment to exit on their own, then kill what is left.
+        let stopping = Instant::now();
+        let deadline = stopping + Duration::from_secs(2);
+        loop {
+            let mut st = sh.state.lock();
+            st.drive(sh);
+            let alive: Vec<usize> = (0..st.agents.len())
+                .filter(|&i| st.agents[i].child.is_some())
+                .collect();
+            if alive.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                for i in alive {
+                    st.kill(i, DeathCause::Supervisor);
+                }
+            }
+            sh.cv.wait_for(&mut st, Duration::from_millis(5));
+        }
+        // Relaxed: a request flag; everything the reactor acts on is behind the state lock.
+        sh.stop.store(true, Ordering::Relaxed);
+        sh.wake_reactor();
+        if let Some(r) = self.reactor.take() {
+            let _ = r.join();
+        }
+        sh.reaper.stop();
+        tracing::debug!(took = ?stopping.elapsed(), "agents stopped");
+        let st = sh.state.lock();
+        if let Some(m) = &st.cgroups {
+            m.remove();
+        }
+        tracing::debug!(took = ?stopping.elapsed(), "shutdown complete");
+        match fatal {
+            Some(f) => Err(Error::CrashLoop(f)),
+            None => Ok(st.counters.clone()),
+        }
+    }
+}

@@ -1,0 +1,255 @@
+//! Agent processes: building an incarnation's command (cgroup joined before exec), spawning
+//! it, and the reaper thread that watches pidfds for exits.
+
+use super::*;
+
+impl State {
+    /// Starts a new incarnation in slot `slot`.
+    pub(super) fn spawn(&mut self, sh: &Shared, slot: u32) {
+        if let Some(mut cmd) = self.prepare_spawn(sh, slot) {
+            let spawned = cmd.spawn();
+            self.spawned(sh, slot, spawned);
+        }
+    }
+
+    /// Starts every slot's first incarnation. `Command::spawn` returns once the child has
+    /// joined its cgroups and exec'd; joining a cgroup can wait for an RCU grace period
+    /// (milliseconds), so the agents are started side by side instead of one after another.
+    pub(super) fn spawn_all(&mut self, sh: &Shared) {
+        let mut cmds: Vec<(u32, Command)> = (0..self.agents.len() as u32)
+            .filter_map(|slot| self.prepare_spawn(sh, slot).map(|c| (slot, c)))
+            .collect();
+        let threads = cmds.len().clamp(1, 16);
+        let per = cmds.len().div_ceil(threads).max(1);
+        let results: Vec<(u32, std::io::Result<Child>)> = std::thread::scope(|scope| {
+            let workers: Vec<_> = cmds
+                .chunks_mut(per)
+                .map(|chunk| {
+                    let slots: Vec<u32> = chunk.iter().map(|(slot, _)| *slot).collect();
+                    let worker = std::thread::Builder::new()
+                        .name("swarm-spawn".into())
+                        .spawn_scoped(scope, move || {
+                            chunk
+                                .iter_mut()
+                                .map(|(slot, cmd)| (*slot, cmd.spawn()))
+                                .collect::<Vec<_>>()
+                        });
+                    (slots, worker)
+                })
+                .collect();
+            // A chunk whose thread could not start (or died) counts as failed starts:
+            // those slots back off and are respawned one at a time by `drive`.
+            workers
+                .into_iter()
+                .flat_map(|(slots, worker)| match worker.map(|w| w.join()) {
+                    Ok(Ok(done)) => done,
+                    _ => slots
+                        .into_iter()
+                        .map(|slot| (slot, Err(std::io::Error::other("spawn thread failed"))))
+                        .collect(),
+                })
+                .collect()
+        });
+        for (slot, r) in results {
+            self.spawned(sh, slot, r);
+        }
+    }
+
+    /// Resets slot `slot` for a new incarnation and builds its command (cgroup joined
+    /// before exec).
+    pub(super) fn prepare_spawn(&mut self, sh: &Shared, slot: u32) -> Option<Command> {
+        if self.stopping || self.fatal.is_some() {
+            return None;
+        }
+        let i = slot as usize;
+        let a = &mut self.agents[i];
+        if a.epoch > 0 {
+            a.restarts += 1;
+            self.counters.agent_restarts += 1;
+        }
+        a.epoch += 1;
+        a.tx = None;
+        a.rx = None;
+        for dir in [Direction::ToAgent, Direction::FromAgent] {
+            if let Ok(h) = sh.seg.ring_header(slot, dir) {
+                h.reset();
+            }
+        }
+        if let Ok(hb) = sh.seg.heartbeat(slot) {
+            hb.reset();
+        }
+        a.tx = sh.seg.producer(slot, Direction::ToAgent).ok();
+        a.rx = sh.seg.consumer(slot, Direction::FromAgent).ok();
+        let now = Instant::now();
+        a.observer = Observer::new(a.epoch, now);
+        a.current = None;
+        a.kill_reason = None;
+
+        let config = AgentConfig {
+            segment_fd: sh.seg.raw_fd(),
+            slot,
+            epoch: a.epoch,
+            parent_fd: Some(sh.parent_read.as_raw_fd()),
+            heartbeat_period: sh.cfg.heartbeat_period,
+            spin: sh.cfg.agent_spin,
+        };
+        let mut cmd = Command::new(&sh.agent_bin);
+        cmd.args(config.to_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        crate::runtime::spawn::inherit_fds(
+            &mut cmd,
+            &[sh.seg.raw_fd(), sh.parent_read.as_raw_fd()],
+        );
+        a.cgroup = None;
+        if let Some(m) = &self.cgroups {
+            match m.create_agent(slot, a.epoch, &sh.cfg.limits) {
+                Ok(g) => {
+                    cgroup::join_before_exec(&mut cmd, &g);
+                    a.cgroup = Some(g);
+                }
+                Err(e) => tracing::warn!(slot, "cannot create agent cgroup: {e}"),
+            }
+        }
+        Some(cmd)
+    }
+
+    /// Records how starting slot `slot` went.
+    pub(super) fn spawned(&mut self, sh: &Shared, slot: u32, spawned: std::io::Result<Child>) {
+        let i = slot as usize;
+        let a = &mut self.agents[i];
+        match spawned {
+            Ok(child) => {
+                a.pid = child.id();
+                let pid = a.pid;
+                a.child = Some(child);
+                a.phase = Phase::Starting(Instant::now());
+                if let Err(e) = sh.reaper.watch(pid, slot, a.epoch) {
+                    tracing::warn!(slot, "cannot watch agent: {e}");
+                }
+            }
+            Err(e) => {
+                // As good as an agent that died at once: it counts toward the crash loop.
+                tracing::warn!(slot, "cannot start {}: {e}", sh.agent_bin.display());
+                if let Some(g) = a.cgroup.take() {
+                    let _ = g.remove();
+                }
+                a.child = None;
+                *self.counters.deaths.entry("exit").or_insert(0) += 1;
+                self.startup_failure(sh, i, format!("cannot start: {e}"));
+            }
+        }
+    }
+}
+
+/// The thread that watches agents' pidfds.
+pub(super) struct Reaper {
+    pub(super) tx: crossbeam_channel::Sender<ReaperMsg>,
+    pub(super) wake: OwnedFd,
+    pub(super) thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub(super) enum ReaperMsg {
+    Watch(OwnedFd, u32, u32),
+    Quit,
+}
+
+impl Reaper {
+    pub(super) fn start(
+        exits: crossbeam_channel::Sender<(u32, u32)>,
+        waker: Waker,
+    ) -> Result<Reaper, Error> {
+        // SAFETY: eventfd with valid flags; the result is checked before use.
+        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if efd < 0 {
+            return Err(Error::Os("eventfd", std::io::Error::last_os_error()));
+        }
+        // SAFETY: `efd` is a fresh descriptor we own.
+        let wake = unsafe { OwnedFd::from_raw_fd(efd) };
+        let wake_raw = wake.as_raw_fd();
+        let (tx, rx) = crossbeam_channel::unbounded::<ReaperMsg>();
+        let thread = std::thread::Builder::new()
+            .name("swarm-reaper".into())
+            .spawn(move || reaper_loop(wake_raw, rx, exits, waker))
+            .map_err(|e| Error::Os("spawn reaper thread", e))?;
+        Ok(Reaper {
+            tx,
+            wake,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(super) fn poke(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&one as *const u64).cast(), 8) };
+    }
+
+    pub(super) fn watch(&self, pid: u32, slot: u32, epoch: u32) -> std::io::Result<()> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: a fresh descriptor we own.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        let _ = self.tx.send(ReaperMsg::Watch(fd, slot, epoch));
+        self.poke();
+        Ok(())
+    }
+
+    pub(super) fn stop(&self) {
+        let _ = self.tx.send(ReaperMsg::Quit);
+        self.poke();
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+pub(super) fn reaper_loop(
+    wake: RawFd,
+    rx: crossbeam_channel::Receiver<ReaperMsg>,
+    exits: crossbeam_channel::Sender<(u32, u32)>,
+    waker: Waker,
+) {
+    let mut watched: Vec<(OwnedFd, u32, u32)> = Vec::new();
+    loop {
+        let mut fds: Vec<libc::pollfd> = std::iter::once(wake)
+            .chain(watched.iter().map(|(fd, _, _)| fd.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfd structures.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if n < 0 {
+            continue; // EINTR
+        }
+        if fds[0].revents != 0 {
+            let mut b = [0u8; 8];
+            // SAFETY: reads at most 8 bytes into `b` from our eventfd.
+            unsafe { libc::read(wake, b.as_mut_ptr().cast(), 8) };
+            while let Ok(m) = rx.try_recv() {
+                match m {
+                    ReaperMsg::Watch(fd, slot, epoch) => watched.push((fd, slot, epoch)),
+                    ReaperMsg::Quit => return,
+                }
+            }
+        }
+        let mut k = 0;
+        for p in &fds[1..] {
+            if p.revents != 0 {
+                let (_, slot, epoch) = watched.remove(k);
+                let _ = exits.send((slot, epoch));
+            } else {
+                k += 1;
+            }
+        }
+        if fds[1..].iter().any(|p| p.revents != 0) {
+            waker.wake();
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Driving the supervisor: the reactor thread, callers that drive while they wait, and
+//! the waker that reaches the reactor wherever it sleeps.
+
+use super::*;
+
+impl Shared {
+    /// Drives until `take` yields, spinning briefly before sleeping on the condition
+    /// variable (which the reactor signals).
+    pub(super) fn wait_for<T>(
+        &self,
+        timeout: Option<Duration>,
+        mut take: impl FnMut(&mut State) -> Option<T>,
+    ) -> Option<T> {
+        let start = Instant::now();
+        let deadline = timeout.map(|t| start + t);
+        let spin_until = start + self.cfg.wait_spin;
+        let tick = Duration::from_millis(20);
+        // Relaxed (all uses of `drivers`): a hint for the reactor; a stale value costs at
+        // most one doorbell wake-up or one timed park, and the data is behind the lock.
+        self.drivers.fetch_add(1, Ordering::Relaxed);
+        let mut driving = true;
+        let mut st = self.state.lock();
+        let result = loop {
+            st.drive(self);
+            if let Some(v) = take(&mut st) {
+                break Some(v);
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) || (st.fatal.is_some() && !st.has_unreported()) {
+                break take(&mut st);
+            }
+            if now < spin_until {
+                MutexGuard::unlocked(&mut st, std::hint::spin_loop);
+                continue;
+            }
+            if driving {
+                driving = false;
+                self.drivers.fetch_sub(1, Ordering::Relaxed);
+                // The reactor may be parked rather than on the doorbell: let it switch.
+                self.wake_reactor();
+            }
+            let until = deadline.map_or(now + tick, |d| d.min(now + tick));
+            self.cv.wait_until(&mut st, until);
+        };
+        if driving {
+            self.drivers.fetch_sub(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    pub(super) fn wake_reactor(&self) {
+        self.waker.wake();
+    }
+}
+
+pub(super) fn reactor_loop(sh: &Shared) {
+    let tick = (sh.cfg.heartbeat_period / 4).max(Duration::from_millis(1));
+    let doorbell = &sh.seg.control().doorbell;
+    // Relaxed (`stop` and `drivers` here): see `Supervisor::stop` and `Shared::wait_for`.
+    while !sh.stop.load(Ordering::Relaxed) {
+        {
+            let mut st = sh.state.lock();
+            st.drive(sh);
+        }
+        if sh.drivers.load(Ordering::Relaxed) > 0 {
+            std::thread::park_timeout(tick);
+            continue;
+        }
+        let token = doorbell.prepare();
+        let busy = {
+            let st = sh.state.lock();
+            st.agents.iter().any(|a| {
+                sh.seg
+                    .ring_header(a.slot, Direction::FromAgent)
+                    .map(|h| !matches!(h.is_empty(), Ok(true)))
+                    .unwrap_or(false)
+            }) || !sh.exits.is_empty()
+        };
+        if !busy && !sh.stop.load(Ordering::Relaxed) && sh.drivers.load(Ordering::Relaxed) == 0 {
+            doorbell.sleep(token, Some(tick));
+        }
+        doorbell.finish();
+    }
+}
+
+impl State {
+    pub(super) fn has_unreported(&self) -> bool {
+        !self.results.is_empty() || !self.stream.is_empty()
+    }
+
+    /// One pass: exits, completions, health, dispatch. Wakes waiters if anything ended.
+    pub(super) fn drive(&mut self, sh: &Shared) {
+        let before = self.counters.completed + self.counters.failed;
+        while let Ok((slot, epoch)) = sh.exits.try_recv() {
+            if self.agents[slot as usize].epoch == epoch
+                && self.agents[slot as usize].child.is_some()
+            {
+                self.on_exit(sh, slot as usize);
+            }
+        }
+        let now = Instant::now();
+        for i in 0..self.agents.len() {
+            self.take_completions(sh, i);
+            if let Phase::Starting(_) = self.agents[i].phase {
+                self.check_ready(sh, i, now);
+            }
+        }
+        if now.duration_since(self.last_health)
+            >= (sh.cfg.heartbeat_period / 4).min(Duration::from_millis(10))
+        {
+            self.last_health = now;
+            self.health(sh, now);
+        }
+        self.dispatch(sh);
+        if self.counters.completed + self.counters.failed != before {
+            sh.cv.notify_all();
+        }
+    }
+}
+
+/// Wakes the reactor wherever it sleeps: on the doorbell futex or parked.
+#[derive(Clone)]
+pub(super) struct Waker {
+    pub(super) seg: Arc<Segment>,
+    pub(super) reactor: Arc<Mutex<Option<std::thread::Thread>>>,
+}
+
+impl Waker {
+    pub(super) fn wake(&self) {
+        self.seg.control().doorbell.wake();
+        if let Some(t) = self.reactor.lock().as_ref() {
+            t.unpark();
+        }
+    }
+}

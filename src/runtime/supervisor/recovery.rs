@@ -1,0 +1,242 @@
+//! Health and recovery: hangs, timeouts, deaths and their causes, blame and quarantine,
+//! the crash-loop limit, cancellation of what is left.
+
+use super::*;
+
+impl State {
+    pub(super) fn health(&mut self, sh: &Shared, now: Instant) {
+        let hang = sh.cfg.hang_timeout.unwrap_or(sh.cfg.heartbeat_period * 3);
+        for i in 0..self.agents.len() {
+            let slot = self.agents[i].slot;
+            let Ok(hb) = sh.seg.heartbeat(slot) else {
+                continue;
+            };
+            let phase = self.agents[i].phase;
+            match phase {
+                Phase::Starting(since)
+                    if !self.check_ready(sh, i, now)
+                        && now.duration_since(since) > sh.cfg.startup_timeout =>
+                {
+                    self.kill(i, DeathCause::Hang);
+                }
+                Phase::Ready => {
+                    let a = &mut self.agents[i];
+                    match a.observer.observe(hb, now) {
+                        Liveness::Stale(d) if d > hang => {
+                            tracing::warn!(slot, silent_ms = d.as_millis() as u64, "agent hung");
+                            self.kill(i, DeathCause::Hang);
+                            continue;
+                        }
+                        Liveness::OtherIncarnation { .. } => {
+                            self.kill(i, DeathCause::Protocol);
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    // Task timeouts: measured from when we first see the agent report it.
+                    let reported = hb.current().and_then(|(id, att)| {
+                        a.in_flight
+                            .iter()
+                            .any(|f| f.id == id && f.attempt == att)
+                            .then_some(id)
+                    });
+                    match (reported, a.current) {
+                        (Some(id), Some((cur, _))) if id == cur => {}
+                        (Some(id), _) => a.current = Some((id, now)),
+                        (None, _) => a.current = None,
+                    }
+                    if let Some((id, started)) = a.current {
+                        let limit = self.tasks.get(&id).and_then(|t| t.spec.timeout);
+                        if limit.is_some_and(|l| now.duration_since(started) > l) {
+                            self.kill(i, DeathCause::Timeout);
+                        }
+                    }
+                }
+                Phase::Backoff(until) if now >= until => self.spawn(sh, i as u32),
+                Phase::Dead => self.spawn(sh, i as u32),
+                _ => {}
+            }
+        }
+    }
+
+    /// Moves a starting agent to ready once its heartbeat line says so for its epoch.
+    pub(super) fn check_ready(&mut self, sh: &Shared, i: usize, now: Instant) -> bool {
+        let a = &mut self.agents[i];
+        let Ok(hb) = sh.seg.heartbeat(a.slot) else {
+            return false;
+        };
+        let mine = (hb.raw() >> 32) as u32 == a.epoch;
+        if mine && matches!(hb.state(), Some(AgentState::Idle | AgentState::Busy)) {
+            if let Phase::Starting(since) = a.phase {
+                tracing::debug!(slot = a.slot, epoch = a.epoch, startup = ?now.duration_since(since), "agent ready");
+            }
+            a.phase = Phase::Ready;
+            a.observer.observe(hb, now);
+            return true;
+        }
+        false
+    }
+
+    /// Kills an agent, remembering why.
+    pub(super) fn kill(&mut self, i: usize, why: DeathCause) {
+        let a = &mut self.agents[i];
+        if a.child.is_none() {
+            return;
+        }
+        a.kill_reason.get_or_insert(why);
+        if a.pid != 0 {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(a.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    pub(super) fn on_exit(&mut self, sh: &Shared, i: usize) {
+        let slot = self.agents[i].slot;
+        let Some(mut child) = self.agents[i].child.take() else {
+            return;
+        };
+        let st = child.wait().ok();
+        let oom = self.agents[i]
+            .cgroup
+            .as_ref()
+            .is_some_and(|g| g.oom_kills() > 0);
+        let cause = match (self.agents[i].kill_reason.take(), st) {
+            (Some(c), _) => c,
+            (None, Some(s)) if s.signal() == Some(libc::SIGKILL) && oom => DeathCause::Oom,
+            (None, Some(s)) if s.signal().is_some() => DeathCause::Signal(s.signal().unwrap_or(0)),
+            (None, Some(s)) => DeathCause::Exit(s.code().unwrap_or(-1)),
+            (None, None) => DeathCause::Exit(-1),
+        };
+        let was_ready = self.agents[i].phase == Phase::Ready;
+        if !self.stopping {
+            *self.counters.deaths.entry(cause.bucket()).or_insert(0) += 1;
+            tracing::info!(slot, pid = self.agents[i].pid, %cause, "agent died");
+        }
+        // Completions it published before dying are real results.
+        self.take_completions(sh, i);
+        let culprit = if cause.blames_task() {
+            let a = &self.agents[i];
+            let reported = sh
+                .seg
+                .heartbeat(slot)
+                .ok()
+                .and_then(|hb| hb.current())
+                .and_then(|(id, att)| {
+                    a.in_flight
+                        .iter()
+                        .any(|f| f.id == id && f.attempt == att)
+                        .then_some(id)
+                });
+            reported.or_else(|| a.in_flight.front().map(|f| f.id))
+        } else {
+            None
+        };
+        let reclaimed = self.slab.reclaim(Owner::Agent(slot));
+        if reclaimed > 0 {
+            tracing::debug!(slot, reclaimed, "reclaimed page buffers of dead agent");
+        }
+        let in_flight: Vec<InFlight> = self.agents[i].in_flight.drain(..).collect();
+        for f in in_flight.iter().rev() {
+            let k = sh.cfg.quarantine_after as usize;
+            let Some(rec) = self.tasks.get_mut(&f.id) else {
+                continue;
+            };
+            rec.attempt += 1;
+            self.counters.tasks_retried += 1;
+            if Some(f.id) == culprit {
+                rec.blame.push(cause);
+                if rec.blame.len() >= k {
+                    let blame = rec.blame.clone();
+                    self.finish(f.id, Outcome::Failed(Failure::Quarantined(blame)));
+                    continue;
+                }
+            }
+            self.pending.push_front(f.id);
+        }
+        let a = &mut self.agents[i];
+        a.current = None;
+        a.pid = 0;
+        if let Some(g) = a.cgroup.take() {
+            if let Err(e) = g.remove() {
+                tracing::warn!(slot, "removing agent cgroup: {e}");
+            }
+        }
+        a.tx = None;
+        a.rx = None;
+        if self.stopping {
+            a.phase = Phase::Stopped;
+            return;
+        }
+        let startup_failure = !was_ready
+            && cause != DeathCause::Signal(libc::SIGKILL)
+            && cause != DeathCause::Supervisor;
+        if startup_failure {
+            self.startup_failure(sh, i, cause.to_string());
+        } else {
+            a.consecutive_failures = 0;
+            self.spawn(sh, slot);
+        }
+    }
+
+    pub(super) fn fail_fatal(&mut self, msg: String) {
+        tracing::error!("{msg}");
+        self.fatal = Some(msg.clone());
+        self.cancel_all(&msg);
+        for i in 0..self.agents.len() {
+            self.kill(i, DeathCause::Supervisor);
+            if self.agents[i].child.is_none() {
+                self.agents[i].phase = Phase::Stopped;
+            }
+        }
+    }
+
+    pub(super) fn cancel_all(&mut self, why: &str) {
+        let ids: Vec<u64> = self.tasks.keys().copied().collect();
+        for id in ids {
+            self.finish(id, Outcome::Failed(Failure::Cancelled(why.to_string())));
+        }
+        self.pending.clear();
+        for a in &mut self.agents {
+            a.in_flight.clear();
+        }
+    }
+
+    /// Records an agent that never became ready: backs its slot off exponentially with
+    /// jitter, or stops the supervisor once the crash-loop intensity is exceeded.
+    pub(super) fn startup_failure(&mut self, sh: &Shared, i: usize, why: String) {
+        let now = Instant::now();
+        let policy = sh.cfg.restart;
+        self.startup_failures.push_back(now);
+        while self
+            .startup_failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > policy.period)
+        {
+            self.startup_failures.pop_front();
+        }
+        if self.startup_failures.len() as u32 > policy.intensity {
+            let msg = format!(
+                "{} agents died before becoming ready within {:?} (last: slot {i}: {why}; agent {})",
+                self.startup_failures.len(),
+                policy.period,
+                sh.agent_bin.display()
+            );
+            self.fail_fatal(msg);
+            return;
+        }
+        let a = &mut self.agents[i];
+        a.consecutive_failures += 1;
+        let exp = a.consecutive_failures.saturating_sub(1).min(16);
+        let delay = policy
+            .backoff_base
+            .saturating_mul(1 << exp)
+            .min(policy.backoff_max);
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let jitter = 0.75 + (self.rng % 1000) as f64 / 2000.0; // 0.75 .. 1.25
+        self.agents[i].phase = Phase::Backoff(now + delay.mul_f64(jitter));
+    }
+}
