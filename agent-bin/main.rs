@@ -32,7 +32,10 @@ struct PeerArgs {
 fn main() -> ExitCode {
     if !std::env::args().any(|a| a == "--peer") {
         let mut registry = Registry::with_synthetic();
-        neuralflow_swarm::pdf::tasks::register(&mut registry);
+        if let Err(e) = neuralflow_swarm::pdf::tasks::register(&mut registry) {
+            eprintln!("agent-bin: {e}");
+            return ExitCode::from(1);
+        }
         return agent::main_with(registry);
     }
     let args = PeerArgs::parse();

@@ -276,38 +276,88 @@ fn crashing_tasks_are_quarantined_and_the_run_goes_on() {
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 
+/// Writes an executable shell script into a fresh temporary directory.
+fn script(name: &str, body: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("swarm-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
 #[test]
 fn agents_that_die_at_start_trip_the_crash_loop_limit() {
     let _serial = SERIAL.lock();
-    for bin in ["/bin/false", "/nonexistent/agent-bin"] {
-        let sup = Supervisor::builder()
-            .agents(2)
-            .agent_bin(bin)
-            .cgroups(CgroupMode::Off)
-            .restart_policy(RestartPolicy {
-                backoff_base: Duration::from_millis(5),
-                backoff_max: Duration::from_millis(200),
-                intensity: 6,
-                period: Duration::from_secs(10),
-            })
-            .build();
-        let sup = match sup {
-            Ok(s) => s,
-            Err(e) => {
-                // Failing at once is as good as failing soon.
-                assert!(e.to_string().contains("crash loop"), "{bin}: {e}");
-                continue;
-            }
-        };
-        let h = sup.submit("noop".parse().unwrap());
-        if let Ok(h) = h {
-            match h.wait(Some(WATCHDOG)).unwrap() {
-                Outcome::Failed(Failure::Cancelled(why)) => assert!(why.contains("agent"), "{why}"),
-                other => panic!("{bin}: {other:?}"),
-            }
+    // Answers the build-time probe as an agent of this layout, then dies at every start.
+    let layout = neuralflow_swarm::segment::VERSION;
+    let bin = script(
+        "dies-at-start",
+        &format!(
+            "[ \"$2\" = --probe ] && echo 'neuralflow-swarm agent layout={layout} kinds=1' && exit 0\nexit 3"
+        ),
+    );
+    let sup = Supervisor::builder()
+        .agents(2)
+        .agent_bin(&bin)
+        .cgroups(CgroupMode::Off)
+        .restart_policy(RestartPolicy {
+            backoff_base: Duration::from_millis(5),
+            backoff_max: Duration::from_millis(200),
+            intensity: 6,
+            period: Duration::from_secs(10),
+        })
+        .build();
+    let sup = match sup {
+        Ok(s) => s,
+        // Failing at once is as good as failing soon.
+        Err(e) => return assert!(e.to_string().contains("crash loop"), "{e}"),
+    };
+    if let Ok(h) = sup.submit("noop".parse().unwrap()) {
+        match h.wait(Some(WATCHDOG)).unwrap() {
+            Outcome::Failed(Failure::Cancelled(why)) => assert!(why.contains("agent"), "{why}"),
+            other => panic!("{other:?}"),
         }
-        let err = sup.shutdown(Shutdown::Cancel).unwrap_err();
-        assert!(err.to_string().contains("crash loop"), "{bin}: {err}");
+    }
+    let err = sup.shutdown(Shutdown::Cancel).unwrap_err();
+    assert!(err.to_string().contains("crash loop"), "{err}");
+}
+
+#[test]
+fn a_wrong_agent_path_is_refused_at_build_naming_the_path() {
+    let _serial = SERIAL.lock();
+    let not_executable = script("not-executable", "exit 0");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&not_executable, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let old_layout = script(
+        "old-layout",
+        "echo 'neuralflow-swarm agent layout=0 kinds=1'",
+    );
+    let cases: [(std::path::PathBuf, &str); 4] = [
+        ("/nonexistent/agent-bin".into(), "does not exist"),
+        ("/bin/false".into(), "is not a neuralflow-swarm agent"),
+        (not_executable, "is not executable"),
+        (old_layout, "speaks segment layout \"0\""),
+    ];
+    for (bin, why) in cases {
+        let t = Instant::now();
+        let err = Supervisor::builder()
+            .agents(1)
+            .agent_bin(&bin)
+            .cgroups(CgroupMode::Off)
+            .build()
+            .expect_err("a wrong agent must fail build()");
+        let msg = err.to_string();
+        assert!(matches!(err, Error::AgentBinary { .. }), "{msg}");
+        assert!(
+            msg.contains(&*bin.to_string_lossy()),
+            "names the path: {msg}"
+        );
+        assert!(msg.contains(why), "{msg}");
+        assert!(t.elapsed() < Duration::from_secs(5), "found at once");
     }
 }
 
@@ -372,7 +422,7 @@ fn agent_cgroups_hold_the_configured_limits() {
     };
     for a in &st.agents {
         let pid = a.pid.to_string();
-        match st.cgroups {
+        match st.isolation.cgroups {
             Some("v1") => {
                 let [mem, cpu, pids] = &a.cgroup[..] else {
                     panic!("{:?}", a.cgroup)
@@ -428,7 +478,7 @@ fn v2_layout_end_to_end_on_a_directory_like_cgroupfs() {
     let h = sup.submit("echo:100".parse().unwrap()).unwrap();
     assert!(h.wait(Some(WATCHDOG)).unwrap().is_completed());
     let st = sup.status();
-    assert_eq!(st.cgroups, Some("v2"));
+    assert_eq!(st.isolation.cgroups, Some("v2"));
     for a in &st.agents {
         let [dir] = &a.cgroup[..] else { panic!() };
         let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();

@@ -273,7 +273,7 @@ pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> 
         std::thread::sleep(Duration::from_millis(20));
     }
     respawn.sort_by(f64::total_cmp);
-    let cgroups = status.cgroups;
+    let cgroups = status.isolation.cgroups;
     sup.shutdown(Shutdown::Drain)?;
 
     let mut deaths: BTreeMap<String, u64> = ["signal", "oom", "hang", "exit"]

@@ -215,7 +215,7 @@ fn failure_kind(f: &Failure) -> ErrorKind {
             Some(DeathCause::Timeout) | Some(DeathCause::Hang) => ErrorKind::Timeout,
             _ => ErrorKind::AgentCrashed,
         },
-        Failure::Task(_) => ErrorKind::Malformed,
+        Failure::Task(_) | Failure::Panicked(_) => ErrorKind::Malformed,
         Failure::UnknownKind(_) => ErrorKind::Unsupported,
         _ => ErrorKind::AgentCrashed,
     }

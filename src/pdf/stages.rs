@@ -329,20 +329,20 @@ fn request(ctx: &TaskContext<'_>) -> Result<PageRequest, String> {
 }
 
 /// Adds the four roles' kinds to an agent's registry.
-pub fn register(registry: &mut Registry) {
+pub fn register(registry: &mut Registry) -> Result<(), crate::runtime::agent::RegistryError> {
     registry.register(PDF_PARSE, "pdf.parse", |ctx| {
         let req = request(ctx)?;
-        Ok(parse(&req.path, req.first, req.last, &|| ctx.beat()))
-    });
+        Ok::<_, String>(parse(&req.path, req.first, req.last, &|| ctx.beat()))
+    })?;
     registry.register(PDF_EXTRACT, "pdf.extract", |ctx| {
         extract(ctx.input(), &|| ctx.beat()).map_err(|e| e.to_string())
-    });
+    })?;
     registry.register(PDF_ANALYZE, "pdf.analyze", |ctx| {
         let reply = analyze_frame(ctx.input(), &|| ctx.beat()).map_err(|e| e.to_string())?;
         serde_json::to_vec(&reply).map_err(|e| e.to_string())
-    });
+    })?;
     registry.register(PDF_AGGREGATE, "pdf.aggregate", |ctx| {
         let inputs: Vec<&[u8]> = ctx.inputs().iter().map(|c| &**c).collect();
         aggregate(&inputs).map_err(|e| e.to_string())
-    });
+    })
 }

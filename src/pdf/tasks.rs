@@ -178,8 +178,8 @@ fn handle(ctx: &TaskContext<'_>, doc_task: bool) -> Result<Vec<u8>, String> {
 }
 
 /// Adds the PDF kinds to an agent's registry.
-pub fn register(registry: &mut Registry) {
-    registry.register(PDF_DOC, "pdf.doc", |ctx| handle(ctx, true));
-    registry.register(PDF_PAGES, "pdf.pages", |ctx| handle(ctx, false));
-    super::stages::register(registry);
+pub fn register(registry: &mut Registry) -> Result<(), crate::runtime::agent::RegistryError> {
+    registry.register(PDF_DOC, "pdf.doc", |ctx| handle(ctx, true))?;
+    registry.register(PDF_PAGES, "pdf.pages", |ctx| handle(ctx, false))?;
+    super::stages::register(registry)
 }

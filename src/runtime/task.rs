@@ -18,11 +18,18 @@ pub mod kinds {
     pub const ALLOC: u32 = 5;
     /// Abort the agent.
     pub const CRASH: u32 = 6;
-    /// Stop beating and never finish.
+    /// Hang the whole agent process (it stops itself with `SIGSTOP`): what a deadlocked or
+    /// frozen process looks like to the supervisor.
     pub const HANG: u32 = 7;
     /// Return the inputs of a several-input task, concatenated in order (for tests of
     /// held outputs fanned in).
     pub const CONCAT: u32 = 8;
+    /// Panic in the handler with the message `synthetic panic`.
+    pub const PANIC: u32 = 9;
+    /// Busy the CPU for `arg` nanoseconds without ever beating: ordinary CPU-bound code.
+    pub const BUSY: u32 = 10;
+    /// The first kind free for embedders; kinds below it are the crate's own.
+    pub const FIRST_USER: u32 = 1000;
     /// Not a task: asks the agent to exit once it reaches this descriptor.
     pub const STOP: u32 = u32::MAX;
 }
@@ -38,6 +45,8 @@ pub mod status {
     pub const FAILED: u32 = 1;
     /// The agent has no handler for the kind.
     pub const UNKNOWN_KIND: u32 = 2;
+    /// The handler panicked; the payload is the panic's message and location.
+    pub const PANICKED: u32 = 3;
 }
 
 /// Descriptor flags (a task descriptor's `flags` field).
@@ -49,6 +58,11 @@ pub mod flags {
     /// a pipeline (see [`super::TaskSpec::drains`]): it must leave the slab's reserve, the
     /// last eighth of its buffers, free.
     pub const KEEP_RESERVE: u32 = 2;
+
+    /// In an [`INPUT_LIST`], the first word of a pair whose input is not a chain: its
+    /// `length` bytes follow the pair, padded to a multiple of 8. Small held outputs live
+    /// in the supervisor's memory, not in a whole page buffer each, and travel this way.
+    pub const INLINE_INPUT: u64 = u64::MAX - 1;
 }
 
 /// A task to submit: a kind, its argument, an optional payload and timeout.
@@ -136,7 +150,7 @@ impl TaskSpec {
     /// accounting).
     pub fn nominal_run_time(&self) -> Duration {
         match self.kind {
-            kinds::SPIN | kinds::SLEEP => Duration::from_nanos(self.arg),
+            kinds::SPIN | kinds::SLEEP | kinds::BUSY => Duration::from_nanos(self.arg),
             _ => Duration::ZERO,
         }
     }
@@ -163,13 +177,14 @@ impl std::str::FromStr for TaskSpec {
             "noop" => TaskSpec::new(kinds::NOOP, 0),
             "crash" => TaskSpec::new(kinds::CRASH, 0),
             "hang" => TaskSpec::new(kinds::HANG, 0),
-            "spin" | "sleep" => {
+            "panic" => TaskSpec::new(kinds::PANIC, 0),
+            "spin" | "sleep" | "busy" => {
                 need("DURATION")?;
                 let d = parse_duration(arg).map_err(err)?;
-                let kind = if name == "spin" {
-                    kinds::SPIN
-                } else {
-                    kinds::SLEEP
+                let kind = match name {
+                    "spin" => kinds::SPIN,
+                    "busy" => kinds::BUSY,
+                    _ => kinds::SLEEP,
                 };
                 TaskSpec::new(kind, d.as_nanos().min(u64::MAX as u128) as u64)
             }
@@ -181,11 +196,10 @@ impl std::str::FromStr for TaskSpec {
                 need("SIZE")?;
                 TaskSpec::new(kinds::ALLOC, parse_size(arg).map_err(err)?)
             }
-            _ => {
-                return Err(err(
-                    "unknown kind (noop, spin:D, sleep:D, echo:N, alloc:N, crash, hang)".into(),
-                ))
-            }
+            _ => return Err(err(
+                "unknown kind (noop, spin:D, busy:D, sleep:D, echo:N, alloc:N, crash, hang, panic)"
+                    .into(),
+            )),
         })
     }
 }
@@ -260,8 +274,10 @@ pub enum DeathCause {
 
 impl DeathCause {
     /// Whether a death with this cause is the fault of the task that was running: crash
-    /// signals, OOM, hang, timeout. A plain `SIGKILL` from outside, an exit, a protocol
-    /// error or a shutdown are not.
+    /// signals, OOM, hang, timeout, and an exit (agents exit on their own only when told
+    /// to, so one that exits while it reports a task running was ended by that task: a
+    /// `process::exit` in a handler, a panic the agent could not catch). A plain `SIGKILL`
+    /// from outside, a protocol error or a shutdown are not.
     pub fn blames_task(self) -> bool {
         match self {
             DeathCause::Signal(sig) => [
@@ -274,8 +290,8 @@ impl DeathCause {
                 libc::SIGTRAP,
             ]
             .contains(&sig),
-            DeathCause::Oom | DeathCause::Hang | DeathCause::Timeout => true,
-            DeathCause::Exit(_) | DeathCause::Protocol | DeathCause::Supervisor => false,
+            DeathCause::Oom | DeathCause::Hang | DeathCause::Timeout | DeathCause::Exit(_) => true,
+            DeathCause::Protocol | DeathCause::Supervisor => false,
         }
     }
 
@@ -350,13 +366,99 @@ pub enum Failure {
     Quarantined(Vec<DeathCause>),
     /// The handler returned an error.
     #[error("task failed: {0}")]
-    Task(String),
+    Task(TaskError),
+    /// The handler panicked; the agent caught it and lives on. Not retried: the same input
+    /// would panic again. (An agent that *dies* while running a task, a panic under
+    /// `panic = "abort"` included, blames the task, which is quarantined after
+    /// `quarantine_after` deaths.)
+    #[error("task panicked: {0}")]
+    Panicked(String),
     /// No agent knows the kind.
     #[error("no handler for task kind {0}")]
     UnknownKind(u32),
     /// The supervisor shut down (or stopped on a fatal error) before the task ran.
     #[error("cancelled: {0}")]
     Cancelled(String),
+}
+
+/// A handler's error: a kind that programs can match on, and a message for people. It
+/// crosses the process boundary as it is: the kind an agent's handler chose is the kind the
+/// caller sees.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct TaskError {
+    /// A short `snake_case` code (`malformed`, `not_found`, ...). At most
+    /// [`TaskError::MAX_KIND`] bytes of `[a-z0-9_.]`; anything else arrives as `error`.
+    pub kind: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl TaskError {
+    /// The longest kind that crosses the boundary.
+    pub const MAX_KIND: usize = 64;
+
+    /// An error of `kind`.
+    pub fn new(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: kind.into(),
+            message: message.into(),
+        }
+    }
+
+    fn valid_kind(k: &[u8]) -> bool {
+        !k.is_empty()
+            && k.len() <= Self::MAX_KIND
+            && k.iter()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.'))
+    }
+
+    /// The bytes a failed completion carries: the kind's length (one byte), the kind, the
+    /// message.
+    pub fn encode(&self) -> Vec<u8> {
+        let kind = if Self::valid_kind(self.kind.as_bytes()) {
+            self.kind.as_bytes()
+        } else {
+            b"error"
+        };
+        let mut out = Vec::with_capacity(1 + kind.len() + self.message.len());
+        out.push(kind.len() as u8);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(self.message.as_bytes());
+        out
+    }
+
+    /// Reads what [`TaskError::encode`] wrote. An agent wrote it, so anything is accepted:
+    /// a frame that does not check out becomes kind `error` with the bytes as its message.
+    pub fn decode(bytes: &[u8]) -> Self {
+        let n = bytes.first().map_or(0, |&n| n as usize);
+        match bytes.get(1..1 + n) {
+            Some(kind) if Self::valid_kind(kind) => Self {
+                kind: String::from_utf8_lossy(kind).into_owned(),
+                message: String::from_utf8_lossy(&bytes[1 + n..]).into_owned(),
+            },
+            _ => Self::new("error", String::from_utf8_lossy(bytes)),
+        }
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+impl From<String> for TaskError {
+    fn from(message: String) -> Self {
+        Self::new("error", message)
+    }
+}
+
+impl From<&str> for TaskError {
+    fn from(message: &str) -> Self {
+        Self::new("error", message)
+    }
 }
 
 fn join(causes: &[DeathCause]) -> String {
@@ -380,8 +482,26 @@ mod tests {
         assert_eq!("alloc:64M".parse::<TaskSpec>().unwrap().arg, 64 << 20);
         assert_eq!("echo:4K".parse::<TaskSpec>().unwrap().payload.len(), 4096);
         assert!("spin".parse::<TaskSpec>().is_err());
+        assert_eq!("busy:2s".parse::<TaskSpec>().unwrap().kind, kinds::BUSY);
+        assert_eq!("panic".parse::<TaskSpec>().unwrap().kind, kinds::PANIC);
         assert!("bogus:1".parse::<TaskSpec>().is_err());
         assert!("sleep:5parsecs".parse::<TaskSpec>().is_err());
+    }
+
+    #[test]
+    fn task_errors_cross_as_they_are_and_junk_is_contained() {
+        let e = TaskError::new("not_found", "no such file");
+        assert_eq!(TaskError::decode(&e.encode()), e);
+        // A kind that may not cross is sent as `error`, the message kept.
+        let odd = TaskError::new("Bad Kind!", "m");
+        assert_eq!(
+            TaskError::decode(&odd.encode()),
+            TaskError::new("error", "m")
+        );
+        for junk in [&b""[..], b"\xff", b"\x05ab", b"\x02A!rest"] {
+            let d = TaskError::decode(junk);
+            assert_eq!(d.kind, "error");
+        }
     }
 
     #[test]
@@ -397,6 +517,7 @@ mod tests {
         assert!(DeathCause::Signal(libc::SIGABRT).blames_task());
         assert!(!DeathCause::Signal(libc::SIGKILL).blames_task());
         assert!(DeathCause::Oom.blames_task());
-        assert!(!DeathCause::Exit(1).blames_task());
+        assert!(DeathCause::Exit(101).blames_task());
+        assert!(!DeathCause::Protocol.blames_task());
     }
 }

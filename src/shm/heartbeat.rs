@@ -39,6 +39,8 @@ pub enum AgentState {
     Busy = 3,
     /// Shutting down cleanly.
     Exiting = 4,
+    /// Running a task whose output waits for room in the page-buffer slab.
+    WaitingForRoom = 5,
 }
 
 impl AgentState {
@@ -50,6 +52,7 @@ impl AgentState {
             2 => Self::Idle,
             3 => Self::Busy,
             4 => Self::Exiting,
+            5 => Self::WaitingForRoom,
             _ => return None,
         })
     }

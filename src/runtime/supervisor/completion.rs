@@ -18,8 +18,7 @@ impl State {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(slot = i, "completion ring: {e}");
-                    self.kill(i, DeathCause::Protocol);
+                    self.ring_fault(i, Direction::FromAgent, e);
                     break;
                 }
             }
@@ -55,22 +54,34 @@ impl State {
                 .is_some_and(|t| t.spec.keep_output);
         let mut held = None;
         let output = match d.payload() {
+            None if keep => {
+                held = Some(self.keep(Stored::Inline(Vec::new())));
+                Vec::new()
+            }
             None => Vec::new(),
             Some(raw) if keep => {
-                // Checked and taken over, not copied: it stays in the slab for the caller.
+                // Checked and taken over: a large output stays in the slab for the caller
+                // without a copy; a small one is copied out so that it does not keep a
+                // whole buffer.
+                let inline_max = Stored::inline_max(self.slab.buffer_size()) as u64;
                 match self
                     .slab
                     .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
                     .and_then(|()| self.slab.segments(raw, d.len, Owner::Supervisor))
                 {
                     Ok(parts) => {
-                        let token = self.next_held;
-                        self.next_held += 1;
-                        self.held.insert(token, (raw, d.len, parts.len()));
-                        held = Some(Held {
-                            id: token,
-                            len: d.len,
-                        });
+                        let stored = if d.len <= inline_max {
+                            let bytes = parts.concat();
+                            let _ = self.slab.release_chain(raw, d.len, Owner::Supervisor);
+                            Stored::Inline(bytes)
+                        } else {
+                            Stored::Chain {
+                                raw,
+                                len: d.len,
+                                buffers: parts.len(),
+                            }
+                        };
+                        held = Some(self.keep(stored));
                         Vec::new()
                     }
                     Err(e) => {
@@ -119,7 +130,10 @@ impl State {
             status::UNKNOWN_KIND => Outcome::Failed(Failure::UnknownKind(
                 self.tasks.get(&d.task_id).map_or(0, |t| t.spec.kind),
             )),
-            _ => Outcome::Failed(Failure::Task(String::from_utf8_lossy(&output).into_owned())),
+            status::PANICKED => Outcome::Failed(Failure::Panicked(
+                String::from_utf8_lossy(&output).into_owned(),
+            )),
+            _ => Outcome::Failed(Failure::Task(TaskError::decode(&output))),
         };
         self.finish(d.task_id, outcome);
     }
@@ -133,8 +147,8 @@ impl State {
             let _ = self.slab.release_chain(raw, len, Owner::Supervisor);
             self.lent_buffers -= parts;
         }
-        for (raw, len, _) in rec.inputs {
-            let _ = self.slab.release_chain(raw, len, Owner::Supervisor);
+        for input in rec.inputs {
+            input.release(&self.slab);
         }
         if outcome.is_completed() {
             self.counters.completed += 1;

@@ -76,6 +76,8 @@ pub struct SupervisorBuilder {
     pub(super) agent_spin: u32,
     pub(super) wait_spin: Duration,
     pub(super) classes: Vec<AgentClass>,
+    pub(super) kind_timeouts: HashMap<u32, Duration>,
+    pub(super) probe_timeout: Duration,
 }
 
 impl Default for SupervisorBuilder {
@@ -102,6 +104,8 @@ impl Default for SupervisorBuilder {
             agent_spin: 2000,
             wait_spin: Duration::from_micros(100),
             classes: Vec::new(),
+            kind_timeouts: HashMap::new(),
+            probe_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -124,6 +128,19 @@ impl SupervisorBuilder {
     /// The agent executable (default: `agent-bin` beside the running executable).
     pub fn agent_bin(mut self, path: impl Into<PathBuf>) -> Self {
         self.agent_bin = Some(path.into());
+        self
+    }
+    /// One-binary mode: the running executable is also the agent. Its `main` must call
+    /// [`crate::runtime::agent::serve_if_agent`] first thing; `build()` checks that it does.
+    pub fn agent_current_exe(mut self) -> Self {
+        self.agent_bin = Some(std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into()));
+        self
+    }
+    /// Run-time limit for every task of `kind` that sets none of its own
+    /// ([`TaskSpec::timeout`]): a task that runs longer is killed with its agent and
+    /// blamed as a `timeout`.
+    pub fn kind_timeout(mut self, kind: u32, limit: Duration) -> Self {
+        self.kind_timeouts.insert(kind, limit);
         self
     }
     /// Per-agent resource limits.

@@ -23,10 +23,37 @@ impl Shared {
         if !spec.inputs.is_empty() && !spec.payload.is_empty() {
             return Err(Error::InvalidTask("both a payload and held inputs"));
         }
+        if !self.served.contains(&spec.kind) {
+            return Err(Error::NoAgentForKind(spec.kind));
+        }
         if spec.inputs.iter().any(|h| !st.held.contains_key(&h.id))
             || (1..spec.inputs.len()).any(|i| spec.inputs[..i].contains(&spec.inputs[i]))
         {
             return Err(Error::UnknownHeld);
+        }
+        // What will be lent to the agent: the payload, or the inputs unless one chain
+        // goes as it is. More than the slab can lend would wait for ever, and every task
+        // behind it with it.
+        let lent = match &spec.inputs[..] {
+            [] => spec.payload.len() as u64,
+            [one] => match &st.held[&one.id] {
+                Stored::Chain { .. } => 0,
+                Stored::Inline(b) => b.len() as u64,
+            },
+            many => many
+                .iter()
+                .map(|h| st.held[&h.id].list_bytes() as u64)
+                .sum(),
+        };
+        let (buffers, buffer_size) = (st.slab.count(), st.slab.buffer_size() as u32);
+        let limit = u64::from(buffers / 2) * u64::from(buffer_size);
+        if lent > limit {
+            return Err(Error::PayloadTooLarge {
+                len: lent,
+                limit,
+                buffers,
+                buffer_size,
+            });
         }
         let inputs = spec
             .inputs
@@ -125,7 +152,11 @@ impl State {
             }
             let pushed = match self.agents[i].tx.as_mut().map(|tx| tx.push_batch(&batch)) {
                 Some(Ok(p)) => p,
-                _ => 0,
+                Some(Err(e)) => {
+                    self.ring_fault(i, Direction::ToAgent, e);
+                    0
+                }
+                None => 0,
             };
             for d in &batch[..pushed] {
                 self.agents[i].in_flight.push_back(InFlight {
@@ -141,57 +172,57 @@ impl State {
         self.order = order;
     }
 
-    /// The descriptor for a task's next attempt, lending its payload if it has one and
-    /// the slab has credit (at most half the buffers are lent, so agents always have room
-    /// for their outputs).
+    /// The descriptor for a task's next attempt, lending its payload (or its input list)
+    /// if it has one and the slab has credit: at most half the buffers are lent, so agents
+    /// always have room for their outputs. A payload is written into the slab once, at its
+    /// first attempt, and lent again to later ones.
     pub(super) fn descriptor(&mut self, id: u64) -> Option<Descriptor> {
         let half = self.slab.count() as usize / 2;
         let bs = self.slab.buffer_size();
         let rec = self.tasks.get_mut(&id)?;
         let mut d = Descriptor::new(id, rec.attempt, rec.spec.kind);
         d.arg = rec.spec.arg;
+        d.buffer = PageHandle::NIL_RAW;
         if rec.spec.keep_output && !rec.spec.drains {
             d.flags |= flags::KEEP_RESERVE;
         }
-        if let [(raw, len, _)] = rec.inputs[..] {
+        if let [Stored::Chain { raw, len, .. }] = rec.inputs[..] {
+            // One held input becomes the input as it is, without a copy.
             d.buffer = raw;
             d.len = len;
-        } else if !rec.inputs.is_empty() {
-            if rec.lent.is_none() {
-                let list: Vec<u8> = rec
-                    .inputs
-                    .iter()
-                    .flat_map(|&(raw, len, _)| [raw.to_ne_bytes(), len.to_ne_bytes()])
-                    .flatten()
-                    .collect();
-                let parts = list.len().div_ceil(bs);
-                let h = self.slab.write_payload(Owner::Supervisor, &list).ok()?;
-                rec.lent = Some((h.to_raw(), list.len() as u64, parts));
-                self.lent_buffers += parts;
-            }
-            let (raw, len, _) = rec.lent.expect("lent above");
-            d.buffer = raw;
-            d.len = len;
-            d.flags |= flags::INPUT_LIST;
-        } else if !rec.spec.payload.is_empty() {
-            if rec.lent.is_none() {
-                let parts = rec.spec.payload.len().div_ceil(bs);
-                if self.lent_buffers + parts > half && self.lent_buffers > 0 {
-                    return None;
-                }
-                let h = self
-                    .slab
-                    .write_payload(Owner::Supervisor, &rec.spec.payload)
-                    .ok()?;
-                rec.lent = Some((h.to_raw(), rec.spec.payload.len() as u64, parts));
-                self.lent_buffers += parts;
-            }
-            let (raw, len, _) = rec.lent.expect("lent above");
-            d.buffer = raw;
-            d.len = len;
-        } else {
-            d.buffer = PageHandle::NIL_RAW;
+            return Some(d);
         }
+        if rec.inputs.len() > 1 {
+            d.flags |= flags::INPUT_LIST;
+        }
+        if rec.lent.is_none() {
+            let list;
+            let bytes: &[u8] = match &rec.inputs[..] {
+                [] => &rec.spec.payload,
+                [Stored::Inline(b)] => b,
+                many => {
+                    let mut l = Vec::with_capacity(many.iter().map(Stored::list_bytes).sum());
+                    for input in many {
+                        input.write_list_entry(&mut l);
+                    }
+                    list = l;
+                    &list
+                }
+            };
+            if bytes.is_empty() {
+                return Some(d);
+            }
+            let parts = bytes.len().div_ceil(bs);
+            if self.lent_buffers + parts > half && self.lent_buffers > 0 {
+                return None;
+            }
+            let h = self.slab.write_payload(Owner::Supervisor, bytes).ok()?;
+            rec.lent = Some((h.to_raw(), bytes.len() as u64, parts));
+            self.lent_buffers += parts;
+        }
+        let (raw, len, _) = rec.lent.expect("lent above");
+        d.buffer = raw;
+        d.len = len;
         Some(d)
     }
 }

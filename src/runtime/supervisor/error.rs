@@ -33,4 +33,38 @@ pub enum Error {
     /// A task spec that contradicts itself.
     #[error("invalid task: {0}")]
     InvalidTask(&'static str),
+    /// A payload larger than the slab can lend one task (half its bytes).
+    #[error(
+        "payload of {len} bytes exceeds the {limit} bytes the page-buffer slab lends one task \
+         (half of {buffers} buffers of {buffer_size} bytes; see SupervisorBuilder::buffers)"
+    )]
+    PayloadTooLarge {
+        /// The payload's length.
+        len: u64,
+        /// The most one task may carry.
+        limit: u64,
+        /// Buffers in the slab.
+        buffers: u32,
+        /// Bytes per buffer.
+        buffer_size: u32,
+    },
+    /// The agent executable cannot serve: missing, not executable, or not an agent of this
+    /// build's layout.
+    #[error("agent executable {}: {reason}", path.display())]
+    AgentBinary {
+        /// The executable.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// This process was started as an agent probe: it must serve as an agent
+    /// ([`crate::runtime::agent::serve_if_agent`]), not start supervisors of its own.
+    #[error(
+        "this process was started by a supervisor as an agent, but it did not call \
+         neuralflow_swarm::agent::serve_if_agent at the top of main"
+    )]
+    StartedAsAgent,
+    /// An isolation the builder requires cannot be had on this host.
+    #[error("required isolation unavailable: {0}")]
+    Isolation(String),
 }

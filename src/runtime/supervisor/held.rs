@@ -1,59 +1,171 @@
-//! Outputs kept in the page-buffer slab for the caller.
+//! Outputs kept for the caller, to be read or handed to later tasks as inputs.
+//!
+//! An output of a few KiB does not keep a page buffer (64 KiB by default) for itself: it
+//! is copied into the supervisor's memory when its task completes ([`Stored::Inline`]),
+//! and travels inline in the input list of the task it feeds. Larger outputs stay in the
+//! slab where the agent wrote them ([`Stored::Chain`]) and are handed on without a copy.
 
 use super::*;
 
-impl Supervisor {
-    /// Places `bytes` in page buffers, held for the caller like an output: a small input
-    /// to go beside outputs in a fan-in ([`TaskSpec::inputs`]).
-    pub fn hold(&self, bytes: &[u8]) -> Result<Held, Error> {
-        let mut st = self.shared.state.lock();
-        let h = st.slab.write_payload(Owner::Supervisor, bytes)?;
-        let parts = bytes.len().div_ceil(st.slab.buffer_size()).max(1);
-        let token = st.next_held;
-        st.next_held += 1;
-        st.held
-            .insert(token, (h.to_raw(), bytes.len() as u64, parts));
-        Ok(Held {
-            id: token,
-            len: bytes.len() as u64,
-        })
+/// Where a held output's bytes are.
+#[derive(Debug)]
+pub(super) enum Stored {
+    /// A chain of page buffers the supervisor owns.
+    Chain {
+        /// Its first buffer.
+        raw: u64,
+        /// Its length.
+        len: u64,
+        /// Buffers it takes.
+        buffers: usize,
+    },
+    /// Bytes in the supervisor's memory.
+    Inline(Vec<u8>),
+}
+
+impl Stored {
+    /// The most bytes kept inline for slabs of `buffer_size`-byte buffers: a quarter of a
+    /// buffer, at most 4 KiB.
+    pub(super) fn inline_max(buffer_size: usize) -> usize {
+        (buffer_size / 4).min(4096)
     }
 
-    /// Copies a held output out of the slab and frees it.
+    /// Its length in bytes.
+    pub(super) fn len(&self) -> u64 {
+        match self {
+            Stored::Chain { len, .. } => *len,
+            Stored::Inline(b) => b.len() as u64,
+        }
+    }
+
+    /// Page buffers it takes.
+    pub(super) fn buffers(&self) -> usize {
+        match self {
+            Stored::Chain { buffers, .. } => *buffers,
+            Stored::Inline(_) => 0,
+        }
+    }
+
+    /// Bytes it adds to an input list ([`flags::INPUT_LIST`]).
+    pub(super) fn list_bytes(&self) -> usize {
+        match self {
+            Stored::Chain { .. } => 16,
+            Stored::Inline(b) => 16 + b.len().next_multiple_of(8),
+        }
+    }
+
+    /// Appends its entry to an input list.
+    pub(super) fn write_list_entry(&self, list: &mut Vec<u8>) {
+        match self {
+            Stored::Chain { raw, len, .. } => {
+                list.extend_from_slice(&raw.to_ne_bytes());
+                list.extend_from_slice(&len.to_ne_bytes());
+            }
+            Stored::Inline(b) => {
+                list.extend_from_slice(&flags::INLINE_INPUT.to_ne_bytes());
+                list.extend_from_slice(&(b.len() as u64).to_ne_bytes());
+                list.extend_from_slice(b);
+                list.resize(list.len().next_multiple_of(8), 0);
+            }
+        }
+    }
+
+    /// Copies it out.
+    pub(super) fn read(&self, slab: &Slab<SegmentSlab>) -> Result<Vec<u8>, Error> {
+        match self {
+            Stored::Chain { raw, len, .. } => {
+                Ok(slab.read_payload(*raw, *len, Owner::Supervisor)?)
+            }
+            Stored::Inline(b) => Ok(b.clone()),
+        }
+    }
+
+    /// Frees its buffers.
+    pub(super) fn release(self, slab: &Slab<SegmentSlab>) {
+        if let Stored::Chain { raw, len, .. } = self {
+            let _ = slab.release_chain(raw, len, Owner::Supervisor);
+        }
+    }
+}
+
+impl State {
+    /// Keeps `stored` for the caller under a new token.
+    pub(super) fn keep(&mut self, stored: Stored) -> Held {
+        let token = self.next_held;
+        self.next_held += 1;
+        let len = stored.len();
+        self.held.insert(token, stored);
+        Held { id: token, len }
+    }
+}
+
+impl Supervisor {
+    /// Places `bytes` in the supervisor's keeping like an output: a small input to go
+    /// beside outputs in a fan-in ([`TaskSpec::inputs`]).
+    pub fn hold(&self, bytes: &[u8]) -> Result<Held, Error> {
+        let mut st = self.shared.state.lock();
+        let bs = st.slab.buffer_size();
+        let stored = if bytes.len() <= Stored::inline_max(bs) {
+            Stored::Inline(bytes.to_vec())
+        } else {
+            let h = st.slab.write_payload(Owner::Supervisor, bytes)?;
+            Stored::Chain {
+                raw: h.to_raw(),
+                len: bytes.len() as u64,
+                buffers: bytes.len().div_ceil(bs).max(1),
+            }
+        };
+        Ok(st.keep(stored))
+    }
+
+    /// Copies a held output out and frees it.
     pub fn take_held(&self, h: Held) -> Result<Vec<u8>, Error> {
         let mut st = self.shared.state.lock();
-        let (raw, len, _) = st.held.remove(&h.id).ok_or(Error::UnknownHeld)?;
-        let bytes = st.slab.read_payload(raw, len, Owner::Supervisor);
-        let _ = st.slab.release_chain(raw, len, Owner::Supervisor);
-        Ok(bytes?)
+        let stored = st.held.remove(&h.id).ok_or(Error::UnknownHeld)?;
+        if let Stored::Inline(b) = stored {
+            return Ok(b);
+        }
+        let bytes = stored.read(&st.slab);
+        stored.release(&st.slab);
+        bytes
     }
 
     /// Copies the first `n` bytes of a held output, which stays held.
     pub fn peek_held(&self, h: Held, n: usize) -> Result<Vec<u8>, Error> {
         let st = self.shared.state.lock();
-        let &(raw, len, _) = st.held.get(&h.id).ok_or(Error::UnknownHeld)?;
-        let parts = st.slab.segments(raw, len, Owner::Supervisor)?;
-        let mut out = Vec::with_capacity(n.min(len as usize));
-        for p in parts {
-            let take = (n - out.len()).min(p.len());
-            out.extend_from_slice(&p[..take]);
-            if out.len() == n {
-                break;
+        match st.held.get(&h.id).ok_or(Error::UnknownHeld)? {
+            Stored::Inline(b) => Ok(b[..n.min(b.len())].to_vec()),
+            &Stored::Chain { raw, len, .. } => {
+                let parts = st.slab.segments(raw, len, Owner::Supervisor)?;
+                let mut out = Vec::with_capacity(n.min(len as usize));
+                for p in parts {
+                    let take = (n - out.len()).min(p.len());
+                    out.extend_from_slice(&p[..take]);
+                    if out.len() == n {
+                        break;
+                    }
+                }
+                Ok(out)
             }
         }
-        Ok(out)
     }
 
     /// Frees a held output.
     pub fn release_held(&self, h: Held) -> Result<(), Error> {
         let mut st = self.shared.state.lock();
-        let (raw, len, _) = st.held.remove(&h.id).ok_or(Error::UnknownHeld)?;
-        let _ = st.slab.release_chain(raw, len, Owner::Supervisor);
+        let stored = st.held.remove(&h.id).ok_or(Error::UnknownHeld)?;
+        stored.release(&st.slab);
         Ok(())
     }
 
-    /// Page buffers the caller holds as [`Held`] outputs.
+    /// Page buffers the caller holds as [`Held`] outputs (small ones take none).
     pub fn held_buffers(&self) -> usize {
-        self.shared.state.lock().held.values().map(|h| h.2).sum()
+        self.shared
+            .state
+            .lock()
+            .held
+            .values()
+            .map(Stored::buffers)
+            .sum()
     }
 }

@@ -4,8 +4,20 @@ use super::*;
 
 impl Supervisor {
     pub(super) fn start(mut cfg: SupervisorBuilder) -> Result<Supervisor, Error> {
+        if std::env::var_os(crate::runtime::agent::PROBE_ENV).is_some() {
+            return Err(Error::StartedAsAgent);
+        }
         cfg.segment.agent_slots = cfg.agents;
         let began = Instant::now();
+        // A wrong agent executable is found here, before anything is created, and not as
+        // a crash loop after the fact.
+        let agent_bin = cfg
+            .agent_bin
+            .clone()
+            .unwrap_or_else(crate::runtime::spawn::default_agent_bin);
+        let served = process::probe_agent(&agent_bin, cfg.probe_timeout)?;
+        tracing::debug!(took = ?began.elapsed(), ?served, "agent executable probed");
+        let mut warnings = Vec::new();
         // The page buffers are reserved while the agents start (no buffer is lent before
         // `start` returns).
         let (seg, reservation) = Segment::create_deferred(cfg.segment)?;
@@ -29,7 +41,9 @@ impl Supervisor {
                     }
                     Err(e) if mode == CgroupMode::Required => return Err(e.into()),
                     Err(e) => {
-                        tracing::warn!("running agents without cgroup isolation: {e}");
+                        let msg = format!("running agents without cgroup isolation: {e}");
+                        tracing::warn!("{msg}");
+                        warnings.push(msg);
                         None
                     }
                 }
@@ -43,10 +57,6 @@ impl Supervisor {
             reactor: Arc::new(Mutex::new(None)),
         };
         let reaper = Reaper::start(exit_tx, waker.clone())?;
-        let agent_bin = cfg
-            .agent_bin
-            .clone()
-            .unwrap_or_else(crate::runtime::spawn::default_agent_bin);
         let now = Instant::now();
         let class_of: Vec<Option<Arc<[u32]>>> = cfg
             .classes
@@ -74,6 +84,7 @@ impl Supervisor {
                 consecutive_failures: 0,
                 restarts: 0,
                 completed: 0,
+                waiting_for_room: None,
             })
             .collect();
         let state = State {
@@ -98,6 +109,7 @@ impl Supervisor {
             order: Vec::new(),
             held: HashMap::new(),
             next_held: 1,
+            warnings,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
@@ -105,6 +117,7 @@ impl Supervisor {
             seg,
             cfg,
             agent_bin,
+            served,
             drivers: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             waker,

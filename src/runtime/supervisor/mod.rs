@@ -57,14 +57,17 @@ mod snapshot;
 pub use config::{AgentClass, CgroupMode, RestartPolicy, Shutdown, SupervisorBuilder};
 pub use error::Error;
 pub use handle::TaskHandle;
-pub use snapshot::{AgentStatus, Counters, Status};
+pub use snapshot::{AgentStatus, Counters, Isolation, Status};
 
+use held::Stored;
 use process::Reaper;
 use reactor::{reactor_loop, Waker};
 
 use crate::runtime::agent::AgentConfig;
 use crate::runtime::cgroup::{self, AgentCgroup, CgroupManager, Hierarchy, Limits};
-use crate::runtime::task::{flags, status, DeathCause, Failure, Held, Outcome, TaskSpec};
+use crate::runtime::task::{
+    flags, status, DeathCause, Failure, Held, Outcome, TaskError, TaskSpec,
+};
 use crate::shm::descriptor::Descriptor;
 use crate::shm::heartbeat::{AgentState, Liveness, Observer};
 use crate::shm::ring::{Consumer, Producer};
@@ -121,6 +124,9 @@ struct Agent {
     completed: u64,
     /// The task kinds its class takes; `None` takes all.
     kinds: Option<Arc<[u32]>>,
+    /// Since when the agent reports waiting for room in the slab, and whether that was
+    /// reported.
+    waiting_for_room: Option<(Instant, bool)>,
 }
 
 impl Agent {
@@ -142,8 +148,8 @@ struct TaskRecord {
     delivery: Delivery,
     /// The payload chain lent to agents: (raw handle, length, buffers).
     lent: Option<(u64, u64, usize)>,
-    /// Held outputs taken over as inputs: (raw handle, length, buffers).
-    inputs: Vec<(u64, u64, usize)>,
+    /// Held outputs taken over as inputs.
+    inputs: Vec<Stored>,
 }
 
 struct State {
@@ -165,9 +171,11 @@ struct State {
     scratch: Vec<Descriptor>,
     /// Reused by `dispatch` for the agents' order.
     order: Vec<usize>,
-    /// Outputs kept in the slab for the caller: token → (raw handle, length, buffers).
-    held: HashMap<u64, (u64, u64, usize)>,
+    /// Outputs kept for the caller, by token.
+    held: HashMap<u64, Stored>,
     next_held: u64,
+    /// Warnings for the caller ([`Status::warnings`]), each once.
+    warnings: Vec<String>,
 }
 
 struct Shared {
@@ -176,6 +184,8 @@ struct Shared {
     seg: Arc<Segment>,
     cfg: SupervisorBuilder,
     agent_bin: PathBuf,
+    /// The task kinds the agent executable serves, as it answered the probe.
+    served: Vec<u32>,
     /// Callers driving right now; while nonzero the reactor does not sleep on the doorbell.
     drivers: AtomicUsize,
     stop: AtomicBool,

@@ -46,11 +46,17 @@ impl State {
                         (None, _) => a.current = None,
                     }
                     if let Some((id, started)) = a.current {
-                        let limit = self.tasks.get(&id).and_then(|t| t.spec.timeout);
+                        let limit = self.tasks.get(&id).and_then(|t| {
+                            t.spec
+                                .timeout
+                                .or_else(|| sh.cfg.kind_timeouts.get(&t.spec.kind).copied())
+                        });
                         if limit.is_some_and(|l| now.duration_since(started) > l) {
                             self.kill(i, DeathCause::Timeout);
+                            continue;
                         }
                     }
+                    self.watch_room(i, hb.state() == Some(AgentState::WaitingForRoom), now);
                 }
                 Phase::Backoff(until) if now >= until => self.spawn(sh, i as u32),
                 Phase::Dead => self.spawn(sh, i as u32),
@@ -66,7 +72,12 @@ impl State {
             return false;
         };
         let mine = (hb.raw() >> 32) as u32 == a.epoch;
-        if mine && matches!(hb.state(), Some(AgentState::Idle | AgentState::Busy)) {
+        if mine
+            && matches!(
+                hb.state(),
+                Some(AgentState::Idle | AgentState::Busy | AgentState::WaitingForRoom)
+            )
+        {
             if let Phase::Starting(since) = a.phase {
                 tracing::debug!(slot = a.slot, epoch = a.epoch, startup = ?now.duration_since(since), "agent ready");
             }
@@ -75,6 +86,54 @@ impl State {
             return true;
         }
         false
+    }
+
+    /// Makes an agent held up by a full slab visible: counted once per episode, and
+    /// reported after a second, naming what holds the buffers.
+    fn watch_room(&mut self, i: usize, waiting: bool, now: Instant) {
+        let slot = self.agents[i].slot;
+        match (self.agents[i].waiting_for_room, waiting) {
+            (None, true) => {
+                self.agents[i].waiting_for_room = Some((now, false));
+                self.counters.slab_waits += 1;
+            }
+            (Some((since, false)), true) if now.duration_since(since) > Duration::from_secs(1) => {
+                self.agents[i].waiting_for_room = Some((since, true));
+                let held: usize = self.held.values().map(Stored::buffers).sum();
+                let inputs: usize = self
+                    .tasks
+                    .values()
+                    .flat_map(|t| &t.inputs)
+                    .map(Stored::buffers)
+                    .sum();
+                let msg = format!(
+                    "slot {slot} has waited {:?} for room in the page-buffer slab for a task's \
+                     output: {} of {} buffers free; {held} held by the caller as outputs, \
+                     {inputs} held as inputs of tasks, {} lent as payloads (release or \
+                     consume held outputs, or give the slab more buffers)",
+                    now.duration_since(since),
+                    self.slab.free_count(),
+                    self.slab.count(),
+                    self.lent_buffers
+                );
+                tracing::warn!("{msg}");
+            }
+            (Some(_), false) => self.agents[i].waiting_for_room = None,
+            _ => {}
+        }
+    }
+
+    /// One rule for a ring whose counters do not check out, whichever side finds it: the
+    /// agent broke the protocol (or something wrote over its ring) and is killed; its
+    /// tasks are requeued without blame and a new incarnation gets fresh rings.
+    pub(super) fn ring_fault(
+        &mut self,
+        i: usize,
+        dir: Direction,
+        e: crate::shm::ring::RingCorrupt,
+    ) {
+        tracing::warn!(slot = self.agents[i].slot, ?dir, "ring corrupt: {e}");
+        self.kill(i, DeathCause::Protocol);
     }
 
     /// Kills an agent, remembering why.
@@ -129,7 +188,13 @@ impl State {
                         .any(|f| f.id == id && f.attempt == att)
                         .then_some(id)
                 });
-            reported.or_else(|| a.in_flight.front().map(|f| f.id))
+            // An exit is the running task's doing only if the agent said it was running
+            // one; a crash signal, an OOM kill, a hang or a timeout falls on the oldest
+            // task when the agent had no time to say.
+            match cause {
+                DeathCause::Exit(_) => reported,
+                _ => reported.or_else(|| a.in_flight.front().map(|f| f.id)),
+            }
         } else {
             None
         };
@@ -157,6 +222,7 @@ impl State {
         }
         let a = &mut self.agents[i];
         a.current = None;
+        a.waiting_for_room = None;
         a.pid = 0;
         if let Some(g) = a.cgroup.take() {
             if let Err(e) = g.remove() {

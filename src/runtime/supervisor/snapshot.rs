@@ -17,6 +17,16 @@ pub struct Counters {
     pub stale_completions: u64,
     /// Deaths by cause bucket (`signal`, `oom`, `hang`, `exit`, `timeout`, ...).
     pub deaths: BTreeMap<&'static str, u64>,
+    /// Times an agent was seen waiting for room in the page-buffer slab to write an
+    /// output (backpressure from held outputs and lent payloads).
+    pub slab_waits: u64,
+}
+
+/// The isolation in force for agents.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Isolation {
+    /// Per-agent cgroups: `v1`, `v2`, or `None` when agents run without them.
+    pub cgroups: Option<&'static str>,
 }
 
 /// One agent as [`Supervisor::status`] reports it.
@@ -38,6 +48,9 @@ pub struct AgentStatus {
     pub restarts: u64,
     /// Its cgroup directories.
     pub cgroup: Vec<PathBuf>,
+    /// What the agent itself reports (`idle`, `busy`, `waiting_for_room`, ...);
+    /// informational, never trusted for decisions.
+    pub reported: &'static str,
 }
 
 /// A snapshot of the supervisor.
@@ -51,8 +64,18 @@ pub struct Status {
     pub in_flight: usize,
     /// Counters.
     pub counters: Counters,
-    /// `v1`, `v2`, or `None` when running unisolated.
-    pub cgroups: Option<&'static str>,
+    /// The isolation in force.
+    pub isolation: Isolation,
+    /// Everything the supervisor had to warn about (each once), such as an isolation it
+    /// could not set up. Also logged through `tracing`, but an embedder without a
+    /// subscriber finds them here.
+    pub warnings: Vec<String>,
+    /// The task kinds the agent executable serves (it said so when probed at build).
+    pub kinds: Vec<u32>,
+    /// Page buffers: free now, and in all.
+    pub slab_free: usize,
+    /// Page buffers in the slab.
+    pub slab_buffers: usize,
     /// Why the supervisor stopped, if it did.
     pub fatal: Option<String>,
 }
@@ -84,13 +107,43 @@ impl Supervisor {
                         .as_ref()
                         .map(|g| g.dirs().to_vec())
                         .unwrap_or_default(),
+                    reported: match self
+                        .shared
+                        .seg
+                        .heartbeat(a.slot)
+                        .ok()
+                        .and_then(|h| h.state())
+                    {
+                        _ if a.child.is_none() => "none",
+                        Some(AgentState::Empty) | None => "none",
+                        Some(AgentState::Starting) => "starting",
+                        Some(AgentState::Idle) => "idle",
+                        Some(AgentState::Busy) => "busy",
+                        Some(AgentState::Exiting) => "exiting",
+                        Some(AgentState::WaitingForRoom) => "waiting_for_room",
+                    },
                 })
                 .collect(),
             pending: st.pending.len(),
             in_flight: st.agents.iter().map(|a| a.in_flight.len()).sum(),
             counters: st.counters.clone(),
-            cgroups: st.cgroups.as_ref().map(|c| c.hierarchy().name()),
+            isolation: Isolation {
+                cgroups: st.cgroups.as_ref().map(|c| c.hierarchy().name()),
+            },
+            warnings: st.warnings.clone(),
+            kinds: self.shared.served.clone(),
+            slab_free: st.slab.free_count(),
+            slab_buffers: st.slab.count() as usize,
             fatal: st.fatal.clone(),
+        }
+    }
+}
+
+impl State {
+    /// Records a warning for [`Status::warnings`], once.
+    pub(super) fn warn(&mut self, msg: String) {
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
         }
     }
 }

@@ -1,0 +1,103 @@
+//! How the supervisor starts an agent: its command line.
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// The first argument of every agent the supervisor starts. A program that is its own
+/// agent ([`super::serve_if_agent`]) recognizes itself by it.
+pub const AGENT_FLAG: &str = "--swarm-agent";
+
+/// After [`AGENT_FLAG`]: print [`probe_line`] and exit, so the supervisor can check an
+/// agent executable at build time.
+pub const PROBE_FLAG: &str = "--probe";
+
+/// Set in the environment of a probed executable. A supervisor refuses to start in a
+/// process that has it, so that a program started as an agent that never reaches
+/// [`super::serve_if_agent`] cannot start supervisors of its own, recursively.
+pub const PROBE_ENV: &str = "NEURALFLOW_SWARM_PROBE";
+
+/// What an agent answers to the probe: its layout version and the kinds it serves.
+pub fn probe_line(registry: &super::Registry) -> String {
+    let kinds: Vec<String> = registry.kinds().map(|(k, _)| k.to_string()).collect();
+    format!(
+        "neuralflow-swarm agent layout={} kinds={}",
+        crate::shm::segment::VERSION,
+        kinds.join(",")
+    )
+}
+
+/// How the supervisor started this agent (its command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// Inherited segment descriptor.
+    pub segment_fd: RawFd,
+    /// Slot in the segment.
+    pub slot: u32,
+    /// This incarnation's epoch.
+    pub epoch: u32,
+    /// Read end of the supervisor-liveness pipe, if any.
+    pub parent_fd: Option<RawFd>,
+    /// Idle beat period.
+    pub heartbeat_period: Duration,
+    /// Spins before sleeping on an empty ring.
+    pub spin: u32,
+}
+
+impl AgentConfig {
+    /// The command-line arguments that produce this configuration, after
+    /// [`AGENT_FLAG`].
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--segment-fd".into(),
+            self.segment_fd.to_string(),
+            "--slot".into(),
+            self.slot.to_string(),
+            "--epoch".into(),
+            self.epoch.to_string(),
+            "--heartbeat-us".into(),
+            self.heartbeat_period.as_micros().to_string(),
+            "--spin".into(),
+            self.spin.to_string(),
+        ];
+        if let Some(fd) = self.parent_fd {
+            a.push("--parent-fd".into());
+            a.push(fd.to_string());
+        }
+        a
+    }
+
+    /// Parses what [`AgentConfig::to_args`] wrote (a leading [`AGENT_FLAG`] is skipped).
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut c = AgentConfig {
+            segment_fd: -1,
+            slot: 0,
+            epoch: 1,
+            parent_fd: None,
+            heartbeat_period: Duration::from_millis(100),
+            spin: 2000,
+        };
+        let mut it = args.into_iter().peekable();
+        if it.peek().is_some_and(|a| a == AGENT_FLAG) {
+            it.next();
+        }
+        while let Some(flag) = it.next() {
+            let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+            let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+            match flag.as_str() {
+                "--segment-fd" => c.segment_fd = num(val()?)? as RawFd,
+                "--slot" => c.slot = num(val()?)? as u32,
+                "--epoch" => c.epoch = num(val()?)? as u32,
+                "--parent-fd" => c.parent_fd = Some(num(val()?)? as RawFd),
+                "--heartbeat-us" => {
+                    c.heartbeat_period = Duration::from_micros(num(val()?)?.max(1000))
+                }
+                "--spin" => c.spin = num(val()?)? as u32,
+                _ => return Err(format!("unknown argument {flag:?}")),
+            }
+        }
+        if c.segment_fd < 0 {
+            return Err("--segment-fd is required".into());
+        }
+        Ok(c)
+    }
+}

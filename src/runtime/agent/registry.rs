@@ -1,0 +1,82 @@
+//! The task kinds an agent serves: a handler per kind.
+
+use super::TaskContext;
+use crate::runtime::task::TaskError;
+use std::collections::BTreeMap;
+
+/// A task handler: input in, output bytes or a [`TaskError`] out.
+pub type Handler = Box<dyn Fn(&TaskContext<'_>) -> Result<Vec<u8>, TaskError> + Send + Sync>;
+
+/// Why a kind could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The kind already has a handler.
+    #[error("task kind {kind} is already registered (as {existing:?}); {name:?} cannot take it")]
+    Duplicate {
+        /// The kind.
+        kind: u32,
+        /// The name it was registered under.
+        existing: &'static str,
+        /// The name that asked for it again.
+        name: &'static str,
+    },
+    /// The kind is not a task kind (the stop descriptor's value).
+    #[error("task kind {0} is reserved")]
+    Reserved(u32),
+}
+
+/// The task kinds an agent can run.
+#[derive(Default)]
+pub struct Registry {
+    handlers: BTreeMap<u32, (&'static str, Handler)>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("kinds", &self.kinds().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the handler of `kind`; refuses a kind that already has one. The handler's
+    /// error is anything that converts into a [`TaskError`] (a `String` becomes kind
+    /// `error`).
+    pub fn register<E: Into<TaskError>>(
+        &mut self,
+        kind: u32,
+        name: &'static str,
+        handler: impl Fn(&TaskContext<'_>) -> Result<Vec<u8>, E> + Send + Sync + 'static,
+    ) -> Result<(), RegistryError> {
+        if kind == crate::runtime::task::kinds::STOP {
+            return Err(RegistryError::Reserved(kind));
+        }
+        if let Some((existing, _)) = self.handlers.get(&kind) {
+            return Err(RegistryError::Duplicate {
+                kind,
+                existing,
+                name,
+            });
+        }
+        let boxed: Handler = Box::new(move |ctx| handler(ctx).map_err(Into::into));
+        self.handlers.insert(kind, (name, boxed));
+        Ok(())
+    }
+
+    /// The handler of `kind`.
+    pub fn get(&self, kind: u32) -> Option<&Handler> {
+        self.handlers.get(&kind).map(|(_, h)| h)
+    }
+
+    /// The kinds served, with their names, in kind order.
+    pub fn kinds(&self) -> impl Iterator<Item = (u32, &'static str)> + '_ {
+        self.handlers.iter().map(|(k, (n, _))| (*k, *n))
+    }
+}

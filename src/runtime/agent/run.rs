@@ -1,0 +1,376 @@
+//! The agent loop: pop tasks, run each through the registry, reply through page buffers.
+
+use super::liveness::{start_beater, watch_parent};
+use super::{AgentConfig, AgentError, Registry, TaskContext};
+use crate::runtime::task::{flags, kinds, status, TaskError};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::heartbeat::{AgentState, HeartbeatWord};
+use crate::shm::ring::{Producer, RingCorrupt, RingStorage, Wait};
+use crate::shm::segment::{Direction, Segment, SegmentSlab};
+use crate::shm::slab::{Owner, PageHandle, Slab, SlabError};
+use crate::sync::Ordering;
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::time::{Duration, Instant};
+
+/// Runs the agent loop until told to stop. Returns `Ok` on a requested stop.
+pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> {
+    let slot = config.slot;
+    let thread_err = |source| AgentError::Thread { slot, source };
+    if let Some(fd) = config.parent_fd {
+        watch_parent(fd).map_err(thread_err)?;
+    }
+    // SAFETY: the supervisor passed this descriptor for the segment; nothing else in this
+    // process owns it.
+    let seg = unsafe { Segment::open_raw(config.segment_fd) }
+        .map_err(|source| AgentError::Segment { slot, source })?;
+    let seg_err = |source| AgentError::Segment { slot, source };
+    let hb = seg.heartbeat(slot).map_err(seg_err)?;
+    hb.begin(config.epoch, std::process::id());
+    start_beater(seg.clone(), slot, config.heartbeat_period).map_err(thread_err)?;
+    install_panic_hook();
+    let mut rx = seg.consumer(slot, Direction::ToAgent).map_err(seg_err)?;
+    let mut tx = seg.producer(slot, Direction::FromAgent).map_err(seg_err)?;
+    let slab = seg.slab(slot.wrapping_mul(0x9E37_79B9));
+    let me = Owner::Agent(slot);
+    let doorbell = &seg.control().doorbell;
+    let ring_err = |source| AgentError::Ring { slot, source };
+    hb.set_state(AgentState::Idle);
+    hb.beat();
+    // Tell the supervisor at once that this incarnation is ready for work.
+    doorbell.wake();
+
+    let wait = Wait::SpinThenSleep(config.spin);
+    let mut inbox: Vec<Descriptor> = Vec::with_capacity(64);
+    let mut outbox: Vec<Descriptor> = Vec::with_capacity(64);
+    loop {
+        // Relaxed: a request to stop; nothing else is read on the strength of it.
+        if seg.control().shutdown.load(Ordering::Relaxed) != 0 {
+            hb.set_state(AgentState::Exiting);
+            return Ok(());
+        }
+        if !rx
+            .wait_for_data(wait, Some(config.heartbeat_period))
+            .map_err(ring_err)?
+        {
+            continue;
+        }
+        inbox.clear();
+        rx.pop_batch(&mut inbox, 64).map_err(ring_err)?;
+        let mut last_flush = Instant::now();
+        for (i, task) in inbox.iter().enumerate() {
+            // Relaxed: as above.
+            let stopping = seg.control().shutdown.load(Ordering::Relaxed) != 0;
+            if task.kind == kinds::STOP || stopping {
+                flush(&mut tx, &mut outbox, doorbell, config).map_err(ring_err)?;
+                hb.set_state(AgentState::Exiting);
+                return Ok(());
+            }
+            hb.set_state(AgentState::Busy);
+            hb.set_current(Some((task.task_id, task.attempt)));
+            let mut on_full = || flush(&mut tx, &mut outbox, doorbell, config);
+            let done = run_one(task, registry, &slab, me, hb, config, &mut on_full).map_err(
+                |e| match e {
+                    ReplyError::Slab(source) => AgentError::Slab { slot, source },
+                    ReplyError::Ring(source) => AgentError::Ring { slot, source },
+                },
+            )?;
+            hb.set_current(None);
+            hb.task_done();
+            outbox.push(done);
+            // Batch completions of short tasks; publish at once after a long one, or at
+            // the end of the batch.
+            let last = i + 1 == inbox.len();
+            if last || last_flush.elapsed() > Duration::from_micros(20) {
+                flush(&mut tx, &mut outbox, doorbell, config).map_err(ring_err)?;
+                last_flush = Instant::now();
+            }
+        }
+        hb.set_state(AgentState::Idle);
+    }
+}
+
+fn flush<S: RingStorage<Descriptor>>(
+    tx: &mut Producer<Descriptor, S>,
+    outbox: &mut Vec<Descriptor>,
+    doorbell: &crate::shm::futex::WaitWord,
+    config: &AgentConfig,
+) -> Result<(), RingCorrupt> {
+    let mut sent = 0;
+    while sent < outbox.len() {
+        let n = tx.push_batch(&outbox[sent..])?;
+        sent += n;
+        if n == 0 {
+            doorbell.wake();
+            tx.wait_for_space(
+                Wait::SpinThenSleep(config.spin),
+                Some(config.heartbeat_period),
+            )?;
+        }
+    }
+    outbox.clear();
+    doorbell.wake();
+    Ok(())
+}
+
+enum ReplyError {
+    Slab(SlabError),
+    Ring(RingCorrupt),
+}
+
+type OnFull<'a> = dyn FnMut() -> Result<(), RingCorrupt> + 'a;
+
+thread_local! {
+    /// Where the last panic on this thread happened, set by the panic hook.
+    static PANICKED_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// Whether this thread is inside a handler (its panics become task failures).
+    static IN_HANDLER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Records the location of panics in handlers (which become the task's failure, so they
+/// are not printed); panics elsewhere go to the previous hook.
+fn install_panic_hook() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if IN_HANDLER.with(|h| h.get()) {
+            let at = info
+                .location()
+                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+            PANICKED_AT.with(|p| *p.borrow_mut() = at);
+        } else {
+            previous(info);
+        }
+    }));
+}
+
+/// Runs the handler, turning a panic into the text of the task's failure.
+fn call(
+    handler: &super::registry::Handler,
+    ctx: &TaskContext<'_>,
+) -> Result<Result<Vec<u8>, TaskError>, String> {
+    IN_HANDLER.with(|h| h.set(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(ctx)));
+    IN_HANDLER.with(|h| h.set(false));
+    r.map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        match PANICKED_AT.with(|p| p.borrow_mut().take()) {
+            Some(at) => format!("{msg} (at {at})"),
+            None => msg,
+        }
+    })
+}
+
+/// Reads the list of a several-input task: `(first buffer, length)` pairs, or inline
+/// inputs ([`flags::INLINE_INPUT`]) whose bytes follow their pair, padded to 8 bytes.
+fn read_input_list<'s>(
+    list: &'s [u8],
+    read: &dyn Fn(u64, u64) -> Result<Cow<'s, [u8]>, SlabError>,
+) -> Result<Vec<Cow<'s, [u8]>>, String> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    let word = |at: usize| -> Result<u64, String> {
+        list.get(at..at + 8)
+            .map(|b| u64::from_ne_bytes(b.try_into().expect("8 bytes")))
+            .ok_or_else(|| format!("input list cut short at byte {at}"))
+    };
+    while at < list.len() {
+        let (raw, len) = (word(at)?, word(at + 8)?);
+        at += 16;
+        if raw == flags::INLINE_INPUT {
+            let len = usize::try_from(len).map_err(|_| "inline input too long".to_string())?;
+            let bytes = at
+                .checked_add(len)
+                .and_then(|end| list.get(at..end))
+                .ok_or_else(|| format!("inline input of {len} bytes cut short"))?;
+            out.push(Cow::Borrowed(bytes));
+            at += len.next_multiple_of(8);
+        } else {
+            out.push(read(raw, len).map_err(|e| e.to_string())?);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs one task and builds its completion. `on_full` publishes held completions, so the
+/// supervisor can free buffers while we wait for room in the slab.
+fn run_one(
+    task: &Descriptor,
+    registry: &Registry,
+    slab: &Slab<SegmentSlab>,
+    me: Owner,
+    hb: &HeartbeatWord,
+    config: &AgentConfig,
+    on_full: &mut OnFull<'_>,
+) -> Result<Descriptor, ReplyError> {
+    let mut done = Descriptor::new(task.task_id, task.attempt, status::OK);
+    let start = Instant::now();
+    // The input is lent: it stays the supervisor's, we only read it. A payload that fits
+    // one buffer is read in place; a chain is gathered into one slice.
+    let read = |raw: u64, len: u64| -> Result<Cow<'_, [u8]>, SlabError> {
+        let parts = slab.segments(raw, len, Owner::Supervisor)?;
+        Ok(match parts[..] {
+            [one] => Cow::Borrowed(one),
+            _ => Cow::Owned(parts.concat()),
+        })
+    };
+    let list_bytes;
+    let mut list = Vec::new();
+    let input: Result<Cow<'_, [u8]>, String> = match task.payload() {
+        None => Ok(Cow::Borrowed(&[][..])),
+        Some(raw) if task.flags & flags::INPUT_LIST != 0 => match read(raw, task.len) {
+            Ok(l) => {
+                list_bytes = l;
+                read_input_list(&list_bytes, &read).map(|l| {
+                    list = l;
+                    Cow::Borrowed(&[][..])
+                })
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        Some(raw) => read(raw, task.len).map_err(|e| e.to_string()),
+    };
+    let (code, out) = match (input, registry.get(task.kind)) {
+        (Err(e), _) => (status::FAILED, TaskError::new("bad_input", e).encode()),
+        (Ok(_), None) => {
+            done.arg2 = task.kind;
+            (status::UNKNOWN_KIND, Vec::new())
+        }
+        (Ok(input), Some(handler)) => {
+            let ctx = TaskContext {
+                hb,
+                input: &input,
+                inputs: &list,
+                arg: task.arg,
+                heartbeat_period: config.heartbeat_period,
+            };
+            match call(handler, &ctx) {
+                Ok(Ok(out)) => (status::OK, out),
+                Ok(Err(e)) => (status::FAILED, e.encode()),
+                Err(panic) => (status::PANICKED, panic.into_bytes()),
+            }
+        }
+    };
+    // Held outputs of tasks that do not drain a pipeline leave the reserve free.
+    let keep_free = if task.flags & flags::KEEP_RESERVE != 0 {
+        slab.count() as usize / 8
+    } else {
+        0
+    };
+    let out = Output {
+        code,
+        bytes: &out,
+        keep_free,
+        start,
+    };
+    reply(slab, me, hb, config, on_full, done, out)
+}
+
+/// A finished task's result, to be written into page buffers.
+struct Output<'a> {
+    code: u32,
+    bytes: &'a [u8],
+    keep_free: usize,
+    start: Instant,
+}
+
+fn reply(
+    slab: &Slab<SegmentSlab>,
+    me: Owner,
+    hb: &HeartbeatWord,
+    config: &AgentConfig,
+    on_full: &mut OnFull<'_>,
+    mut done: Descriptor,
+    out: Output<'_>,
+) -> Result<Descriptor, ReplyError> {
+    let too_large;
+    let mut bytes = out.bytes;
+    let mut code = out.code;
+    let limit = slab.count() as u64 * slab.buffer_size() as u64 / 2;
+    if bytes.len() as u64 > limit {
+        too_large = TaskError::new(
+            "too_large",
+            format!(
+                "output of {} bytes exceeds the {limit} bytes the page-buffer slab carries \
+                 for one output (half of it)",
+                bytes.len()
+            ),
+        )
+        .encode();
+        bytes = &too_large;
+        code = status::FAILED;
+    }
+    done.kind = code;
+    done.arg = out.start.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+    if bytes.is_empty() {
+        done.buffer = PageHandle::NIL_RAW;
+        done.len = 0;
+        return Ok(done);
+    }
+    let needed = bytes.len().div_ceil(slab.buffer_size());
+    let mut waiting = false;
+    let h = loop {
+        // A scan of the ledger (about a microsecond per thousand buffers). Another process
+        // may allocate between the scan and the write: the reserve is a policy that keeps
+        // room for draining tasks, not a guarantee to the buffer.
+        if out.keep_free == 0 || slab.free_count() >= needed + out.keep_free {
+            match slab.write_payload(me, bytes) {
+                Ok(h) => break h,
+                Err(SlabError::Exhausted { .. }) => {}
+                Err(e) => return Err(ReplyError::Slab(e)),
+            }
+        }
+        // The supervisor frees buffers as it takes completions: wait for room. The state
+        // tells the supervisor (and `status()`) that this agent is held up by the slab.
+        if !waiting {
+            waiting = true;
+            hb.set_state(AgentState::WaitingForRoom);
+        }
+        on_full().map_err(ReplyError::Ring)?;
+        std::thread::sleep(config.heartbeat_period / 50);
+    };
+    if waiting {
+        hb.set_state(AgentState::Busy);
+    }
+    done.buffer = h.to_raw();
+    done.len = bytes.len() as u64;
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(raw: u64, len: u64) -> Vec<u8> {
+        [raw.to_ne_bytes(), len.to_ne_bytes()].concat()
+    }
+
+    #[test]
+    fn input_lists_mix_chains_and_inline_bytes_and_refuse_short_ones() {
+        let mut list = entry(7, 3);
+        list.extend(entry(flags::INLINE_INPUT, 5));
+        list.extend(b"hello\0\0\0");
+        list.extend(entry(flags::INLINE_INPUT, 0));
+        let read = |raw: u64, len: u64| -> Result<Cow<'_, [u8]>, SlabError> {
+            Ok(Cow::Owned(vec![raw as u8; len as usize]))
+        };
+        let got = read_input_list(&list, &read).unwrap();
+        assert_eq!(got, [&[7u8, 7, 7][..], b"hello", b""]);
+        // Cut anywhere: never a panic; inside a pair or an input's bytes, an error.
+        for cut in 0..list.len() {
+            let _ = read_input_list(&list[..cut], &read);
+        }
+        for cut in [8, 20, 24, 33, 36, 48] {
+            assert!(
+                read_input_list(&list[..cut], &read).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut huge = entry(flags::INLINE_INPUT, u64::MAX);
+        huge.extend([0; 8]);
+        assert!(read_input_list(&huge, &read).is_err());
+    }
+}
