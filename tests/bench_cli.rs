@@ -1,0 +1,143 @@
+//! `swarm bench tasks` on kinds that fail, time out or cannot be sent: every run ends in
+//! bounded time with the counts it promises. Regression tests for the embedder issue's
+//! bugs, through the real `swarm` binary.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The runs share two cores: one at a time, so that none starves another's agents.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `swarm ARGS`, killing it (and failing the test) past `limit`.
+fn swarm(args: &[&str], limit: Duration) -> (Output, Duration) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_swarm"))
+        .args(args)
+        .env("SWARM_AGENT_BIN", env!("CARGO_BIN_EXE_agent-bin"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start swarm");
+    while child.try_wait().expect("wait").is_none() {
+        if t.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "swarm {args:?} still running after {limit:?}; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child.wait_with_output().expect("output"), t.elapsed())
+}
+
+fn report(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().expect("a JSON line");
+    serde_json::from_str(last).expect("JSON")
+}
+
+#[test]
+fn bench_tasks_with_a_panicking_kind_ends_in_seconds_with_every_task_failed() {
+    let (out, took) = swarm(
+        &[
+            "bench", "tasks", "--agents", "2", "--tasks", "3", "--task", "panic", "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    let r = report(&out);
+    assert_eq!(
+        (r["failed"].as_u64(), r["completed"].as_u64()),
+        (Some(3), Some(0)),
+        "{r}"
+    );
+    // Caught panics cost no agent: only the respawn phase's own kills restart one.
+    assert_eq!(r["deaths"]["exit"].as_u64(), Some(0), "{r}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+#[test]
+fn bench_tasks_refuses_a_payload_larger_than_the_slab() {
+    let (out, took) = swarm(
+        &[
+            "bench",
+            "tasks",
+            "--agents",
+            "1",
+            "--tasks",
+            "1",
+            "--task",
+            "echo:100M",
+        ],
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("104857600") && stderr.contains("33554432"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
+
+#[test]
+fn bench_tasks_runs_cpu_bound_tasks_that_never_beat_without_deaths() {
+    let (out, _) = swarm(
+        &[
+            "bench", "tasks", "--agents", "2", "--tasks", "4", "--task", "busy:2s", "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    let r = report(&out);
+    assert_eq!(r["completed"].as_u64(), Some(4), "{r}");
+    let deaths: u64 = r["deaths"]
+        .as_object()
+        .expect("deaths")
+        .iter()
+        .filter(|(k, _)| *k != "signal") // the respawn phase's own SIGKILLs
+        .map(|(_, v)| v.as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(deaths, 0, "{r}");
+}
+
+#[test]
+fn bench_tasks_with_a_kind_that_fails_ends_in_bounded_time() {
+    // Over the memory limit: each task is OOM-killed until quarantined (with cgroups), and
+    // the overhead phase gives up after three failures instead of running 10,000.
+    let (out, took) = swarm(
+        &[
+            "bench",
+            "tasks",
+            "--agents",
+            "2",
+            "--tasks",
+            "2",
+            "--task",
+            "alloc:512M",
+            "--memory-limit",
+            "128M",
+            "--respawn-samples",
+            "2",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    let r = report(&out);
+    if r["cgroups"].is_null() {
+        eprintln!("no cgroups here: the memory limit is not enforced; the run still ends");
+        assert_eq!(r["completed"].as_u64(), Some(2), "{r}");
+        return;
+    }
+    assert_eq!(r["failed"].as_u64(), Some(2), "{r}");
+    assert_eq!(r["overhead_failed"].as_u64(), Some(3), "{r}");
+    assert!(r["deaths"]["oom"].as_u64() >= Some(6), "{r}");
+    eprintln!("ended after {took:?}");
+}

@@ -1,0 +1,443 @@
+//! The supervisor as an embedder uses it: this test binary is its own agent (one-binary
+//! mode), with task kinds of its own, and each bug found by trying it as a new user would
+//! has a regression test named for it.
+//!
+//! It runs without the libtest harness (`harness = false`): `main` must call
+//! `serve_if_agent` before anything else, as an embedder's `main` does. Arguments filter
+//! the tests by name, as libtest's do.
+
+use neuralflow_swarm::agent::{serve_if_agent, Registry, RegistryError};
+use neuralflow_swarm::supervisor::{CgroupMode, Error, Shutdown, Supervisor, SupervisorBuilder};
+use neuralflow_swarm::task::{kinds, DeathCause, Failure, Outcome, TaskError, TaskSpec};
+use std::time::{Duration, Instant};
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Exits the agent process with code 101, as a panic that cannot unwind does.
+const EXIT_101: u32 = 1002;
+/// Computes for ever without beating.
+const FOREVER: u32 = 1003;
+/// Fails with a kind of its own.
+const NOT_FOUND: u32 = 1004;
+/// Returns `arg` bytes.
+const BYTES: u32 = 1005;
+
+fn registry() -> Registry {
+    let mut r = Registry::with_synthetic();
+    r.register(EXIT_101, "exit-101", |_| -> Result<Vec<u8>, String> {
+        std::process::exit(101)
+    })
+    .unwrap();
+    r.register(FOREVER, "forever", |_| -> Result<Vec<u8>, String> {
+        loop {
+            std::hint::spin_loop();
+        }
+    })
+    .unwrap();
+    r.register(NOT_FOUND, "not-found", |ctx| {
+        Err(TaskError::new(
+            "not_found",
+            format!("no {}", String::from_utf8_lossy(ctx.input())),
+        ))
+    })
+    .unwrap();
+    r.register(BYTES, "bytes", |ctx| {
+        Ok::<_, String>(vec![0x5A; ctx.arg() as usize])
+    })
+    .unwrap();
+    r
+}
+
+fn cgroups_required() -> bool {
+    std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
+}
+
+fn builder(agents: u32) -> SupervisorBuilder {
+    Supervisor::builder()
+        .agents(agents)
+        .agent_current_exe()
+        .cgroups(if cgroups_required() {
+            CgroupMode::Required
+        } else {
+            CgroupMode::Auto
+        })
+}
+
+fn wait(sup: &Supervisor, spec: TaskSpec) -> Outcome {
+    sup.submit(spec)
+        .unwrap()
+        .wait(Some(WATCHDOG))
+        .expect("an outcome within the watchdog")
+}
+
+fn a_panicking_handler_fails_its_task_with_the_message() {
+    let sup = builder(2).build().unwrap();
+    let t = Instant::now();
+    for _ in 0..3 {
+        match wait(&sup, "panic".parse().unwrap()) {
+            Outcome::Failed(Failure::Panicked(msg)) => {
+                assert!(msg.contains("synthetic panic"), "{msg}");
+                assert!(msg.contains("synthetic.rs"), "names where: {msg}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    // The agents caught it and live on: no death, no restart, and they still work.
+    assert!(wait(&sup, "noop".parse().unwrap()).is_completed());
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert_eq!((c.agent_restarts, c.failed), (0, 3), "{c:?}");
+}
+
+fn an_agent_that_exits_while_running_a_task_blames_that_task() {
+    let sup = builder(2).quarantine_after(3).build().unwrap();
+    match wait(&sup, TaskSpec::new(EXIT_101, 0)) {
+        Outcome::Failed(Failure::Quarantined(causes)) => {
+            assert_eq!(causes, [DeathCause::Exit(101); 3])
+        }
+        other => panic!("{other:?}"),
+    }
+    // The others were not blamed: they all complete.
+    for _ in 0..10 {
+        assert!(wait(&sup, "noop".parse().unwrap()).is_completed());
+    }
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert_eq!(c.deaths.get("exit"), Some(&3), "{c:?}");
+}
+
+fn a_handler_error_keeps_its_kind_across_the_process_boundary() {
+    let sup = builder(1).build().unwrap();
+    let mut spec = TaskSpec::new(NOT_FOUND, 0);
+    spec.payload = b"words.txt".to_vec();
+    match wait(&sup, spec) {
+        Outcome::Failed(Failure::Task(e)) => {
+            assert_eq!(e, TaskError::new("not_found", "no words.txt"))
+        }
+        other => panic!("{other:?}"),
+    }
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+fn a_payload_larger_than_the_slab_is_refused_at_submit() {
+    // 16 buffers of 64 KiB: one task may carry half, 512 KiB.
+    let sup = builder(1).buffers(64 * 1024, 16).build().unwrap();
+    let t = Instant::now();
+    let err = sup.submit(TaskSpec::echo(1 << 20, 1)).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::PayloadTooLarge { .. }), "{msg}");
+    assert!(msg.contains("1048576") && msg.contains("524288"), "{msg}");
+    // Nothing behind it waits, and a drain ends.
+    match wait(&sup, TaskSpec::echo(512 * 1024, 2)) {
+        Outcome::Completed { output, .. } => assert_eq!(output.len(), 512 * 1024),
+        other => panic!("{other:?}"),
+    }
+    sup.shutdown(Shutdown::Drain).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+fn a_fan_in_of_many_small_held_outputs_does_not_fill_the_slab() {
+    // 2,000 held outputs against 1,024 buffers: each once took a whole buffer.
+    const N: usize = 2000;
+    let sup = builder(2).build().unwrap();
+    let handles: Vec<_> = (0..N)
+        .map(|i| {
+            let mut spec = TaskSpec::echo(100 + i % 7, i as u64);
+            spec.keep_output = true;
+            sup.submit(spec).unwrap()
+        })
+        .collect();
+    let mut held = Vec::new();
+    let mut expected = Vec::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        match h.wait(Some(WATCHDOG)).expect("done") {
+            Outcome::Completed { held: Some(x), .. } => held.push(x),
+            other => panic!("{other:?}"),
+        }
+        let input = TaskSpec::echo(100 + i % 7, i as u64).payload;
+        expected.extend(input.iter().map(|b| b ^ neuralflow_swarm::task::ECHO_XOR));
+    }
+    assert_eq!(sup.held_buffers(), 0, "small outputs keep no buffer");
+    let mut merge = TaskSpec::new(kinds::CONCAT, 0);
+    merge.inputs = held;
+    match wait(&sup, merge) {
+        Outcome::Completed { output, .. } => assert!(output == expected, "merged in order"),
+        other => panic!("{other:?}"),
+    }
+    let st = sup.status();
+    assert_eq!(st.slab_free, st.slab_buffers, "every buffer came back");
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+fn a_full_slab_is_visible_backpressure_not_a_silent_stall() {
+    // Outputs of two buffers each, held, until the slab has no room for the next.
+    let sup = builder(1).buffers(64 * 1024, 16).build().unwrap();
+    let mut held = Vec::new();
+    let mut blocked = None;
+    for _ in 0..16 {
+        let mut spec = TaskSpec::new(BYTES, 100 * 1024);
+        spec.keep_output = true;
+        spec.drains = true; // may take the reserve too: the slab really fills
+        let h = sup.submit(spec).unwrap();
+        match h.wait(Some(Duration::from_secs(3))) {
+            Some(Outcome::Completed { held: Some(x), .. }) => held.push(x),
+            Some(other) => panic!("{other:?}"),
+            None => {
+                blocked = Some(h);
+                break;
+            }
+        }
+    }
+    let blocked = blocked.expect("the slab filled up");
+    let st = sup.status();
+    assert_eq!(st.agents[0].reported, "waiting_for_room", "{st:?}");
+    assert!(st.counters.slab_waits >= 1, "{st:?}");
+    assert!(st.slab_free < 2, "{st:?}");
+    // Releasing held outputs lets it finish.
+    for h in held {
+        sup.release_held(h).unwrap();
+    }
+    match blocked.wait(Some(WATCHDOG)) {
+        Some(Outcome::Completed { held: Some(x), .. }) => sup.release_held(x).unwrap(),
+        other => panic!("{other:?}"),
+    }
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+fn cpu_bound_handlers_that_never_beat_are_not_killed_as_hung() {
+    // Default heartbeat (100 ms) and hang timeout (300 ms); each task computes 1.5 s
+    // without a single ctx.beat().
+    let sup = builder(2).build().unwrap();
+    let handles: Vec<_> = (0..4)
+        .map(|_| sup.submit("busy:1500ms".parse().unwrap()).unwrap())
+        .collect();
+    for h in handles {
+        let o = h.wait(Some(WATCHDOG)).expect("done");
+        assert!(o.is_completed(), "{o:?}");
+    }
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert!(c.deaths.is_empty(), "no deaths: {c:?}");
+}
+
+fn a_handler_that_never_returns_is_stopped_by_its_kind_timeout() {
+    let sup = builder(1)
+        .kind_timeout(FOREVER, Duration::from_millis(300))
+        .quarantine_after(2)
+        .build()
+        .unwrap();
+    let t = Instant::now();
+    match wait(&sup, TaskSpec::new(FOREVER, 0)) {
+        Outcome::Failed(Failure::Quarantined(causes)) => {
+            assert_eq!(causes, [DeathCause::Timeout; 2])
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(t.elapsed() >= Duration::from_millis(600));
+    // A task's own limit wins over its kind's.
+    let o = wait(
+        &sup,
+        TaskSpec::new(FOREVER, 0).with_timeout(Duration::from_millis(100)),
+    );
+    assert!(!o.is_completed());
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert_eq!(c.deaths.get("timeout"), Some(&4), "{c:?}");
+}
+
+fn sigstop_is_detected_after_three_heartbeat_periods_by_default() {
+    let sup = builder(1).build().unwrap();
+    assert!(wait(&sup, "noop".parse().unwrap()).is_completed());
+    let victim = sup.status().agents[0].clone();
+    let t = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.pid as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    while sup.status().agents[0].epoch == victim.epoch {
+        assert!(t.elapsed() < WATCHDOG);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let took = t.elapsed();
+    eprintln!("  SIGSTOP to replacement: {took:?}");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert_eq!(c.deaths.get("hang"), Some(&1), "{c:?}");
+}
+
+fn a_corrupt_ring_found_by_dispatch_kills_the_agent_as_a_protocol_fault() {
+    use neuralflow_swarm::segment::Direction;
+    // A small ring, so that the supervisor rereads the agent's counter when it fills.
+    let sup = builder(1)
+        .ring_capacity(16)
+        .queue_depth(16)
+        .build()
+        .unwrap();
+    assert!(wait(&sup, "noop".parse().unwrap()).is_completed());
+    let victim = sup.status().agents[0].clone();
+    // Freeze the agent so that only the supervisor can find the damage.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim.pid as i32),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+    sup.segment()
+        .ring_header(0, Direction::ToAgent)
+        .unwrap()
+        .scribble_for_tests(1 << 40, 3);
+    // The tasks meet the broken ring, and run on the replacement.
+    for _ in 0..16 {
+        sup.submit_detached("noop".parse().unwrap()).unwrap();
+    }
+    for _ in 0..16 {
+        let (_, o) = sup.recv(Some(WATCHDOG)).expect("a result");
+        assert!(o.is_completed(), "{o:?}");
+    }
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert_eq!(c.deaths.get("protocol"), Some(&1), "{c:?}");
+}
+
+fn status_carries_the_isolation_and_its_warnings() {
+    let missing = std::env::temp_dir().join("no-such-cgroupfs-here");
+    let sup = Supervisor::builder()
+        .agents(1)
+        .agent_current_exe()
+        .cgroup_hierarchy(neuralflow_swarm::cgroup::Hierarchy::V2 {
+            root: missing.clone(),
+        })
+        .build()
+        .unwrap();
+    let st = sup.status();
+    assert_eq!(st.isolation.cgroups, None);
+    assert!(
+        st.warnings
+            .iter()
+            .any(|w| w.contains("without cgroup isolation")),
+        "{:?}",
+        st.warnings
+    );
+    assert!(st.kinds.contains(&EXIT_101) && st.kinds.contains(&kinds::NOOP));
+    sup.shutdown(Shutdown::Drain).unwrap();
+    // Required, it fails build() instead.
+    let err = Supervisor::builder()
+        .agents(1)
+        .agent_current_exe()
+        .cgroup_hierarchy(neuralflow_swarm::cgroup::Hierarchy::V2 { root: missing })
+        .cgroups(CgroupMode::Required)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("cgroups required"), "{err}");
+}
+
+fn register_refuses_a_duplicate_kind() {
+    let mut r = registry();
+    let err = r
+        .register(EXIT_101, "again", |_| Ok::<_, String>(Vec::new()))
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Duplicate { kind: EXIT_101, .. }),
+        "{err}"
+    );
+}
+
+fn a_kind_the_agent_does_not_serve_is_refused_at_submit() {
+    let sup = builder(1).build().unwrap();
+    let err = sup.submit(TaskSpec::new(4242, 0)).unwrap_err();
+    assert!(matches!(err, Error::NoAgentForKind(4242)), "{err}");
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+type Test = (&'static str, fn());
+
+const TESTS: &[Test] = &[
+    (
+        "a_panicking_handler_fails_its_task_with_the_message",
+        a_panicking_handler_fails_its_task_with_the_message,
+    ),
+    (
+        "an_agent_that_exits_while_running_a_task_blames_that_task",
+        an_agent_that_exits_while_running_a_task_blames_that_task,
+    ),
+    (
+        "a_handler_error_keeps_its_kind_across_the_process_boundary",
+        a_handler_error_keeps_its_kind_across_the_process_boundary,
+    ),
+    (
+        "a_payload_larger_than_the_slab_is_refused_at_submit",
+        a_payload_larger_than_the_slab_is_refused_at_submit,
+    ),
+    (
+        "a_fan_in_of_many_small_held_outputs_does_not_fill_the_slab",
+        a_fan_in_of_many_small_held_outputs_does_not_fill_the_slab,
+    ),
+    (
+        "a_full_slab_is_visible_backpressure_not_a_silent_stall",
+        a_full_slab_is_visible_backpressure_not_a_silent_stall,
+    ),
+    (
+        "cpu_bound_handlers_that_never_beat_are_not_killed_as_hung",
+        cpu_bound_handlers_that_never_beat_are_not_killed_as_hung,
+    ),
+    (
+        "a_handler_that_never_returns_is_stopped_by_its_kind_timeout",
+        a_handler_that_never_returns_is_stopped_by_its_kind_timeout,
+    ),
+    (
+        "sigstop_is_detected_after_three_heartbeat_periods_by_default",
+        sigstop_is_detected_after_three_heartbeat_periods_by_default,
+    ),
+    (
+        "a_corrupt_ring_found_by_dispatch_kills_the_agent_as_a_protocol_fault",
+        a_corrupt_ring_found_by_dispatch_kills_the_agent_as_a_protocol_fault,
+    ),
+    (
+        "status_carries_the_isolation_and_its_warnings",
+        status_carries_the_isolation_and_its_warnings,
+    ),
+    (
+        "register_refuses_a_duplicate_kind",
+        register_refuses_a_duplicate_kind,
+    ),
+    (
+        "a_kind_the_agent_does_not_serve_is_refused_at_submit",
+        a_kind_the_agent_does_not_serve_is_refused_at_submit,
+    ),
+];
+
+fn main() -> std::process::ExitCode {
+    // First thing: started by a supervisor, this process is an agent and never returns.
+    serve_if_agent(registry);
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if std::env::args().any(|a| a == "--list") {
+        for (name, _) in TESTS {
+            println!("{name}: test");
+        }
+        return std::process::ExitCode::SUCCESS;
+    }
+    let chosen: Vec<&Test> = TESTS
+        .iter()
+        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    println!("\nrunning {} tests", chosen.len());
+    let mut failed = Vec::new();
+    for (name, test) in chosen {
+        let t = Instant::now();
+        let ok = std::panic::catch_unwind(test).is_ok();
+        println!(
+            "test {name} ... {} ({:.2?})",
+            if ok { "ok" } else { "FAILED" },
+            t.elapsed()
+        );
+        if !ok {
+            failed.push(*name);
+        }
+    }
+    if failed.is_empty() {
+        println!("\ntest result: ok. {} passed", TESTS.len());
+        std::process::ExitCode::SUCCESS
+    } else {
+        println!("\ntest result: FAILED. failures: {failed:?}");
+        std::process::ExitCode::FAILURE
+    }
+}
