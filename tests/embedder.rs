@@ -6,9 +6,11 @@
 //! `serve_if_agent` before anything else, as an embedder's `main` does. Arguments filter
 //! the tests by name, as libtest's do.
 
-use neuralflow_swarm::agent::{serve_if_agent, Registry, RegistryError};
+use neuralflow_swarm::agent::{serve_if_agent, Registry, RegistryError, TaskContext};
 use neuralflow_swarm::supervisor::{CgroupMode, Error, Shutdown, Supervisor, SupervisorBuilder};
 use neuralflow_swarm::task::{kinds, DeathCause, Failure, Outcome, TaskError, TaskSpec};
+use neuralflow_swarm::typed::Task;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -22,8 +24,49 @@ const NOT_FOUND: u32 = 1004;
 /// Returns `arg` bytes.
 const BYTES: u32 = 1005;
 
+/// Word counts of one file.
+type Counts = BTreeMap<String, u64>;
+
+/// Map: a file's path in, its word counts out.
+struct CountWords;
+
+impl Task for CountWords {
+    const KIND: u32 = 1000;
+    const NAME: &'static str = "count-words";
+    type Input = std::path::PathBuf;
+    type Output = Counts;
+    fn run(&self, _: &TaskContext<'_>, path: Self::Input) -> Result<Counts, TaskError> {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| TaskError::new("io", format!("{}: {e}", path.display())))?;
+        let mut counts = Counts::new();
+        for w in text.split_whitespace() {
+            *counts.entry(w.to_lowercase()).or_default() += 1;
+        }
+        Ok(counts)
+    }
+}
+
+/// Reduce: many counts in, their sum out.
+struct MergeCounts;
+
+impl Task for MergeCounts {
+    const KIND: u32 = 1001;
+    const NAME: &'static str = "merge-counts";
+    type Input = Vec<Counts>;
+    type Output = Counts;
+    fn run(&self, _: &TaskContext<'_>, parts: Vec<Counts>) -> Result<Counts, TaskError> {
+        let mut total = Counts::new();
+        for (w, n) in parts.into_iter().flatten() {
+            *total.entry(w).or_default() += n;
+        }
+        Ok(total)
+    }
+}
+
 fn registry() -> Registry {
     let mut r = Registry::with_synthetic();
+    r.add(CountWords).unwrap();
+    r.add(MergeCounts).unwrap();
     r.register(EXIT_101, "exit-101", |_| -> Result<Vec<u8>, String> {
         std::process::exit(101)
     })
@@ -68,6 +111,61 @@ fn wait(sup: &Supervisor, spec: TaskSpec) -> Outcome {
         .unwrap()
         .wait(Some(WATCHDOG))
         .expect("an outcome within the watchdog")
+}
+
+fn word_count_map_reduce_in_one_binary_mode() {
+    // 200 files of words, counted by agents that are this very binary.
+    let dir = std::env::temp_dir().join(format!("swarm-wordcount-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let words = [
+        "swarm", "agent", "ring", "slab", "page", "Task", "task", "merge",
+    ];
+    let mut expected = Counts::new();
+    let paths: Vec<std::path::PathBuf> = (0..200)
+        .map(|i| {
+            let text: Vec<&str> = (0..50 + i % 13)
+                .map(|j| words[(i * 7 + j * 3) % 8])
+                .collect();
+            for w in &text {
+                *expected.entry(w.to_lowercase()).or_default() += 1;
+            }
+            let p = dir.join(format!("{i}.txt"));
+            std::fs::write(&p, text.join(" ")).unwrap();
+            p
+        })
+        .collect();
+    let sup = builder(2).build().unwrap();
+    let mut maps = sup.task_set::<CountWords>();
+    for p in &paths {
+        maps.spawn(p).unwrap();
+    }
+    let mut parts = Vec::new();
+    while let Some((_, counts)) = maps.join_next() {
+        parts.push(counts.expect("counted"));
+    }
+    assert_eq!(parts.len(), 200);
+    drop(maps);
+    // Reduce as a tree: groups of 32, then their sums.
+    while parts.len() > 1 {
+        let mut merges = sup.task_set::<MergeCounts>();
+        for group in parts.chunks(32) {
+            merges.spawn(&group.to_vec()).unwrap();
+        }
+        parts = std::iter::from_fn(|| merges.join_next())
+            .map(|(_, r)| r.expect("merged"))
+            .collect();
+    }
+    assert_eq!(parts[0], expected);
+    // A file that is not there fails with the kind its handler gave.
+    let missing = sup
+        .submit_task::<CountWords>(&dir.join("missing.txt"))
+        .unwrap();
+    match missing.wait(Some(WATCHDOG)).expect("no timeout") {
+        Err(Failure::Task(e)) => assert_eq!(e.kind, "io", "{e}"),
+        other => panic!("{other:?}"),
+    }
+    sup.shutdown(Shutdown::Drain).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 fn a_panicking_handler_fails_its_task_with_the_message() {
@@ -348,6 +446,10 @@ fn a_kind_the_agent_does_not_serve_is_refused_at_submit() {
 type Test = (&'static str, fn());
 
 const TESTS: &[Test] = &[
+    (
+        "word_count_map_reduce_in_one_binary_mode",
+        word_count_map_reduce_in_one_binary_mode,
+    ),
     (
         "a_panicking_handler_fails_its_task_with_the_message",
         a_panicking_handler_fails_its_task_with_the_message,

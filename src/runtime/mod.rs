@@ -1,6 +1,7 @@
 //! Layer 4: the runtime that runs tasks in agent processes.
 //!
 //! - [`task`]: kinds, specs, outcomes, failures — what the supervisor and agents agree on.
+//! - [`typed`]: task kinds with serde-typed inputs and outputs over the byte API.
 //! - [`agent`]: the loop inside each agent process and the registry of task handlers.
 //! - [`spawn`]: starting processes that inherit the segment.
 //! - [`cgroup`]: per-agent isolation, v1 and v2.
@@ -11,3 +12,4 @@ pub mod cgroup;
 pub mod spawn;
 pub mod supervisor;
 pub mod task;
+pub mod typed;

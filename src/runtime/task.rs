@@ -379,6 +379,9 @@ pub enum Failure {
     /// The supervisor shut down (or stopped on a fatal error) before the task ran.
     #[error("cancelled: {0}")]
     Cancelled(String),
+    /// A typed task's output did not decode as its `Output` type.
+    #[error("output does not decode: {0}")]
+    BadOutput(String),
 }
 
 /// A handler's error: a kind that programs can match on, and a message for people. It

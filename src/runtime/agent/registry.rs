@@ -70,6 +70,19 @@ impl Registry {
         Ok(())
     }
 
+    /// Adds a typed task ([`crate::runtime::typed::Task`]) under its kind. An input that
+    /// does not decode fails the task with kind `bad_input`; an output that does not
+    /// encode, with kind `bad_output`.
+    pub fn add<T: crate::runtime::typed::Task>(&mut self, task: T) -> Result<(), RegistryError> {
+        use crate::runtime::typed::{decode, encode};
+        self.register(T::KIND, T::NAME, move |ctx| {
+            let input: T::Input = decode(ctx.input())
+                .map_err(|e| TaskError::new("bad_input", format!("{}: {e}", T::NAME)))?;
+            let output = task.run(ctx, input)?;
+            encode(&output).map_err(|e| TaskError::new("bad_output", format!("{}: {e}", T::NAME)))
+        })
+    }
+
     /// The handler of `kind`.
     pub fn get(&self, kind: u32) -> Option<&Handler> {
         self.handlers.get(&kind).map(|(_, h)| h)

@@ -160,6 +160,12 @@ impl State {
                 self.results.insert(id, outcome);
             }
             Delivery::Stream => self.stream.push_back((id, outcome)),
+            Delivery::Set(set) => match self.sets.get_mut(&set) {
+                Some(q) => q.push_back((id, outcome)),
+                None => {
+                    self.dropped_sets.remove(&set);
+                }
+            },
         }
     }
 }

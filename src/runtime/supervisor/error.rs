@@ -64,6 +64,9 @@ pub enum Error {
          neuralflow_swarm::agent::serve_if_agent at the top of main"
     )]
     StartedAsAgent,
+    /// A typed task's input did not encode.
+    #[error("input does not encode: {0}")]
+    Encode(String),
     /// An isolation the builder requires cannot be had on this host.
     #[error("required isolation unavailable: {0}")]
     Isolation(String),

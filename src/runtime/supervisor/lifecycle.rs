@@ -110,6 +110,9 @@ impl Supervisor {
             held: HashMap::new(),
             next_held: 1,
             warnings,
+            sets: HashMap::new(),
+            dropped_sets: Default::default(),
+            next_set: 0,
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),

@@ -53,11 +53,13 @@ mod process;
 mod reactor;
 mod recovery;
 mod snapshot;
+mod typed;
 
 pub use config::{AgentClass, CgroupMode, RestartPolicy, Shutdown, SupervisorBuilder};
 pub use error::Error;
 pub use handle::TaskHandle;
 pub use snapshot::{AgentStatus, Counters, Isolation, Status};
+pub use typed::{typed_spec, Joined, TaskResult, TaskSet, TypedHandle};
 
 use held::Stored;
 use process::Reaper;
@@ -137,8 +139,12 @@ impl Agent {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Delivery {
+    /// To its [`TaskHandle`].
     Handle,
+    /// To [`Supervisor::recv`].
     Stream,
+    /// To the [`TaskSet`] of this id.
+    Set(u64),
 }
 
 struct TaskRecord {
@@ -174,6 +180,11 @@ struct State {
     /// Outputs kept for the caller, by token.
     held: HashMap<u64, Stored>,
     next_held: u64,
+    /// Results of task sets, by set.
+    sets: HashMap<u64, VecDeque<(u64, Outcome)>>,
+    /// Sets dropped while tasks of theirs were open: their results are dropped.
+    dropped_sets: std::collections::HashSet<u64>,
+    next_set: u64,
     /// Warnings for the caller ([`Status::warnings`]), each once.
     warnings: Vec<String>,
 }
