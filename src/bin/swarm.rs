@@ -296,9 +296,9 @@ fn extract(paths: &[PathBuf]) -> Result<(), Box<dyn std::error::Error>> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     for p in paths {
-        let line = neuralflow_swarm::pdf::extract_file(p);
-        serde_json::to_writer(&mut out, &line)?;
-        out.write_all(b"\n")?;
+        let mut line = neuralflow_swarm::pdf::extract_file(p).line();
+        line.push(b'\n');
+        out.write_all(&line)?;
     }
     Ok(())
 }

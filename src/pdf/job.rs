@@ -20,9 +20,11 @@
 //! runs on a few checker threads (`Checkers`) and the job thread only routes tasks and
 //! writes lines.
 
-use super::stages::{Parsed, PARSED_HEAD, PDF_AGGREGATE, PDF_ANALYZE, PDF_EXTRACT, PDF_PARSE};
-use super::tasks::{one_line, CheckedReply, PageRequest, PDF_DOC, PDF_PAGES};
-use super::{Assembly, ErrorKind, PdfError};
+use super::error::{ErrorKind, PdfError};
+use super::frames::{Parsed, PARSED_HEAD};
+use super::stages::{PDF_AGGREGATE, PDF_ANALYZE, PDF_EXTRACT, PDF_PARSE};
+use super::tasks::{PDF_DOC, PDF_PAGES};
+use super::wire::{one_line, Assembly, CheckedReply, PageRequest};
 use crate::cgroup::Limits;
 use crate::supervisor::{AgentClass, Shutdown, Supervisor};
 use crate::task::{DeathCause, Failure, Held, Outcome, TaskSpec};
