@@ -142,7 +142,7 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 fn parse_roles(s: &str) -> Result<neuralflow_swarm::pdf::job::Roles, String> {
-    neuralflow_swarm::pdf::job::Roles::parse(s)
+    neuralflow_swarm::pdf::job::Roles::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
