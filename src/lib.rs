@@ -21,6 +21,8 @@
 pub mod agent;
 pub mod bench;
 pub mod cgroup;
+/// The `swarm` command line's policy: flags to configurations, reports, exit codes.
+pub mod cli;
 pub mod descriptor;
 pub mod futex;
 pub mod heartbeat;
