@@ -4,7 +4,7 @@
 //! - [`PDF_DOC`]: payload `{"path", "pages": N}`. The agent opens the document and returns
 //!   `{"page_count", "pages": [first N pages]}`, or `{"error": {...}}`.
 //! - [`PDF_PAGES`]: payload `{"path", "first", "last"}`. The agent returns those pages. It
-//!   keeps the last document it opened ([`super::open`]), so consecutive ranges of one
+//!   keeps the last document it opened (`open.rs`), so consecutive ranges of one
 //!   document are cheap.
 //!
 //! Requests and replies are [`super::wire::reply`]'s; results travel back as the

@@ -1,8 +1,8 @@
 //! A document's output line, and the one renderer that writes it.
 //!
 //! `{"path","status","page_count","pages":[…],"error"?}`, as serde_json would write it (a
-//! test holds it to that). [`verdict`] decides the status and the error; [`render`]
-//! writes the line. Both serve [`DocResult`] (a document extracted in this process:
+//! test holds it to that). [`verdict`] decides the status and the error; one private
+//! `render` writes the line. Both serve [`DocResult`] (a document extracted in this process:
 //! `swarm extract`, the benchmark's reference) and [`Assembly`] (a document put together
 //! from its agents' replies: `swarm run`, generalists and specialists alike), so the same
 //! document gets the same line from every command.

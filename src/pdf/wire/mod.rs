@@ -4,7 +4,7 @@
 //! - [`reply`]: a task's request ([`PageRequest`]) and its reply ([`PageReply`]), as an
 //!   agent writes it and as the supervisor checks it ([`CheckedReply`]) before a byte of
 //!   it reaches the output.
-//! - [`line`]: a document's output line (`{"path","status","page_count","pages","error"?}`),
+//! - [`mod@line`]: a document's output line (`{"path","status","page_count","pages","error"?}`),
 //!   rendered by one function from either a typed in-process result ([`DocResult`], what
 //!   `swarm extract` writes) or checked replies ([`Assembly`], what `swarm run` writes), so
 //!   that the two commands cannot disagree on a document's status or error.
