@@ -18,6 +18,8 @@
 #![warn(missing_docs)]
 
 pub mod bench;
+/// The `swarm` command line's policy: flags to configurations, reports, exit codes.
+pub mod cli;
 pub mod pdf;
 pub mod runtime;
 pub mod shm;

@@ -599,3 +599,173 @@ fn specialists_assemble_a_huge_document_themselves() {
     assert_eq!(by_path(&stalled), g);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Runs `cmd` to its end, its output captured, killing it (and failing) past `limit`.
+fn output_within(mut cmd: Command, limit: Duration) -> std::process::Output {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Bug 9: `swarm extract` gave a partial document's error the kind of its first failing
+/// page, `swarm run` always said `malformed`. One renderer now writes both lines: the same
+/// partial document (its one page has an undecodable image stream: `unsupported`) gets
+/// the same line, error kind and all, from extract, generalists and specialists.
+#[test]
+fn extract_and_run_report_the_same_error_kind_for_a_partial_document() {
+    let Some(c) = corpus() else { return };
+    let doc = c.join("real/pdfjs__bomb_giant.pdf");
+    let limit = Duration::from_secs(60);
+    let mut extract = swarm();
+    extract.arg("extract").arg(&doc);
+    let mut general = swarm();
+    general.args(["run", "--agents", "1"]).arg(&doc);
+    let mut special = swarm();
+    special
+        .args([
+            "run",
+            "--roles",
+            "parser=1,extractor=1,analyzer=1,aggregator=1",
+        ])
+        .arg(&doc);
+    let lines: Vec<serde_json::Value> = [extract, general, special]
+        .into_iter()
+        .map(|cmd| {
+            let out = output_within(cmd, limit);
+            assert!(
+                matches!(out.status.code(), Some(0 | 3)),
+                "{:?}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(out.stdout.trim_ascii_end()).unwrap()
+        })
+        .collect();
+    let (extracted, page) = (&lines[0], &lines[0]["pages"][0]);
+    assert_eq!(extracted["status"], "partial");
+    assert_eq!(page["error"]["kind"], "unsupported", "{page}");
+    assert_eq!(extracted["error"]["kind"], page["error"]["kind"]);
+    for line in &lines[1..] {
+        assert_eq!(line["error"]["kind"], extracted["error"]["kind"]);
+        assert_eq!(line, extracted);
+    }
+}
+
+/// Bug 11: `swarm run EMPTY_DIR` exited 0 and wrote nothing, so a user with a wrong path
+/// learned nothing. Inputs without a PDF are now named on stderr, with exit status 2 (bad
+/// usage), whether they are directories or a `--files-from` list.
+#[test]
+fn run_on_inputs_without_a_pdf_names_them_and_exits_2() {
+    let dir = tmp("no-pdf");
+    let empty = dir.join("empty");
+    let not_pdf = dir.join("notes");
+    std::fs::create_dir_all(&empty).unwrap();
+    std::fs::create_dir_all(&not_pdf).unwrap();
+    std::fs::write(not_pdf.join("readme.txt"), b"no PDF here").unwrap();
+    let list = dir.join("list.txt");
+    std::fs::write(&list, b"\n\n").unwrap();
+    let limit = Duration::from_secs(30);
+    let mut cmd = swarm();
+    cmd.args(["run", "--agents", "1"]).arg(&empty).arg(&not_pdf);
+    let out = output_within(cmd, limit);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no PDF found"), "{stderr}");
+    for p in [&empty, &not_pdf] {
+        assert!(stderr.contains(p.to_str().unwrap()), "{stderr}");
+    }
+    assert!(out.stdout.is_empty());
+    let mut cmd = swarm();
+    cmd.args(["run", "--agents", "1", "--files-from"])
+        .arg(&list);
+    let out = output_within(cmd, limit);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no PDF found"), "{stderr}");
+    assert!(stderr.contains(list.to_str().unwrap()), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bug 11: a path that does not exist is named on stderr (every one of them, not only the
+/// first), with exit status 2, and nothing is run.
+#[test]
+fn run_on_paths_that_do_not_exist_names_each_and_exits_2() {
+    let dir = tmp("missing");
+    let (a, b) = (dir.join("a.pdf"), dir.join("gone"));
+    let mut cmd = swarm();
+    cmd.args(["run", "--agents", "1"]).arg(&a).arg(&dir).arg(&b);
+    let out = output_within(cmd, Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for p in [&a, &b] {
+        assert!(
+            stderr.contains(&format!("{}: no such file or directory", p.display())),
+            "{stderr}"
+        );
+    }
+    assert!(out.stdout.is_empty());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bug 11: `swarm run --agents 0` ran anyway. Zero agents is refused when the arguments
+/// are parsed, with a message that says why and exit status 2, for `demo` too.
+#[test]
+fn zero_agents_are_refused_at_argument_parsing() {
+    let dir = tmp("zero");
+    let doc = dir.join("doc.pdf");
+    std::fs::write(&doc, b"not read").unwrap();
+    let mut run = swarm();
+    run.args(["run", "--agents", "0"]).arg(&doc);
+    let mut demo = swarm();
+    demo.args(["demo", "--agents", "0", "--documents", "1"]);
+    for cmd in [run, demo] {
+        let what = format!("{cmd:?}");
+        let out = output_within(cmd, Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert!(stderr.contains("at least one agent"), "{what}: {stderr}");
+        assert!(out.stdout.is_empty());
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -7,7 +7,7 @@
 //! inherited resources, media boxes and rotation resolve as they did in the whole
 //! document.
 
-use super::{ErrorKind, PdfError};
+use super::error::{ErrorKind, PdfError};
 use lopdf::{dictionary, Dictionary, Document, Object, ObjectId, Stream};
 use std::collections::HashSet;
 

@@ -453,7 +453,7 @@ mod tests {
         .unwrap();
         for d in &docs {
             let r = super::super::extract_file(&d.path);
-            assert_eq!(r.status, "ok", "{}", d.path.display());
+            assert_eq!(r.status, super::super::Status::Ok, "{}", d.path.display());
             assert_eq!(r.page_count as usize, d.pages.len());
             let got: Vec<Vec<String>> = r
                 .pages

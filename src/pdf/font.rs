@@ -9,7 +9,7 @@
 //! relies on them without widths.
 
 use super::lexer::{Lexer, Operand};
-use super::{deref, dict_get};
+use super::objects::{deref, dict_get};
 use lopdf::{Dictionary, Document, Object};
 use smol_str::SmolStr;
 use std::collections::HashMap;

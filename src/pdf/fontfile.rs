@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 /// Code → glyph name, from the font program the descriptor embeds.
 pub fn builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec<(u8, String)>> {
-    let stream = |key: &[u8]| match super::dict_get(doc, descriptor, key)? {
+    let stream = |key: &[u8]| match super::objects::dict_get(doc, descriptor, key)? {
         Object::Stream(s) => Some((
             s.dict
                 .get(b"Subtype")

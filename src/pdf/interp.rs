@@ -9,13 +9,13 @@
 
 use super::font::{Char, Font};
 use super::lexer::{Lexer, Operand};
-use super::{deref, dict_get};
+use super::objects::{deref, dict_get};
 use lopdf::{Dictionary, Document, Object, ObjectId};
 use std::collections::HashMap;
 use std::rc::Rc;
 
 /// A glyph placed on the page (PDF user space, origin bottom-left).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Glyph {
     /// Its Unicode text.
     pub text: smol_str::SmolStr,

@@ -1,0 +1,87 @@
+//! Flag values and the flags that several subcommands share: the value parsers clap
+//! calls, and the agents of a swarm (`swarm run`, `swarm demo`).
+
+use crate::pdf::job::{Roles, RunConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// `SWARM_REQUIRE_CGROUPS=1` makes missing cgroups an error, as `--require-cgroups` does.
+pub fn cgroups_required_by_env() -> bool {
+    std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
+}
+
+/// A duration: `10ms`, `1.5s`, `200us`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::task::parse_duration(s)
+}
+
+/// A size: `4096`, `64K`, `1G`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    crate::task::parse_size(s)
+}
+
+/// `--roles`: see [`Roles::parse`].
+pub fn parse_roles(s: &str) -> Result<Roles, crate::pdf::job::ParseRolesError> {
+    Roles::parse(s)
+}
+
+/// `--agents`: a count of at least one (a swarm of none would do nothing).
+pub fn parse_agents(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>().map_err(|e| e.to_string())? {
+        0 => Err("at least one agent is needed".into()),
+        n => Ok(n),
+    }
+}
+
+/// The agents of a swarm, as `run` and `demo` take them.
+#[derive(clap::Args, Debug)]
+pub struct SwarmArgs {
+    /// Agent processes, at least 1 (default: the number of CPUs).
+    #[arg(long, value_parser = parse_agents)]
+    pub agents: Option<u32>,
+    /// Specialist agents per role, e.g. `parser=1,extractor=4,analyzer=1,aggregator=1`:
+    /// pages move Parser → Extractor → Analyzer → Aggregator through page buffers.
+    /// Default: generalists (`--agents` of them), each taking a page range end to end.
+    #[arg(long, value_parser = parse_roles)]
+    pub roles: Option<Roles>,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+}
+
+impl SwarmArgs {
+    /// A run of `files` with these agents and the defaults for the rest.
+    pub fn config(self, files: Vec<PathBuf>) -> RunConfig {
+        RunConfig {
+            agents: self
+                .agents
+                .unwrap_or_else(|| crate::spawn::available_cpus() as u32)
+                .max(1),
+            files,
+            memory_limit: None,
+            timeout_per_doc: Duration::from_secs(30),
+            chunk_pages: 16,
+            require_cgroups: self.require_cgroups || cgroups_required_by_env(),
+            agent_bin: self.agent_bin,
+            roles: self.roles,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agents_are_at_least_one() {
+        assert_eq!(parse_agents("3"), Ok(3));
+        assert_eq!(
+            parse_agents("0"),
+            Err("at least one agent is needed".to_string())
+        );
+        assert!(parse_agents("many").is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! `swarm bench pipeline|ring|tasks`: the flags, the configurations built from them, and
+//! the reports printed (text, then with `--json` one JSON object as the last line).
+
+use super::args::{cgroups_required_by_env, parse_roles, parse_size};
+use super::{Done, Error};
+use crate::bench::pipeline::{self, PipelineBenchConfig};
+use crate::bench::tasks::TasksBenchConfig;
+use crate::bench::{self, RingBenchConfig};
+use crate::cgroup::Limits;
+use crate::pdf::job::{collect_inputs, Roles};
+use std::path::PathBuf;
+
+/// The benchmarks.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// PDF extraction: `swarm run` at each agent count against the same code on one
+    /// thread in this process (scaling efficiency), specialists, and one long document on
+    /// 1 and 2 agents, in one run. Without PATHs, on a generated corpus.
+    Pipeline(PipelineArgs),
+    /// Cross-process message latency and throughput: our ring against crossbeam-channel,
+    /// a Unix socket pair and a pipe, in one run.
+    Ring(RingArgs),
+    /// Tasks through the supervisor: throughput, per-task overhead, idle agent memory,
+    /// and SIGKILL-to-replacement time, in one run.
+    Tasks(TasksArgs),
+}
+
+/// `swarm bench pipeline`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct PipelineArgs {
+    /// PDF files or directories (default: the corpus `swarm demo` generates).
+    pub paths: Vec<PathBuf>,
+    /// Agent counts, comma-separated (default: 1, 2, 4, ... up to the CPUs).
+    #[arg(long, value_delimiter = ',')]
+    pub agents: Vec<u32>,
+    /// Also measure these specialists, e.g. `parser=1,extractor=2,analyzer=1,aggregator=1`.
+    #[arg(long, value_parser = parse_roles)]
+    pub roles: Option<Roles>,
+    /// Documents of the generated corpus (without PATHs); more for many agents, so
+    /// that each has work well beyond starting up.
+    #[arg(long, default_value_t = 24)]
+    pub documents: u32,
+    /// Pages of the generated long document run on 1 and 2 agents (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    pub long_pages: u32,
+    /// Runs per measurement; the best counts.
+    #[arg(long, default_value_t = 3)]
+    pub repeat: u32,
+    /// Pages per task.
+    #[arg(long, default_value_t = 16)]
+    pub chunk_pages: u32,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm bench ring`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct RingArgs {
+    /// Round trips per latency measurement.
+    #[arg(long, default_value_t = 50_000)]
+    pub messages: u64,
+    /// Messages per throughput stream (default: 100 × --messages).
+    #[arg(long)]
+    pub stream: Option<u64>,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm bench tasks`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct TasksArgs {
+    /// Agent processes.
+    #[arg(long, default_value_t = 2)]
+    pub agents: u32,
+    /// Tasks in the throughput phase.
+    #[arg(long, default_value_t = 100_000)]
+    pub tasks: u64,
+    /// The task: noop, spin:DURATION, sleep:DURATION, echo:BYTES, alloc:SIZE, crash, hang.
+    #[arg(long, default_value = "noop")]
+    pub task: String,
+    /// Per-agent memory limit (e.g. 256M).
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+    /// Per-agent CPU quota in cores (e.g. 0.5).
+    #[arg(long)]
+    pub cpu_limit: Option<f64>,
+    /// Per-agent limit on processes and threads.
+    #[arg(long)]
+    pub pids_limit: Option<u64>,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// Write one line per completed task: id, slot, attempts, run time (ns), tab-separated.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Tasks in the one-at-a-time overhead phase (default 10,000; fewer for long tasks).
+    #[arg(long)]
+    pub overhead_tasks: Option<u64>,
+    /// Kill-to-replacement samples.
+    #[arg(long, default_value_t = 20)]
+    pub respawn_samples: u32,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints a report: its text, then with `json` the report as one JSON object.
+fn report<R: serde::Serialize>(text: &str, r: &R, json: bool) -> Result<Done, Error> {
+    println!("{text}");
+    if json {
+        println!("{}", serde_json::to_string(r).map_err(Error::from_library)?);
+    }
+    Ok(Done::Ok)
+}
+
+/// Runs one benchmark.
+pub fn run(command: BenchCommand) -> Result<Done, Error> {
+    match command {
+        BenchCommand::Pipeline(a) => {
+            let cfg = pipeline_config(a.paths.clone(), &a);
+            let r = pipeline::run(&cfg).map_err(Error::from_library)?;
+            report(&pipeline::render(&r), &r, a.json)
+        }
+        BenchCommand::Ring(a) => {
+            let cfg = RingBenchConfig {
+                messages: a.messages.max(1),
+                stream: a.stream.unwrap_or(a.messages.saturating_mul(100)).max(1),
+                agent_bin: a.agent_bin.unwrap_or_else(crate::spawn::default_agent_bin),
+            };
+            let r = bench::ring(&cfg).map_err(Error::from_library)?;
+            report(&bench::render_ring(&r), &r, a.json)
+        }
+        BenchCommand::Tasks(a) => {
+            let json = a.json;
+            let cfg = TasksBenchConfig {
+                agents: a.agents,
+                tasks: a.tasks,
+                task: a.task,
+                limits: Limits {
+                    memory_bytes: a.memory_limit,
+                    cpu_cores: a.cpu_limit,
+                    pids: a.pids_limit,
+                },
+                require_cgroups: a.require_cgroups || cgroups_required_by_env(),
+                results: a.results,
+                overhead_tasks: a.overhead_tasks,
+                respawn_samples: a.respawn_samples,
+                agent_bin: a.agent_bin,
+            };
+            let r = bench::tasks::run(&cfg).map_err(Error::from_library)?;
+            report(&bench::tasks::render(&r), &r, json)
+        }
+    }
+}
+
+/// The pipeline benchmark's configuration: agent counts default to 1, 2, 4, ... up to
+/// the CPUs (and the CPUs themselves).
+fn pipeline_config(paths: Vec<PathBuf>, a: &PipelineArgs) -> PipelineBenchConfig {
+    let cpus = crate::spawn::available_cpus() as u32;
+    let agents = if a.agents.is_empty() {
+        let mut v: Vec<u32> = std::iter::successors(Some(1u32), |n| Some(n * 2))
+            .take_while(|&n| n <= cpus)
+            .collect();
+        if v.last() != Some(&cpus) {
+            v.push(cpus.max(1));
+        }
+        v
+    } else {
+        a.agents.iter().map(|&n| n.max(1)).collect()
+    };
+    PipelineBenchConfig {
+        files: collect_inputs(&paths, None),
+        agents,
+        roles: a.roles,
+        documents: a.documents,
+        long_pages: a.long_pages,
+        repeat: a.repeat,
+        chunk_pages: a.chunk_pages,
+        require_cgroups: a.require_cgroups || cgroups_required_by_env(),
+        agent_bin: a.agent_bin.clone(),
+        scratch: std::env::temp_dir().join(format!("swarm-bench-pipeline-{}", std::process::id())),
+    }
+}

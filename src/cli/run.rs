@@ -1,0 +1,141 @@
+//! `swarm run`: the flags, the inputs they name, the run, its output and summary, and
+//! its exit status (0 every document ok, 3 some failed, 1 fatal error, 2 bad usage: no
+//! input, a path that does not exist, no PDF found).
+
+use super::args::{parse_duration, parse_size, SwarmArgs};
+use super::progress::Progress;
+use super::{Done, Error};
+use crate::pdf::job::{self, RunConfig, RunSummary};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `swarm run`'s exit status, as its help says it.
+pub const EXIT_STATUS: &str = "Exit status: 0 if every document is ok, 3 if the run finished but \
+some documents failed, 1 on a fatal error, 2 on bad usage (a bad flag, no input, a path that \
+does not exist, or no PDF found under the paths given).";
+
+/// `swarm run`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// PDF files or directories (searched recursively for *.pdf).
+    pub paths: Vec<PathBuf>,
+    /// The agents.
+    #[command(flatten)]
+    pub swarm: SwarmArgs,
+    /// Where to write the JSON Lines (default: stdout).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Write a JSON summary of the run here.
+    #[arg(long)]
+    pub summary: Option<PathBuf>,
+    /// Read more paths from this file, one per line (`-` for stdin).
+    #[arg(long)]
+    pub files_from: Option<PathBuf>,
+    /// Per-agent memory limit (e.g. 1G).
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+    /// Time budget of one document (e.g. 30s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub timeout_per_doc: Duration,
+    /// Pages per task when a document is spread across agents.
+    #[arg(long, default_value_t = 16)]
+    pub chunk_pages: u32,
+}
+
+/// The paths of `--files-from`, if given.
+fn read_files_from(p: Option<&Path>) -> Result<Option<Vec<String>>, Error> {
+    match p {
+        None => Ok(None),
+        Some(p) if p.as_os_str() == "-" => Ok(Some(
+            std::io::stdin()
+                .lock()
+                .lines()
+                .map_while(Result::ok)
+                .collect(),
+        )),
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(s) => Ok(Some(s.lines().map(String::from).collect())),
+            Err(e) => Err(Error::usage(format!(
+                "swarm: --files-from {}: {e}",
+                p.display()
+            ))),
+        },
+    }
+}
+
+/// The PDF files the flags name. No input at all, a path given that does not exist, and
+/// inputs with no PDF in them are bad usage: a user with a wrong path is told so, not
+/// given an empty output.
+pub fn inputs(a: &RunArgs) -> Result<Vec<PathBuf>, Error> {
+    let from = read_files_from(a.files_from.as_deref())?;
+    if a.paths.is_empty() && from.is_none() {
+        return Err(Error::usage(
+            "swarm run: no input: give PDF files or directories, or --files-from",
+        ));
+    }
+    let missing: Vec<String> = a
+        .paths
+        .iter()
+        .filter(|p| !p.exists())
+        .map(|p| format!("swarm run: {}: no such file or directory", p.display()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::usage(missing.join("\n")));
+    }
+    let files = job::collect_inputs(&a.paths, from.as_deref());
+    if files.is_empty() {
+        let mut searched: Vec<String> = a.paths.iter().map(|p| p.display().to_string()).collect();
+        if let Some(f) = &a.files_from {
+            searched.push(format!("the paths listed in --files-from {}", f.display()));
+        }
+        return Err(Error::usage(format!(
+            "swarm run: no PDF found in {}",
+            searched.join(", ")
+        )));
+    }
+    Ok(files)
+}
+
+/// Runs `swarm run` with its flags.
+pub fn run(a: RunArgs) -> Result<Done, Error> {
+    let files = inputs(&a)?;
+    let cfg = RunConfig {
+        memory_limit: a.memory_limit,
+        timeout_per_doc: a.timeout_per_doc,
+        chunk_pages: a.chunk_pages,
+        ..a.swarm.config(files)
+    };
+    let mut out: Box<dyn Write> = match &a.output {
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        Some(p) => match std::fs::File::create(p) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                return Err(Error::fatal(format!(
+                    "swarm: --output {}: {e}",
+                    p.display()
+                )))
+            }
+        },
+    };
+    let bar = Progress::new(cfg.files.len() as u64);
+    let result = job::run(&cfg, &mut out, &mut |docs, pages| bar.update(docs, pages));
+    bar.finish();
+    let summary = result.map_err(Error::from_library)?;
+    if let Some(p) = &a.summary {
+        write_summary(p, &summary)?;
+    }
+    Ok(if summary.failed_documents > 0 {
+        Done::SomeDocumentsFailed
+    } else {
+        Done::Ok
+    })
+}
+
+/// The `--summary` file: the summary as pretty JSON.
+fn write_summary(p: &Path, summary: &RunSummary) -> Result<(), Error> {
+    serde_json::to_vec_pretty(summary)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(p, b))
+        .map_err(|e| Error::fatal(format!("swarm: --summary {}: {e}", p.display())))
+}

@@ -1,0 +1,266 @@
+//! The job's event loop: documents in (a window of them open at once), outcomes routed
+//! to their strategy, deadlines enforced, finished documents' lines out.
+
+use super::checkers::Checkers;
+use super::config::RunConfig;
+use super::sizing::{self, BUFFER_SIZE, QUEUE_DEPTH};
+use super::state::{Doc, Job, Stage};
+use crate::cgroup::Limits;
+use crate::pdf::error::{ErrorKind, PdfError};
+use crate::supervisor::{Shutdown, Supervisor};
+use crate::task::{DeathCause, Failure, Outcome};
+use serde::Serialize;
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// The `--summary` object.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RunSummary {
+    /// Documents processed.
+    pub documents: u64,
+    /// Pages extracted.
+    pub pages: u64,
+    /// Documents whose status is not `ok`.
+    pub failed_documents: u64,
+    /// Wall time.
+    pub wall_seconds: f64,
+    /// Pages per second.
+    pub pages_per_second: f64,
+    /// Agents.
+    pub agents: u32,
+    /// Agents replaced during the run.
+    pub agent_restarts: u64,
+    /// Task attempts retried after agent deaths.
+    pub tasks_retried: u64,
+}
+
+/// Errors that stop the whole run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Supervisor trouble.
+    #[error(transparent)]
+    Supervisor(#[from] crate::supervisor::Error),
+    /// Writing the output.
+    #[error("writing output: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a failed task means for its document.
+fn failure_kind(f: &Failure) -> ErrorKind {
+    match f {
+        Failure::Quarantined(causes) => match causes.last() {
+            Some(DeathCause::Oom) => ErrorKind::TooLarge,
+            Some(DeathCause::Timeout) | Some(DeathCause::Hang) => ErrorKind::Timeout,
+            _ => ErrorKind::AgentCrashed,
+        },
+        Failure::Task(e) => PdfError::from_task_error(e).kind,
+        Failure::UnknownKind(_) => ErrorKind::Unsupported,
+        _ => ErrorKind::AgentCrashed,
+    }
+}
+
+/// Runs the job, writing one line per document to `out`; `progress` is called after each
+/// document with (documents done, pages done).
+pub fn run(
+    cfg: &RunConfig,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<RunSummary, RunError> {
+    let agents_asked = cfg.roles.map_or(cfg.agents, |r| r.total());
+    let mut b = Supervisor::builder()
+        .agents(cfg.agents)
+        .limits(Limits {
+            memory_bytes: cfg.memory_limit,
+            ..Limits::default()
+        })
+        .require_cgroups(cfg.require_cgroups)
+        // Extraction beats per page; a page that takes longer than this is stuck.
+        .hang_timeout(cfg.timeout_per_doc.max(Duration::from_secs(1)))
+        // Page ranges take milliseconds: waiting for them need not poll.
+        .wait_spin(Duration::ZERO)
+        .queue_depth(QUEUE_DEPTH)
+        .buffers(
+            BUFFER_SIZE as u32,
+            sizing::buffer_count(agents_asked, cfg.roles.is_some()),
+        );
+    if let Some(r) = &cfg.roles {
+        b = b.agent_classes(r.classes());
+    }
+    if let Some(p) = &cfg.agent_bin {
+        b = b.agent_bin(p);
+    }
+    let sup = b.build()?;
+    let agents = sup.status().agents.len() as u32;
+    let mut job = Job {
+        sup: &sup,
+        chunk: cfg.chunk_pages.max(1),
+        timeout: cfg.timeout_per_doc,
+        staged: cfg.roles.is_some(),
+        held_budget: sizing::held_budget(sup.segment().slab(0).count()),
+        max_ranges: sizing::max_ranges(agents as usize),
+        parked: VecDeque::new(),
+        waiting_buffers: 0,
+        docs: HashMap::new(),
+        task_doc: HashMap::new(),
+        agents: agents as usize,
+        checkers: Checkers::start(agents as usize),
+    };
+    let start = Instant::now();
+    let mut summary = RunSummary {
+        agents,
+        ..RunSummary::default()
+    };
+    let mut next = 0usize;
+    let window = sizing::window(agents as usize);
+    loop {
+        // Keep a window of documents in flight.
+        while next < cfg.files.len() && job.docs.len() < window && job.room() {
+            let last = next + 1 == cfg.files.len();
+            job.start(next, cfg.files[next].display().to_string(), last)?;
+            next += 1;
+        }
+        if job.staged {
+            job.feed_extractors()?;
+            job.feed_parsers()?;
+        }
+        if job.docs.is_empty() {
+            break;
+        }
+        // While replies are with the checkers, come back soon for them.
+        let wait = if job.checkers.outstanding > 0 {
+            Duration::from_millis(1)
+        } else {
+            Duration::from_millis(50)
+        };
+        if let Some((id, outcome)) = sup.recv(Some(wait)) {
+            job.on_outcome(id, outcome)?;
+        }
+        while let Some(checked) = job.checkers.try_take() {
+            job.absorb(checked)?;
+        }
+        job.expire(cfg.timeout_per_doc);
+        let finished: Vec<usize> = job
+            .docs
+            .iter()
+            .filter(|(_, d)| {
+                // Ranges still to feed keep a document open while others fill the pipeline.
+                d.open_tasks == 0 && d.checking == 0 && (d.todo.is_empty() || d.asm.error.is_some())
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for k in finished {
+            let doc = job.docs.remove(&k).expect("listed above");
+            job.task_doc.retain(|_, (d, _)| *d != k);
+            let (mut line, pages, ok) = job.finish(doc);
+            // One write with its newline: stdout's line buffering then finds the newline
+            // at the end instead of scanning a whole line that has none.
+            line.push(b'\n');
+            out.write_all(&line)?;
+            summary.documents += 1;
+            summary.pages += pages;
+            if !ok {
+                summary.failed_documents += 1;
+            }
+            progress(summary.documents, summary.pages);
+        }
+    }
+    out.flush()?;
+    let counters = sup.status().counters;
+    summary.agent_restarts = counters.agent_restarts;
+    summary.tasks_retried = counters.tasks_retried;
+    sup.shutdown(Shutdown::Cancel)?;
+    summary.wall_seconds = start.elapsed().as_secs_f64();
+    summary.pages_per_second = summary.pages as f64 / summary.wall_seconds.max(1e-9);
+    Ok(summary)
+}
+
+impl Job<'_> {
+    /// Starts document `d` with its strategy's first task.
+    fn start(&mut self, d: usize, path: String, last: bool) -> Result<(), RunError> {
+        if self.staged {
+            self.start_specialist(d, path)?;
+        } else {
+            self.start_generalist(d, path, last)?;
+        }
+        Ok(())
+    }
+
+    /// Routes a task's outcome to its document's strategy.
+    fn on_outcome(&mut self, id: u64, outcome: Outcome) -> Result<(), RunError> {
+        let Some((d, stage)) = self.task_doc.remove(&id) else {
+            // A task of a document that already ended (its deadline passed): free what it
+            // left in page buffers.
+            if let Outcome::Completed { held: Some(h), .. } = outcome {
+                let _ = self.sup.release_held(h);
+            }
+            return Ok(());
+        };
+        let Some(doc) = self.docs.get_mut(&d) else {
+            return Ok(());
+        };
+        doc.open_tasks -= 1;
+        let (output, held) = match outcome {
+            Outcome::Completed { output, held, .. } => (output, held),
+            Outcome::Failed(f) => {
+                doc.asm.fail(PdfError::new(failure_kind(&f), f.to_string()));
+                return Ok(());
+            }
+        };
+        if doc.asm.error.is_some() {
+            if let Some(h) = held {
+                let _ = self.sup.release_held(h);
+            }
+            return Ok(());
+        }
+        match stage {
+            Stage::Doc | Stage::Pages => self.replied(d, stage, output)?,
+            Stage::Parse { first_range } => self.parsed(d, first_range, held)?,
+            Stage::Extract => self.extracted(d, held)?,
+            Stage::Analyze => self.analyzed(d, held)?,
+            Stage::Aggregate => self.aggregated(d, &output),
+        }
+        Ok(())
+    }
+
+    /// Deadlines: a document past its budget ends now as a timeout, and its tasks are
+    /// cancelled, so they stop taking agents' time (and retries) from other documents.
+    fn expire(&mut self, budget: Duration) {
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        for (&k, doc) in self.docs.iter_mut() {
+            if doc.open_tasks > 0 && now.duration_since(doc.started) > budget {
+                doc.asm.fail(PdfError::new(
+                    ErrorKind::Timeout,
+                    format!("not finished within {budget:?}"),
+                ));
+                doc.open_tasks = 0;
+                doc.line = None;
+                expired.push(k);
+            }
+        }
+        if expired.is_empty() {
+            return;
+        }
+        let ids: Vec<u64> = self
+            .task_doc
+            .iter()
+            .filter(|(_, (d, _))| expired.contains(d))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.task_doc.remove(&id);
+            self.sup.cancel(id);
+        }
+    }
+
+    /// The line of a finished document: the Aggregator's, or assembled here from what came
+    /// in (generalists, documents that failed part way, and documents too big for one
+    /// agent output).
+    fn finish(&mut self, mut doc: Doc) -> (Vec<u8>, u64, bool) {
+        if let Some(line) = self.let_go(&mut doc) {
+            return line;
+        }
+        doc.asm.render()
+    }
+}

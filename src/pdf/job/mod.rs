@@ -1,0 +1,52 @@
+//! `swarm run`: many PDFs through the swarm, one JSON line per document.
+//!
+//! Two ways through, with the same output line by line:
+//! - **Generalists** (the default): each document starts as one [`PDF_DOC`] task (open,
+//!   count pages, extract the first chunk); a document longer than a chunk is spread over
+//!   agents as [`PDF_PAGES`] range tasks, and its line is assembled here once every range
+//!   is in.
+//! - **Specialists** (`--roles`): each range goes Parser → Extractor → Analyzer as three
+//!   tasks, each stage's output held in page buffers and handed to the next stage by the
+//!   supervisor without a copy, and an Aggregator task fans a document's ranges into its
+//!   line (see [`super::stages`]). Agents wait for room when the slab is full, so the
+//!   job bounds the ranges at each stage (`Job::room`, `Job::feed_extractors`) and
+//!   the analyzed ranges waiting for their document (`Job::analyzed`).
+//!
+//! A document that exceeds its time budget, or whose tasks keep killing their agents, ends
+//! as an error line; nothing else is held up by it.
+//!
+//! Nothing an agent writes is trusted: every generalist reply is parsed as JSON before a
+//! byte of it reaches the output. That check is most of the job's CPU per page, so it
+//! runs on a few checker threads (`Checkers`) and the job thread only routes tasks and
+//! writes lines.
+//!
+//! The files, each using only those above it:
+//!
+//! ```text
+//! config        RunConfig, Roles: what to run
+//! inputs        the file walk: PDF files under the paths given
+//! sizing        page buffers, budgets and windows, from the agent count
+//! validate      what an agent's output must be before the job believes it
+//! checkers      threads that check generalists' replies off the job thread
+//! state         the job's documents and tasks, and how a task is submitted
+//! generalists   one-stage tasks: a document's first chunk, then its ranges
+//! specialists   Parser -> Extractor -> Analyzer -> Aggregator, bounded at each stage
+//! event_loop    run(): documents in, outcomes routed, deadlines, lines out
+//! ```
+//!
+//! [`PDF_DOC`]: super::tasks::PDF_DOC
+//! [`PDF_PAGES`]: super::tasks::PDF_PAGES
+
+mod checkers;
+mod config;
+mod event_loop;
+mod generalists;
+mod inputs;
+mod sizing;
+mod specialists;
+mod state;
+mod validate;
+
+pub use config::{ParseRolesError, Roles, RunConfig};
+pub use event_loop::{run, RunError, RunSummary};
+pub use inputs::collect_inputs;

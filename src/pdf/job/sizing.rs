@@ -1,0 +1,76 @@
+//! How big the job makes things, from the number of agents: page buffers, the budgets of
+//! held outputs, the ranges in flight at each stage, the window of open documents, and
+//! how a document is cut into ranges.
+
+use crate::task::Held;
+
+/// The page-buffer size `swarm run` asks for.
+pub(super) const BUFFER_SIZE: usize = 64 * 1024;
+
+/// Two tasks queued per agent keep it busy while the supervisor refills (a range takes
+/// milliseconds, a refill microseconds). A deeper queue binds work to an agent early, so
+/// at the end of a run one agent still has several ranges while another is idle: with
+/// 16, a 1,000-page document on 2 agents finished its last ranges on one agent, 50 ms
+/// after the other.
+pub(super) const QUEUE_DEPTH: u32 = 2;
+
+/// Page buffers (64 KiB) for `agents` agents: room for every agent's queued replies.
+/// Specialists hold stage outputs in the slab too, so they get more. Smaller is faster to
+/// set up and tear down: the segment is reserved (fallocate) before the first agent
+/// starts.
+pub(super) fn buffer_count(agents: u32, specialists: bool) -> u32 {
+    if specialists {
+        (agents * 128).max(1024)
+    } else {
+        (agents * 64).max(256)
+    }
+}
+
+/// Analyzed ranges waiting for their document stay under a quarter of the slab, and a
+/// Parser gets a new range only while stage outputs take less than another quarter. Those
+/// outputs then grow (an Extractor writes ten times what its Parser did), which the
+/// counts of ranges in flight bound; should they still fill the slab, Analyzers write
+/// into the reserve that held outputs leave (`drains`).
+pub(super) fn held_budget(slab_buffers: u32) -> usize {
+    slab_buffers as usize / 4
+}
+
+/// Specialists' ranges in flight at each stage: two per agent keep every stage busy.
+pub(super) fn max_ranges(agents: usize) -> usize {
+    (agents * 2).max(4)
+}
+
+/// Documents open at once.
+pub(super) fn window(agents: usize) -> usize {
+    (agents * 4).max(8)
+}
+
+/// Page buffers a held output takes.
+pub(super) fn buffers(h: Held) -> usize {
+    (h.len().div_ceil(BUFFER_SIZE as u64) as usize).max(1)
+}
+
+/// Page ranges of `chunk` pages from `first` to `last`.
+pub(super) fn ranges(first: u32, last: u32, chunk: u32) -> impl Iterator<Item = (u32, u32)> {
+    (first..=last)
+        .step_by(chunk as usize)
+        .map(move |f| (f, f.saturating_add(chunk - 1).min(last)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_every_page_once() {
+        assert_eq!(
+            ranges(1, 10, 4).collect::<Vec<_>>(),
+            vec![(1, 4), (5, 8), (9, 10)]
+        );
+        assert_eq!(ranges(17, 16, 16).count(), 0);
+        assert_eq!(
+            ranges(u32::MAX - 1, u32::MAX, 5).collect::<Vec<_>>(),
+            vec![(u32::MAX - 1, u32::MAX)]
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! What the job knows while it runs: the documents in flight, what each task is to its
+//! document, and how a task is submitted. Both strategies and the event loop work on this
+//! state; it uses neither.
+
+use super::checkers::Checkers;
+use crate::pdf::stages::PDF_PARSE;
+use crate::pdf::wire::{Assembly, PageRequest};
+use crate::supervisor::Supervisor;
+use crate::task::{Held, TaskSpec};
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+/// A document in flight.
+pub(super) struct Doc {
+    pub(super) asm: Assembly,
+    pub(super) started: Instant,
+    pub(super) open_tasks: usize,
+    /// Specialists: page ranges not yet given to a parser.
+    pub(super) todo: VecDeque<(u32, u32)>,
+    /// Specialists: ranges in all (known after the first parse), ranges analyzed, and
+    /// the Analyzer's replies held in page buffers for the Aggregator.
+    pub(super) ranges: usize,
+    pub(super) arrived: usize,
+    pub(super) analyzed: Vec<Held>,
+    /// Page buffers its analyzed replies take, until the document ends (also while the
+    /// Aggregator reads them).
+    pub(super) waiting: usize,
+    /// Specialists: the document is assembled here, not by an Aggregator; its replies are
+    /// taken out of the page buffers as they come.
+    pub(super) local: bool,
+    /// Specialists: the Aggregator's line, checked.
+    pub(super) line: Option<(Vec<u8>, u64, bool)>,
+    /// Generalists: the last page asked for before the page count was known.
+    pub(super) speculated: u32,
+    /// Generalists: replies with the checkers.
+    pub(super) checking: usize,
+}
+
+impl Doc {
+    pub(super) fn new(path: String) -> Self {
+        Self {
+            asm: Assembly::new(path),
+            started: Instant::now(),
+            open_tasks: 1,
+            todo: VecDeque::new(),
+            ranges: 0,
+            arrived: 0,
+            analyzed: Vec::new(),
+            waiting: 0,
+            local: false,
+            line: None,
+            speculated: 0,
+            checking: 0,
+        }
+    }
+}
+
+/// What a task is to its document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Generalists: open and first chunk, or a later range.
+    Doc,
+    Pages,
+    /// Specialists.
+    Parse {
+        first_range: bool,
+    },
+    Extract,
+    Analyze,
+    Aggregate,
+}
+
+/// The job: its supervisor, its documents and their tasks.
+pub(super) struct Job<'s> {
+    pub(super) sup: &'s Supervisor,
+    pub(super) chunk: u32,
+    pub(super) timeout: Duration,
+    pub(super) staged: bool,
+    pub(super) held_budget: usize,
+    /// Specialists: most page ranges at the Parser (queued, or parsed and waiting for an
+    /// Extractor), and most between the Extractor and the Analyzer.
+    pub(super) max_ranges: usize,
+    /// Specialists: parsed ranges waiting for room at the Extractors.
+    pub(super) parked: VecDeque<(usize, Held)>,
+    /// Buffers of analyzed ranges waiting for the rest of their document or for its
+    /// Aggregator: not counted against the stage budget, which would otherwise stop the
+    /// very parses they wait for, but kept under a budget of their own.
+    pub(super) waiting_buffers: usize,
+    pub(super) docs: HashMap<usize, Doc>,
+    pub(super) task_doc: HashMap<u64, (usize, Stage)>,
+    /// Agents in the swarm.
+    pub(super) agents: usize,
+    /// Generalists' replies are checked here, off the job thread.
+    pub(super) checkers: Checkers<(usize, Stage)>,
+}
+
+impl Job<'_> {
+    /// Submits a task of document `d` at `stage`, with the document's time budget.
+    pub(super) fn submit(
+        &mut self,
+        d: usize,
+        stage: Stage,
+        spec: TaskSpec,
+    ) -> Result<(), crate::supervisor::Error> {
+        let id = self.sup.submit_detached(TaskSpec {
+            timeout: Some(self.timeout),
+            ..spec
+        })?;
+        self.task_doc.insert(id, (d, stage));
+        Ok(())
+    }
+
+    /// A task of `kind` on pages `first..=last` of `path`.
+    pub(super) fn request(kind: u32, path: &str, first: u32, last: u32) -> TaskSpec {
+        let req = PageRequest {
+            path: path.to_string(),
+            first,
+            last,
+        };
+        TaskSpec {
+            payload: serde_json::to_vec(&req).unwrap_or_default(),
+            keep_output: kind == PDF_PARSE,
+            ..TaskSpec::new(kind, 0)
+        }
+    }
+
+    /// A task of `kind` on held outputs.
+    pub(super) fn forward(kind: u32, inputs: Vec<Held>, keep_output: bool) -> TaskSpec {
+        TaskSpec {
+            inputs,
+            keep_output,
+            ..TaskSpec::new(kind, 0)
+        }
+    }
+}
