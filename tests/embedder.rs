@@ -8,7 +8,9 @@
 
 use neuralflow_swarm::agent::{serve_if_agent, Registry, RegistryError, TaskContext};
 use neuralflow_swarm::supervisor::{CgroupMode, Error, Shutdown, Supervisor, SupervisorBuilder};
-use neuralflow_swarm::task::{kinds, DeathCause, Failure, Outcome, TaskError, TaskSpec};
+use neuralflow_swarm::task::{
+    kinds, DeathCause, Failure, Outcome, Output, TaskError, TaskKind, TaskSpec,
+};
 use neuralflow_swarm::typed::Task;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -16,13 +18,13 @@ use std::time::{Duration, Instant};
 const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Exits the agent process with code 101, as a panic that cannot unwind does.
-const EXIT_101: u32 = 1002;
+const EXIT_101: TaskKind = TaskKind(1002);
 /// Computes for ever without beating.
-const FOREVER: u32 = 1003;
+const FOREVER: TaskKind = TaskKind(1003);
 /// Fails with a kind of its own.
-const NOT_FOUND: u32 = 1004;
+const NOT_FOUND: TaskKind = TaskKind(1004);
 /// Returns `arg` bytes.
-const BYTES: u32 = 1005;
+const BYTES: TaskKind = TaskKind(1005);
 
 /// Word counts of one file.
 type Counts = BTreeMap<String, u64>;
@@ -31,7 +33,7 @@ type Counts = BTreeMap<String, u64>;
 struct CountWords;
 
 impl Task for CountWords {
-    const KIND: u32 = 1000;
+    const KIND: TaskKind = TaskKind(1000);
     const NAME: &'static str = "count-words";
     type Input = std::path::PathBuf;
     type Output = Counts;
@@ -50,7 +52,7 @@ impl Task for CountWords {
 struct MergeCounts;
 
 impl Task for MergeCounts {
-    const KIND: u32 = 1001;
+    const KIND: TaskKind = TaskKind(1001);
     const NAME: &'static str = "merge-counts";
     type Input = Vec<Counts>;
     type Output = Counts;
@@ -205,8 +207,7 @@ fn an_agent_that_exits_while_running_a_task_blames_that_task() {
 
 fn a_handler_error_keeps_its_kind_across_the_process_boundary() {
     let sup = builder(1).build().unwrap();
-    let mut spec = TaskSpec::new(NOT_FOUND, 0);
-    spec.payload = b"words.txt".to_vec();
+    let spec = TaskSpec::new(NOT_FOUND, 0).with_bytes(b"words.txt".to_vec());
     match wait(&sup, spec) {
         Outcome::Failed(Failure::Task(e)) => {
             assert_eq!(e, TaskError::new("not_found", "no words.txt"))
@@ -239,8 +240,7 @@ fn a_fan_in_of_many_small_held_outputs_does_not_fill_the_slab() {
     let sup = builder(2).build().unwrap();
     let handles: Vec<_> = (0..N)
         .map(|i| {
-            let mut spec = TaskSpec::echo(100 + i % 7, i as u64);
-            spec.keep_output = true;
+            let spec = TaskSpec::echo(100 + i % 7, i as u64).with_output(Output::Hold);
             sup.submit(spec).unwrap()
         })
         .collect();
@@ -251,12 +251,11 @@ fn a_fan_in_of_many_small_held_outputs_does_not_fill_the_slab() {
             Outcome::Completed { held: Some(x), .. } => held.push(x),
             other => panic!("{other:?}"),
         }
-        let input = TaskSpec::echo(100 + i % 7, i as u64).payload;
+        let input = neuralflow_swarm::task::echo_pattern(100 + i % 7, i as u64);
         expected.extend(input.iter().map(|b| b ^ neuralflow_swarm::task::ECHO_XOR));
     }
     assert_eq!(sup.held_buffers(), 0, "small outputs keep no buffer");
-    let mut merge = TaskSpec::new(kinds::CONCAT, 0);
-    merge.inputs = held;
+    let merge = TaskSpec::new(kinds::CONCAT, 0).with_held(held);
     match wait(&sup, merge) {
         Outcome::Completed { output, .. } => assert!(output == expected, "merged in order"),
         other => panic!("{other:?}"),
@@ -272,9 +271,8 @@ fn a_full_slab_is_visible_backpressure_not_a_silent_stall() {
     let mut held = Vec::new();
     let mut blocked = None;
     for _ in 0..16 {
-        let mut spec = TaskSpec::new(BYTES, 100 * 1024);
-        spec.keep_output = true;
-        spec.drains = true; // may take the reserve too: the slab really fills
+        // Draining may take the reserve too: the slab really fills.
+        let spec = TaskSpec::new(BYTES, 100 * 1024).with_output(Output::HoldDraining);
         let h = sup.submit(spec).unwrap();
         match h.wait(Some(Duration::from_secs(3))) {
             Some(Outcome::Completed { held: Some(x), .. }) => held.push(x),
@@ -438,8 +436,11 @@ fn register_refuses_a_duplicate_kind() {
 
 fn a_kind_the_agent_does_not_serve_is_refused_at_submit() {
     let sup = builder(1).build().unwrap();
-    let err = sup.submit(TaskSpec::new(4242, 0)).unwrap_err();
-    assert!(matches!(err, Error::NoAgentForKind(4242)), "{err}");
+    let err = sup.submit(TaskSpec::new(TaskKind(4242), 0)).unwrap_err();
+    assert!(
+        matches!(err, Error::NoAgentForKind(TaskKind(4242))),
+        "{err}"
+    );
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 

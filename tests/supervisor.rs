@@ -7,9 +7,12 @@ mod common;
 
 use neuralflow_swarm::cgroup::{Hierarchy, Limits};
 use neuralflow_swarm::supervisor::{
-    AgentClass, CgroupMode, Error, RestartPolicy, Shutdown, Supervisor, SupervisorBuilder,
+    AgentClass, CgroupMode, Error, RecvError, RestartPolicy, Shutdown, Supervisor,
+    SupervisorBuilder,
 };
-use neuralflow_swarm::task::{kinds, DeathCause, Failure, Held, Outcome, TaskSpec, ECHO_XOR};
+use neuralflow_swarm::task::{
+    kinds, DeathCause, Failure, Held, Outcome, Output, TaskId, TaskSpec, ECHO_XOR,
+};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -52,7 +55,7 @@ fn have_cgroups(test: &str) -> bool {
 }
 
 /// Collects `n` detached results, failing the test if they stop coming.
-fn collect(sup: &Supervisor, n: usize) -> HashMap<u64, Outcome> {
+fn collect(sup: &Supervisor, n: usize) -> HashMap<TaskId, Outcome> {
     let mut got = HashMap::new();
     let deadline = Instant::now() + WATCHDOG;
     while got.len() < n {
@@ -61,12 +64,13 @@ fn collect(sup: &Supervisor, n: usize) -> HashMap<u64, Outcome> {
             "only {} of {n} results arrived",
             got.len()
         );
-        if let Some((id, o)) = sup.recv(Some(Duration::from_millis(100))) {
+        if let Ok((id, o)) = sup.recv(Some(Duration::from_millis(100))) {
             assert!(got.insert(id, o).is_none(), "task {id} delivered twice");
         }
     }
-    assert!(
-        sup.recv(Some(Duration::from_millis(50))).is_none(),
+    assert_eq!(
+        sup.recv(Some(Duration::from_millis(50))).map(|_| ()),
+        Err(RecvError::Empty),
         "extra results"
     );
     got
@@ -77,7 +81,7 @@ fn chaos_kills_every_100ms_lose_and_double_nothing() {
     let _serial = SERIAL.lock();
     const TASKS: u64 = 10_000;
     let sup = Arc::new(builder(4).build().unwrap());
-    let ids: Vec<u64> = (0..TASKS)
+    let ids: Vec<TaskId> = (0..TASKS)
         .map(|_| sup.submit_detached("spin:200us".parse().unwrap()).unwrap())
         .collect();
     let stop = Arc::new(AtomicBool::new(false));
@@ -506,7 +510,7 @@ fn payloads_travel_both_ways_and_every_buffer_comes_back() {
     let mut want = HashMap::new();
     for i in 0..3000u64 {
         let spec = TaskSpec::echo(((i * 7919) % 300_000) as usize, i);
-        let expect: Vec<u8> = spec.payload.iter().map(|b| b ^ ECHO_XOR).collect();
+        let expect: Vec<u8> = spec.bytes().iter().map(|b| b ^ ECHO_XOR).collect();
         let id = sup.submit_detached(spec).unwrap();
         want.insert(id, expect);
     }
@@ -555,31 +559,27 @@ fn the_slab_reserve_is_left_to_draining_tasks() {
         .queue_depth(1)
         .build()
         .unwrap();
-    let echo = |seed: u64, keep_output: bool, drains: bool| TaskSpec {
-        keep_output,
-        drains,
-        ..TaskSpec::echo(4 * BUF, seed)
-    };
+    let echo = |seed: u64, output: Output| TaskSpec::echo(4 * BUF, seed).with_output(output);
     let done = |h: &neuralflow_swarm::supervisor::TaskHandle| h.wait(Some(WATCHDOG));
     // 13 held outputs of 4 buffers: 12 free.
     let mut held: Vec<Held> = (0..13)
-        .map(|i| held_of(done(&sup.submit(echo(i, true, false)).unwrap()).unwrap()))
+        .map(|i| held_of(done(&sup.submit(echo(i, Output::Hold)).unwrap()).unwrap()))
         .collect();
     assert_eq!(sup.held_buffers(), 52);
     // Its payload takes 4 of the 12; its held output (4) would leave fewer than 8 free.
-    let waits = sup.submit(echo(100, true, false)).unwrap();
+    let waits = sup.submit(echo(100, Output::Hold)).unwrap();
     assert!(
         waits.wait(Some(Duration::from_millis(300))).is_none(),
         "a held output that takes the reserve was written"
     );
     // Payload and output from the last 8: an output copied out may take them...
-    match done(&sup.submit(echo(101, false, false)).unwrap()) {
+    match done(&sup.submit(echo(101, Output::Return)).unwrap()) {
         Some(Outcome::Completed { output, .. }) => assert_eq!(output.len(), 4 * BUF),
         other => panic!("the copied-out task did not complete: {other:?}"),
     }
     // ...and so may a draining task's held output.
     held.push(held_of(
-        done(&sup.submit(echo(102, true, true)).unwrap()).unwrap(),
+        done(&sup.submit(echo(102, Output::HoldDraining)).unwrap()).unwrap(),
     ));
     assert!(waits.try_result().is_none(), "still waiting for room");
     for h in held.drain(..3) {
@@ -601,30 +601,22 @@ fn held_outputs_are_forwarded_and_fanned_in_and_every_buffer_comes_back() {
     let mut parts = Vec::new();
     let mut want = Vec::new();
     for i in 0..5u64 {
-        let first = TaskSpec {
-            keep_output: true,
-            ..TaskSpec::echo(3000 + i as usize * 5000, i)
-        };
-        want.extend_from_slice(&first.payload);
+        let first = TaskSpec::echo(3000 + i as usize * 5000, i).with_output(Output::Hold);
+        want.extend_from_slice(first.bytes());
         let h = held_of(sup.submit(first).unwrap().wait(Some(WATCHDOG)).unwrap());
-        // Back through echo, still held: XOR twice restores the payload.
-        let second = TaskSpec {
-            inputs: vec![h],
-            keep_output: true,
-            ..TaskSpec::new(kinds::ECHO, 0)
-        };
+        // Back through echo, still held: XOR twice restores the payload. The forwarded
+        // output is taken over by the task (moved: it cannot be given twice) and freed
+        // with it.
+        let second = TaskSpec::new(kinds::ECHO, 0)
+            .with_held(vec![h])
+            .with_output(Output::Hold);
         parts.push(held_of(
             sup.submit(second).unwrap().wait(Some(WATCHDOG)).unwrap(),
         ));
-        // The forwarded output was taken over by the task and freed with it.
-        assert!(matches!(sup.release_held(h), Err(Error::UnknownHeld)));
     }
-    let head = sup.peek_held(parts[0], 16).unwrap();
+    let head = sup.peek_held(&parts[0], 16).unwrap();
     assert_eq!(head, want[..16]);
-    let fan_in = TaskSpec {
-        inputs: parts.clone(),
-        ..TaskSpec::new(kinds::CONCAT, 0)
-    };
+    let fan_in = TaskSpec::new(kinds::CONCAT, 0).with_held(parts);
     match sup.submit(fan_in).unwrap().wait(Some(WATCHDOG)).unwrap() {
         Outcome::Completed { output, held, .. } => {
             assert!(held.is_none());
@@ -632,26 +624,33 @@ fn held_outputs_are_forwarded_and_fanned_in_and_every_buffer_comes_back() {
         }
         other => panic!("{other:?}"),
     }
-    // A held output given twice, or after use, is refused.
-    let again = TaskSpec {
-        inputs: vec![parts[0]],
-        ..TaskSpec::new(kinds::ECHO, 0)
-    };
-    assert!(matches!(sup.submit(again), Err(Error::UnknownHeld)));
     // take_held copies out and frees.
-    let h = held_of(
-        sup.submit(TaskSpec {
-            keep_output: true,
-            ..TaskSpec::echo(10_000, 9)
-        })
-        .unwrap()
-        .wait(Some(WATCHDOG))
-        .unwrap(),
-    );
-    let spec = TaskSpec::echo(10_000, 9);
-    let x: Vec<u8> = spec.payload.iter().map(|b| b ^ ECHO_XOR).collect();
+    let kept = |seed| {
+        let spec = TaskSpec::echo(10_000, seed).with_output(Output::Hold);
+        held_of(sup.submit(spec).unwrap().wait(Some(WATCHDOG)).unwrap())
+    };
+    let h = kept(9);
+    let x: Vec<u8> = TaskSpec::echo(10_000, 9)
+        .bytes()
+        .iter()
+        .map(|b| b ^ ECHO_XOR)
+        .collect();
     assert!(sup.take_held(h).unwrap() == x);
     assert_eq!(sup.held_buffers(), 0);
+    // A held output that is dropped is freed: it cannot leak.
+    let forgotten = kept(10);
+    assert_eq!(sup.held_buffers(), 3);
+    drop(forgotten);
+    assert_eq!(sup.held_buffers(), 0);
+    // One from another supervisor is refused, and stays its own.
+    let other = builder(1).buffers(4096, 64).build().unwrap();
+    let foreign = {
+        let spec = TaskSpec::echo(10_000, 11).with_output(Output::Hold);
+        held_of(other.submit(spec).unwrap().wait(Some(WATCHDOG)).unwrap())
+    };
+    let spec = TaskSpec::new(kinds::ECHO, 0).with_held(vec![foreign]);
+    assert!(matches!(sup.submit(spec), Err(Error::UnknownHeld)));
+    other.shutdown(Shutdown::Drain).unwrap();
     let slab = sup.segment().slab(0);
     let deadline = Instant::now() + WATCHDOG;
     while slab.free_count() != 256 && Instant::now() < deadline {
@@ -701,11 +700,8 @@ fn specialist_classes_get_only_their_kinds_and_held_inputs_survive_kills() {
         Err(Error::NoAgentForKind(k)) if k == kinds::SPIN
     ));
     // A held input lent to a task whose agent dies stays for the retry.
-    let spec = TaskSpec {
-        keep_output: true,
-        ..TaskSpec::echo(50_000, 3)
-    };
-    let original = spec.payload.clone();
+    let spec = TaskSpec::echo(50_000, 3).with_output(Output::Hold);
+    let original = spec.bytes().to_vec();
     let h = held_of(sup.submit(spec).unwrap().wait(Some(WATCHDOG)).unwrap());
     let pid = sup.status().agents[0].pid;
     // The echoer sleeps first, so the forwarded task waits on its ring when it is killed.
@@ -713,10 +709,7 @@ fn specialist_classes_get_only_their_kinds_and_held_inputs_survive_kills() {
         .submit(TaskSpec::new(kinds::SLEEP, 300_000_000))
         .unwrap();
     let handle = sup
-        .submit(TaskSpec {
-            inputs: vec![h],
-            ..TaskSpec::new(kinds::ECHO, 0)
-        })
+        .submit(TaskSpec::new(kinds::ECHO, 0).with_held(vec![h]))
         .unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),

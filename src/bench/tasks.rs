@@ -11,8 +11,15 @@
 //! 4. Respawn: an agent is SIGKILLed; time until its replacement is ready for work.
 
 use crate::runtime::cgroup::Limits;
+use crate::runtime::supervisor::RecvError;
 use crate::runtime::supervisor::{Shutdown, Supervisor};
-use crate::runtime::task::{Outcome, TaskSpec};
+use crate::runtime::task::{Outcome, TaskId, TaskSpec};
+
+/// Another submission of the benchmark's task (parsed from a string, so never with held
+/// inputs).
+fn again(spec: &TaskSpec) -> TaskSpec {
+    spec.try_clone().expect("a parsed task has no held inputs")
+}
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -130,7 +137,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn record(&mut self, id: u64, o: &Outcome) -> std::io::Result<()> {
+    fn record(&mut self, id: TaskId, o: &Outcome) -> std::io::Result<()> {
         match o {
             Outcome::Completed {
                 slot,
@@ -185,26 +192,26 @@ pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> 
     };
     let start = Instant::now();
     for _ in 0..cfg.tasks {
-        sup.submit_detached(spec.clone())?;
-        while let Some((id, o)) = sup.recv(Some(Duration::ZERO)) {
+        sup.submit_detached(again(&spec))?;
+        while let Ok((id, o)) = sup.recv(Some(Duration::ZERO)) {
             tally.record(id, &o)?;
         }
     }
     let mut last = Instant::now();
     while tally.completed + tally.failed < cfg.tasks {
         match sup.recv(Some(Duration::from_millis(100))) {
-            Some((id, o)) => {
+            Ok((id, o)) => {
                 tally.record(id, &o)?;
                 last = Instant::now();
             }
-            None if last.elapsed() > watchdog => {
+            Err(RecvError::Timeout) if last.elapsed() <= watchdog => {}
+            Err(e) => {
                 return Err(TasksBenchError::Stalled(format!(
-                    "no result for {watchdog:?} ({} of {} done)",
+                    "{e} ({} of {} done)",
                     tally.completed + tally.failed,
                     cfg.tasks
                 )))
             }
-            None => {}
         }
     }
     let wall = start.elapsed().as_secs_f64();
@@ -229,7 +236,7 @@ pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> 
     while overhead_sent < overhead_tasks && overhead_failed < 3 {
         overhead_sent += 1;
         let t = Instant::now();
-        let h = sup.submit(spec.clone())?;
+        let h = sup.submit(again(&spec))?;
         let o = h
             .wait(Some(watchdog))
             .ok_or_else(|| TasksBenchError::Stalled("overhead task timed out".into()))?;

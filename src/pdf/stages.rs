@@ -22,16 +22,16 @@ use super::interp::FontCache;
 use super::open::with_doc;
 use super::wire::{Assembly, CheckedReply, PageReply, PageRequest};
 use crate::runtime::agent::{Registry, TaskContext};
-use crate::runtime::task::TaskError;
+use crate::runtime::task::{TaskError, TaskKind};
 
 /// Parser: load, split a page range into one-page PDFs.
-pub const PDF_PARSE: u32 = 110;
+pub const PDF_PARSE: TaskKind = TaskKind(110);
 /// Extractor: one-page PDFs to glyphs.
-pub const PDF_EXTRACT: u32 = 111;
+pub const PDF_EXTRACT: TaskKind = TaskKind(111);
 /// Analyzer: glyphs to layout and text.
-pub const PDF_ANALYZE: u32 = 112;
+pub const PDF_ANALYZE: TaskKind = TaskKind(112);
 /// Aggregator: a document's ranges to its output line.
-pub const PDF_AGGREGATE: u32 = 113;
+pub const PDF_AGGREGATE: TaskKind = TaskKind(113);
 
 /// Parser: the pages `first..=last` of the document at `path`, as a [`Parsed`] frame.
 pub fn parse(path: &str, first: u32, last: u32, beat: &dyn Fn()) -> Vec<u8> {

@@ -13,12 +13,13 @@
 use super::document::Document;
 use super::open::with_doc;
 use super::wire::{PageReply, PageRequest};
-use crate::agent::{Registry, TaskContext};
+use crate::runtime::agent::{Registry, TaskContext};
+use crate::runtime::task::TaskKind;
 
 /// Open a document and extract its first pages.
-pub const PDF_DOC: u32 = 100;
+pub const PDF_DOC: TaskKind = TaskKind(100);
 /// Extract a range of pages.
-pub const PDF_PAGES: u32 = 101;
+pub const PDF_PAGES: TaskKind = TaskKind(101);
 
 fn extract(
     doc: &mut Document,

@@ -5,13 +5,13 @@
 //! ```no_run
 //! use neuralflow_swarm::agent::{serve_if_agent, Registry, TaskContext};
 //! use neuralflow_swarm::supervisor::{Shutdown, Supervisor};
-//! use neuralflow_swarm::task::TaskError;
+//! use neuralflow_swarm::task::{TaskError, TaskKind};
 //! use neuralflow_swarm::typed::Task;
 //!
 //! struct Upper;
 //!
 //! impl Task for Upper {
-//!     const KIND: u32 = 1000;
+//!     const KIND: TaskKind = TaskKind(1000);
 //!     const NAME: &'static str = "upper";
 //!     type Input = String;
 //!     type Output = String;
@@ -39,7 +39,7 @@
 //! held outputs handed from stage to stage.
 
 use super::agent::TaskContext;
-use super::task::TaskError;
+use super::task::{TaskError, TaskKind};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -47,7 +47,7 @@ use serde::Serialize;
 pub trait Task: Send + Sync + 'static {
     /// The kind it is registered and submitted under (from
     /// [`crate::runtime::task::kinds::FIRST_USER`] up for an embedder's own kinds).
-    const KIND: u32;
+    const KIND: TaskKind;
     /// A name for logs and status.
     const NAME: &'static str;
     /// What the caller sends.

@@ -7,8 +7,8 @@ use super::sizing::{self, BUFFER_SIZE, QUEUE_DEPTH};
 use super::state::{Doc, Job, Stage};
 use crate::cgroup::Limits;
 use crate::pdf::error::{ErrorKind, PdfError};
-use crate::supervisor::{Shutdown, Supervisor};
-use crate::task::{DeathCause, Failure, Outcome};
+use crate::supervisor::{RecvError, Shutdown, Supervisor};
+use crate::task::{DeathCause, Failure, Outcome, TaskId};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
@@ -133,8 +133,11 @@ pub fn run(
         } else {
             Duration::from_millis(50)
         };
-        if let Some((id, outcome)) = sup.recv(Some(wait)) {
-            job.on_outcome(id, outcome)?;
+        match sup.recv(Some(wait)) {
+            Ok((id, outcome)) => job.on_outcome(id, outcome)?,
+            // Every task delivered and the supervisor stopped: nothing more will come.
+            Err(RecvError::Stopped) => return Err(crate::supervisor::Error::Stopped.into()),
+            Err(RecvError::Timeout | RecvError::Empty) => {}
         }
         while let Some(checked) = job.checkers.try_take() {
             job.absorb(checked)?;
@@ -187,7 +190,7 @@ impl Job<'_> {
     }
 
     /// Routes a task's outcome to its document's strategy.
-    fn on_outcome(&mut self, id: u64, outcome: Outcome) -> Result<(), RunError> {
+    fn on_outcome(&mut self, id: TaskId, outcome: Outcome) -> Result<(), RunError> {
         let Some((d, stage)) = self.task_doc.remove(&id) else {
             // A task of a document that already ended (its deadline passed): free what it
             // left in page buffers.
@@ -242,7 +245,7 @@ impl Job<'_> {
         if expired.is_empty() {
             return;
         }
-        let ids: Vec<u64> = self
+        let ids: Vec<TaskId> = self
             .task_doc
             .iter()
             .filter(|(_, (d, _))| expired.contains(d))

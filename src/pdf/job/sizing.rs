@@ -46,7 +46,7 @@ pub(super) fn window(agents: usize) -> usize {
 }
 
 /// Page buffers a held output takes.
-pub(super) fn buffers(h: Held) -> usize {
+pub(super) fn buffers(h: &Held) -> usize {
     (h.len().div_ceil(BUFFER_SIZE as u64) as usize).max(1)
 }
 

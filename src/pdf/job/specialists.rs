@@ -14,7 +14,7 @@ use crate::pdf::frames::{Parsed, PARSED_HEAD};
 use crate::pdf::stages::{PDF_AGGREGATE, PDF_ANALYZE, PDF_EXTRACT, PDF_PARSE};
 use crate::pdf::wire::Assembly;
 use crate::supervisor::{Error, Supervisor};
-use crate::task::{Held, TaskSpec};
+use crate::task::{Held, Output};
 
 /// Specialists' page ranges at each stage.
 #[derive(Debug, Default)]
@@ -76,24 +76,25 @@ impl Job<'_> {
     pub(super) fn feed_extractors(&mut self) -> Result<(), Error> {
         // Ranges of documents that failed or ran out of time meanwhile are let go at once,
         // so their documents end now and their buffers come back.
-        let (sup, docs) = (self.sup, &mut self.docs);
-        self.parked.retain(|&(d, h)| match docs.get_mut(&d) {
-            Some(doc) if doc.asm.error.is_none() => true,
-            gone => {
-                if let Some(doc) = gone {
-                    doc.open_tasks -= 1;
+        for (d, h) in std::mem::take(&mut self.parked) {
+            match self.docs.get_mut(&d) {
+                Some(doc) if doc.asm.error.is_none() => self.parked.push_back((d, h)),
+                gone => {
+                    if let Some(doc) = gone {
+                        doc.open_tasks -= 1;
+                    }
+                    drop(h); // frees it
                 }
-                let _ = sup.release_held(h);
-                false
             }
-        });
+        }
         let n = self.ranges_in_flight();
         let mut later = n.extracting + n.analyzing;
         while later < self.max_ranges {
             let Some((d, h)) = self.parked.pop_front() else {
                 break;
             };
-            self.submit(d, Stage::Extract, Self::forward(PDF_EXTRACT, vec![h], true))?;
+            let spec = Self::forward(PDF_EXTRACT, vec![h], Output::Hold);
+            self.submit(d, Stage::Extract, spec)?;
             later += 1;
         }
         Ok(())
@@ -148,16 +149,16 @@ impl Job<'_> {
         // The agent wrote the head: read it, check it, believe nothing else.
         let head = self
             .sup
-            .peek_held(h, PARSED_HEAD)
+            .peek_held(&h, PARSED_HEAD)
             .ok()
             .and_then(|b| Parsed::head(&b).ok());
         let Some((page_count, _, _)) = head else {
-            let _ = self.sup.release_held(h);
+            drop(h); // frees it
             doc.asm.fail(bad_frame("unreadable parser frame"));
             return Ok(());
         };
         if page_count > MAX_PAGES {
-            let _ = self.sup.release_held(h);
+            drop(h); // frees it
             doc.asm.fail(too_many_pages(page_count));
             return Ok(());
         }
@@ -190,15 +191,9 @@ impl Job<'_> {
             return Ok(());
         };
         doc.open_tasks += 1;
-        self.submit(
-            d,
-            Stage::Analyze,
-            TaskSpec {
-                // An Analyzer's page JSON is a tenth of the glyphs it reads.
-                drains: true,
-                ..Self::forward(PDF_ANALYZE, vec![h], true)
-            },
-        )
+        // An Analyzer's page JSON is a tenth of the glyphs it reads: it drains.
+        let spec = Self::forward(PDF_ANALYZE, vec![h], Output::HoldDraining);
+        self.submit(d, Stage::Analyze, spec)
     }
 
     /// A range analyzed; once all are, the aggregator gets them.
@@ -212,7 +207,8 @@ impl Job<'_> {
         // Replies past the waiting budget (a document whose line would not fit an agent's
         // output, or many documents at once) are taken out of the page buffers now, and
         // their document is assembled here, from the same replies by the same code.
-        if !doc.local && self.waiting_buffers + buffers(h) > self.held_budget {
+        let n = buffers(&h);
+        if !doc.local && self.waiting_buffers + n > self.held_budget {
             doc.local = true;
             self.waiting_buffers -= std::mem::take(&mut doc.waiting);
             for h in std::mem::take(&mut doc.analyzed) {
@@ -223,8 +219,8 @@ impl Job<'_> {
             take_reply(self.sup, &mut doc.asm, h);
         } else {
             doc.analyzed.push(h);
-            doc.waiting += buffers(h);
-            self.waiting_buffers += buffers(h);
+            doc.waiting += n;
+            self.waiting_buffers += n;
         }
         if doc.arrived < doc.ranges || doc.local {
             return Ok(());
@@ -240,7 +236,7 @@ impl Job<'_> {
         self.submit(
             d,
             Stage::Aggregate,
-            Self::forward(PDF_AGGREGATE, inputs, false),
+            Self::forward(PDF_AGGREGATE, inputs, Output::Return),
         )
     }
 

@@ -6,7 +6,7 @@ use super::checkers::Checkers;
 use crate::pdf::stages::PDF_PARSE;
 use crate::pdf::wire::{Assembly, PageRequest};
 use crate::supervisor::Supervisor;
-use crate::task::{Held, TaskSpec};
+use crate::task::{Held, Output, TaskId, TaskKind, TaskSpec};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,7 @@ pub(super) struct Job<'s> {
     /// very parses they wait for, but kept under a budget of their own.
     pub(super) waiting_buffers: usize,
     pub(super) docs: HashMap<usize, Doc>,
-    pub(super) task_doc: HashMap<u64, (usize, Stage)>,
+    pub(super) task_doc: HashMap<TaskId, (usize, Stage)>,
     /// Agents in the swarm.
     pub(super) agents: usize,
     /// Generalists' replies are checked here, off the job thread.
@@ -111,25 +111,24 @@ impl Job<'_> {
     }
 
     /// A task of `kind` on pages `first..=last` of `path`.
-    pub(super) fn request(kind: u32, path: &str, first: u32, last: u32) -> TaskSpec {
+    pub(super) fn request(kind: TaskKind, path: &str, first: u32, last: u32) -> TaskSpec {
         let req = PageRequest {
             path: path.to_string(),
             first,
             last,
         };
-        TaskSpec {
-            payload: serde_json::to_vec(&req).unwrap_or_default(),
-            keep_output: kind == PDF_PARSE,
-            ..TaskSpec::new(kind, 0)
-        }
+        let output = if kind == PDF_PARSE {
+            Output::Hold
+        } else {
+            Output::Return
+        };
+        TaskSpec::new(kind, 0)
+            .with_bytes(serde_json::to_vec(&req).unwrap_or_default())
+            .with_output(output)
     }
 
     /// A task of `kind` on held outputs.
-    pub(super) fn forward(kind: u32, inputs: Vec<Held>, keep_output: bool) -> TaskSpec {
-        TaskSpec {
-            inputs,
-            keep_output,
-            ..TaskSpec::new(kind, 0)
-        }
+    pub(super) fn forward(kind: TaskKind, inputs: Vec<Held>, output: Output) -> TaskSpec {
+        TaskSpec::new(kind, 0).with_held(inputs).with_output(output)
     }
 }

@@ -32,12 +32,14 @@
 //!
 //! ```no_run
 //! use neuralflow_swarm::agent::{serve_if_agent, Registry};
+//! use neuralflow_swarm::task::TaskKind;
 //!
 //! fn registry() -> Registry {
 //!     let mut registry = Registry::with_synthetic();
-//!     registry
-//!         .register(1000, "upper", |ctx| Ok::<_, String>(ctx.input().to_ascii_uppercase()))
-//!         .expect("a new kind");
+//!     let upper = |ctx: &neuralflow_swarm::agent::TaskContext<'_>| {
+//!         Ok::<_, String>(ctx.input().to_ascii_uppercase())
+//!     };
+//!     registry.register(TaskKind(1000), "upper", upper).expect("a new kind");
 //!     registry
 //! }
 //!

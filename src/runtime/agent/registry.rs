@@ -1,7 +1,7 @@
 //! The task kinds an agent serves: a handler per kind.
 
 use super::TaskContext;
-use crate::runtime::task::TaskError;
+use crate::runtime::task::{TaskError, TaskKind};
 use std::collections::BTreeMap;
 
 /// A task handler: input in, output bytes or a [`TaskError`] out.
@@ -15,7 +15,7 @@ pub enum RegistryError {
     #[error("task kind {kind} is already registered (as {existing:?}); {name:?} cannot take it")]
     Duplicate {
         /// The kind.
-        kind: u32,
+        kind: TaskKind,
         /// The name it was registered under.
         existing: &'static str,
         /// The name that asked for it again.
@@ -23,7 +23,7 @@ pub enum RegistryError {
     },
     /// The kind is not a task kind (the stop descriptor's value).
     #[error("task kind {0} is reserved")]
-    Reserved(u32),
+    Reserved(TaskKind),
 }
 
 /// The task kinds an agent can run.
@@ -51,14 +51,14 @@ impl Registry {
     /// `error`).
     pub fn register<E: Into<TaskError>>(
         &mut self,
-        kind: u32,
+        kind: TaskKind,
         name: &'static str,
         handler: impl Fn(&TaskContext<'_>) -> Result<Vec<u8>, E> + Send + Sync + 'static,
     ) -> Result<(), RegistryError> {
         if kind == crate::runtime::task::kinds::STOP {
             return Err(RegistryError::Reserved(kind));
         }
-        if let Some((existing, _)) = self.handlers.get(&kind) {
+        if let Some((existing, _)) = self.handlers.get(&kind.get()) {
             return Err(RegistryError::Duplicate {
                 kind,
                 existing,
@@ -66,7 +66,7 @@ impl Registry {
             });
         }
         let boxed: Handler = Box::new(move |ctx| handler(ctx).map_err(Into::into));
-        self.handlers.insert(kind, (name, boxed));
+        self.handlers.insert(kind.get(), (name, boxed));
         Ok(())
     }
 
@@ -83,13 +83,13 @@ impl Registry {
         })
     }
 
-    /// The handler of `kind`.
+    /// The handler of `kind` (as a descriptor carries it).
     pub fn get(&self, kind: u32) -> Option<&Handler> {
         self.handlers.get(&kind).map(|(_, h)| h)
     }
 
     /// The kinds served, with their names, in kind order.
-    pub fn kinds(&self) -> impl Iterator<Item = (u32, &'static str)> + '_ {
-        self.handlers.iter().map(|(k, (n, _))| (*k, *n))
+    pub fn kinds(&self) -> impl Iterator<Item = (TaskKind, &'static str)> + '_ {
+        self.handlers.iter().map(|(k, (n, _))| (TaskKind(*k), *n))
     }
 }

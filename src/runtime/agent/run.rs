@@ -61,7 +61,7 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
         for (i, task) in inbox.iter().enumerate() {
             // Relaxed: as above.
             let stopping = seg.control().shutdown.load(Ordering::Relaxed) != 0;
-            if task.kind == kinds::STOP || stopping {
+            if task.kind == kinds::STOP.get() || stopping {
                 flush(&mut tx, &mut outbox, doorbell, config).map_err(ring_err)?;
                 hb.set_state(AgentState::Exiting);
                 return Ok(());

@@ -26,7 +26,11 @@ impl Registry {
             }
             Ok::<_, String>(Vec::new())
         };
-        let all: [(u32, &'static str, super::registry::Handler); 10] = [
+        let all: [(
+            crate::runtime::task::TaskKind,
+            &'static str,
+            super::registry::Handler,
+        ); 10] = [
             (kinds::NOOP, "noop", Box::new(|_| Ok(Vec::new()))),
             (
                 kinds::SPIN,

@@ -51,7 +51,7 @@ impl State {
             && self
                 .tasks
                 .get(&d.task_id)
-                .is_some_and(|t| t.spec.keep_output);
+                .is_some_and(|t| t.output.is_held());
         let mut held = None;
         let output = match d.payload() {
             None if keep => {
@@ -127,9 +127,9 @@ impl State {
                 slot,
                 attempts,
             },
-            status::UNKNOWN_KIND => Outcome::Failed(Failure::UnknownKind(
-                self.tasks.get(&d.task_id).map_or(0, |t| t.spec.kind),
-            )),
+            status::UNKNOWN_KIND => Outcome::Failed(Failure::UnknownKind(TaskKind(
+                self.tasks.get(&d.task_id).map_or(0, |t| t.kind),
+            ))),
             status::PANICKED => Outcome::Failed(Failure::Panicked(
                 String::from_utf8_lossy(&output).into_owned(),
             )),
@@ -156,16 +156,29 @@ impl State {
             self.counters.failed += 1;
         }
         match rec.delivery {
+            Delivery::Handle if self.abandoned.remove(&id) => self.discard(outcome),
             Delivery::Handle => {
                 self.results.insert(id, outcome);
             }
-            Delivery::Stream => self.stream.push_back((id, outcome)),
+            Delivery::Stream => {
+                self.open_stream -= 1;
+                self.stream.push_back((id, outcome));
+            }
             Delivery::Set(set) => match self.sets.get_mut(&set) {
                 Some(q) => q.push_back((id, outcome)),
-                None => {
-                    self.dropped_sets.remove(&set);
-                }
+                // The set was dropped.
+                None => self.discard(outcome),
             },
+        }
+    }
+
+    /// Lets an outcome nobody will take go, freeing its held output here: a [`Held`]
+    /// dropped under the state lock would take the lock again.
+    pub(super) fn discard(&mut self, outcome: Outcome) {
+        if let Outcome::Completed { held: Some(h), .. } = outcome {
+            if let Some(stored) = self.held.remove(&h.defuse()) {
+                stored.release(&self.slab);
+            }
         }
     }
 }

@@ -54,7 +54,7 @@ pub struct AgentClass {
     /// Agents in the class.
     pub count: u32,
     /// The task kinds they take; `None` takes every kind.
-    pub kinds: Option<Vec<u32>>,
+    pub kinds: Option<Vec<TaskKind>>,
 }
 
 /// Configures and starts a [`Supervisor`].
@@ -139,8 +139,8 @@ impl SupervisorBuilder {
     /// Run-time limit for every task of `kind` that sets none of its own
     /// ([`TaskSpec::timeout`]): a task that runs longer is killed with its agent and
     /// blamed as a `timeout`.
-    pub fn kind_timeout(mut self, kind: u32, limit: Duration) -> Self {
-        self.kind_timeouts.insert(kind, limit);
+    pub fn kind_timeout(mut self, kind: TaskKind, limit: Duration) -> Self {
+        self.kind_timeouts.insert(kind.get(), limit);
         self
     }
     /// Per-agent resource limits.

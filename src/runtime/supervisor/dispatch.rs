@@ -5,6 +5,21 @@ use super::*;
 
 impl Shared {
     pub(super) fn submit(&self, spec: TaskSpec, delivery: Delivery) -> Result<u64, Error> {
+        let TaskSpec {
+            kind,
+            arg,
+            input,
+            output,
+            timeout,
+        } = spec;
+        let kind = kind.get();
+        // Taken out before the lock: should submit fail, held inputs dropped with these
+        // locals free themselves through the lock, after it is released.
+        let (payload, inputs) = match input {
+            Input::None => (Vec::new(), Vec::new()),
+            Input::Bytes(b) => (b, Vec::new()),
+            Input::Held(h) => (Vec::new(), h),
+        };
         let mut st = self.state.lock();
         if st.pending.len() >= self.cfg.max_pending {
             drop(st);
@@ -17,25 +32,21 @@ impl Shared {
         if st.fatal.is_some() || st.stopping {
             return Err(Error::Stopped);
         }
-        if !st.agents.iter().any(|a| a.takes(spec.kind)) {
-            return Err(Error::NoAgentForKind(spec.kind));
+        if !self.served.contains(&kind) || !st.agents.iter().any(|a| a.takes(kind)) {
+            return Err(Error::NoAgentForKind(TaskKind(kind)));
         }
-        if !spec.inputs.is_empty() && !spec.payload.is_empty() {
-            return Err(Error::InvalidTask("both a payload and held inputs"));
-        }
-        if !self.served.contains(&spec.kind) {
-            return Err(Error::NoAgentForKind(spec.kind));
-        }
-        if spec.inputs.iter().any(|h| !st.held.contains_key(&h.id))
-            || (1..spec.inputs.len()).any(|i| spec.inputs[..i].contains(&spec.inputs[i]))
+        let owner = st.owner.clone();
+        if inputs
+            .iter()
+            .any(|h| !h.is_of(&owner) || !st.held.contains_key(&h.id))
         {
             return Err(Error::UnknownHeld);
         }
         // What will be lent to the agent: the payload, or the inputs unless one chain
         // goes as it is. More than the slab can lend would wait for ever, and every task
         // behind it with it.
-        let lent = match &spec.inputs[..] {
-            [] => spec.payload.len() as u64,
+        let lent = match &inputs[..] {
+            [] => payload.len() as u64,
             [one] => match &st.held[&one.id] {
                 Stored::Chain { .. } => 0,
                 Stored::Inline(b) => b.len() as u64,
@@ -55,17 +66,25 @@ impl Shared {
                 buffer_size,
             });
         }
-        let inputs = spec
-            .inputs
-            .iter()
-            .map(|h| st.held.remove(&h.id).expect("checked above"))
+        // Taken over: each token leaves the caller's table (a Held is one of a kind, so
+        // none can be given twice).
+        let inputs = inputs
+            .into_iter()
+            .map(|h| st.held.remove(&h.defuse()).expect("checked above"))
             .collect();
         let id = st.next_id;
         st.next_id += 1;
+        if delivery == Delivery::Stream {
+            st.open_stream += 1;
+        }
         st.tasks.insert(
             id,
             TaskRecord {
-                spec,
+                kind,
+                arg,
+                payload,
+                output,
+                timeout,
                 attempt: 1,
                 blame: Vec::new(),
                 delivery,
@@ -130,7 +149,7 @@ impl State {
                 let mut k = 0;
                 while batch.len() < room && k < self.pending.len() {
                     let id = self.pending[k];
-                    let kind = self.tasks.get(&id).map_or(u32::MAX, |t| t.spec.kind);
+                    let kind = self.tasks.get(&id).map_or(u32::MAX, |t| t.kind);
                     if !self.agents[i].takes(kind) {
                         k += 1;
                         continue;
@@ -180,10 +199,10 @@ impl State {
         let half = self.slab.count() as usize / 2;
         let bs = self.slab.buffer_size();
         let rec = self.tasks.get_mut(&id)?;
-        let mut d = Descriptor::new(id, rec.attempt, rec.spec.kind);
-        d.arg = rec.spec.arg;
+        let mut d = Descriptor::new(id, rec.attempt, rec.kind);
+        d.arg = rec.arg;
         d.buffer = PageHandle::NIL_RAW;
-        if rec.spec.keep_output && !rec.spec.drains {
+        if rec.output == Output::Hold {
             d.flags |= flags::KEEP_RESERVE;
         }
         if let [Stored::Chain { raw, len, .. }] = rec.inputs[..] {
@@ -198,7 +217,7 @@ impl State {
         if rec.lent.is_none() {
             let list;
             let bytes: &[u8] = match &rec.inputs[..] {
-                [] => &rec.spec.payload,
+                [] => &rec.payload,
                 [Stored::Inline(b)] => b,
                 many => {
                     let mut l = Vec::with_capacity(many.iter().map(Stored::list_bytes).sum());

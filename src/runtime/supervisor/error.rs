@@ -2,6 +2,20 @@
 
 use super::*;
 
+/// Why [`Supervisor::recv`] has no result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RecvError {
+    /// The timeout passed; detached tasks are still open.
+    #[error("no result within the timeout")]
+    Timeout,
+    /// No detached task is open, and every result has been received.
+    #[error("no detached task is open")]
+    Empty,
+    /// The supervisor has stopped, and every result has been received.
+    #[error("the supervisor has stopped")]
+    Stopped,
+}
+
 /// Supervisor errors.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -27,9 +41,10 @@ pub enum Error {
     /// A [`Held`] output that the supervisor does not hold (already used or freed).
     #[error("no such held output")]
     UnknownHeld,
-    /// A task no agent class accepts.
+    /// A task kind no agent serves (the agent executable does not register it, or no
+    /// agent class takes it).
     #[error("no agent takes task kind {0}")]
-    NoAgentForKind(u32),
+    NoAgentForKind(TaskKind),
     /// A task spec that contradicts itself.
     #[error("invalid task: {0}")]
     InvalidTask(&'static str),

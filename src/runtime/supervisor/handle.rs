@@ -16,20 +16,36 @@ impl std::fmt::Debug for TaskHandle {
 
 impl TaskHandle {
     /// The task's id.
-    pub fn id(&self) -> u64 {
-        self.id
+    pub fn id(&self) -> TaskId {
+        TaskId(self.id)
     }
 
-    /// The outcome, if the task has ended (taking it).
+    /// The outcome, if the task has ended (taking it: a handle yields its outcome once).
     pub fn try_result(&self) -> Option<Outcome> {
         let mut st = self.shared.state.lock();
         st.drive(&self.shared);
         st.results.remove(&self.id)
     }
 
-    /// Waits for the outcome; `None` on timeout.
+    /// Waits for the outcome (taking it); `None` on timeout. Every task ends with an
+    /// outcome, even when the supervisor stops (then [`Failure::Cancelled`]).
     pub fn wait(&self, timeout: Option<Duration>) -> Option<Outcome> {
         self.shared
             .wait_for(timeout, |st| st.results.remove(&self.id))
+    }
+}
+
+impl Drop for TaskHandle {
+    /// A handle dropped before its task ended lets the outcome go when it comes: nothing
+    /// piles up for handles nobody waits on.
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock();
+        let unclaimed = st.results.remove(&self.id);
+        if unclaimed.is_none() && st.tasks.contains_key(&self.id) {
+            st.abandoned.insert(self.id);
+        }
+        drop(st);
+        // Dropped unlocked: an outcome's held output frees itself through the lock.
+        drop(unclaimed);
     }
 }

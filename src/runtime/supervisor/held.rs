@@ -95,13 +95,26 @@ impl State {
         self.next_held += 1;
         let len = stored.len();
         self.held.insert(token, stored);
-        Held { id: token, len }
+        Held {
+            id: token,
+            len,
+            owner: Some(self.owner.clone()),
+        }
+    }
+}
+
+impl ReleaseHeld for Shared {
+    fn release_held(&self, id: u64) {
+        let mut st = self.state.lock();
+        if let Some(stored) = st.held.remove(&id) {
+            stored.release(&st.slab);
+        }
     }
 }
 
 impl Supervisor {
     /// Places `bytes` in the supervisor's keeping like an output: a small input to go
-    /// beside outputs in a fan-in ([`TaskSpec::inputs`]).
+    /// beside outputs in a fan-in ([`Input::Held`]).
     pub fn hold(&self, bytes: &[u8]) -> Result<Held, Error> {
         let mut st = self.shared.state.lock();
         let bs = st.slab.buffer_size();
@@ -120,8 +133,9 @@ impl Supervisor {
 
     /// Copies a held output out and frees it.
     pub fn take_held(&self, h: Held) -> Result<Vec<u8>, Error> {
+        let id = h.defuse();
         let mut st = self.shared.state.lock();
-        let stored = st.held.remove(&h.id).ok_or(Error::UnknownHeld)?;
+        let stored = st.held.remove(&id).ok_or(Error::UnknownHeld)?;
         if let Stored::Inline(b) = stored {
             return Ok(b);
         }
@@ -131,7 +145,7 @@ impl Supervisor {
     }
 
     /// Copies the first `n` bytes of a held output, which stays held.
-    pub fn peek_held(&self, h: Held, n: usize) -> Result<Vec<u8>, Error> {
+    pub fn peek_held(&self, h: &Held, n: usize) -> Result<Vec<u8>, Error> {
         let st = self.shared.state.lock();
         match st.held.get(&h.id).ok_or(Error::UnknownHeld)? {
             Stored::Inline(b) => Ok(b[..n.min(b.len())].to_vec()),
@@ -150,10 +164,11 @@ impl Supervisor {
         }
     }
 
-    /// Frees a held output.
+    /// Frees a held output now (as dropping it does), saying whether it was still held.
     pub fn release_held(&self, h: Held) -> Result<(), Error> {
+        let id = h.defuse();
         let mut st = self.shared.state.lock();
-        let stored = st.held.remove(&h.id).ok_or(Error::UnknownHeld)?;
+        let stored = st.held.remove(&id).ok_or(Error::UnknownHeld)?;
         stored.release(&st.slab);
         Ok(())
     }

@@ -62,7 +62,10 @@ impl Supervisor {
             .classes
             .iter()
             .flat_map(|c| {
-                let kinds: Option<Arc<[u32]>> = c.kinds.as_deref().map(Arc::from);
+                let kinds: Option<Arc<[u32]>> = c
+                    .kinds
+                    .as_ref()
+                    .map(|k| k.iter().map(|k| k.get()).collect());
                 std::iter::repeat_n(kinds, c.count as usize)
             })
             .collect();
@@ -111,7 +114,9 @@ impl Supervisor {
             next_held: 1,
             warnings,
             sets: HashMap::new(),
-            dropped_sets: Default::default(),
+            abandoned: Default::default(),
+            open_stream: 0,
+            owner: std::sync::Weak::<Shared>::new(),
             next_set: 0,
         };
         let shared = Arc::new(Shared {
@@ -131,6 +136,8 @@ impl Supervisor {
         });
         {
             let mut st = shared.state.lock();
+            let weak: std::sync::Weak<Shared> = Arc::downgrade(&shared);
+            st.owner = weak;
             st.spawn_all(&shared);
             if let Some(f) = &st.fatal {
                 return Err(Error::CrashLoop(f.clone()));
@@ -176,7 +183,11 @@ impl Supervisor {
             // busy and sees the flag before its next task).
             for a in &mut st.agents {
                 if let Some(tx) = a.tx.as_mut() {
-                    let _ = tx.push(Descriptor::new(0, 0, crate::runtime::task::kinds::STOP));
+                    let _ = tx.push(Descriptor::new(
+                        0,
+                        0,
+                        crate::runtime::task::kinds::STOP.get(),
+                    ));
                 }
                 if let Ok(h) = sh.seg.ring_header(a.slot, Direction::ToAgent) {
                     h.wake_consumer();

@@ -56,7 +56,7 @@ mod snapshot;
 mod typed;
 
 pub use config::{AgentClass, CgroupMode, RestartPolicy, Shutdown, SupervisorBuilder};
-pub use error::Error;
+pub use error::{Error, RecvError};
 pub use handle::TaskHandle;
 pub use snapshot::{AgentStatus, Counters, Isolation, Status};
 pub use typed::{typed_spec, Joined, TaskResult, TaskSet, TypedHandle};
@@ -68,7 +68,8 @@ use reactor::{reactor_loop, Waker};
 use crate::runtime::agent::AgentConfig;
 use crate::runtime::cgroup::{self, AgentCgroup, CgroupManager, Hierarchy, Limits};
 use crate::runtime::task::{
-    flags, status, DeathCause, Failure, Held, Outcome, TaskError, TaskSpec,
+    flags, status, DeathCause, Failure, Held, Input, Outcome, Output, ReleaseHeld, TaskError,
+    TaskId, TaskKind, TaskSpec,
 };
 use crate::shm::descriptor::Descriptor;
 use crate::shm::heartbeat::{AgentState, Liveness, Observer};
@@ -148,7 +149,12 @@ enum Delivery {
 }
 
 struct TaskRecord {
-    spec: TaskSpec,
+    kind: u32,
+    arg: u64,
+    /// Input bytes ([`Input::Bytes`]), written into the slab at the first dispatch.
+    payload: Vec<u8>,
+    output: Output,
+    timeout: Option<Duration>,
     attempt: u32,
     blame: Vec<DeathCause>,
     delivery: Delivery,
@@ -182,9 +188,13 @@ struct State {
     next_held: u64,
     /// Results of task sets, by set.
     sets: HashMap<u64, VecDeque<(u64, Outcome)>>,
-    /// Sets dropped while tasks of theirs were open: their results are dropped.
-    dropped_sets: std::collections::HashSet<u64>,
     next_set: u64,
+    /// Tasks whose handle was dropped before they ended: their outcomes are discarded.
+    abandoned: std::collections::HashSet<u64>,
+    /// Open tasks whose outcome goes to [`Supervisor::recv`].
+    open_stream: usize,
+    /// What a [`Held`] calls to free itself: the supervisor, weakly.
+    owner: std::sync::Weak<dyn ReleaseHeld>,
     /// Warnings for the caller ([`Status::warnings`]), each once.
     warnings: Vec<String>,
 }
@@ -239,8 +249,8 @@ impl Supervisor {
     }
 
     /// Submits a task whose result comes through [`Supervisor::recv`]. Returns its id.
-    pub fn submit_detached(&self, spec: TaskSpec) -> Result<u64, Error> {
-        self.shared.submit(spec, Delivery::Stream)
+    pub fn submit_detached(&self, spec: TaskSpec) -> Result<TaskId, Error> {
+        self.shared.submit(spec, Delivery::Stream).map(TaskId)
     }
 
     /// Cancels a task: it ends now as [`Failure::Cancelled`] and is not retried. A task
@@ -248,7 +258,8 @@ impl Supervisor {
     /// agent (it is replaced, and the rest of its queue goes to other agents without
     /// blame); one still queued behind others runs, and its result is discarded. Returns
     /// whether the task was still open.
-    pub fn cancel(&self, id: u64) -> bool {
+    pub fn cancel(&self, id: TaskId) -> bool {
+        let id = id.get();
         let mut st = self.shared.state.lock();
         if !st.tasks.contains_key(&id) {
             return false;
@@ -269,9 +280,22 @@ impl Supervisor {
         true
     }
 
-    /// The next result of a detached task, in completion order; `None` on timeout.
-    pub fn recv(&self, timeout: Option<Duration>) -> Option<(u64, Outcome)> {
-        self.shared.wait_for(timeout, |st| st.stream.pop_front())
+    /// The next result of a detached task ([`Supervisor::submit_detached`]), in
+    /// completion order. Says why when there is none: the timeout passed while detached
+    /// tasks are still open, none is open, or the supervisor has stopped (its open tasks
+    /// were all delivered, cancelled).
+    pub fn recv(&self, timeout: Option<Duration>) -> Result<(TaskId, Outcome), RecvError> {
+        self.shared
+            .wait_for(timeout, |st| match st.stream.pop_front() {
+                Some((id, o)) => Some(Ok((TaskId(id), o))),
+                None if st.open_stream == 0 => Some(Err(if st.fatal.is_some() || st.stopping {
+                    RecvError::Stopped
+                } else {
+                    RecvError::Empty
+                })),
+                None => None,
+            })
+            .unwrap_or(Err(RecvError::Timeout))
     }
 
     /// The shared segment (for monitoring and tests).

@@ -47,9 +47,8 @@ impl State {
                     }
                     if let Some((id, started)) = a.current {
                         let limit = self.tasks.get(&id).and_then(|t| {
-                            t.spec
-                                .timeout
-                                .or_else(|| sh.cfg.kind_timeouts.get(&t.spec.kind).copied())
+                            t.timeout
+                                .or_else(|| sh.cfg.kind_timeouts.get(&t.kind).copied())
                         });
                         if limit.is_some_and(|l| now.duration_since(started) > l) {
                             self.kill(i, DeathCause::Timeout);

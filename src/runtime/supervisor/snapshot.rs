@@ -71,7 +71,7 @@ pub struct Status {
     /// subscriber finds them here.
     pub warnings: Vec<String>,
     /// The task kinds the agent executable serves (it said so when probed at build).
-    pub kinds: Vec<u32>,
+    pub kinds: Vec<TaskKind>,
     /// Page buffers: free now, and in all.
     pub slab_free: usize,
     /// Page buffers in the slab.
@@ -131,7 +131,7 @@ impl Supervisor {
                 cgroups: st.cgroups.as_ref().map(|c| c.hierarchy().name()),
             },
             warnings: st.warnings.clone(),
-            kinds: self.shared.served.clone(),
+            kinds: self.shared.served.iter().map(|&k| TaskKind(k)).collect(),
             slab_free: st.slab.free_count(),
             slab_buffers: st.slab.count() as usize,
             fatal: st.fatal.clone(),

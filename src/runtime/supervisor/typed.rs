@@ -20,9 +20,8 @@ fn typed_result<T: Task>(o: Outcome) -> TaskResult<T> {
 /// The spec of a typed task, to set a timeout on before submitting it
 /// ([`Supervisor::submit_typed`]).
 pub fn typed_spec<T: Task>(input: &T::Input) -> Result<TaskSpec, Error> {
-    let mut spec = TaskSpec::new(T::KIND, 0);
-    spec.payload = encode(input).map_err(|e| Error::Encode(format!("{}: {e}", T::NAME)))?;
-    Ok(spec)
+    let bytes = encode(input).map_err(|e| Error::Encode(format!("{}: {e}", T::NAME)))?;
+    Ok(TaskSpec::new(T::KIND, 0).with_bytes(bytes))
 }
 
 /// A submitted typed task.
@@ -42,7 +41,7 @@ impl<T: Task> std::fmt::Debug for TypedHandle<T> {
 
 impl<T: Task> TypedHandle<T> {
     /// The task's id.
-    pub fn id(&self) -> u64 {
+    pub fn id(&self) -> TaskId {
         self.inner.id()
     }
 
@@ -79,7 +78,7 @@ impl<T: Task> std::fmt::Debug for TaskSet<'_, T> {
 /// What [`TaskSet::join_next_timeout`] found.
 pub enum Joined<T: Task> {
     /// A task ended.
-    Done(u64, TaskResult<T>),
+    Done(TaskId, TaskResult<T>),
     /// Every task of the set has been joined.
     Empty,
     /// None ended in time.
@@ -101,13 +100,13 @@ where
 
 impl<T: Task> TaskSet<'_, T> {
     /// Submits one more task to the set.
-    pub fn spawn(&mut self, input: &T::Input) -> Result<u64, Error> {
+    pub fn spawn(&mut self, input: &T::Input) -> Result<TaskId, Error> {
         self.spawn_spec(typed_spec::<T>(input)?)
     }
 
     /// Submits one more task to the set from its spec (made by [`typed_spec`], with a
     /// timeout, say).
-    pub fn spawn_spec(&mut self, spec: TaskSpec) -> Result<u64, Error> {
+    pub fn spawn_spec(&mut self, spec: TaskSpec) -> Result<TaskId, Error> {
         if spec.kind != T::KIND {
             return Err(Error::InvalidTask(
                 "the spec is of another kind than the set's",
@@ -115,7 +114,7 @@ impl<T: Task> TaskSet<'_, T> {
         }
         let id = self.sup.shared.submit(spec, Delivery::Set(self.set))?;
         self.open += 1;
-        Ok(id)
+        Ok(TaskId(id))
     }
 
     /// Tasks submitted and not yet joined.
@@ -130,7 +129,7 @@ impl<T: Task> TaskSet<'_, T> {
 
     /// The next task to end, waiting as long as it takes; `None` once every task has been
     /// joined.
-    pub fn join_next(&mut self) -> Option<(u64, TaskResult<T>)> {
+    pub fn join_next(&mut self) -> Option<(TaskId, TaskResult<T>)> {
         match self.join_next_timeout(None) {
             Joined::Done(id, r) => Some((id, r)),
             Joined::Empty | Joined::TimedOut => None,
@@ -149,7 +148,7 @@ impl<T: Task> TaskSet<'_, T> {
         match got {
             Some((id, o)) => {
                 self.open -= 1;
-                Joined::Done(id, typed_result::<T>(o))
+                Joined::Done(TaskId(id), typed_result::<T>(o))
             }
             None => Joined::TimedOut,
         }
@@ -158,10 +157,12 @@ impl<T: Task> TaskSet<'_, T> {
 
 impl<T: Task> Drop for TaskSet<'_, T> {
     fn drop(&mut self) {
-        // Results that arrive later are dropped with the set.
+        // Results that arrive later are let go as they come.
         let mut st = self.sup.shared.state.lock();
-        st.sets.remove(&self.set);
-        st.dropped_sets.insert(self.set);
+        let unclaimed = st.sets.remove(&self.set);
+        drop(st);
+        // Dropped unlocked: an outcome's held output frees itself through the lock.
+        drop(unclaimed);
     }
 }
 
