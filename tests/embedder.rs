@@ -65,10 +65,45 @@ impl Task for MergeCounts {
     }
 }
 
+/// Sleeps the given milliseconds.
+struct Nap;
+
+impl Task for Nap {
+    const KIND: TaskKind = TaskKind(1006);
+    const NAME: &'static str = "nap";
+    type Input = u64;
+    type Output = ();
+    fn run(&self, ctx: &TaskContext<'_>, ms: u64) -> Result<(), TaskError> {
+        ctx.sleep(Duration::from_millis(ms));
+        Ok(())
+    }
+}
+
+fn a_dropped_task_set_cancels_what_it_did_not_join() {
+    let sup = builder(2).build().unwrap();
+    {
+        let mut naps = sup.task_set::<Nap>();
+        naps.spawn(&1).unwrap();
+        for _ in 0..6 {
+            naps.spawn(&30_000).unwrap();
+        }
+        let (_, first) = naps.join_next().expect("one");
+        first.expect("the short nap");
+    }
+    let t = Instant::now();
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "the long naps were cancelled"
+    );
+    assert_eq!((c.completed, c.failed), (1, 6), "{c:?}");
+}
+
 fn registry() -> Registry {
     let mut r = Registry::with_synthetic();
     r.add(CountWords).unwrap();
     r.add(MergeCounts).unwrap();
+    r.add(Nap).unwrap();
     r.register(EXIT_101, "exit-101", |_| -> Result<Vec<u8>, String> {
         std::process::exit(101)
     })
@@ -265,16 +300,38 @@ fn a_fan_in_of_many_small_held_outputs_does_not_fill_the_slab() {
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 
+/// Waits until `h` ends or its agent reports waiting for room; returns the outcome if it
+/// ended.
+fn outcome_or_waiting(
+    sup: &Supervisor,
+    h: &neuralflow_swarm::supervisor::TaskHandle,
+) -> Option<Outcome> {
+    let t = Instant::now();
+    loop {
+        if let Some(o) = h.try_result() {
+            return Some(o);
+        }
+        if sup.status().agents[0].reported == "waiting_for_room" {
+            return None;
+        }
+        assert!(t.elapsed() < WATCHDOG, "neither done nor waiting");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 fn a_full_slab_is_visible_backpressure_not_a_silent_stall() {
     // Outputs of two buffers each, held, until the slab has no room for the next.
     let sup = builder(1).buffers(64 * 1024, 16).build().unwrap();
     let mut held = Vec::new();
     let mut blocked = None;
     for _ in 0..16 {
-        // Draining may take the reserve too: the slab really fills.
-        let spec = TaskSpec::new(BYTES, 100 * 1024).with_output(Output::HoldDraining);
+        // Draining may take the reserve too: the slab really fills. The limit is short,
+        // but time spent waiting for room is not the task's.
+        let spec = TaskSpec::new(BYTES, 100 * 1024)
+            .with_output(Output::HoldDraining)
+            .with_timeout(Duration::from_millis(400));
         let h = sup.submit(spec).unwrap();
-        match h.wait(Some(Duration::from_secs(3))) {
+        match outcome_or_waiting(&sup, &h) {
             Some(Outcome::Completed { held: Some(x), .. }) => held.push(x),
             Some(other) => panic!("{other:?}"),
             None => {
@@ -284,10 +341,18 @@ fn a_full_slab_is_visible_backpressure_not_a_silent_stall() {
         }
     }
     let blocked = blocked.expect("the slab filled up");
+    // The supervisor's health checks (every few milliseconds) count the wait.
+    let t = Instant::now();
+    while sup.status().counters.slab_waits == 0 {
+        assert!(t.elapsed() < WATCHDOG, "the wait is never counted");
+        std::thread::sleep(Duration::from_millis(2));
+    }
     let st = sup.status();
-    assert_eq!(st.agents[0].reported, "waiting_for_room", "{st:?}");
-    assert!(st.counters.slab_waits >= 1, "{st:?}");
     assert!(st.slab_free < 2, "{st:?}");
+    // Well past the task's limit, still waiting, and not killed for it.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(blocked.try_result().is_none());
+    assert_eq!(sup.status().agents[0].reported, "waiting_for_room");
     // Releasing held outputs lets it finish.
     for h in held {
         sup.release_held(h).unwrap();
@@ -296,7 +361,8 @@ fn a_full_slab_is_visible_backpressure_not_a_silent_stall() {
         Some(Outcome::Completed { held: Some(x), .. }) => sup.release_held(x).unwrap(),
         other => panic!("{other:?}"),
     }
-    sup.shutdown(Shutdown::Drain).unwrap();
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert!(c.deaths.is_empty(), "{c:?}");
 }
 
 fn cpu_bound_handlers_that_never_beat_are_not_killed_as_hung() {
@@ -446,63 +512,29 @@ fn a_kind_the_agent_does_not_serve_is_refused_at_submit() {
 
 type Test = (&'static str, fn());
 
-const TESTS: &[Test] = &[
-    (
-        "word_count_map_reduce_in_one_binary_mode",
-        word_count_map_reduce_in_one_binary_mode,
-    ),
-    (
-        "a_panicking_handler_fails_its_task_with_the_message",
-        a_panicking_handler_fails_its_task_with_the_message,
-    ),
-    (
-        "an_agent_that_exits_while_running_a_task_blames_that_task",
-        an_agent_that_exits_while_running_a_task_blames_that_task,
-    ),
-    (
-        "a_handler_error_keeps_its_kind_across_the_process_boundary",
-        a_handler_error_keeps_its_kind_across_the_process_boundary,
-    ),
-    (
-        "a_payload_larger_than_the_slab_is_refused_at_submit",
-        a_payload_larger_than_the_slab_is_refused_at_submit,
-    ),
-    (
-        "a_fan_in_of_many_small_held_outputs_does_not_fill_the_slab",
-        a_fan_in_of_many_small_held_outputs_does_not_fill_the_slab,
-    ),
-    (
-        "a_full_slab_is_visible_backpressure_not_a_silent_stall",
-        a_full_slab_is_visible_backpressure_not_a_silent_stall,
-    ),
-    (
-        "cpu_bound_handlers_that_never_beat_are_not_killed_as_hung",
-        cpu_bound_handlers_that_never_beat_are_not_killed_as_hung,
-    ),
-    (
-        "a_handler_that_never_returns_is_stopped_by_its_kind_timeout",
-        a_handler_that_never_returns_is_stopped_by_its_kind_timeout,
-    ),
-    (
-        "sigstop_is_detected_after_three_heartbeat_periods_by_default",
-        sigstop_is_detected_after_three_heartbeat_periods_by_default,
-    ),
-    (
-        "a_corrupt_ring_found_by_dispatch_kills_the_agent_as_a_protocol_fault",
-        a_corrupt_ring_found_by_dispatch_kills_the_agent_as_a_protocol_fault,
-    ),
-    (
-        "status_carries_the_isolation_and_its_warnings",
-        status_carries_the_isolation_and_its_warnings,
-    ),
-    (
-        "register_refuses_a_duplicate_kind",
-        register_refuses_a_duplicate_kind,
-    ),
-    (
-        "a_kind_the_agent_does_not_serve_is_refused_at_submit",
-        a_kind_the_agent_does_not_serve_is_refused_at_submit,
-    ),
+/// The tests, by name.
+macro_rules! tests {
+    ($($name:ident),* $(,)?) => {
+        &[$((stringify!($name), $name as fn())),*]
+    };
+}
+
+const TESTS: &[Test] = tests![
+    word_count_map_reduce_in_one_binary_mode,
+    a_panicking_handler_fails_its_task_with_the_message,
+    an_agent_that_exits_while_running_a_task_blames_that_task,
+    a_handler_error_keeps_its_kind_across_the_process_boundary,
+    a_payload_larger_than_the_slab_is_refused_at_submit,
+    a_fan_in_of_many_small_held_outputs_does_not_fill_the_slab,
+    a_full_slab_is_visible_backpressure_not_a_silent_stall,
+    cpu_bound_handlers_that_never_beat_are_not_killed_as_hung,
+    a_handler_that_never_returns_is_stopped_by_its_kind_timeout,
+    sigstop_is_detected_after_three_heartbeat_periods_by_default,
+    a_corrupt_ring_found_by_dispatch_kills_the_agent_as_a_protocol_fault,
+    status_carries_the_isolation_and_its_warnings,
+    register_refuses_a_duplicate_kind,
+    a_kind_the_agent_does_not_serve_is_refused_at_submit,
+    a_dropped_task_set_cancels_what_it_did_not_join,
 ];
 
 fn main() -> std::process::ExitCode {
@@ -522,7 +554,8 @@ fn main() -> std::process::ExitCode {
         .iter()
         .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
         .collect();
-    println!("\nrunning {} tests", chosen.len());
+    let ran = chosen.len();
+    println!("\nrunning {ran} tests");
     let mut failed = Vec::new();
     for (name, test) in chosen {
         let t = Instant::now();
@@ -537,7 +570,7 @@ fn main() -> std::process::ExitCode {
         }
     }
     if failed.is_empty() {
-        println!("\ntest result: ok. {} passed", TESTS.len());
+        println!("\ntest result: ok. {ran} passed");
         std::process::ExitCode::SUCCESS
     } else {
         println!("\ntest result: FAILED. failures: {failed:?}");

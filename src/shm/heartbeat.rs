@@ -92,14 +92,18 @@ impl HeartbeatWord {
         self.beat.store((epoch as u64) << 32, Ordering::Relaxed);
     }
 
-    /// Agent side: one beat. Cheap enough for every task.
+    /// Agent side: one beat. Cheap enough for every task. Several threads of the agent
+    /// may beat (its liveness thread, a handler); each beat is one atomic update of the
+    /// counter half, so none is lost and the epoch half never changes.
     #[inline]
     pub fn beat(&self) {
-        // Relaxed: only this agent writes the word; readers compare values, nothing more.
-        let v = self.beat.load(Ordering::Relaxed);
-        let next = (v & 0xFFFF_FFFF_0000_0000) | ((v as u32).wrapping_add(1) as u64);
-        // Relaxed: as above.
-        self.beat.store(next, Ordering::Relaxed);
+        // Relaxed (both): only this agent's threads write the word, and the update is one
+        // atomic read-modify-write; readers compare values, nothing more.
+        let _ = self
+            .beat
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some((v & 0xFFFF_FFFF_0000_0000) | ((v as u32).wrapping_add(1) as u64))
+            });
     }
 
     /// Agent side: report the state.

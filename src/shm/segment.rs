@@ -42,8 +42,9 @@ use std::sync::Arc;
 
 /// First eight bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"NFSWARM\0";
-/// Layout version; bumped on any change to a shared structure.
-pub const VERSION: u32 = 1;
+/// Layout version; bumped on any change to a shared structure or to what crosses the
+/// rings (2: inline inputs, panicked completions, task-error frames, waiting for room).
+pub const VERSION: u32 = 2;
 /// Bytes reserved for the header at offset 0.
 pub const HEADER_REGION: u64 = 4096;
 const PAGE: u64 = 4096;

@@ -16,6 +16,29 @@ pub const PROBE_FLAG: &str = "--probe";
 /// [`super::serve_if_agent`] cannot start supervisors of its own, recursively.
 pub const PROBE_ENV: &str = "NEURALFLOW_SWARM_PROBE";
 
+/// An agent's command line that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ArgsError {
+    /// A flag without its value.
+    #[error("{0} needs a value")]
+    MissingValue(String),
+    /// A value that is not a number.
+    #[error("{flag}: {value:?} is not a number")]
+    NotANumber {
+        /// The flag.
+        flag: String,
+        /// What was given.
+        value: String,
+    },
+    /// A flag this agent does not know.
+    #[error("unknown argument {0:?}")]
+    Unknown(String),
+    /// `--segment-fd` is missing.
+    #[error("--segment-fd is required")]
+    NoSegment,
+}
+
 /// What an agent answers to the probe: its layout version and the kinds it serves.
 pub fn probe_line(registry: &super::Registry) -> String {
     let kinds: Vec<String> = registry.kinds().map(|(k, _)| k.to_string()).collect();
@@ -67,7 +90,7 @@ impl AgentConfig {
     }
 
     /// Parses what [`AgentConfig::to_args`] wrote (a leading [`AGENT_FLAG`] is skipped).
-    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, ArgsError> {
         let mut c = AgentConfig {
             segment_fd: -1,
             slot: 0,
@@ -81,8 +104,13 @@ impl AgentConfig {
             it.next();
         }
         while let Some(flag) = it.next() {
-            let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-            let num = |v: String| v.parse::<u64>().map_err(|e| format!("{flag}: {e}"));
+            let mut val = || it.next().ok_or(ArgsError::MissingValue(flag.clone()));
+            let num = |value: String| {
+                value.parse::<u64>().map_err(|_| ArgsError::NotANumber {
+                    flag: flag.clone(),
+                    value,
+                })
+            };
             match flag.as_str() {
                 "--segment-fd" => c.segment_fd = num(val()?)? as RawFd,
                 "--slot" => c.slot = num(val()?)? as u32,
@@ -92,11 +120,11 @@ impl AgentConfig {
                     c.heartbeat_period = Duration::from_micros(num(val()?)?.max(1000))
                 }
                 "--spin" => c.spin = num(val()?)? as u32,
-                _ => return Err(format!("unknown argument {flag:?}")),
+                _ => return Err(ArgsError::Unknown(flag)),
             }
         }
         if c.segment_fd < 0 {
-            return Err("--segment-fd is required".into());
+            return Err(ArgsError::NoSegment);
         }
         Ok(c)
     }

@@ -56,7 +56,7 @@ mod registry;
 mod run;
 mod synthetic;
 
-pub use config::{probe_line, AgentConfig, AGENT_FLAG, PROBE_ENV, PROBE_FLAG};
+pub use config::{probe_line, AgentConfig, ArgsError, AGENT_FLAG, PROBE_ENV, PROBE_FLAG};
 pub use context::TaskContext;
 pub use registry::{Handler, Registry, RegistryError};
 pub use run::run;

@@ -69,12 +69,17 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
             hb.set_state(AgentState::Busy);
             hb.set_current(Some((task.task_id, task.attempt)));
             let mut on_full = || flush(&mut tx, &mut outbox, doorbell, config);
-            let done = run_one(task, registry, &slab, me, hb, config, &mut on_full).map_err(
-                |e| match e {
-                    ReplyError::Slab(source) => AgentError::Slab { slot, source },
-                    ReplyError::Ring(source) => AgentError::Ring { slot, source },
-                },
-            )?;
+            let done = match run_one(task, registry, &slab, me, hb, config, &mut on_full) {
+                Ok(done) => done,
+                Err(e) => {
+                    // The runtime's own failure, not the task's: no blame for it.
+                    hb.set_current(None);
+                    return Err(match e {
+                        ReplyError::Slab(source) => AgentError::Slab { slot, source },
+                        ReplyError::Ring(source) => AgentError::Ring { slot, source },
+                    });
+                }
+            };
             hb.set_current(None);
             hb.task_done();
             outbox.push(done);
@@ -128,19 +133,22 @@ thread_local! {
 }
 
 /// Records the location of panics in handlers (which become the task's failure, so they
-/// are not printed); panics elsewhere go to the previous hook.
+/// are not printed); panics elsewhere go to the previous hook. Installed once per process.
 fn install_panic_hook() {
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if IN_HANDLER.with(|h| h.get()) {
-            let at = info
-                .location()
-                .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
-            PANICKED_AT.with(|p| *p.borrow_mut() = at);
-        } else {
-            previous(info);
-        }
-    }));
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_HANDLER.with(|h| h.get()) {
+                let at = info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()));
+                PANICKED_AT.with(|p| *p.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
 }
 
 /// Runs the handler, turning a panic into the text of the task's failure.
@@ -148,6 +156,7 @@ fn call(
     handler: &super::registry::Handler,
     ctx: &TaskContext<'_>,
 ) -> Result<Result<Vec<u8>, TaskError>, String> {
+    PANICKED_AT.with(|p| p.borrow_mut().take());
     IN_HANDLER.with(|h| h.set(true));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(ctx)));
     IN_HANDLER.with(|h| h.set(false));

@@ -77,6 +77,7 @@ pub struct SupervisorBuilder {
     pub(super) wait_spin: Duration,
     pub(super) classes: Vec<AgentClass>,
     pub(super) kind_timeouts: HashMap<u32, Duration>,
+    pub(super) task_timeout: Option<Duration>,
     pub(super) probe_timeout: Duration,
 }
 
@@ -105,6 +106,7 @@ impl Default for SupervisorBuilder {
             wait_spin: Duration::from_micros(100),
             classes: Vec::new(),
             kind_timeouts: HashMap::new(),
+            task_timeout: None,
             probe_timeout: Duration::from_secs(10),
         }
     }
@@ -141,6 +143,20 @@ impl SupervisorBuilder {
     /// blamed as a `timeout`.
     pub fn kind_timeout(mut self, kind: TaskKind, limit: Duration) -> Self {
         self.kind_timeouts.insert(kind.get(), limit);
+        self
+    }
+    /// Run-time limit for every task that has none of its own or of its kind (none by
+    /// default). Without any limit, a handler that never returns (a deadlock, a read that
+    /// blocks for ever) keeps its agent busy for ever, and `shutdown(Drain)` waits for it:
+    /// the heartbeat proves the process alive, not the handler making progress.
+    pub fn task_timeout(mut self, limit: Duration) -> Self {
+        self.task_timeout = Some(limit);
+        self
+    }
+    /// How long `build()` waits for the agent executable to answer the probe (default
+    /// 10 s): longer for agents that do much before `serve_if_agent`.
+    pub fn probe_timeout(mut self, limit: Duration) -> Self {
+        self.probe_timeout = limit;
         self
     }
     /// Per-agent resource limits.

@@ -65,12 +65,13 @@ pub enum Error {
     },
     /// The agent executable cannot serve: missing, not executable, or not an agent of this
     /// build's layout.
-    #[error("agent executable {}: {reason}", path.display())]
+    #[error("agent executable {}: {problem}", path.display())]
     AgentBinary {
         /// The executable.
         path: PathBuf,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        problem: ProbeError,
     },
     /// This process was started as an agent probe: it must serve as an agent
     /// ([`crate::runtime::agent::serve_if_agent`]), not start supervisors of its own.
@@ -82,7 +83,4 @@ pub enum Error {
     /// A typed task's input did not encode.
     #[error("input does not encode: {0}")]
     Encode(String),
-    /// An isolation the builder requires cannot be had on this host.
-    #[error("required isolation unavailable: {0}")]
-    Isolation(String),
 }

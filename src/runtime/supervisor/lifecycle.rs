@@ -15,7 +15,7 @@ impl Supervisor {
             .agent_bin
             .clone()
             .unwrap_or_else(crate::runtime::spawn::default_agent_bin);
-        let served = process::probe_agent(&agent_bin, cfg.probe_timeout)?;
+        let served = probe::probe_agent(&agent_bin, cfg.probe_timeout)?;
         tracing::debug!(took = ?began.elapsed(), ?served, "agent executable probed");
         let mut warnings = Vec::new();
         // The page buffers are reserved while the agents start (no buffer is lent before
@@ -112,6 +112,7 @@ impl Supervisor {
             order: Vec::new(),
             held: HashMap::new(),
             next_held: 1,
+            warned: warnings.iter().cloned().collect(),
             warnings,
             sets: HashMap::new(),
             abandoned: Default::default(),

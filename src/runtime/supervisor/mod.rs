@@ -49,6 +49,7 @@ mod error;
 mod handle;
 mod held;
 mod lifecycle;
+mod probe;
 mod process;
 mod reactor;
 mod recovery;
@@ -58,6 +59,7 @@ mod typed;
 pub use config::{AgentClass, CgroupMode, RestartPolicy, Shutdown, SupervisorBuilder};
 pub use error::{Error, RecvError};
 pub use handle::TaskHandle;
+pub use probe::ProbeError;
 pub use snapshot::{AgentStatus, Counters, Isolation, Status};
 pub use typed::{typed_spec, Joined, TaskResult, TaskSet, TypedHandle};
 
@@ -127,9 +129,19 @@ struct Agent {
     completed: u64,
     /// The task kinds its class takes; `None` takes all.
     kinds: Option<Arc<[u32]>>,
-    /// Since when the agent reports waiting for room in the slab, and whether that was
-    /// reported.
-    waiting_for_room: Option<(Instant, bool)>,
+    /// Whether the agent reports waiting for room in the slab.
+    waiting_for_room: Option<RoomWait>,
+}
+
+/// An agent's wait for room in the slab, as the supervisor watches it.
+#[derive(Debug, Clone, Copy)]
+struct RoomWait {
+    /// When it was first seen waiting.
+    since: Instant,
+    /// When it was last seen waiting.
+    last_seen: Instant,
+    /// Whether the wait has been reported.
+    reported: bool,
 }
 
 impl Agent {
@@ -197,6 +209,8 @@ struct State {
     owner: std::sync::Weak<dyn ReleaseHeld>,
     /// Warnings for the caller ([`Status::warnings`]), each once.
     warnings: Vec<String>,
+    /// The keys of the warnings given.
+    warned: std::collections::HashSet<String>,
 }
 
 struct Shared {

@@ -2,96 +2,7 @@
 //! it, and the reaper thread that watches pidfds for exits.
 
 use super::*;
-use crate::runtime::agent::{AGENT_FLAG, PROBE_ENV, PROBE_FLAG};
-use std::path::Path;
-
-/// Checks an agent executable before any agent starts: it exists, may be executed, and
-/// answers the probe ([`PROBE_FLAG`]) with this build's layout version. Returns the task
-/// kinds it serves.
-pub(super) fn probe_agent(path: &Path, timeout: Duration) -> Result<Vec<u32>, Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let bad = |reason: String| Error::AgentBinary {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| {
-        bad(match e.kind() {
-            std::io::ErrorKind::NotFound => "does not exist (build it, give its path with \
-                 SupervisorBuilder::agent_bin or $SWARM_AGENT_BIN, or make this program its \
-                 own agent with agent_current_exe)"
-                .into(),
-            _ => e.to_string(),
-        })
-    })?;
-    if !meta.is_file() {
-        return Err(bad("is not a file".into()));
-    }
-    if meta.permissions().mode() & 0o111 == 0 {
-        return Err(bad("is not executable".into()));
-    }
-    let child = Command::new(path)
-        .args([AGENT_FLAG, PROBE_FLAG])
-        .env(PROBE_ENV, "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| bad(format!("cannot be started: {e}")))?;
-    let pid = child.id();
-    let (tx, rx) = crossbeam_channel::bounded(1);
-    std::thread::Builder::new()
-        .name("swarm-probe".into())
-        .spawn(move || {
-            let _ = tx.send(child.wait_with_output());
-        })
-        .map_err(|e| Error::Os("spawn probe thread", e))?;
-    let out = match rx.recv_timeout(timeout) {
-        Ok(Ok(out)) => out,
-        Ok(Err(e)) => return Err(bad(format!("probe failed: {e}"))),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            return Err(bad(format!(
-                "did not answer the agent probe within {timeout:?}"
-            )));
-        }
-    };
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("neuralflow-swarm agent "));
-    let Some(line) = line else {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let stderr = stderr.trim();
-        return Err(bad(format!(
-            "is not a neuralflow-swarm agent: it did not answer the probe ({}{}{}); a program \
-             that is its own agent must call neuralflow_swarm::agent::serve_if_agent first \
-             thing in main",
-            out.status,
-            if stderr.is_empty() { "" } else { "; stderr: " },
-            stderr.chars().take(300).collect::<String>()
-        )));
-    };
-    let field = |name: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
-            .unwrap_or("")
-    };
-    let layout = field("layout");
-    if layout != crate::shm::segment::VERSION.to_string() {
-        return Err(bad(format!(
-            "speaks segment layout {layout:?}, this build speaks {}: rebuild it with this \
-             version of the crate",
-            crate::shm::segment::VERSION
-        )));
-    }
-    Ok(field("kinds")
-        .split(',')
-        .filter_map(|k| k.parse().ok())
-        .collect())
-}
+use crate::runtime::agent::AGENT_FLAG;
 
 impl State {
     /// Starts a new incarnation in slot `slot`.
@@ -214,7 +125,7 @@ impl State {
                 Err(e) => {
                     let msg = format!("slot {slot} runs without its cgroup: {e}");
                     tracing::warn!("{msg}");
-                    self.warn(msg);
+                    self.warn(format!("cgroup of slot {slot}"), msg);
                 }
             }
         }

@@ -45,17 +45,20 @@ impl State {
                         (Some(id), _) => a.current = Some((id, now)),
                         (None, _) => a.current = None,
                     }
-                    if let Some((id, started)) = a.current {
+                    // Time spent waiting for room in the slab is not the task's: its clock
+                    // stops meanwhile.
+                    self.watch_room(i, hb.state() == Some(AgentState::WaitingForRoom), now);
+                    if let Some((id, started)) = self.agents[i].current {
                         let limit = self.tasks.get(&id).and_then(|t| {
                             t.timeout
                                 .or_else(|| sh.cfg.kind_timeouts.get(&t.kind).copied())
+                                .or(sh.cfg.task_timeout)
                         });
                         if limit.is_some_and(|l| now.duration_since(started) > l) {
                             self.kill(i, DeathCause::Timeout);
                             continue;
                         }
                     }
-                    self.watch_room(i, hb.state() == Some(AgentState::WaitingForRoom), now);
                 }
                 Phase::Backoff(until) if now >= until => self.spawn(sh, i as u32),
                 Phase::Dead => self.spawn(sh, i as u32),
@@ -89,15 +92,31 @@ impl State {
 
     /// Makes an agent held up by a full slab visible: counted once per episode, and
     /// reported after a second, naming what holds the buffers.
+    /// While it waits, the running task's run-time clock is held still.
     fn watch_room(&mut self, i: usize, waiting: bool, now: Instant) {
         let slot = self.agents[i].slot;
-        match (self.agents[i].waiting_for_room, waiting) {
+        let a = &mut self.agents[i];
+        if let (true, Some(w), Some((id, started))) = (waiting, a.waiting_for_room, a.current) {
+            a.current = Some((id, started + now.duration_since(w.last_seen)));
+        }
+        match (a.waiting_for_room, waiting) {
             (None, true) => {
-                self.agents[i].waiting_for_room = Some((now, false));
+                a.waiting_for_room = Some(RoomWait {
+                    since: now,
+                    last_seen: now,
+                    reported: false,
+                });
                 self.counters.slab_waits += 1;
             }
-            (Some((since, false)), true) if now.duration_since(since) > Duration::from_secs(1) => {
-                self.agents[i].waiting_for_room = Some((since, true));
+            (Some(w), true)
+                if !w.reported && now.duration_since(w.since) > Duration::from_secs(1) =>
+            {
+                let since = w.since;
+                a.waiting_for_room = Some(RoomWait {
+                    last_seen: now,
+                    reported: true,
+                    ..w
+                });
                 let held: usize = self.held.values().map(Stored::buffers).sum();
                 let inputs: usize = self
                     .tasks
@@ -117,8 +136,14 @@ impl State {
                 );
                 tracing::warn!("{msg}");
             }
-            (Some(_), false) => self.agents[i].waiting_for_room = None,
-            _ => {}
+            (Some(w), true) => {
+                a.waiting_for_room = Some(RoomWait {
+                    last_seen: now,
+                    ..w
+                })
+            }
+            (Some(_), false) => a.waiting_for_room = None,
+            (None, false) => {}
         }
     }
 
@@ -133,6 +158,9 @@ impl State {
     ) {
         tracing::warn!(slot = self.agents[i].slot, ?dir, "ring corrupt: {e}");
         self.kill(i, DeathCause::Protocol);
+        // Nothing more goes through its rings; the replacement gets fresh ones.
+        self.agents[i].tx = None;
+        self.agents[i].rx = None;
     }
 
     /// Kills an agent, remembering why.

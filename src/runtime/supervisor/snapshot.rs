@@ -27,6 +27,9 @@ pub struct Counters {
 pub struct Isolation {
     /// Per-agent cgroups: `v1`, `v2`, or `None` when agents run without them.
     pub cgroups: Option<&'static str>,
+    /// Running agents that have no cgroup although the others do (their cgroup could not
+    /// be made; see the warnings).
+    pub agents_without_cgroup: usize,
 }
 
 /// One agent as [`Supervisor::status`] reports it.
@@ -72,8 +75,10 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// The task kinds the agent executable serves (it said so when probed at build).
     pub kinds: Vec<TaskKind>,
-    /// Page buffers: free now, and in all.
+    /// Page buffers free now.
     pub slab_free: usize,
+    /// Bytes of small held outputs kept in the supervisor's memory instead of the slab.
+    pub held_inline_bytes: usize,
     /// Page buffers in the slab.
     pub slab_buffers: usize,
     /// Why the supervisor stopped, if it did.
@@ -129,7 +134,23 @@ impl Supervisor {
             counters: st.counters.clone(),
             isolation: Isolation {
                 cgroups: st.cgroups.as_ref().map(|c| c.hierarchy().name()),
+                agents_without_cgroup: if st.cgroups.is_some() {
+                    st.agents
+                        .iter()
+                        .filter(|a| a.child.is_some() && a.cgroup.is_none())
+                        .count()
+                } else {
+                    0
+                },
             },
+            held_inline_bytes: st
+                .held
+                .values()
+                .map(|h| match h {
+                    Stored::Inline(b) => b.len(),
+                    Stored::Chain { .. } => 0,
+                })
+                .sum(),
             warnings: st.warnings.clone(),
             kinds: self.shared.served.iter().map(|&k| TaskKind(k)).collect(),
             slab_free: st.slab.free_count(),
@@ -139,10 +160,14 @@ impl Supervisor {
     }
 }
 
+/// The most warnings [`Status::warnings`] keeps; later ones go to `tracing` only.
+const MAX_WARNINGS: usize = 64;
+
 impl State {
-    /// Records a warning for [`Status::warnings`], once.
-    pub(super) fn warn(&mut self, msg: String) {
-        if !self.warnings.contains(&msg) {
+    /// Records a warning for [`Status::warnings`], once per `key` (a slot's cgroup, say,
+    /// not each of its incarnations').
+    pub(super) fn warn(&mut self, key: String, msg: String) {
+        if self.warnings.len() < MAX_WARNINGS && self.warned.insert(key) {
             self.warnings.push(msg);
         }
     }

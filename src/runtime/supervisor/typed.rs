@@ -24,6 +24,21 @@ pub fn typed_spec<T: Task>(input: &T::Input) -> Result<TaskSpec, Error> {
     Ok(TaskSpec::new(T::KIND, 0).with_bytes(bytes))
 }
 
+/// A typed task's output is decoded for the caller: it cannot also be held.
+fn check_typed<T: Task>(spec: &TaskSpec) -> Result<(), Error> {
+    if spec.kind != T::KIND {
+        return Err(Error::InvalidTask(
+            "the spec is of another kind than the typed task's",
+        ));
+    }
+    if spec.output.is_held() {
+        return Err(Error::InvalidTask(
+            "a typed task's output is returned, not held",
+        ));
+    }
+    Ok(())
+}
+
 /// A submitted typed task.
 pub struct TypedHandle<T: Task> {
     inner: TaskHandle,
@@ -62,7 +77,8 @@ impl<T: Task> TypedHandle<T> {
 pub struct TaskSet<'s, T: Task> {
     sup: &'s Supervisor,
     set: u64,
-    open: usize,
+    /// Tasks submitted and not yet joined.
+    open: std::collections::HashSet<u64>,
     _task: PhantomData<fn() -> T>,
 }
 
@@ -70,7 +86,7 @@ impl<T: Task> std::fmt::Debug for TaskSet<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskSet")
             .field("task", &T::NAME)
-            .field("open", &self.open)
+            .field("open", &self.open.len())
             .finish()
     }
 }
@@ -107,24 +123,20 @@ impl<T: Task> TaskSet<'_, T> {
     /// Submits one more task to the set from its spec (made by [`typed_spec`], with a
     /// timeout, say).
     pub fn spawn_spec(&mut self, spec: TaskSpec) -> Result<TaskId, Error> {
-        if spec.kind != T::KIND {
-            return Err(Error::InvalidTask(
-                "the spec is of another kind than the set's",
-            ));
-        }
+        check_typed::<T>(&spec)?;
         let id = self.sup.shared.submit(spec, Delivery::Set(self.set))?;
-        self.open += 1;
+        self.open.insert(id);
         Ok(TaskId(id))
     }
 
     /// Tasks submitted and not yet joined.
     pub fn len(&self) -> usize {
-        self.open
+        self.open.len()
     }
 
     /// Whether every task has been joined.
     pub fn is_empty(&self) -> bool {
-        self.open == 0
+        self.open.is_empty()
     }
 
     /// The next task to end, waiting as long as it takes; `None` once every task has been
@@ -138,7 +150,7 @@ impl<T: Task> TaskSet<'_, T> {
 
     /// The next task to end, waiting at most `timeout`.
     pub fn join_next_timeout(&mut self, timeout: Option<Duration>) -> Joined<T> {
-        if self.open == 0 {
+        if self.open.is_empty() {
             return Joined::Empty;
         }
         let set = self.set;
@@ -147,7 +159,7 @@ impl<T: Task> TaskSet<'_, T> {
         });
         match got {
             Some((id, o)) => {
-                self.open -= 1;
+                self.open.remove(&id);
                 Joined::Done(TaskId(id), typed_result::<T>(o))
             }
             None => Joined::TimedOut,
@@ -156,8 +168,11 @@ impl<T: Task> TaskSet<'_, T> {
 }
 
 impl<T: Task> Drop for TaskSet<'_, T> {
+    /// Cancels the tasks not yet joined, as a join set aborts its tasks when dropped.
     fn drop(&mut self) {
-        // Results that arrive later are let go as they come.
+        for &id in &self.open {
+            self.sup.cancel(TaskId(id));
+        }
         let mut st = self.sup.shared.state.lock();
         let unclaimed = st.sets.remove(&self.set);
         drop(st);
@@ -174,11 +189,7 @@ impl Supervisor {
 
     /// Submits a typed task from its spec (made by [`typed_spec`], with a timeout, say).
     pub fn submit_typed<T: Task>(&self, spec: TaskSpec) -> Result<TypedHandle<T>, Error> {
-        if spec.kind != T::KIND {
-            return Err(Error::InvalidTask(
-                "the spec is of another kind than the task's",
-            ));
-        }
+        check_typed::<T>(&spec)?;
         Ok(TypedHandle {
             inner: self.submit(spec)?,
             _task: PhantomData,
@@ -194,7 +205,7 @@ impl Supervisor {
         TaskSet {
             sup: self,
             set,
-            open: 0,
+            open: Default::default(),
             _task: PhantomData,
         }
     }

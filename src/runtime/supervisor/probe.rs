@@ -1,0 +1,180 @@
+//! Checking an agent executable before any agent starts: it exists, may be executed, and
+//! answers the probe with this build's layout version, so that a wrong path fails
+//! `build()` with the path, not as a crash loop after the fact.
+//!
+//! The executable is the user's and may be anything: its answer is read through a bounded
+//! buffer, it runs in its own process group (killed whole on a timeout), and its
+//! environment tells it that it is being probed ([`PROBE_ENV`]), so that a program that is
+//! its own agent but never reaches `serve_if_agent` cannot start supervisors recursively.
+
+use super::*;
+use crate::runtime::agent::{AGENT_FLAG, PROBE_ENV, PROBE_FLAG};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+
+/// The most of a probe's output that is read; the rest is discarded.
+const MAX_ANSWER: u64 = 64 * 1024;
+
+/// What is wrong with an agent executable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProbeError {
+    /// No file at the path.
+    #[error(
+        "does not exist (build it, give its path with SupervisorBuilder::agent_bin or \
+         $SWARM_AGENT_BIN, or make the program its own agent with agent_current_exe)"
+    )]
+    Missing,
+    /// Something other than a file.
+    #[error("is not a file")]
+    NotAFile,
+    /// No execute permission.
+    #[error("is not executable")]
+    NotExecutable,
+    /// It could not be started (or its metadata read).
+    #[error("cannot be started: {0}")]
+    Start(std::io::Error),
+    /// No answer in time.
+    #[error("did not answer the agent probe within {0:?}")]
+    Timeout(Duration),
+    /// It answered, but not as an agent.
+    #[error(
+        "is not a neuralflow-swarm agent: it did not answer the probe ({status}{}{stderr}); a \
+         program that is its own agent must call neuralflow_swarm::agent::serve_if_agent \
+         first thing in main",
+        if stderr.is_empty() { "" } else { "; stderr: " }
+    )]
+    NotAnAgent {
+        /// How it exited.
+        status: std::process::ExitStatus,
+        /// The start of what it wrote on stderr.
+        stderr: String,
+    },
+    /// An agent of another layout version.
+    #[error(
+        "speaks segment layout {found:?}, this build speaks {expected}: rebuild it with this \
+         version of the crate"
+    )]
+    Layout {
+        /// What it said.
+        found: String,
+        /// This build's.
+        expected: u32,
+    },
+}
+
+/// Probes `path`; returns the task kinds it serves.
+pub(super) fn probe_agent(path: &Path, timeout: Duration) -> Result<Vec<u32>, Error> {
+    probe(path, timeout).map_err(|problem| Error::AgentBinary {
+        path: path.to_path_buf(),
+        problem,
+    })
+}
+
+fn probe(path: &Path, timeout: Duration) -> Result<Vec<u32>, ProbeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => ProbeError::Missing,
+        _ => ProbeError::Start(e),
+    })?;
+    if !meta.is_file() {
+        return Err(ProbeError::NotAFile);
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(ProbeError::NotExecutable);
+    }
+    let mut child = Command::new(path)
+        .args([AGENT_FLAG, PROBE_FLAG])
+        .env(PROBE_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(ProbeError::Start)?;
+    // The pipes are read on threads of their own, each at most MAX_ANSWER bytes (the rest
+    // drained and dropped), so a chatty executable neither blocks nor fills our memory.
+    let readers: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .map(|pipe| {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let spawned = std::thread::Builder::new()
+            .name("swarm-probe".into())
+            .spawn(move || {
+                let mut out = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = (&mut p).take(MAX_ANSWER).read_to_end(&mut out);
+                    let _ = std::io::copy(&mut p, &mut std::io::sink());
+                }
+                let _ = tx.send(out);
+            });
+        spawned.map(|_| rx)
+    })
+    .collect::<Result<_, _>>()
+    .map_err(ProbeError::Start)?;
+    // The child stays ours until it is reaped here, so the signals below cannot reach a
+    // process that reused its pid.
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Ok(None) => {
+                // The whole group: a wrapper's children too.
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ProbeError::Timeout(timeout));
+            }
+            Err(e) => return Err(ProbeError::Start(e)),
+        }
+    };
+    // Its children may hold the pipes open: wait a little for the answer, not for them.
+    let mut answers = readers.into_iter().map(|rx| {
+        rx.recv_timeout(Duration::from_millis(500))
+            .unwrap_or_default()
+    });
+    let stdout = answers.next().unwrap_or_default();
+    let stderr = answers.next().unwrap_or_default();
+    let stdout = String::from_utf8_lossy(&stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("neuralflow-swarm agent "));
+    let Some(line) = line else {
+        let stderr = String::from_utf8_lossy(&stderr);
+        return Err(ProbeError::NotAnAgent {
+            status,
+            stderr: stderr.trim().chars().take(300).collect(),
+        });
+    };
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or("")
+    };
+    let expected = crate::shm::segment::VERSION;
+    let found = field("layout");
+    if found != expected.to_string() {
+        return Err(ProbeError::Layout {
+            found: found.to_string(),
+            expected,
+        });
+    }
+    Ok(field("kinds")
+        .split(',')
+        .filter_map(|k| k.parse().ok())
+        .collect())
+}
