@@ -109,7 +109,10 @@ mod tests {
             ErrorKind::Io,
         ] {
             // The wire name is the name `swarm run` prints.
-            assert_eq!(serde_json::to_string(&kind).unwrap(), format!("\"{}\"", kind.name()));
+            assert_eq!(
+                serde_json::to_string(&kind).unwrap(),
+                format!("\"{}\"", kind.name())
+            );
             let sent = TaskError::from(PdfError::new(kind, "m"));
             let back = PdfError::from_task_error(&TaskError::decode(&sent.encode()));
             assert_eq!(back, PdfError::new(kind, "m"));
