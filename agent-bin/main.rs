@@ -2,11 +2,13 @@
 //! segment's descriptor inherited; all logic lives in the library.
 //!
 //! - `agent-bin --segment-fd N --slot S --epoch E [...]`: the agent loop with the built-in
-//!   task kinds (see `neuralflow_swarm::agent`) and the PDF kinds.
+//!   task kinds (see `neuralflow_swarm::agent`), and the PDF kinds when the crate is built
+//!   with feature `pdf`.
 //! - `agent-bin --peer MODE [--segment-fd N] [--slot S] [--epoch E]`: a diagnostic peer for
 //!   the cross-process tests and `swarm bench ring` (see `neuralflow_swarm::peer`).
 //!
-//! The peer's four flags are parsed here by hand: the agent needs no clap.
+//! The peer's four flags are parsed here by hand so that the binary builds with the
+//! runtime alone, without clap.
 
 use neuralflow_swarm::agent::{self, Registry, RegistryError};
 use neuralflow_swarm::peer::{self, PeerMode};
@@ -102,9 +104,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// The kinds this agent serves: the synthetic ones and the PDF ones.
+/// The kinds this agent serves: the synthetic ones, and the PDF ones with feature `pdf`.
 fn registry() -> Result<Registry, RegistryError> {
+    #[cfg_attr(not(feature = "pdf"), allow(unused_mut))]
     let mut registry = Registry::with_synthetic();
+    #[cfg(feature = "pdf")]
     neuralflow_swarm::pdf::tasks::register(&mut registry)?;
     Ok(registry)
 }
