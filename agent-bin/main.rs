@@ -2,43 +2,87 @@
 //! segment's descriptor inherited; all logic lives in the library.
 //!
 //! - `agent-bin --segment-fd N --slot S --epoch E [...]`: the agent loop with the built-in
-//!   task kinds (see `neuralflow_swarm::agent`).
-//! - `agent-bin --peer MODE ...`: a diagnostic peer for the cross-process tests and
-//!   `swarm bench ring` (see `neuralflow_swarm::peer`).
+//!   task kinds (see `neuralflow_swarm::agent`), and the PDF kinds when the crate is built
+//!   with feature `pdf`.
+//! - `agent-bin --peer MODE [--segment-fd N] [--slot S] [--epoch E]`: a diagnostic peer for
+//!   the cross-process tests and `swarm bench ring` (see `neuralflow_swarm::peer`).
+//!
+//! The peer's four flags are parsed here by hand so that the binary builds with the
+//! runtime alone, without clap.
 
-use clap::Parser;
-use neuralflow_swarm::agent::{self, Registry};
+use neuralflow_swarm::agent::{self, Registry, RegistryError};
 use neuralflow_swarm::peer::{self, PeerMode};
 use neuralflow_swarm::segment::Segment;
 use std::process::ExitCode;
 
-#[derive(Parser, Debug)]
-#[command(version, about = "neuralflow-swarm diagnostic peer")]
+const PEER_USAGE: &str =
+    "usage: agent-bin --peer MODE [--segment-fd N] [--slot S (0)] [--epoch E (1)]";
+
+/// A diagnostic peer's flags.
+#[derive(Debug)]
 struct PeerArgs {
     /// Inherited descriptor of the shared segment.
-    #[arg(long)]
     segment_fd: Option<i32>,
     /// This agent's slot in the segment.
-    #[arg(long, default_value_t = 0)]
     slot: u32,
     /// This incarnation's epoch.
-    #[arg(long, default_value_t = 1)]
     epoch: u32,
     /// The peer loop to run.
-    #[arg(long)]
     peer: PeerMode,
 }
 
-fn main() -> ExitCode {
-    if !std::env::args().any(|a| a == "--peer") {
-        let mut registry = Registry::with_synthetic();
-        if let Err(e) = neuralflow_swarm::pdf::tasks::register(&mut registry) {
-            eprintln!("agent-bin: {e}");
-            return ExitCode::from(1);
+impl PeerArgs {
+    /// Parses `--flag value` and `--flag=value`; the message names the flag at fault.
+    fn parse(args: impl IntoIterator<Item = String>) -> Result<PeerArgs, String> {
+        let (mut segment_fd, mut slot, mut epoch, mut peer) = (None, 0, 1, None);
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (flag, mut inline) = match arg.split_once('=') {
+                Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+                None => (arg, None),
+            };
+            let mut value = || {
+                inline
+                    .take()
+                    .or_else(|| args.next())
+                    .ok_or(format!("{flag} needs a value"))
+            };
+            let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
+            match flag.as_str() {
+                "--segment-fd" => segment_fd = Some(value()?.parse().map_err(|e| bad(&e))?),
+                "--slot" => slot = value()?.parse().map_err(|e| bad(&e))?,
+                "--epoch" => epoch = value()?.parse().map_err(|e| bad(&e))?,
+                "--peer" => peer = Some(value()?.parse::<PeerMode>().map_err(|e| bad(&e))?),
+                _ => return Err(format!("unexpected argument {flag:?}")),
+            }
         }
-        return agent::main_with(registry);
+        let peer = peer.ok_or("--peer is required")?;
+        Ok(PeerArgs {
+            segment_fd,
+            slot,
+            epoch,
+            peer,
+        })
     }
-    let args = PeerArgs::parse();
+}
+
+fn main() -> ExitCode {
+    if !std::env::args().any(|a| a == "--peer" || a.starts_with("--peer=")) {
+        return match registry() {
+            Ok(r) => agent::main_with(r),
+            Err(e) => {
+                eprintln!("agent-bin: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
+    let args = match PeerArgs::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("agent-bin: {e}\n{PEER_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
     let segment = match args.segment_fd {
         // SAFETY: the parent passed this descriptor for the segment and nothing else in this
         // process owns it.
@@ -58,4 +102,13 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// The kinds this agent serves: the synthetic ones, and the PDF ones with feature `pdf`.
+fn registry() -> Result<Registry, RegistryError> {
+    #[cfg_attr(not(feature = "pdf"), allow(unused_mut))]
+    let mut registry = Registry::with_synthetic();
+    #[cfg(feature = "pdf")]
+    neuralflow_swarm::pdf::tasks::register(&mut registry)?;
+    Ok(registry)
 }

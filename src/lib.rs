@@ -12,6 +12,10 @@
 //! 3. [`pdf`]: the PDF extraction core and the `swarm run` job built on the runtime.
 //! 4. [`bench`](mod@bench): diagnostics — the benchmark suite and the diagnostic peers.
 //!
+//! Features, both on by default: `pdf` (layer 3, its dependencies and the PDF kinds in
+//! `agent-bin`) and `cli` (the `swarm` binary and its policy in `cli`; implies `pdf`).
+//! Without them the crate is the runtime alone, layers 1, 2 and 4.
+//!
 //! The layers' modules are also re-exported at the crate root under their own names
 //! (`neuralflow_swarm::supervisor`, `neuralflow_swarm::ring`, ...).
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -19,7 +23,9 @@
 
 pub mod bench;
 /// The `swarm` command line's policy: flags to configurations, reports, exit codes.
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "pdf")]
 pub mod pdf;
 pub mod runtime;
 pub mod shm;

@@ -791,6 +791,7 @@ fn cancel_ends_waiting_and_running_tasks_without_retries() {
 }
 
 /// Pids of the children of `pid` (all its threads).
+#[cfg(feature = "cli")]
 fn children(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
@@ -803,6 +804,7 @@ fn children(pid: u32) -> Vec<u32> {
     out
 }
 
+#[cfg(feature = "cli")]
 fn gone(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
@@ -814,6 +816,8 @@ fn gone(pid: u32) -> bool {
     }
 }
 
+/// The supervisor killed is a `swarm` process, so this test needs feature `cli`.
+#[cfg(feature = "cli")]
 #[test]
 fn sigkilled_supervisor_takes_its_agents_down_and_the_next_start_sweeps() {
     let _serial = SERIAL.lock();
@@ -877,6 +881,7 @@ fn sigkilled_supervisor_takes_its_agents_down_and_the_next_start_sweeps() {
 }
 
 /// The run directories of supervisor `pid` in every mounted hierarchy.
+#[cfg(feature = "cli")]
 fn cgroup_runs_of(pid: u32) -> Vec<std::path::PathBuf> {
     let Some(h) = Hierarchy::detect() else {
         return Vec::new();

@@ -3,6 +3,7 @@
 //! [`peer`] loops that the cross-process tests and `swarm bench ring` start in agents.
 
 pub mod peer;
+#[cfg(feature = "pdf")]
 pub mod pipeline;
 pub mod ring;
 pub mod tasks;
