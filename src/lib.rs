@@ -9,12 +9,16 @@
 //!    that places them.
 //! 2. [`runtime`]: tasks, the agent loop and its handler registry, process spawning,
 //!    cgroups, and the supervisor.
-//! 3. [`pdf`]: the PDF extraction core and the `swarm run` job built on the runtime.
-//! 4. [`bench`](mod@bench): diagnostics — the benchmark suite and the diagnostic peers.
+//! 3. `pdf`: the PDF extraction core, the reply's wire format, and the `swarm run` job
+//!    built on the runtime (generalist and specialist strategies, checkers, inputs).
+//! 4. `bench`: diagnostics — the benchmark suite and the diagnostic peers.
+//! 5. `cli`: the `swarm` command line's policy (flags to configurations, reports, exit
+//!    codes); the binaries only parse, call it and exit.
 //!
 //! Features, both on by default: `pdf` (layer 3, its dependencies and the PDF kinds in
-//! `agent-bin`) and `cli` (the `swarm` binary and its policy in `cli`; implies `pdf`).
-//! Without them the crate is the runtime alone, layers 1, 2 and 4.
+//! `agent-bin`) and `cli` (layer 5 and the `swarm` binary; implies `pdf`). Without them
+//! the crate is the runtime alone, layers 1, 2 and 4, and an embedder's build pulls in
+//! neither lopdf nor clap nor indicatif.
 //!
 //! The layers' modules are also re-exported at the crate root under their own names
 //! (`neuralflow_swarm::supervisor`, `neuralflow_swarm::ring`, ...).

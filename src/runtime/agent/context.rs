@@ -27,7 +27,7 @@ impl TaskContext<'_> {
         self.input
     }
 
-    /// The inputs of a task given several ([`crate::runtime::task::TaskSpec::inputs`]), in the
+    /// The inputs of a task given several ([`crate::runtime::task::Input::Held`]), in the
     /// order they were submitted; empty otherwise.
     pub fn inputs(&self) -> &[Cow<'_, [u8]>] {
         self.inputs

@@ -98,7 +98,7 @@ pub mod flags {
     /// inline input ([`INLINE_INPUT`]).
     pub const INPUT_LIST: u32 = 1;
     /// The output will be held in the slab for a later task, and the task does not drain
-    /// a pipeline ([`super::Output::Hold`]): it must leave the slab's reserve, the last
+    /// a pipeline ([`super::super::Output::Hold`]): it must leave the slab's reserve, the last
     /// eighth of its buffers, free.
     pub const KEEP_RESERVE: u32 = 2;
 
