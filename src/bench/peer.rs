@@ -245,14 +245,7 @@ fn push_all<S: crate::shm::ring::RingStorage<Descriptor>>(
     pending: &mut Vec<Descriptor>,
     long: Option<Duration>,
 ) -> Result<(), PeerError> {
-    let mut sent = 0;
-    while sent < pending.len() {
-        let k = tx.push_batch(&pending[sent..])?;
-        sent += k;
-        if k == 0 {
-            tx.wait_for_space(Wait::DEFAULT, long)?;
-        }
-    }
+    tx.push_all(pending, Wait::DEFAULT, long, || {})?;
     pending.clear();
     Ok(())
 }

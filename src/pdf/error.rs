@@ -49,19 +49,20 @@ impl ErrorKind {
         }
     }
 
+    /// Every kind.
+    pub const ALL: [ErrorKind; 7] = [
+        ErrorKind::Malformed,
+        ErrorKind::Encrypted,
+        ErrorKind::Unsupported,
+        ErrorKind::Timeout,
+        ErrorKind::AgentCrashed,
+        ErrorKind::TooLarge,
+        ErrorKind::Io,
+    ];
+
     /// The kind of this name, if it is one.
     pub fn from_name(name: &str) -> Option<Self> {
-        [
-            ErrorKind::Malformed,
-            ErrorKind::Encrypted,
-            ErrorKind::Unsupported,
-            ErrorKind::Timeout,
-            ErrorKind::AgentCrashed,
-            ErrorKind::TooLarge,
-            ErrorKind::Io,
-        ]
-        .into_iter()
-        .find(|k| k.name() == name)
+        Self::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -99,15 +100,7 @@ mod tests {
 
     #[test]
     fn a_pdf_error_kind_survives_the_trip_as_a_task_error() {
-        for kind in [
-            ErrorKind::Malformed,
-            ErrorKind::Encrypted,
-            ErrorKind::Unsupported,
-            ErrorKind::Timeout,
-            ErrorKind::AgentCrashed,
-            ErrorKind::TooLarge,
-            ErrorKind::Io,
-        ] {
+        for kind in ErrorKind::ALL {
             // The wire name is the name `swarm run` prints.
             assert_eq!(
                 serde_json::to_string(&kind).unwrap(),

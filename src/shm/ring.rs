@@ -358,6 +358,28 @@ impl<T: Plain, S: RingStorage<T>> Producer<T, S> {
         Ok(n)
     }
 
+    /// Pushes all of `values`, in batches as room allows. While the ring is full it calls
+    /// `on_full` (to wake the consumer, say) and waits for space, at most `timeout` at a
+    /// time before trying again.
+    pub fn push_all(
+        &mut self,
+        values: &[T],
+        wait: Wait,
+        timeout: Option<Duration>,
+        mut on_full: impl FnMut(),
+    ) -> Result<(), RingCorrupt> {
+        let mut sent = 0;
+        while sent < values.len() {
+            let n = self.push_batch(&values[sent..])?;
+            sent += n;
+            if n == 0 {
+                on_full();
+                self.wait_for_space(wait, timeout)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until at least one slot is free. `Ok(false)` on timeout.
     pub fn wait_for_space(
         &mut self,

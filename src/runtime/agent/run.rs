@@ -101,18 +101,10 @@ fn flush<S: RingStorage<Descriptor>>(
     doorbell: &crate::shm::futex::WaitWord,
     config: &AgentConfig,
 ) -> Result<(), RingCorrupt> {
-    let mut sent = 0;
-    while sent < outbox.len() {
-        let n = tx.push_batch(&outbox[sent..])?;
-        sent += n;
-        if n == 0 {
-            doorbell.wake();
-            tx.wait_for_space(
-                Wait::SpinThenSleep(config.spin),
-                Some(config.heartbeat_period),
-            )?;
-        }
-    }
+    let wait = Wait::SpinThenSleep(config.spin);
+    tx.push_all(outbox, wait, Some(config.heartbeat_period), || {
+        doorbell.wake()
+    })?;
     outbox.clear();
     doorbell.wake();
     Ok(())
