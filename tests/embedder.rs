@@ -420,7 +420,9 @@ fn sigstop_is_detected_after_three_heartbeat_periods_by_default() {
     }
     let took = t.elapsed();
     eprintln!("  SIGSTOP to replacement: {took:?}");
-    assert!(took >= Duration::from_millis(300), "{took:?}");
+    // Three periods of silence (300 ms), measured from the last beat seen, which may
+    // come up to a beat interval (half a period) and a health tick before the stop.
+    assert!(took >= Duration::from_millis(240), "{took:?}");
     let c = sup.shutdown(Shutdown::Drain).unwrap();
     assert_eq!(c.deaths.get("hang"), Some(&1), "{c:?}");
 }

@@ -187,8 +187,10 @@ fn sigstopped_agent_is_detected_as_hung_and_replaced() {
         std::thread::sleep(Duration::from_millis(2));
     };
     eprintln!("SIGSTOP detected and replaced after {detected:?}");
+    // Silence is measured from the last beat the supervisor saw, which may come up to a
+    // beat interval (half a period) and a health tick before the stop.
     assert!(
-        detected >= hang,
+        detected >= hang - Duration::from_millis(50),
         "replaced before the hang timeout: {detected:?}"
     );
     assert!(

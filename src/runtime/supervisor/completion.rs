@@ -1,6 +1,12 @@
 //! Completions from agents: checked, taken over or copied out, and delivered.
 
-use super::*;
+use super::state::{Delivery, Shared, State};
+use super::stored::Stored;
+use crate::runtime::task::{status, DeathCause, Failure, Outcome, TaskError, TaskKind};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::segment::Direction;
+use crate::shm::slab::Owner;
+use std::time::Duration;
 
 impl State {
     pub(super) fn take_completions(&mut self, sh: &Shared, i: usize) {

@@ -1,6 +1,13 @@
 //! How a supervisor is configured: the builder and the policies it takes.
 
-use super::*;
+use super::error::Error;
+use super::Supervisor;
+use crate::runtime::cgroup::{Hierarchy, Limits};
+use crate::runtime::task::TaskKind;
+use crate::shm::segment::SegmentConfig;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// Whether agents must run in cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

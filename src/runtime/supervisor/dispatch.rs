@@ -1,7 +1,13 @@
 //! Taking tasks in and handing them to agents: submit, the dispatch rule, descriptors
 //! and the payloads lent with them.
 
-use super::*;
+use super::error::Error;
+use super::state::{Delivery, InFlight, Phase, Shared, State, TaskRecord};
+use super::stored::Stored;
+use crate::runtime::task::{flags, Input, Output, TaskKind, TaskSpec};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::segment::Direction;
+use crate::shm::slab::{Owner, PageHandle};
 
 impl Shared {
     pub(super) fn submit(&self, spec: TaskSpec, delivery: Delivery) -> Result<u64, Error> {

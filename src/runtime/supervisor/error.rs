@@ -1,6 +1,9 @@
 //! What the supervisor's public calls can fail with.
 
-use super::*;
+use super::probe::ProbeError;
+use crate::runtime::cgroup;
+use crate::runtime::task::TaskKind;
+use std::path::PathBuf;
 
 /// Why [`Supervisor::recv`] has no result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

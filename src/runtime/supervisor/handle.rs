@@ -1,6 +1,9 @@
 //! A submitted task's handle.
 
-use super::*;
+use super::state::Shared;
+use crate::runtime::task::{Outcome, TaskId};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A submitted task whose result can be awaited or polled.
 pub struct TaskHandle {

@@ -5,88 +5,12 @@
 //! and travels inline in the input list of the task it feeds. Larger outputs stay in the
 //! slab where the agent wrote them ([`Stored::Chain`]) and are handed on without a copy.
 
-use super::*;
-
-/// Where a held output's bytes are.
-#[derive(Debug)]
-pub(super) enum Stored {
-    /// A chain of page buffers the supervisor owns.
-    Chain {
-        /// Its first buffer.
-        raw: u64,
-        /// Its length.
-        len: u64,
-        /// Buffers it takes.
-        buffers: usize,
-    },
-    /// Bytes in the supervisor's memory.
-    Inline(Vec<u8>),
-}
-
-impl Stored {
-    /// The most bytes kept inline for slabs of `buffer_size`-byte buffers: a quarter of a
-    /// buffer, at most 4 KiB.
-    pub(super) fn inline_max(buffer_size: usize) -> usize {
-        (buffer_size / 4).min(4096)
-    }
-
-    /// Its length in bytes.
-    pub(super) fn len(&self) -> u64 {
-        match self {
-            Stored::Chain { len, .. } => *len,
-            Stored::Inline(b) => b.len() as u64,
-        }
-    }
-
-    /// Page buffers it takes.
-    pub(super) fn buffers(&self) -> usize {
-        match self {
-            Stored::Chain { buffers, .. } => *buffers,
-            Stored::Inline(_) => 0,
-        }
-    }
-
-    /// Bytes it adds to an input list ([`flags::INPUT_LIST`]).
-    pub(super) fn list_bytes(&self) -> usize {
-        match self {
-            Stored::Chain { .. } => 16,
-            Stored::Inline(b) => 16 + b.len().next_multiple_of(8),
-        }
-    }
-
-    /// Appends its entry to an input list.
-    pub(super) fn write_list_entry(&self, list: &mut Vec<u8>) {
-        match self {
-            Stored::Chain { raw, len, .. } => {
-                list.extend_from_slice(&raw.to_ne_bytes());
-                list.extend_from_slice(&len.to_ne_bytes());
-            }
-            Stored::Inline(b) => {
-                list.extend_from_slice(&flags::INLINE_INPUT.to_ne_bytes());
-                list.extend_from_slice(&(b.len() as u64).to_ne_bytes());
-                list.extend_from_slice(b);
-                list.resize(list.len().next_multiple_of(8), 0);
-            }
-        }
-    }
-
-    /// Copies it out.
-    pub(super) fn read(&self, slab: &Slab<SegmentSlab>) -> Result<Vec<u8>, Error> {
-        match self {
-            Stored::Chain { raw, len, .. } => {
-                Ok(slab.read_payload(*raw, *len, Owner::Supervisor)?)
-            }
-            Stored::Inline(b) => Ok(b.clone()),
-        }
-    }
-
-    /// Frees its buffers.
-    pub(super) fn release(self, slab: &Slab<SegmentSlab>) {
-        if let Stored::Chain { raw, len, .. } = self {
-            let _ = slab.release_chain(raw, len, Owner::Supervisor);
-        }
-    }
-}
+use super::error::Error;
+use super::state::{Shared, State};
+use super::stored::Stored;
+use super::Supervisor;
+use crate::runtime::task::{Held, ReleaseHeld};
+use crate::shm::slab::Owner;
 
 impl State {
     /// Keeps `stored` for the caller under a new token.

@@ -1,6 +1,22 @@
 //! Starting a supervisor and stopping it.
 
-use super::*;
+use super::config::{CgroupMode, Shutdown, SupervisorBuilder};
+use super::error::Error;
+use super::reactor::reactor_loop;
+use super::reaper::{Reaper, Waker};
+use super::snapshot::Counters;
+use super::state::{Agent, Phase, Shared, State};
+use super::Supervisor;
+use crate::runtime::cgroup::{self, CgroupManager, Hierarchy};
+use crate::runtime::task::DeathCause;
+use crate::shm::descriptor::Descriptor;
+use crate::shm::heartbeat::Observer;
+use crate::shm::segment::{Direction, Segment};
+use parking_lot::{Condvar, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 impl Supervisor {
     pub(super) fn start(mut cfg: SupervisorBuilder) -> Result<Supervisor, Error> {
@@ -15,7 +31,12 @@ impl Supervisor {
             .agent_bin
             .clone()
             .unwrap_or_else(crate::runtime::spawn::default_agent_bin);
-        let served = probe::probe_agent(&agent_bin, cfg.probe_timeout)?;
+        let served = super::probe::probe(&agent_bin, cfg.probe_timeout).map_err(|problem| {
+            Error::AgentBinary {
+                path: agent_bin.clone(),
+                problem,
+            }
+        })?;
         tracing::debug!(took = ?began.elapsed(), ?served, "agent executable probed");
         let mut warnings = Vec::new();
         // The page buffers are reserved while the agents start (no buffer is lent before

@@ -29,6 +29,17 @@
 //! jitter, and past `intensity` of them within `period` the supervisor stops with
 //! [`Error::CrashLoop`].
 //!
+//! # Files
+//!
+//! `config` (the builder and its policies), `error`, `state` (what the threads share),
+//! `stored` (where a held output's bytes are), `reaper` (the pidfd thread and the waker),
+//! `probe` (the agent executable checked at build), `process` (an incarnation's command
+//! and spawning), `lifecycle` (start and stop), `dispatch` (submit, the dispatch rule,
+//! descriptors and lent payloads), `completion` (completions checked and delivered),
+//! `held` (held outputs for the caller), `reactor` (driving: the reactor thread and
+//! waiting callers), `recovery` (health, deaths, blame, quarantine, crash loops),
+//! `snapshot` (status), `handle` and `typed` (task handles, typed tasks, task sets).
+//!
 //! ```no_run
 //! use neuralflow_swarm::supervisor::Supervisor;
 //! use neuralflow_swarm::task::TaskSpec;
@@ -52,8 +63,11 @@ mod lifecycle;
 mod probe;
 mod process;
 mod reactor;
+mod reaper;
 mod recovery;
 mod snapshot;
+mod state;
+mod stored;
 mod typed;
 
 pub use config::{AgentClass, CgroupMode, RestartPolicy, Shutdown, SupervisorBuilder};
@@ -63,174 +77,12 @@ pub use probe::ProbeError;
 pub use snapshot::{AgentStatus, Counters, Isolation, Status};
 pub use typed::{typed_spec, Joined, TaskResult, TaskSet, TypedHandle};
 
-use held::Stored;
-use process::Reaper;
-use reactor::{reactor_loop, Waker};
-
-use crate::runtime::agent::AgentConfig;
-use crate::runtime::cgroup::{self, AgentCgroup, CgroupManager, Hierarchy, Limits};
-use crate::runtime::task::{
-    flags, status, DeathCause, Failure, Held, Input, Outcome, Output, ReleaseHeld, TaskError,
-    TaskId, TaskKind, TaskSpec,
-};
-use crate::shm::descriptor::Descriptor;
-use crate::shm::heartbeat::{AgentState, Liveness, Observer};
-use crate::shm::ring::{Consumer, Producer};
-use crate::shm::segment::{Direction, Segment, SegmentConfig, SegmentRing, SegmentSlab};
-use crate::shm::slab::{Owner, PageHandle, Slab};
-use parking_lot::{Condvar, Mutex, MutexGuard};
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use crate::runtime::task::{DeathCause, Failure, Outcome, TaskId, TaskSpec};
+use crate::shm::segment::Segment;
+use state::{Delivery, Shared};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// One incarnation's lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Phase {
-    /// Spawned, not yet announced ready.
-    Starting(Instant),
-    /// Taking tasks.
-    Ready,
-    /// Waiting before a respawn.
-    Backoff(Instant),
-    /// Not running; respawn at the next chance.
-    Dead,
-    /// Stopped for good (shutdown or fatal error).
-    Stopped,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct InFlight {
-    id: u64,
-    attempt: u32,
-}
-
-struct Agent {
-    slot: u32,
-    epoch: u32,
-    child: Option<Child>,
-    pid: u32,
-    cgroup: Option<AgentCgroup>,
-    tx: Option<Producer<Descriptor, SegmentRing>>,
-    rx: Option<Consumer<Descriptor, SegmentRing>>,
-    observer: Observer,
-    phase: Phase,
-    in_flight: VecDeque<InFlight>,
-    kill_reason: Option<DeathCause>,
-    /// The task the agent reports running and when we first saw it.
-    current: Option<(u64, Instant)>,
-    consecutive_failures: u32,
-    restarts: u64,
-    completed: u64,
-    /// The task kinds its class takes; `None` takes all.
-    kinds: Option<Arc<[u32]>>,
-    /// Whether the agent reports waiting for room in the slab.
-    waiting_for_room: Option<RoomWait>,
-}
-
-/// An agent's wait for room in the slab, as the supervisor watches it.
-#[derive(Debug, Clone, Copy)]
-struct RoomWait {
-    /// When it was first seen waiting.
-    since: Instant,
-    /// When it was last seen waiting.
-    last_seen: Instant,
-    /// Whether the wait has been reported.
-    reported: bool,
-}
-
-impl Agent {
-    fn takes(&self, kind: u32) -> bool {
-        self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Delivery {
-    /// To its [`TaskHandle`].
-    Handle,
-    /// To [`Supervisor::recv`].
-    Stream,
-    /// To the [`TaskSet`] of this id.
-    Set(u64),
-}
-
-struct TaskRecord {
-    kind: u32,
-    arg: u64,
-    /// Input bytes ([`Input::Bytes`]), written into the slab at the first dispatch.
-    payload: Vec<u8>,
-    output: Output,
-    timeout: Option<Duration>,
-    attempt: u32,
-    blame: Vec<DeathCause>,
-    delivery: Delivery,
-    /// The payload chain lent to agents: (raw handle, length, buffers).
-    lent: Option<(u64, u64, usize)>,
-    /// Held outputs taken over as inputs.
-    inputs: Vec<Stored>,
-}
-
-struct State {
-    agents: Vec<Agent>,
-    tasks: HashMap<u64, TaskRecord>,
-    pending: VecDeque<u64>,
-    results: HashMap<u64, Outcome>,
-    stream: VecDeque<(u64, Outcome)>,
-    next_id: u64,
-    slab: Slab<SegmentSlab>,
-    lent_buffers: usize,
-    counters: Counters,
-    startup_failures: VecDeque<Instant>,
-    fatal: Option<String>,
-    stopping: bool,
-    cgroups: Option<CgroupManager>,
-    last_health: Instant,
-    rng: u64,
-    scratch: Vec<Descriptor>,
-    /// Reused by `dispatch` for the agents' order.
-    order: Vec<usize>,
-    /// Outputs kept for the caller, by token.
-    held: HashMap<u64, Stored>,
-    next_held: u64,
-    /// Results of task sets, by set.
-    sets: HashMap<u64, VecDeque<(u64, Outcome)>>,
-    next_set: u64,
-    /// Tasks whose handle was dropped before they ended: their outcomes are discarded.
-    abandoned: std::collections::HashSet<u64>,
-    /// Open tasks whose outcome goes to [`Supervisor::recv`].
-    open_stream: usize,
-    /// What a [`Held`] calls to free itself: the supervisor, weakly.
-    owner: std::sync::Weak<dyn ReleaseHeld>,
-    /// Warnings for the caller ([`Status::warnings`]), each once.
-    warnings: Vec<String>,
-    /// The keys of the warnings given.
-    warned: std::collections::HashSet<String>,
-}
-
-struct Shared {
-    state: Mutex<State>,
-    cv: Condvar,
-    seg: Arc<Segment>,
-    cfg: SupervisorBuilder,
-    agent_bin: PathBuf,
-    /// The task kinds the agent executable serves, as it answered the probe.
-    served: Vec<u32>,
-    /// Callers driving right now; while nonzero the reactor does not sleep on the doorbell.
-    drivers: AtomicUsize,
-    stop: AtomicBool,
-    waker: Waker,
-    exits: crossbeam_channel::Receiver<(u32, u32)>,
-    reaper: Reaper,
-    /// Read end of the liveness pipe agents inherit; the write end below never leaves us.
-    parent_read: OwnedFd,
-    _parent_write: OwnedFd,
-}
+use std::time::Duration;
 
 /// A running supervisor. Dropping it cancels what is left and stops the agents.
 pub struct Supervisor {

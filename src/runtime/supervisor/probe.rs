@@ -7,11 +7,12 @@
 //! environment tells it that it is being probed ([`PROBE_ENV`]), so that a program that is
 //! its own agent but never reaches `serve_if_agent` cannot start supervisors recursively.
 
-use super::*;
 use crate::runtime::agent::{AGENT_FLAG, PROBE_ENV, PROBE_FLAG};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The most of a probe's output that is read; the rest is discarded.
 const MAX_ANSWER: u64 = 64 * 1024;
@@ -65,14 +66,7 @@ pub enum ProbeError {
 }
 
 /// Probes `path`; returns the task kinds it serves.
-pub(super) fn probe_agent(path: &Path, timeout: Duration) -> Result<Vec<u32>, Error> {
-    probe(path, timeout).map_err(|problem| Error::AgentBinary {
-        path: path.to_path_buf(),
-        problem,
-    })
-}
-
-fn probe(path: &Path, timeout: Duration) -> Result<Vec<u32>, ProbeError> {
+pub(super) fn probe(path: &Path, timeout: Duration) -> Result<Vec<u32>, ProbeError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ProbeError::Missing,

@@ -1,7 +1,11 @@
 //! Driving the supervisor: the reactor thread, callers that drive while they wait, and
 //! the waker that reaches the reactor wherever it sleeps.
 
-use super::*;
+use super::state::{Phase, Shared, State};
+use crate::shm::segment::Direction;
+use parking_lot::MutexGuard;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 impl Shared {
     /// Drives until `take` yields, spinning briefly before sleeping on the condition
@@ -114,22 +118,6 @@ impl State {
         self.dispatch(sh);
         if self.counters.completed + self.counters.failed != before {
             sh.cv.notify_all();
-        }
-    }
-}
-
-/// Wakes the reactor wherever it sleeps: on the doorbell futex or parked.
-#[derive(Clone)]
-pub(super) struct Waker {
-    pub(super) seg: Arc<Segment>,
-    pub(super) reactor: Arc<Mutex<Option<std::thread::Thread>>>,
-}
-
-impl Waker {
-    pub(super) fn wake(&self) {
-        self.seg.control().doorbell.wake();
-        if let Some(t) = self.reactor.lock().as_ref() {
-            t.unpark();
         }
     }
 }

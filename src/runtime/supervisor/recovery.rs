@@ -1,7 +1,14 @@
 //! Health and recovery: hangs, timeouts, deaths and their causes, blame and quarantine,
 //! the crash-loop limit, cancellation of what is left.
 
-use super::*;
+use super::state::{InFlight, Phase, RoomWait, Shared, State};
+use super::stored::Stored;
+use crate::runtime::task::{DeathCause, Failure, Outcome};
+use crate::shm::heartbeat::{AgentState, Liveness};
+use crate::shm::segment::Direction;
+use crate::shm::slab::Owner;
+use std::os::unix::process::ExitStatusExt;
+use std::time::{Duration, Instant};
 
 impl State {
     pub(super) fn health(&mut self, sh: &Shared, now: Instant) {

@@ -1,6 +1,12 @@
 //! Snapshots of the supervisor: agents, queues and counters.
 
-use super::*;
+use super::state::{Phase, State};
+use super::stored::Stored;
+use super::Supervisor;
+use crate::runtime::task::TaskKind;
+use crate::shm::heartbeat::AgentState;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Counters reported by [`Supervisor::status`].
 #[derive(Debug, Clone, Default, serde::Serialize)]

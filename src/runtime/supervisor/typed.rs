@@ -1,9 +1,15 @@
 //! The typed side of submitting: typed tasks ([`crate::runtime::typed::Task`]), their
 //! handles, and sets of them whose results come back in completion order.
 
-use super::*;
+use super::error::Error;
+use super::handle::TaskHandle;
+use super::state::Delivery;
+use super::Supervisor;
+use crate::runtime::task::{Failure, Outcome, TaskId, TaskSpec};
 use crate::runtime::typed::{decode, encode, Task};
+use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 /// A typed task's result: its output, or why it has none.
 pub type TaskResult<T> = Result<<T as Task>::Output, Failure>;

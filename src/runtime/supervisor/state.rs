@@ -1,0 +1,165 @@
+//! The supervisor's state: its agents as it sees them, its tasks, and what the threads
+//! share. Behaviour lives in the files beside it, each on one concern.
+
+use super::config::SupervisorBuilder;
+use super::reaper::{Reaper, Waker};
+use super::snapshot::Counters;
+use super::stored::Stored;
+use crate::runtime::cgroup::{AgentCgroup, CgroupManager};
+use crate::runtime::task::{DeathCause, Outcome, Output, ReleaseHeld};
+use crate::shm::descriptor::Descriptor;
+use crate::shm::heartbeat::Observer;
+use crate::shm::ring::{Consumer, Producer};
+use crate::shm::segment::{Segment, SegmentRing, SegmentSlab};
+use crate::shm::slab::Slab;
+use parking_lot::{Condvar, Mutex};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+/// One incarnation's lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Phase {
+    /// Spawned, not yet announced ready.
+    Starting(Instant),
+    /// Taking tasks.
+    Ready,
+    /// Waiting before a respawn.
+    Backoff(Instant),
+    /// Not running; respawn at the next chance.
+    Dead,
+    /// Stopped for good (shutdown or fatal error).
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct InFlight {
+    pub(super) id: u64,
+    pub(super) attempt: u32,
+}
+
+pub(super) struct Agent {
+    pub(super) slot: u32,
+    pub(super) epoch: u32,
+    pub(super) child: Option<Child>,
+    pub(super) pid: u32,
+    pub(super) cgroup: Option<AgentCgroup>,
+    pub(super) tx: Option<Producer<Descriptor, SegmentRing>>,
+    pub(super) rx: Option<Consumer<Descriptor, SegmentRing>>,
+    pub(super) observer: Observer,
+    pub(super) phase: Phase,
+    pub(super) in_flight: VecDeque<InFlight>,
+    pub(super) kill_reason: Option<DeathCause>,
+    /// The task the agent reports running and when we first saw it.
+    pub(super) current: Option<(u64, Instant)>,
+    pub(super) consecutive_failures: u32,
+    pub(super) restarts: u64,
+    pub(super) completed: u64,
+    /// The task kinds its class takes; `None` takes all.
+    pub(super) kinds: Option<Arc<[u32]>>,
+    /// Whether the agent reports waiting for room in the slab.
+    pub(super) waiting_for_room: Option<RoomWait>,
+}
+
+/// An agent's wait for room in the slab, as the supervisor watches it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RoomWait {
+    /// When it was first seen waiting.
+    pub(super) since: Instant,
+    /// When it was last seen waiting.
+    pub(super) last_seen: Instant,
+    /// Whether the wait has been reported.
+    pub(super) reported: bool,
+}
+
+impl Agent {
+    pub(super) fn takes(&self, kind: u32) -> bool {
+        self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Delivery {
+    /// To its [`TaskHandle`].
+    Handle,
+    /// To [`Supervisor::recv`].
+    Stream,
+    /// To the [`TaskSet`] of this id.
+    Set(u64),
+}
+
+pub(super) struct TaskRecord {
+    pub(super) kind: u32,
+    pub(super) arg: u64,
+    /// Input bytes ([`Input::Bytes`]), written into the slab at the first dispatch.
+    pub(super) payload: Vec<u8>,
+    pub(super) output: Output,
+    pub(super) timeout: Option<Duration>,
+    pub(super) attempt: u32,
+    pub(super) blame: Vec<DeathCause>,
+    pub(super) delivery: Delivery,
+    /// The payload chain lent to agents: (raw handle, length, buffers).
+    pub(super) lent: Option<(u64, u64, usize)>,
+    /// Held outputs taken over as inputs.
+    pub(super) inputs: Vec<Stored>,
+}
+
+pub(super) struct State {
+    pub(super) agents: Vec<Agent>,
+    pub(super) tasks: HashMap<u64, TaskRecord>,
+    pub(super) pending: VecDeque<u64>,
+    pub(super) results: HashMap<u64, Outcome>,
+    pub(super) stream: VecDeque<(u64, Outcome)>,
+    pub(super) next_id: u64,
+    pub(super) slab: Slab<SegmentSlab>,
+    pub(super) lent_buffers: usize,
+    pub(super) counters: Counters,
+    pub(super) startup_failures: VecDeque<Instant>,
+    pub(super) fatal: Option<String>,
+    pub(super) stopping: bool,
+    pub(super) cgroups: Option<CgroupManager>,
+    pub(super) last_health: Instant,
+    pub(super) rng: u64,
+    pub(super) scratch: Vec<Descriptor>,
+    /// Reused by `dispatch` for the agents' order.
+    pub(super) order: Vec<usize>,
+    /// Outputs kept for the caller, by token.
+    pub(super) held: HashMap<u64, Stored>,
+    pub(super) next_held: u64,
+    /// Results of task sets, by set.
+    pub(super) sets: HashMap<u64, VecDeque<(u64, Outcome)>>,
+    pub(super) next_set: u64,
+    /// Tasks whose handle was dropped before they ended: their outcomes are discarded.
+    pub(super) abandoned: HashSet<u64>,
+    /// Open tasks whose outcome goes to [`Supervisor::recv`].
+    pub(super) open_stream: usize,
+    /// What a [`Held`] calls to free itself: the supervisor, weakly.
+    pub(super) owner: Weak<dyn ReleaseHeld>,
+    /// Warnings for the caller ([`Status::warnings`]), each once.
+    pub(super) warnings: Vec<String>,
+    /// The keys of the warnings given.
+    pub(super) warned: std::collections::HashSet<String>,
+}
+
+pub(super) struct Shared {
+    pub(super) state: Mutex<State>,
+    pub(super) cv: Condvar,
+    pub(super) seg: Arc<Segment>,
+    pub(super) cfg: SupervisorBuilder,
+    pub(super) agent_bin: PathBuf,
+    /// The task kinds the agent executable serves, as it answered the probe.
+    pub(super) served: Vec<u32>,
+    /// Callers driving right now; while nonzero the reactor does not sleep on the doorbell.
+    pub(super) drivers: AtomicUsize,
+    pub(super) stop: AtomicBool,
+    pub(super) waker: Waker,
+    pub(super) exits: crossbeam_channel::Receiver<(u32, u32)>,
+    pub(super) reaper: Reaper,
+    /// Read end of the liveness pipe agents inherit; the write end below never leaves us.
+    pub(super) parent_read: OwnedFd,
+    pub(super) _parent_write: OwnedFd,
+}
