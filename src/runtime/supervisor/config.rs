@@ -49,7 +49,7 @@ impl Default for RestartPolicy {
 pub enum Shutdown {
     /// Finish every submitted task first.
     Drain,
-    /// Fail what has not finished with [`Failure::Cancelled`].
+    /// Fail what has not finished with [`Failure::Cancelled`](crate::runtime::task::Failure::Cancelled).
     Cancel,
 }
 
@@ -146,7 +146,7 @@ impl SupervisorBuilder {
         self
     }
     /// Run-time limit for every task of `kind` that sets none of its own
-    /// ([`TaskSpec::timeout`]): a task that runs longer is killed with its agent and
+    /// ([`TaskSpec::timeout`](crate::runtime::task::TaskSpec::timeout)): a task that runs longer is killed with its agent and
     /// blamed as a `timeout`.
     pub fn kind_timeout(mut self, kind: TaskKind, limit: Duration) -> Self {
         self.kind_timeouts.insert(kind.get(), limit);
@@ -236,7 +236,7 @@ impl SupervisorBuilder {
         self
     }
 
-    /// How long a caller waiting for a result ([`Supervisor::recv`], [`TaskHandle`])
+    /// How long a caller waiting for a result ([`Supervisor::recv`], [`TaskHandle`](super::TaskHandle))
     /// polls before it sleeps (default 100 µs). Polling answers microsecond tasks without
     /// a wake-up; for tasks that take milliseconds it only burns a core the agents
     /// could use, so give those `Duration::ZERO`.

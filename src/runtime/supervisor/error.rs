@@ -5,7 +5,7 @@ use crate::runtime::cgroup;
 use crate::runtime::task::TaskKind;
 use std::path::PathBuf;
 
-/// Why [`Supervisor::recv`] has no result.
+/// Why [`Supervisor::recv`](super::Supervisor::recv) has no result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum RecvError {
     /// The timeout passed; detached tasks are still open.
@@ -41,7 +41,7 @@ pub enum Error {
     /// The page-buffer slab refused: no room, or a chain that does not check out.
     #[error(transparent)]
     Slab(#[from] crate::shm::slab::SlabError),
-    /// A [`Held`] output that the supervisor does not hold (already used or freed).
+    /// A [`Held`](crate::runtime::task::Held) output that the supervisor does not hold (already used or freed).
     #[error("no such held output")]
     UnknownHeld,
     /// A task kind no agent serves (the agent executable does not register it, or no

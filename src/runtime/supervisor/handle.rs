@@ -31,7 +31,7 @@ impl TaskHandle {
     }
 
     /// Waits for the outcome (taking it); `None` on timeout. Every task ends with an
-    /// outcome, even when the supervisor stops (then [`Failure::Cancelled`]).
+    /// outcome, even when the supervisor stops (then [`Failure::Cancelled`](crate::runtime::task::Failure::Cancelled)).
     pub fn wait(&self, timeout: Option<Duration>) -> Option<Outcome> {
         self.shared
             .wait_for(timeout, |st| st.results.remove(&self.id))

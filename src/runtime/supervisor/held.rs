@@ -38,7 +38,7 @@ impl ReleaseHeld for Shared {
 
 impl Supervisor {
     /// Places `bytes` in the supervisor's keeping like an output: a small input to go
-    /// beside outputs in a fan-in ([`Input::Held`]).
+    /// beside outputs in a fan-in ([`Input::Held`](crate::runtime::task::Input::Held)).
     pub fn hold(&self, bytes: &[u8]) -> Result<Held, Error> {
         let mut st = self.shared.state.lock();
         let bs = st.slab.buffer_size();
