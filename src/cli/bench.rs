@@ -86,7 +86,8 @@ pub struct TasksArgs {
     /// Tasks in the throughput phase.
     #[arg(long, default_value_t = 100_000)]
     pub tasks: u64,
-    /// The task: noop, spin:DURATION, sleep:DURATION, echo:BYTES, alloc:SIZE, crash, hang.
+    /// The task: noop, spin:DURATION, busy:DURATION (never beats), sleep:DURATION,
+    /// echo:BYTES, alloc:SIZE, crash, hang, panic.
     #[arg(long, default_value = "noop")]
     pub task: String,
     /// Per-agent memory limit (e.g. 256M).
