@@ -269,3 +269,88 @@ fn fd_echo(r: RawFd, w: RawFd) -> Result<(), PeerError> {
         }
     }
 }
+
+/// The usage line of `agent-bin --peer`.
+const PEER_USAGE: &str =
+    "usage: agent-bin --peer MODE [--segment-fd N] [--slot S (0)] [--epoch E (1)]";
+
+/// A diagnostic peer's flags.
+#[derive(Debug)]
+struct PeerArgs {
+    /// Inherited descriptor of the shared segment.
+    segment_fd: Option<i32>,
+    /// This agent's slot in the segment.
+    slot: u32,
+    /// This incarnation's epoch.
+    epoch: u32,
+    /// The peer loop to run.
+    peer: PeerMode,
+}
+
+impl PeerArgs {
+    /// Parses `--flag value` and `--flag=value`; the message names the flag at fault.
+    fn parse(args: impl IntoIterator<Item = String>) -> Result<PeerArgs, String> {
+        let (mut segment_fd, mut slot, mut epoch, mut peer) = (None, 0, 1, None);
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let (flag, mut inline) = match arg.split_once('=') {
+                Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
+                None => (arg, None),
+            };
+            let mut value = || {
+                inline
+                    .take()
+                    .or_else(|| args.next())
+                    .ok_or(format!("{flag} needs a value"))
+            };
+            let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
+            match flag.as_str() {
+                "--segment-fd" => segment_fd = Some(value()?.parse().map_err(|e| bad(&e))?),
+                "--slot" => slot = value()?.parse().map_err(|e| bad(&e))?,
+                "--epoch" => epoch = value()?.parse().map_err(|e| bad(&e))?,
+                "--peer" => peer = Some(value()?.parse::<PeerMode>().map_err(|e| bad(&e))?),
+                _ => return Err(format!("unexpected argument {flag:?}")),
+            }
+        }
+        let peer = peer.ok_or("--peer is required")?;
+        Ok(PeerArgs {
+            segment_fd,
+            slot,
+            epoch,
+            peer,
+        })
+    }
+}
+
+/// `agent-bin --peer ...`: parses the peer's flags (by hand, so that the binary builds
+/// with the runtime alone), opens the inherited segment and runs the peer; returns the
+/// process's exit status (2 on bad flags, 1 on an error).
+pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let args = match PeerArgs::parse(args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("agent-bin: {e}\n{PEER_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let segment = match args.segment_fd {
+        // SAFETY: the parent passed this descriptor for the segment and nothing else in this
+        // process owns it.
+        Some(fd) => match unsafe { Segment::open_raw(fd) } {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("agent-bin: slot {}: {e}", args.slot);
+                return ExitCode::from(1);
+            }
+        },
+        None => None,
+    };
+    match run(segment, args.slot, args.epoch, args.peer) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agent-bin: slot {}: {e}", args.slot);
+            ExitCode::from(1)
+        }
+    }
+}
