@@ -81,6 +81,23 @@ pub struct Row {
     pub empty_run_seconds: f64,
     /// Efficiency over the time left after the empty run's: the rate a long run tends to.
     pub steady_efficiency: f64,
+    /// CPU per page, all of it (agents and supervisor; this process's in process), µs.
+    pub cpu_per_page_us: f64,
+    /// The agents' CPU per page, µs; null in process.
+    pub agent_cpu_per_page_us: Option<f64>,
+    /// The agents' CPU per page ÷ the in-process CPU per page; null in process.
+    pub agent_cpu_ratio: Option<f64>,
+    /// This process's CPU (supervisor and job) per page, µs, start and stop included;
+    /// null in process.
+    pub supervisor_cpu_per_page_us: Option<f64>,
+    /// The same less the empty run's CPU (the fixed cost of starting and stopping the
+    /// swarm), per page, µs: what each more page costs the supervisor.
+    pub supervisor_steady_cpu_per_page_us: Option<f64>,
+    /// This process's CPU in the empty run, seconds.
+    pub supervisor_fixed_cpu_seconds: Option<f64>,
+    /// `supervisor_steady_cpu_per_page_us ÷ agent_cpu_per_page_us`: the supervisor's
+    /// cores per agent core.
+    pub supervisor_share: Option<f64>,
 }
 
 /// One timed run.
@@ -166,6 +183,45 @@ pub struct PipelineBenchReport {
     pub roles: Option<String>,
     /// The long document.
     pub long_document: Option<LongDoc>,
+    /// Pages/s projected for many agents from the largest measured agent count (see
+    /// [`Projection`]).
+    pub projected: Vec<Projection>,
+}
+
+/// Pages/s projected for `agents` agents, each on a core of its own, with the cores the
+/// supervisor needs beside them: each agent takes `agent_cpu_per_page_us` of CPU a page,
+/// so `agents` of them take `agents × 1e6 ÷ agent_cpu_per_page_us` pages/s; the
+/// supervisor spends `supervisor_steady_cpu_per_page_us` on each, so it needs that rate
+/// times its CPU per page in cores; and its job thread, which every reply passes through,
+/// caps the rate at `1e6 ÷ job_thread_cpu_per_page_us` whatever the cores. Measured on
+/// this host's cores, it assumes the per-page costs stay as they are with more agents
+/// (no memory-bandwidth or cache contention); a lent many-core host measures instead.
+#[derive(Debug, Clone, Serialize)]
+pub struct Projection {
+    /// Agents (and their cores).
+    pub agents: u32,
+    /// Pages/s.
+    pub pages_per_second: f64,
+    /// Cores the supervisor needs beside the agents'.
+    pub supervisor_cores: f64,
+    /// Whether the job thread's ceiling, not the agents, sets the rate.
+    pub job_thread_bound: bool,
+}
+
+/// Projects `row`'s per-page costs to `agents` agents.
+fn project(row: &Row, pages: u64, agents: u32) -> Option<Projection> {
+    let agent = row.agent_cpu_per_page_us?;
+    let sup = row.supervisor_steady_cpu_per_page_us?;
+    let job = row.job_thread_cpu_seconds / pages.max(1) as f64 * 1e6;
+    let by_agents = f64::from(agents) * 1e6 / agent.max(1e-9);
+    let ceiling = if job > 0.0 { 1e6 / job } else { f64::INFINITY };
+    let rate = by_agents.min(ceiling);
+    Some(Projection {
+        agents,
+        pages_per_second: rate,
+        supervisor_cores: rate * sup / 1e6,
+        job_thread_bound: ceiling < by_agents,
+    })
 }
 
 fn swarm_seconds(
@@ -262,11 +318,22 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
     }
     let pages = local.pages;
     let single = pages as f64 / local.seconds;
+    let local_per_page = local.own_cpu / pages.max(1) as f64 * 1e6;
     let row = |agents: u32, (m, empty): (Measured, Measured)| {
         let rate = m.pages as f64 / m.seconds;
         let ideal = f64::from(agents.max(1)) * single;
         let steady = m.pages as f64 / (m.seconds - empty.seconds).max(1e-9);
+        let per_page = |cpu: f64| cpu / m.pages.max(1) as f64 * 1e6;
+        let agent = per_page(m.worker_cpu);
+        let sup_steady = per_page((m.own_cpu - empty.own_cpu).max(0.0));
         Row {
+            cpu_per_page_us: per_page(m.worker_cpu + m.own_cpu),
+            agent_cpu_per_page_us: Some(agent),
+            agent_cpu_ratio: Some(agent / local_per_page.max(1e-9)),
+            supervisor_cpu_per_page_us: Some(per_page(m.own_cpu)),
+            supervisor_steady_cpu_per_page_us: Some(sup_steady),
+            supervisor_fixed_cpu_seconds: Some(empty.own_cpu),
+            supervisor_share: Some(sup_steady / agent.max(1e-9)),
             agents,
             seconds: m.seconds,
             pages_per_second: rate,
@@ -278,6 +345,22 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
             steady_efficiency: steady / ideal,
         }
     };
+    let swarm_rows: Vec<Row> = cfg
+        .agents
+        .iter()
+        .zip(&swarm)
+        .map(|(&n, &m)| row(n, m))
+        .collect();
+    let projected = swarm_rows
+        .iter()
+        .max_by_key(|r| r.agents)
+        .map(|r| {
+            [16, 64]
+                .into_iter()
+                .filter_map(|n| project(r, pages, n))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(PipelineBenchReport {
         documents: files.len(),
         pages,
@@ -292,13 +375,16 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
             job_thread_cpu_seconds: 0.0,
             empty_run_seconds: 0.0,
             steady_efficiency: 1.0,
+            cpu_per_page_us: local_per_page,
+            agent_cpu_per_page_us: None,
+            agent_cpu_ratio: None,
+            supervisor_cpu_per_page_us: None,
+            supervisor_steady_cpu_per_page_us: None,
+            supervisor_fixed_cpu_seconds: None,
+            supervisor_share: None,
         },
-        swarm: cfg
-            .agents
-            .iter()
-            .zip(&swarm)
-            .map(|(&n, &m)| row(n, m))
-            .collect(),
+        swarm: swarm_rows,
+        projected,
         specialists: cfg.roles.map(|r| row(r.total(), special)),
         roles: cfg.roles.map(|r| {
             format!(
@@ -358,6 +444,30 @@ pub fn render(r: &PipelineBenchReport) -> String {
             row.agents,
             per_page * 1e6,
             1.0 / per_page.max(1e-12)
+        ));
+    }
+    for row in &r.swarm {
+        if let (Some(a), Some(ratio), Some(s), Some(share)) = (
+            row.agent_cpu_per_page_us,
+            row.agent_cpu_ratio,
+            row.supervisor_steady_cpu_per_page_us,
+            row.supervisor_share,
+        ) {
+            out.push(format!(
+                "  per page, {} agents: agents {a:.1} us ({ratio:.3}x in process), supervisor {s:.1} us past its fixed {:.3} s ({:.1}% of an agent's)",
+                row.agents,
+                row.supervisor_fixed_cpu_seconds.unwrap_or(0.0),
+                share * 100.0
+            ));
+        }
+    }
+    for p in &r.projected {
+        out.push(format!(
+            "  projected, {} agents on as many cores: {:.0} pages/s, the supervisor needing {:.2} cores{}",
+            p.agents,
+            p.pages_per_second,
+            p.supervisor_cores,
+            if p.job_thread_bound { " (bound by the job thread)" } else { "" }
         ));
     }
     if let Some(l) = &r.long_document {
