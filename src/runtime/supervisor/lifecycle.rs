@@ -31,13 +31,12 @@ impl Supervisor {
             .agent_bin
             .clone()
             .unwrap_or_else(crate::runtime::spawn::default_agent_bin);
-        let served = super::probe::probe(&agent_bin, cfg.probe_timeout).map_err(|problem| {
-            Error::AgentBinary {
-                path: agent_bin.clone(),
-                problem,
-            }
-        })?;
-        tracing::debug!(took = ?began.elapsed(), ?served, "agent executable probed");
+        let bad_agent = |problem| Error::AgentBinary {
+            path: agent_bin.clone(),
+            problem,
+        };
+        // Its answer is read once the segment and the cgroups are made, which it overlaps.
+        let probe = super::probe::start(&agent_bin, cfg.probe_timeout).map_err(bad_agent)?;
         let mut warnings = Vec::new();
         // The page buffers are reserved while the agents start (no buffer is lent before
         // `start` returns).
@@ -70,6 +69,16 @@ impl Supervisor {
                 }
             }
         };
+        let served = match probe.finish() {
+            Ok(kinds) => kinds,
+            Err(problem) => {
+                if let Some(m) = &cgroups {
+                    m.remove();
+                }
+                return Err(bad_agent(problem));
+            }
+        };
+        tracing::debug!(took = ?began.elapsed(), ?served, "agent executable probed");
         let (parent_read, parent_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| Error::Os("pipe", e.into()))?;
         let (exit_tx, exits) = crossbeam_channel::unbounded();

@@ -65,8 +65,19 @@ pub enum ProbeError {
     },
 }
 
-/// Probes `path`; returns the task kinds it serves.
-pub(super) fn probe(path: &Path, timeout: Duration) -> Result<Vec<u32>, ProbeError> {
+/// A probe under way: the executable started, its answer not yet read, so that the
+/// supervisor sets up its segment and cgroups meanwhile.
+pub(super) struct Probe {
+    /// `None` once finished.
+    child: Option<std::process::Child>,
+    readers: Vec<crossbeam_channel::Receiver<Vec<u8>>>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+/// Starts probing `path`: checks the file and starts it. [`Probe::finish`] reads the
+/// answer.
+pub(super) fn start(path: &Path, timeout: Duration) -> Result<Probe, ProbeError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ProbeError::Missing,
@@ -116,21 +127,56 @@ pub(super) fn probe(path: &Path, timeout: Duration) -> Result<Vec<u32>, ProbeErr
     })
     .collect::<Result<_, _>>()
     .map_err(ProbeError::Start)?;
+    Ok(Probe {
+        child: Some(child),
+        readers,
+        deadline: Instant::now() + timeout,
+        timeout,
+    })
+}
+
+impl Probe {
+    /// Waits for the answer (until the probe's deadline); returns the task kinds served.
+    pub(super) fn finish(mut self) -> Result<Vec<u32>, ProbeError> {
+        let mut child = self.child.take().expect("a probe finishes once");
+        let readers = std::mem::take(&mut self.readers);
+        answer(&mut child, readers, self.deadline, self.timeout)
+    }
+}
+
+impl Drop for Probe {
+    /// A probe given up (the supervisor failed to start meanwhile) is killed and reaped.
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(&mut child);
+        }
+    }
+}
+
+/// Kills a probed executable's whole process group (a wrapper's children too) and reaps it.
+fn kill_group(child: &mut std::process::Child) {
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn answer(
+    child: &mut std::process::Child,
+    readers: Vec<crossbeam_channel::Receiver<Vec<u8>>>,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<Vec<u32>, ProbeError> {
     // The child stays ours until it is reaped here, so the signals below cannot reach a
     // process that reused its pid.
-    let deadline = Instant::now() + timeout;
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
             Ok(None) => {
-                // The whole group: a wrapper's children too.
-                let _ = nix::sys::signal::killpg(
-                    nix::unistd::Pid::from_raw(child.id() as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(child);
                 return Err(ProbeError::Timeout(timeout));
             }
             Err(e) => return Err(ProbeError::Start(e)),

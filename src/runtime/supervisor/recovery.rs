@@ -190,6 +190,10 @@ impl State {
         let Some(mut child) = self.agents[i].child.take() else {
             return;
         };
+        if self.stopping {
+            // `stop` waits for the last agent to go: tell it at once.
+            sh.cv.notify_all();
+        }
         let st = child.wait().ok();
         let oom = self.agents[i]
             .cgroup
