@@ -114,7 +114,9 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
     let mut open: Option<Open> = None;
     let close = |open: &mut Option<Open>, lines: &mut Vec<Placed>| {
         if let Some(o) = open.take() {
-            let text = o.text.trim_end().to_string();
+            // The line's own buffer, cut to its text: no copy.
+            let mut text = o.text;
+            text.truncate(text.trim_end().len());
             if !text.is_empty() {
                 lines.push(Placed {
                     line: Line { bbox: o.bbox, text },
@@ -147,7 +149,8 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
                 continue;
             }
             open = Some(Open {
-                text: String::new(),
+                // Most lines are a few dozen characters: one allocation, rarely grown.
+                text: String::with_capacity(64),
                 bbox: [f64::MAX, f64::MAX, f64::MIN, f64::MIN],
                 end: (g.x, g.y),
                 dir: g.dir,
@@ -186,19 +189,19 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
     }
     close(&mut open, &mut lines);
 
-    let mut out = Layout::default();
-    let mut prev: Option<Placed> = None;
+    let mut out = Layout {
+        // The page text is the lines' text with a separator after each.
+        text: String::with_capacity(lines.iter().map(|l| l.line.text.len() + 2).sum()),
+        lines: Vec::with_capacity(lines.len()),
+        blocks: Vec::new(),
+    };
+    // The previous line's origin, direction and size.
+    let mut prev: Option<((f64, f64), (f64, f64), f64)> = None;
     for (i, placed) in lines.into_iter().enumerate() {
         let (origin, dir, size) = (placed.origin, placed.dir, placed.size);
-        let new_block = match &prev {
+        let new_block = match prev {
             None => true,
-            Some(Placed {
-                origin: po,
-                dir: pd,
-                size: ps,
-                ..
-            }) => {
-                let (po, pd, ps) = (*po, *pd, *ps);
+            Some((po, pd, ps)) => {
                 let dx = origin.0 - po.0;
                 let dy = origin.1 - po.1;
                 let across = (-dx * pd.1 + dy * pd.0).abs();
@@ -217,7 +220,7 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
                 lines: Vec::new(),
             });
         }
-        let line = placed.line.clone();
+        let line = placed.line;
         // A word hyphenated across lines is put back together in the text (the lines keep
         // what was printed), also when it continues in the next block (the next column
         // of a paragraph): the rest of the word goes up to where the word began.
@@ -245,7 +248,7 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
             out.text.push('\n');
         }
         out.lines.push(line);
-        prev = Some(placed);
+        prev = Some((origin, dir, size));
     }
     for l in &mut out.lines {
         l.bbox = l.bbox.map(|v| (v * 100.0).round() / 100.0);
