@@ -96,7 +96,7 @@ impl CMap {
                         match dst {
                             Operand::Str(d) if !d.is_empty() => {
                                 for (k, code) in (a..=b).enumerate() {
-                                    let mut d = d.clone();
+                                    let mut d = d.to_vec();
                                     // Add k to the last byte(s), as the spec says.
                                     let last = d.len() - 1;
                                     let v = d[last] as u32 + k as u32;

@@ -92,6 +92,14 @@ fn extend(b: &mut [f64; 4], g: &Glyph) {
     }
 }
 
+/// Where a line starts, which way it runs, and its font size.
+#[derive(Clone, Copy)]
+struct Geometry {
+    origin: (f64, f64),
+    dir: (f64, f64),
+    size: f64,
+}
+
 /// A finished line with the geometry the block pass needs.
 struct Placed {
     line: Line,
@@ -196,12 +204,16 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
         blocks: Vec::new(),
     };
     // The previous line's origin, direction and size.
-    let mut prev: Option<((f64, f64), (f64, f64), f64)> = None;
+    let mut prev: Option<Geometry> = None;
     for (i, placed) in lines.into_iter().enumerate() {
         let (origin, dir, size) = (placed.origin, placed.dir, placed.size);
         let new_block = match prev {
             None => true,
-            Some((po, pd, ps)) => {
+            Some(Geometry {
+                origin: po,
+                dir: pd,
+                size: ps,
+            }) => {
                 let dx = origin.0 - po.0;
                 let dy = origin.1 - po.1;
                 let across = (-dx * pd.1 + dy * pd.0).abs();
@@ -248,7 +260,7 @@ pub fn layout(glyphs: &[Glyph]) -> Layout {
             out.text.push('\n');
         }
         out.lines.push(line);
-        prev = Some((origin, dir, size));
+        prev = Some(Geometry { origin, dir, size });
     }
     for l in &mut out.lines {
         l.bbox = l.bbox.map(|v| (v * 100.0).round() / 100.0);

@@ -5,24 +5,27 @@
 //! this lexer skips what it cannot read and keeps going, so one bad byte costs at most one
 //! operator. Inline images (`BI … ID <binary> EI`) are skipped whole.
 
+use std::borrow::Cow;
+
 /// An operand.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Operand {
+pub enum Operand<'a> {
     /// A number (integers and reals alike).
     Number(f64),
-    /// A name, without the slash.
-    Name(Vec<u8>),
-    /// A string's bytes (literal or hex, escapes resolved).
-    Str(Vec<u8>),
+    /// A name, without the slash: borrowed from the stream unless it had `#xx` escapes.
+    Name(Cow<'a, [u8]>),
+    /// A string's bytes (literal or hex, escapes resolved): borrowed from the stream when
+    /// a literal string has no escapes, which is most of them.
+    Str(Cow<'a, [u8]>),
     /// An array.
-    Array(Vec<Operand>),
+    Array(Vec<Operand<'a>>),
     /// A dictionary (kept only as a placeholder: text extraction never needs its contents).
     Dict,
     /// `true`, `false`, `null` and anything else that is not an operator we know.
     Other,
 }
 
-impl Operand {
+impl Operand<'_> {
     /// The number, if this is one.
     pub fn num(&self) -> Option<f64> {
         match self {
@@ -44,7 +47,7 @@ const MAX_DEPTH: usize = 32;
 pub struct Lexer<'a> {
     data: &'a [u8],
     pos: usize,
-    operands: Vec<Operand>,
+    operands: Vec<Operand<'a>>,
     max_operands: usize,
 }
 
@@ -105,9 +108,35 @@ impl<'a> Lexer<'a> {
         &self.data[start..self.pos]
     }
 
-    fn literal_string(&mut self) -> Vec<u8> {
-        // At '('.
+    fn literal_string(&mut self) -> Cow<'a, [u8]> {
+        // At '('. Without a backslash the string's bytes are the stream's, balanced
+        // parentheses included: borrowed, no copy.
         self.pos += 1;
+        let start = self.pos;
+        let mut depth = 1;
+        let mut i = start;
+        while let Some(&b) = self.data.get(i) {
+            match b {
+                b'(' => depth += 1,
+                b')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        self.pos = i + 1;
+                        return Cow::Borrowed(&self.data[start..i]);
+                    }
+                }
+                b'\\' => return Cow::Owned(self.escaped_string()),
+                _ => {}
+            }
+            i += 1;
+        }
+        // Unterminated: everything to the end.
+        self.pos = self.data.len();
+        Cow::Borrowed(&self.data[start..])
+    }
+
+    /// A literal string with escapes, from just after its `(`.
+    fn escaped_string(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut depth = 1;
         while self.pos < self.data.len() {
@@ -164,7 +193,7 @@ impl<'a> Lexer<'a> {
         out
     }
 
-    fn hex_string(&mut self) -> Vec<u8> {
+    fn hex_string(&mut self) -> Cow<'a, [u8]> {
         // At '<' (not '<<').
         self.pos += 1;
         let mut out = Vec::new();
@@ -187,7 +216,7 @@ impl<'a> Lexer<'a> {
         if let Some(h) = hi {
             out.push(h << 4);
         }
-        out
+        Cow::Owned(out)
     }
 
     fn skip_dict(&mut self) {
@@ -215,7 +244,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// Reads one object; `None` at an operator or the end (the position is left there).
-    fn object(&mut self, depth: usize) -> Option<Operand> {
+    fn object(&mut self, depth: usize) -> Option<Operand<'a>> {
         self.skip_white();
         let b = *self.data.get(self.pos)?;
         Some(match b {
@@ -315,7 +344,7 @@ impl<'a> Lexer<'a> {
 
     /// The next operator and its operands.
     #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> Option<(&'a [u8], std::vec::Drain<'_, Operand>)> {
+    pub fn next(&mut self) -> Option<(&'a [u8], std::vec::Drain<'_, Operand<'a>>)> {
         loop {
             while let Some(o) = self.object(0) {
                 if self.operands.len() >= self.max_operands {
@@ -394,7 +423,10 @@ fn parse_number(w: &[u8]) -> Option<f64> {
 }
 
 /// Resolves `#xx` escapes in a name.
-pub fn decode_name(raw: &[u8]) -> Vec<u8> {
+pub fn decode_name(raw: &[u8]) -> Cow<'_, [u8]> {
+    if !raw.contains(&b'#') {
+        return Cow::Borrowed(raw);
+    }
     let mut out = Vec::with_capacity(raw.len());
     let mut i = 0;
     while i < raw.len() {
@@ -410,7 +442,7 @@ pub fn decode_name(raw: &[u8]) -> Vec<u8> {
         out.push(raw[i]);
         i += 1;
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -438,7 +470,7 @@ mod tests {
 
     use super::*;
 
-    fn ops(s: &[u8]) -> Vec<(String, Vec<Operand>)> {
+    fn ops(s: &[u8]) -> Vec<(String, Vec<Operand<'_>>)> {
         let mut l = Lexer::new(s);
         let mut v = Vec::new();
         while let Some((op, args)) = l.next() {
@@ -453,18 +485,18 @@ mod tests {
         assert_eq!(v[1].0, "Tf");
         assert_eq!(
             v[1].1,
-            [Operand::Name(b"F1".to_vec()), Operand::Number(12.0)]
+            [Operand::Name(b"F1".to_vec().into()), Operand::Number(12.0)]
         );
         assert_eq!(
             v[3].1,
             [Operand::Array(vec![
-                Operand::Str(b"Hel".to_vec()),
+                Operand::Str(b"Hel".to_vec().into()),
                 Operand::Number(-20.0),
-                Operand::Str(b"lo)".to_vec())
+                Operand::Str(b"lo)".to_vec().into())
             ])]
         );
-        assert_eq!(v[4].1, [Operand::Str(b"a(b".to_vec())]);
-        assert_eq!(v[5].1, [Operand::Str(b"Hi".to_vec())]);
+        assert_eq!(v[4].1, [Operand::Str(b"a(b".to_vec().into())]);
+        assert_eq!(v[5].1, [Operand::Str(b"Hi".to_vec().into())]);
     }
 
     #[test]
