@@ -352,10 +352,29 @@ impl<'d> Interpreter<'d> {
         let t = &gs.text;
         let mut chars = std::mem::take(&mut self.chars);
         font.decode(bytes, &mut chars);
+        let ctm = &gs.ctm;
+        let scale = [t.size * t.hscale, 0.0, 0.0, t.size, 0.0, t.rise];
+        // Glyphs only move the text matrix along (a translation), so what depends on its
+        // linear part (direction, size, the user-space length of a unit) is the same for
+        // every glyph of the string: worked out once, and again only if that part changes.
+        // The per-glyph arithmetic is `mul`'s own, term for term, so positions come out
+        // bit for bit as from whole matrix products.
+        let mut lin: Option<([u64; 4], Fixed)> = None;
         for c in chars.drain(..) {
-            // Text space to user space for this glyph; its first row is the baseline.
-            let m = mul(tm, &gs.ctm);
-            let trm = mul(&[t.size * t.hscale, 0.0, 0.0, t.size, 0.0, t.rise], &m);
+            let key = [tm[0], tm[1], tm[2], tm[3]].map(f64::to_bits);
+            let fixed = match lin {
+                Some((k, f)) if k == key => f,
+                _ => {
+                    let f = Fixed::of(tm, ctm, &scale, font.vertical, font.size_factor);
+                    lin = Some((key, f));
+                    f
+                }
+            };
+            // m = tm × ctm and trm = scale × m, their translations as `mul` computes them.
+            let m4 = tm[4] * ctm[0] + tm[5] * ctm[2] + ctm[4];
+            let m5 = tm[4] * ctm[1] + tm[5] * ctm[3] + ctm[5];
+            let x = scale[4] * fixed.m[0] + scale[5] * fixed.m[2] + m4;
+            let y = scale[4] * fixed.m[1] + scale[5] * fixed.m[3] + m5;
             let spacing = t.char_spacing + if c.is_space_code { t.word_spacing } else { 0.0 };
             let (advance, step) = if font.vertical {
                 let ty = -(t.size + spacing); // vertical: one em down per glyph, approximately
@@ -364,31 +383,56 @@ impl<'d> Interpreter<'d> {
                 let tx = (c.width * t.size + spacing) * t.hscale;
                 (tx, [1.0, 0.0, 0.0, 1.0, tx, 0.0])
             };
-            // The writing direction in user space: along text space x, or down text space
-            // y for vertical fonts (columns read top to bottom).
-            let (vx, vy) = if font.vertical {
-                (-m[2], -m[3])
-            } else {
-                (m[0], m[1])
-            };
-            let len = (vx * vx + vy * vy).sqrt();
-            let dir = if len > 1e-9 {
-                (vx / len, vy / len)
-            } else {
-                (1.0, 0.0)
-            };
-            let size = (trm[2] * trm[2] + trm[3] * trm[3]).sqrt() * font.size_factor;
             self.glyphs.push(Glyph {
                 text: c.text,
-                x: trm[4],
-                y: trm[5],
-                adv: advance * len,
-                size,
-                dir,
+                x,
+                y,
+                adv: advance * fixed.len,
+                size: fixed.size,
+                dir: fixed.dir,
             });
             *tm = mul(&step, tm);
         }
         self.chars = chars;
+    }
+}
+
+/// What a string's glyphs share while the text matrix's linear part stays the same.
+#[derive(Clone, Copy)]
+struct Fixed {
+    /// `tm × ctm`'s linear part (its translation is per glyph).
+    m: [f64; 4],
+    /// The writing direction in user space, a unit vector.
+    dir: (f64, f64),
+    /// The user-space length of a unit along it.
+    len: f64,
+    /// The font size in user space.
+    size: f64,
+}
+
+impl Fixed {
+    fn of(tm: &Matrix, ctm: &Matrix, scale: &Matrix, vertical: bool, size_factor: f64) -> Fixed {
+        let m = mul(tm, ctm);
+        let trm = mul(scale, &m);
+        // The writing direction in user space: along text space x, or down text space y
+        // for vertical fonts (columns read top to bottom).
+        let (vx, vy) = if vertical {
+            (-m[2], -m[3])
+        } else {
+            (m[0], m[1])
+        };
+        let len = (vx * vx + vy * vy).sqrt();
+        let dir = if len > 1e-9 {
+            (vx / len, vy / len)
+        } else {
+            (1.0, 0.0)
+        };
+        Fixed {
+            m: [m[0], m[1], m[2], m[3]],
+            dir,
+            len,
+            size: (trm[2] * trm[2] + trm[3] * trm[3]).sqrt() * size_factor,
+        }
     }
 }
 
