@@ -441,6 +441,18 @@ impl Font {
         if let Some(cmap) = self.code_cids.filter(|_| !self.utf16) {
             return self.decode_predefined(cmap, bytes, out);
         }
+        if let (Some(t), false) = (&self.simple, self.two_byte) {
+            // A simple font: one byte a code, each resolved once for the font.
+            out.extend(bytes.iter().map(|&b| {
+                let (text, width) = t[b as usize].clone();
+                Char {
+                    text,
+                    width,
+                    is_space_code: b == 32,
+                }
+            }));
+            return;
+        }
         let mut i = 0;
         while i < bytes.len() {
             // Simple fonts always use one-byte codes, whatever their ToUnicode's code space
