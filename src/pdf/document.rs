@@ -119,6 +119,11 @@ impl Document {
         let (content, bad_streams) = interp::page_content(&self.doc, id);
         let res = Resources::of_page(&self.doc, id);
         let mut it = Interpreter::new(&self.doc, &mut self.fonts, Limits::default());
+        // About one glyph for every six bytes of content is usual (`(Hel)-20(lo)` is
+        // fewer): room for them at once instead of growing, and copying, the glyphs as
+        // they come; at most 65,536 ahead (4.5 MB), so that a hostile stream reserves
+        // little it does not use.
+        it.reserve_glyphs((content.len() / 6).min(1 << 16));
         it.run(
             &content,
             &res,

@@ -160,6 +160,11 @@ impl<'d> Interpreter<'d> {
         }
     }
 
+    /// Makes room for `n` more glyphs (at most the limit's worth).
+    pub fn reserve_glyphs(&mut self, n: usize) {
+        self.glyphs.reserve(n.min(self.limits.max_glyphs));
+    }
+
     fn font(&mut self, res: &Resources<'d>, name: &[u8]) -> Option<Rc<Font>> {
         let (id, obj) = res.lookup(self.doc, b"Font", name)?;
         let dict = obj.as_dict().ok()?;

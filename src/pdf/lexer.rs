@@ -260,7 +260,8 @@ impl<'a> Lexer<'a> {
             }
             b'[' => {
                 self.pos += 1;
-                let mut items = Vec::new();
+                // TJ arrays of a dozen strings and kerning numbers are common.
+                let mut items = Vec::with_capacity(16);
                 loop {
                     self.skip_white();
                     match self.data.get(self.pos) {
