@@ -8,6 +8,7 @@
 //! fonts), the `FontMatrix` (Type3), or built-in tables of the standard fonts when a PDF
 //! relies on them without widths.
 
+use super::hash::CodeMap;
 use super::lexer::{Lexer, Operand};
 use super::objects::{deref, dict_get};
 use lopdf::{Dictionary, Document, Object};
@@ -31,7 +32,7 @@ pub struct Char {
 pub struct CMap {
     /// `(bytes, low, high)` code space ranges.
     ranges: Vec<(u8, u32, u32)>,
-    map: HashMap<(u8, u32), SmolStr>,
+    map: CodeMap<(u8, u32), SmolStr>,
 }
 
 fn be(bytes: &[u8]) -> u32 {
@@ -154,7 +155,7 @@ enum Widths {
         missing: f64,
     },
     Cid {
-        map: HashMap<u32, f64>,
+        map: CodeMap<u32, f64>,
         default: f64,
     },
 }
@@ -268,7 +269,7 @@ impl Font {
                 .and_then(|a| a.first())
                 .map(|o| deref(doc, o))
                 .and_then(|o| o.as_dict().ok());
-            let mut map = HashMap::new();
+            let mut map = CodeMap::default();
             let mut default = 1000.0;
             if let Some(desc) = desc {
                 if let Some(dw) = dict_get(doc, desc, b"DW").and_then(num) {
@@ -575,7 +576,7 @@ pub(crate) fn char_text(c: char) -> SmolStr {
     SmolStr::new(c.encode_utf8(&mut [0; 4]))
 }
 
-fn parse_cid_widths(doc: &Document, w: &[Object], map: &mut HashMap<u32, f64>) {
+fn parse_cid_widths(doc: &Document, w: &[Object], map: &mut CodeMap<u32, f64>) {
     let mut i = 0;
     let mut total = 0usize;
     while i < w.len() && total < 200_000 {

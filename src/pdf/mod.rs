@@ -22,6 +22,7 @@ pub mod extract;
 pub mod font;
 pub mod fontfile;
 pub mod frames;
+pub mod hash;
 pub mod interp;
 pub mod job;
 pub mod layout;
