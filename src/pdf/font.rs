@@ -40,16 +40,13 @@ fn be(bytes: &[u8]) -> u32 {
 }
 
 fn utf16(bytes: &[u8]) -> SmolStr {
-    let units: Vec<u16> = bytes
-        .chunks(2)
-        .map(|c| {
-            if c.len() == 2 {
-                (c[0] as u16) << 8 | c[1] as u16
-            } else {
-                c[0] as u16
-            }
-        })
-        .collect();
+    let units = bytes.chunks(2).map(|c| {
+        if c.len() == 2 {
+            (c[0] as u16) << 8 | c[1] as u16
+        } else {
+            c[0] as u16
+        }
+    });
     char::decode_utf16(units)
         .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
         .collect()
@@ -96,16 +93,18 @@ impl CMap {
                         let n = lo.len() as u8;
                         match dst {
                             Operand::Str(d) if !d.is_empty() => {
+                                m.map.reserve((b - a + 1) as usize);
+                                let mut buf = d.to_vec();
                                 for (k, code) in (a..=b).enumerate() {
-                                    let mut d = d.to_vec();
+                                    buf.copy_from_slice(d);
                                     // Add k to the last byte(s), as the spec says.
-                                    let last = d.len() - 1;
-                                    let v = d[last] as u32 + k as u32;
-                                    d[last] = v as u8;
+                                    let last = buf.len() - 1;
+                                    let v = buf[last] as u32 + k as u32;
+                                    buf[last] = v as u8;
                                     if v > 0xFF && last > 0 {
-                                        d[last - 1] = d[last - 1].wrapping_add((v >> 8) as u8);
+                                        buf[last - 1] = buf[last - 1].wrapping_add((v >> 8) as u8);
                                     }
-                                    m.map.insert((n, code), utf16(&d));
+                                    m.map.insert((n, code), utf16(&buf));
                                 }
                             }
                             Operand::Array(items) => {
