@@ -86,7 +86,7 @@ fn copy(o: &Object) -> Object {
         // them again. A stream that does not decode goes as it is, and fails there the
         // same way it fails in a whole-document extraction.
         if s.dict.has(b"Filter") && !is_font_program(s) {
-            if let Ok(decoded) = s.decompressed_content() {
+            if let Ok(decoded) = super::inflate::decoded(s) {
                 let mut dict = s.dict.clone();
                 dict.remove(b"Filter");
                 dict.remove(b"DecodeParms");

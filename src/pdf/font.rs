@@ -235,11 +235,11 @@ fn stream_bytes(o: &Object) -> Option<Vec<u8>> {
     if zlib {
         let mut flate = s.clone();
         flate.dict.set("Filter", "FlateDecode");
-        if let Ok(b) = flate.decompressed_content() {
+        if let Ok(b) = super::inflate::decoded(&flate) {
             return Some(b);
         }
     }
-    Some(s.decompressed_content().unwrap_or_else(|_| c.clone()))
+    Some(super::inflate::decoded(s).unwrap_or_else(|_| c.clone()))
 }
 
 impl Font {

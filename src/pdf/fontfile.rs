@@ -19,8 +19,7 @@ pub fn builtin_encoding(doc: &Document, descriptor: &Dictionary) -> Option<Vec<(
                 .and_then(Object::as_name)
                 .ok()
                 .map(<[u8]>::to_vec),
-            s.decompressed_content()
-                .unwrap_or_else(|_| s.content.clone()),
+            super::inflate::decoded(s).unwrap_or_else(|_| s.content.clone()),
         )),
         _ => None,
     };

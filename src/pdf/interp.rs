@@ -341,9 +341,7 @@ impl<'d> Interpreter<'d> {
         if let Some(d) = dict_get(doc, &stream.dict, b"Resources").and_then(|o| o.as_dict().ok()) {
             inner.dicts.insert(0, d);
         }
-        let content = stream
-            .decompressed_content()
-            .unwrap_or_else(|_| stream.content.clone());
+        let content = super::inflate::decoded(stream).unwrap_or_else(|_| stream.content.clone());
         self.run(&content, &inner, mul(&m, ctm), seen);
         if id.is_some() {
             seen.pop();
@@ -665,7 +663,7 @@ pub fn page_content(doc: &Document, page: ObjectId) -> (Vec<u8>, usize) {
     let mut bad = 0;
     for id in doc.get_page_contents(page) {
         match doc.get_object(id) {
-            Ok(Object::Stream(s)) => match s.decompressed_content() {
+            Ok(Object::Stream(s)) => match super::inflate::decoded(s) {
                 Ok(c) => {
                     out.extend_from_slice(&c);
                     out.push(b'\n');

@@ -23,6 +23,7 @@ pub mod font;
 pub mod fontfile;
 pub mod frames;
 pub mod hash;
+pub mod inflate;
 pub mod interp;
 pub mod job;
 pub mod layout;
