@@ -70,6 +70,7 @@ impl CMap {
                     }
                 }
                 b"endbfchar" => {
+                    m.map.reserve(args.len() / 2);
                     for pair in args.chunks(2) {
                         if let [Operand::Str(src), Operand::Str(dst)] = pair {
                             if !src.is_empty() && src.len() <= 4 {
@@ -79,6 +80,20 @@ impl CMap {
                     }
                 }
                 b"endbfrange" => {
+                    // Room for the whole batch at once, instead of range by range.
+                    let codes: usize = args
+                        .chunks(3)
+                        .filter_map(|t| match t {
+                            [Operand::Str(lo), Operand::Str(hi), _]
+                                if !lo.is_empty() && lo.len() <= 4 && lo.len() == hi.len() =>
+                            {
+                                let (a, b) = (be(lo), be(hi));
+                                (b >= a && b - a <= 65_535).then(|| (b - a + 1) as usize)
+                            }
+                            _ => None,
+                        })
+                        .sum();
+                    m.map.reserve(codes.min(1 << 20));
                     for t in args.chunks(3) {
                         let [Operand::Str(lo), Operand::Str(hi), dst] = t else {
                             continue;
@@ -93,7 +108,6 @@ impl CMap {
                         let n = lo.len() as u8;
                         match dst {
                             Operand::Str(d) if !d.is_empty() => {
-                                m.map.reserve((b - a + 1) as usize);
                                 let mut buf = d.to_vec();
                                 for (k, code) in (a..=b).enumerate() {
                                     buf.copy_from_slice(d);
