@@ -107,6 +107,21 @@ impl CMap {
                         }
                         let n = lo.len() as u8;
                         match dst {
+                            Operand::Str(d) if d.len() == 2 => {
+                                // One UTF-16 unit, counted up: adding k to the last byte
+                                // and carrying into the first is adding k to the unit,
+                                // which is one character (a lone surrogate reads as
+                                // U+FFFD, as the decoder has it).
+                                let base = u16::from_be_bytes([d[0], d[1]]);
+                                for (k, code) in (a..=b).enumerate() {
+                                    let unit = base.wrapping_add(k as u16);
+                                    let c = char::from_u32(u32::from(unit))
+                                        .unwrap_or(char::REPLACEMENT_CHARACTER);
+                                    let mut utf8 = [0u8; 4];
+                                    m.map
+                                        .insert((n, code), SmolStr::new(c.encode_utf8(&mut utf8)));
+                                }
+                            }
                             Operand::Str(d) if !d.is_empty() => {
                                 let mut buf = d.to_vec();
                                 for (k, code) in (a..=b).enumerate() {
@@ -1185,6 +1200,44 @@ static TIMES: [u16; 95] = [
 
 #[cfg(test)]
 mod tests {
+
+    /// A two-byte range destination counted up unit by unit reads as the general rule
+    /// (add to the last byte, carry into the one before, decode as UTF-16) has it, at
+    /// the edges too: the last unit, surrogates, wrapping past 0xFFFF.
+    #[test]
+    fn two_byte_range_destinations_count_up_as_the_spec_says() {
+        for (base, hi) in [
+            (0x0041u16, 0x0045u32),
+            (0x00F0, 0x0120),
+            (0xD7F0, 0xD810),
+            (0xDFF0, 0xE010),
+            (0xFFF0, 0x0010_0010),
+        ] {
+            let d = base.to_be_bytes();
+            let cmap = CMap::parse(
+                format!(
+                    "1 beginbfrange <0000> <{:04X}> <{:04X}> endbfrange",
+                    (hi - 0x10).min(0xFFFF),
+                    base
+                )
+                .as_bytes(),
+            );
+            for k in 0..=(hi - 0x10).min(0xFFFF) {
+                let mut buf = d.to_vec();
+                let v = buf[1] as u32 + k;
+                buf[1] = v as u8;
+                if v > 0xFF {
+                    buf[0] = buf[0].wrapping_add((v >> 8) as u8);
+                }
+                assert_eq!(
+                    cmap.map.get(&(2, k)),
+                    Some(&utf16(&buf)),
+                    "base {base:04X} k {k}"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     #[test]
