@@ -1,6 +1,6 @@
 //! Completions from agents: checked, taken over or copied out, and delivered.
 
-use super::state::{Delivery, Shared, State};
+use super::state::{Delivery, State};
 use super::stored::Stored;
 use crate::runtime::task::{status, DeathCause, Failure, Outcome, TaskError, TaskKind};
 use crate::shm::descriptor::Descriptor;
@@ -9,7 +9,7 @@ use crate::shm::slab::Owner;
 use std::time::Duration;
 
 impl State {
-    pub(super) fn take_completions(&mut self, sh: &Shared, i: usize) {
+    pub(super) fn take_completions(&mut self, i: usize) {
         let mut buf = std::mem::take(&mut self.scratch);
         loop {
             buf.clear();
@@ -20,7 +20,7 @@ impl State {
                 Ok(0) => break,
                 Ok(_) => {
                     for d in &buf {
-                        self.on_completion(sh, i, d);
+                        self.on_completion(i, d);
                     }
                 }
                 Err(e) => {
@@ -32,7 +32,7 @@ impl State {
         self.scratch = buf;
     }
 
-    pub(super) fn on_completion(&mut self, _sh: &Shared, i: usize, d: &Descriptor) {
+    pub(super) fn on_completion(&mut self, i: usize, d: &Descriptor) {
         let slot = self.agents[i].slot;
         let agent = &mut self.agents[i];
         let pos = agent
@@ -59,65 +59,42 @@ impl State {
                 .get(&d.task_id)
                 .is_some_and(|t| t.output.is_held());
         let mut held = None;
-        let output = match d.payload() {
-            None if keep => {
-                held = Some(self.keep(Stored::Inline(Vec::new())));
-                Vec::new()
-            }
-            None => Vec::new(),
-            Some(raw) if keep => {
-                // Checked and taken over: a large output stays in the slab for the caller
-                // without a copy; a small one is copied out so that it does not keep a
-                // whole buffer.
-                let inline_max = Stored::inline_max(self.slab.buffer_size()) as u64;
-                match self
-                    .slab
-                    .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
-                    .and_then(|()| self.slab.segments(raw, d.len, Owner::Supervisor))
-                {
-                    Ok(parts) => {
-                        let stored = if d.len <= inline_max {
-                            let bytes = parts.concat();
-                            let _ = self.slab.release_chain(raw, d.len, Owner::Supervisor);
-                            Stored::Inline(bytes)
-                        } else {
-                            Stored::Chain {
-                                raw,
-                                len: d.len,
-                                buffers: parts.len(),
-                            }
-                        };
-                        held = Some(self.keep(stored));
-                        Vec::new()
+        let mut output = Vec::new();
+        if let Some(raw) = d.payload() {
+            // Checked and taken over, then: a large held output stays in the slab for the
+            // caller without a copy; anything else (an output copied out, a held output
+            // small enough not to keep a whole buffer) is copied and its buffers freed.
+            let inline_max = Stored::inline_max(self.slab.buffer_size()) as u64;
+            let taken = self
+                .slab
+                .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
+                .and_then(|()| {
+                    if keep && d.len > inline_max {
+                        let buffers = self.slab.segments(raw, d.len, Owner::Supervisor)?.len();
+                        held = Some(Stored::Chain {
+                            raw,
+                            len: d.len,
+                            buffers,
+                        });
+                        return Ok(());
                     }
-                    Err(e) => {
-                        tracing::warn!(slot, task = d.task_id, "bad completion payload: {e}");
-                        self.kill(i, DeathCause::Protocol);
-                        return;
-                    }
-                }
+                    let bytes = self.slab.read_payload(raw, d.len, Owner::Supervisor);
+                    let _ = self.slab.release_chain(raw, d.len, Owner::Supervisor);
+                    output = bytes?;
+                    Ok(())
+                });
+            if let Err(e) = taken {
+                // The agent broke the protocol: kill it; the task is requeued with the rest
+                // of its in-flight work, without blame.
+                tracing::warn!(slot, task = d.task_id, "bad completion payload: {e}");
+                self.kill(i, DeathCause::Protocol);
+                return;
             }
-            Some(raw) => {
-                let read = self
-                    .slab
-                    .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
-                    .and_then(|()| {
-                        let bytes = self.slab.read_payload(raw, d.len, Owner::Supervisor);
-                        let _ = self.slab.release_chain(raw, d.len, Owner::Supervisor);
-                        bytes
-                    });
-                match read {
-                    Ok(b) => b,
-                    Err(e) => {
-                        // The agent broke the protocol: kill it; the task is requeued with
-                        // the rest of its in-flight work, without blame.
-                        tracing::warn!(slot, task = d.task_id, "bad completion payload: {e}");
-                        self.kill(i, DeathCause::Protocol);
-                        return;
-                    }
-                }
-            }
-        };
+        }
+        let held = keep.then(|| {
+            let stored = held.unwrap_or_else(|| Stored::Inline(std::mem::take(&mut output)));
+            self.keep(stored)
+        });
         let agent = &mut self.agents[i];
         agent.in_flight.remove(pos);
         agent.completed += 1;

@@ -51,17 +51,7 @@ impl Shared {
         // What will be lent to the agent: the payload, or the inputs unless one chain
         // goes as it is. More than the slab can lend would wait for ever, and every task
         // behind it with it.
-        let lent = match &inputs[..] {
-            [] => payload.len() as u64,
-            [one] => match &st.held[&one.id] {
-                Stored::Chain { .. } => 0,
-                Stored::Inline(b) => b.len() as u64,
-            },
-            many => many
-                .iter()
-                .map(|h| st.held[&h.id].list_bytes() as u64)
-                .sum(),
-        };
+        let lent = Stored::lent_len(payload.len(), inputs.iter().map(|h| &st.held[&h.id])) as u64;
         let (buffers, buffer_size) = (st.slab.count(), st.slab.buffer_size() as u32);
         let limit = u64::from(buffers / 2) * u64::from(buffer_size);
         if lent > limit {
@@ -221,12 +211,22 @@ impl State {
             d.flags |= flags::INPUT_LIST;
         }
         if rec.lent.is_none() {
+            // The credit is checked before an input list is built, so a task waiting for
+            // credit does not build its list again at every dispatch.
+            let n = Stored::lent_len(rec.payload.len(), rec.inputs.iter());
+            if n == 0 {
+                return Some(d);
+            }
+            let parts = n.div_ceil(bs);
+            if self.lent_buffers + parts > half && self.lent_buffers > 0 {
+                return None;
+            }
             let list;
             let bytes: &[u8] = match &rec.inputs[..] {
                 [] => &rec.payload,
                 [Stored::Inline(b)] => b,
                 many => {
-                    let mut l = Vec::with_capacity(many.iter().map(Stored::list_bytes).sum());
+                    let mut l = Vec::with_capacity(n);
                     for input in many {
                         input.write_list_entry(&mut l);
                     }
@@ -234,13 +234,6 @@ impl State {
                     &list
                 }
             };
-            if bytes.is_empty() {
-                return Some(d);
-            }
-            let parts = bytes.len().div_ceil(bs);
-            if self.lent_buffers + parts > half && self.lent_buffers > 0 {
-                return None;
-            }
             let h = self.slab.write_payload(Owner::Supervisor, bytes).ok()?;
             rec.lent = Some((h.to_raw(), bytes.len() as u64, parts));
             self.lent_buffers += parts;

@@ -60,12 +60,7 @@ impl Supervisor {
         let id = h.defuse();
         let mut st = self.shared.state.lock();
         let stored = st.held.remove(&id).ok_or(Error::UnknownHeld)?;
-        if let Stored::Inline(b) = stored {
-            return Ok(b);
-        }
-        let bytes = stored.read(&st.slab);
-        stored.release(&st.slab);
-        bytes
+        stored.into_bytes(&st.slab)
     }
 
     /// Copies the first `n` bytes of a held output, which stays held.

@@ -104,7 +104,7 @@ impl State {
         }
         let now = Instant::now();
         for i in 0..self.agents.len() {
-            self.take_completions(sh, i);
+            self.take_completions(i);
             if let Phase::Starting(_) = self.agents[i].phase {
                 self.check_ready(sh, i, now);
             }

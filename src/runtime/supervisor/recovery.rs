@@ -41,20 +41,15 @@ impl State {
                         _ => {}
                     }
                     // Task timeouts: measured from when we first see the agent report it.
-                    let reported = hb.current().and_then(|(id, att)| {
-                        a.in_flight
-                            .iter()
-                            .any(|f| f.id == id && f.attempt == att)
-                            .then_some(id)
-                    });
-                    match (reported, a.current) {
+                    match (a.reported_task(hb), a.current) {
                         (Some(id), Some((cur, _))) if id == cur => {}
                         (Some(id), _) => a.current = Some((id, now)),
                         (None, _) => a.current = None,
                     }
                     // Time spent waiting for room in the slab is not the task's: its clock
                     // stops meanwhile.
-                    self.watch_room(i, hb.state() == Some(AgentState::WaitingForRoom), now);
+                    let waiting = hb.state() == Some(AgentState::WaitingForRoom);
+                    self.watch_room(i, waiting, now);
                     if let Some((id, started)) = self.agents[i].current {
                         let limit = self.tasks.get(&id).and_then(|t| {
                             t.timeout
@@ -212,20 +207,14 @@ impl State {
             tracing::info!(slot, pid = self.agents[i].pid, %cause, "agent died");
         }
         // Completions it published before dying are real results.
-        self.take_completions(sh, i);
+        self.take_completions(i);
         let culprit = if cause.blames_task() {
             let a = &self.agents[i];
             let reported = sh
                 .seg
                 .heartbeat(slot)
                 .ok()
-                .and_then(|hb| hb.current())
-                .and_then(|(id, att)| {
-                    a.in_flight
-                        .iter()
-                        .any(|f| f.id == id && f.attempt == att)
-                        .then_some(id)
-                });
+                .and_then(|hb| a.reported_task(hb));
             // An exit is the running task's doing only if the agent said it was running
             // one; a crash signal, an OOM kill, a hang or a timeout falls on the oldest
             // task when the agent had no time to say.

@@ -8,7 +8,7 @@ use super::stored::Stored;
 use crate::runtime::cgroup::{AgentCgroup, CgroupManager};
 use crate::runtime::task::{DeathCause, Outcome, Output, ReleaseHeld};
 use crate::shm::descriptor::Descriptor;
-use crate::shm::heartbeat::Observer;
+use crate::shm::heartbeat::{HeartbeatWord, Observer};
 use crate::shm::ring::{Consumer, Producer};
 use crate::shm::segment::{Segment, SegmentRing, SegmentSlab};
 use crate::shm::slab::Slab;
@@ -79,6 +79,16 @@ pub(super) struct RoomWait {
 impl Agent {
     pub(super) fn takes(&self, kind: u32) -> bool {
         self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
+    }
+
+    /// The task the agent's heartbeat line says it is running, if that is one of the
+    /// attempts the supervisor gave it (the line is the agent's, so it is checked).
+    pub(super) fn reported_task(&self, hb: &HeartbeatWord) -> Option<u64> {
+        let (id, attempt) = hb.current()?;
+        self.in_flight
+            .iter()
+            .any(|f| f.id == id && f.attempt == attempt)
+            .then_some(id)
     }
 }
 

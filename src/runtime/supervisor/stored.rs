@@ -53,6 +53,23 @@ impl Stored {
         }
     }
 
+    /// Bytes lent to the agent for a task with these held inputs, or with a payload of
+    /// `payload` bytes when it has none: nothing when one chain goes as it is, one
+    /// input's own bytes when it is inline, the input list when there are several.
+    pub(super) fn lent_len<'a>(
+        payload: usize,
+        mut inputs: impl ExactSizeIterator<Item = &'a Stored>,
+    ) -> usize {
+        match inputs.len() {
+            0 => payload,
+            1 => match inputs.next() {
+                Some(Stored::Inline(b)) => b.len(),
+                _ => 0,
+            },
+            _ => inputs.map(Stored::list_bytes).sum(),
+        }
+    }
+
     /// Appends its entry to an input list.
     pub(super) fn write_list_entry(&self, list: &mut Vec<u8>) {
         match self {
@@ -69,13 +86,15 @@ impl Stored {
         }
     }
 
-    /// Copies it out.
-    pub(super) fn read(&self, slab: &Slab<SegmentSlab>) -> Result<Vec<u8>, Error> {
+    /// Its bytes, copied out of the slab if they are there, and its buffers freed.
+    pub(super) fn into_bytes(self, slab: &Slab<SegmentSlab>) -> Result<Vec<u8>, Error> {
         match self {
             Stored::Chain { raw, len, .. } => {
-                Ok(slab.read_payload(*raw, *len, Owner::Supervisor)?)
+                let bytes = slab.read_payload(raw, len, Owner::Supervisor);
+                let _ = slab.release_chain(raw, len, Owner::Supervisor);
+                Ok(bytes?)
             }
-            Stored::Inline(b) => Ok(b.clone()),
+            Stored::Inline(b) => Ok(b),
         }
     }
 
