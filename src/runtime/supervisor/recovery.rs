@@ -47,8 +47,12 @@ impl State {
                         (None, _) => a.current = None,
                     }
                     // Time spent waiting for room in the slab is not the task's: its clock
-                    // stops meanwhile.
-                    let waiting = hb.state() == Some(AgentState::WaitingForRoom);
+                    // stops meanwhile. The state is the agent's word, so it counts only
+                    // while the slab really is short: an output may take half the slab
+                    // and held ones leave the last eighth, so an agent with more free
+                    // than that is not waiting for room, whatever it says.
+                    let short = self.slab.free_count() < self.slab.count() as usize * 5 / 8;
+                    let waiting = short && hb.state() == Some(AgentState::WaitingForRoom);
                     self.watch_room(i, waiting, now);
                     if let Some((id, started)) = self.agents[i].current {
                         let limit = self.tasks.get(&id).and_then(|t| {
