@@ -55,6 +55,20 @@ impl Registry {
         name: &'static str,
         handler: impl Fn(&TaskContext<'_>) -> Result<Vec<u8>, E> + Send + Sync + 'static,
     ) -> Result<(), RegistryError> {
+        self.insert(
+            kind,
+            name,
+            Box::new(move |ctx| handler(ctx).map_err(Into::into)),
+        )
+    }
+
+    /// Adds a handler already boxed as the registry keeps it (no second box around it).
+    pub(super) fn insert(
+        &mut self,
+        kind: TaskKind,
+        name: &'static str,
+        handler: Handler,
+    ) -> Result<(), RegistryError> {
         if kind == crate::runtime::task::kinds::STOP {
             return Err(RegistryError::Reserved(kind));
         }
@@ -65,8 +79,7 @@ impl Registry {
                 name,
             });
         }
-        let boxed: Handler = Box::new(move |ctx| handler(ctx).map_err(Into::into));
-        self.handlers.insert(kind.get(), (name, boxed));
+        self.handlers.insert(kind.get(), (name, handler));
         Ok(())
     }
 
