@@ -52,6 +52,19 @@ fn utf16(bytes: &[u8]) -> SmolStr {
         .collect()
 }
 
+/// A `bfrange` entry that can be read: its code length, its first and last codes (at most
+/// 65,536 of them), and its destination.
+fn bf_range<'o, 'a>(t: &'o [Operand<'a>]) -> Option<(u8, u32, u32, &'o Operand<'a>)> {
+    let [Operand::Str(lo), Operand::Str(hi), dst] = t else {
+        return None;
+    };
+    if lo.is_empty() || lo.len() > 4 || lo.len() != hi.len() {
+        return None;
+    }
+    let (a, b) = (be(lo), be(hi));
+    (b >= a && b - a <= 65_535).then_some((lo.len() as u8, a, b, dst))
+}
+
 impl CMap {
     /// Parses a CMap stream; whatever cannot be read is skipped.
     pub fn parse(data: &[u8]) -> CMap {
@@ -80,32 +93,14 @@ impl CMap {
                     }
                 }
                 b"endbfrange" => {
+                    let ranges: Vec<_> = args.chunks(3).filter_map(bf_range).collect();
                     // Room for the whole batch at once, instead of range by range.
-                    let codes: usize = args
-                        .chunks(3)
-                        .filter_map(|t| match t {
-                            [Operand::Str(lo), Operand::Str(hi), _]
-                                if !lo.is_empty() && lo.len() <= 4 && lo.len() == hi.len() =>
-                            {
-                                let (a, b) = (be(lo), be(hi));
-                                (b >= a && b - a <= 65_535).then(|| (b - a + 1) as usize)
-                            }
-                            _ => None,
-                        })
+                    let codes: usize = ranges
+                        .iter()
+                        .map(|&(_, a, b, _)| (b - a + 1) as usize)
                         .sum();
                     m.map.reserve(codes.min(1 << 20));
-                    for t in args.chunks(3) {
-                        let [Operand::Str(lo), Operand::Str(hi), dst] = t else {
-                            continue;
-                        };
-                        if lo.is_empty() || lo.len() > 4 || lo.len() != hi.len() {
-                            continue;
-                        }
-                        let (a, b) = (be(lo), be(hi));
-                        if b < a || b - a > 65_535 {
-                            continue;
-                        }
-                        let n = lo.len() as u8;
+                    for (n, a, b, dst) in ranges {
                         match dst {
                             Operand::Str(d) if d.len() == 2 => {
                                 // One UTF-16 unit, counted up: adding k to the last byte
@@ -117,9 +112,7 @@ impl CMap {
                                     let unit = base.wrapping_add(k as u16);
                                     let c = char::from_u32(u32::from(unit))
                                         .unwrap_or(char::REPLACEMENT_CHARACTER);
-                                    let mut utf8 = [0u8; 4];
-                                    m.map
-                                        .insert((n, code), SmolStr::new(c.encode_utf8(&mut utf8)));
+                                    m.map.insert((n, code), char_text(c));
                                 }
                             }
                             Operand::Str(d) if !d.is_empty() => {
@@ -470,8 +463,9 @@ impl Font {
         if let Some(cmap) = self.code_cids.filter(|_| !self.utf16) {
             return self.decode_predefined(cmap, bytes, out);
         }
-        if let (Some(t), false) = (&self.simple, self.two_byte) {
-            // A simple font: one byte a code, each resolved once for the font.
+        if let Some(t) = &self.simple {
+            // A simple font: one byte a code, each resolved once for the font. What
+            // follows is for composite fonts only.
             out.extend(bytes.iter().map(|&b| {
                 let (text, width) = t[b as usize].clone();
                 Char {
@@ -484,10 +478,8 @@ impl Font {
         }
         let mut i = 0;
         while i < bytes.len() {
-            // Simple fonts always use one-byte codes, whatever their ToUnicode's code space
-            // says; composite fonts take the code length from it.
+            // A composite font takes the code length from its ToUnicode's code space.
             let n = match &self.to_unicode {
-                _ if !self.two_byte => 1,
                 // A high surrogate takes its low one along.
                 None if self.utf16 && bytes.len() - i >= 4 && (0xD8..0xDC).contains(&bytes[i]) => 4,
                 Some(cm) if cm.has_ranges() => cm.code_len(&bytes[i..], 2),
@@ -495,16 +487,11 @@ impl Font {
             };
             let code = be(&bytes[i..i + n]);
             i += n;
-            let (text, width) = match &self.simple {
-                Some(t) => t[code as usize & 0xFF].clone(),
-                None => {
-                    // Unicode-encoded CID fonts: widths are the CIDs'.
-                    let cid = self
-                        .code_cids
-                        .map_or(code, |c| c.lookup_cid_code(code, n as u8).unwrap_or(0));
-                    (self.text(&bytes[i - n..i], n, code, cid), self.width(cid))
-                }
-            };
+            // Unicode-encoded CID fonts: widths are the CIDs'.
+            let cid = self
+                .code_cids
+                .map_or(code, |c| c.lookup_cid_code(code, n as u8).unwrap_or(0));
+            let (text, width) = (self.text(&bytes[i - n..i], n, code, cid), self.width(cid));
             out.push(Char {
                 text,
                 width,
