@@ -664,6 +664,11 @@ pub fn page_content(doc: &Document, page: ObjectId) -> (Vec<u8>, usize) {
     for id in doc.get_page_contents(page) {
         match doc.get_object(id) {
             Ok(Object::Stream(s)) => match super::inflate::decoded(s) {
+                // Most pages have one stream: its bytes are the content, not copied.
+                Ok(c) if out.is_empty() => {
+                    out = c;
+                    out.push(b'\n');
+                }
                 Ok(c) => {
                     out.extend_from_slice(&c);
                     out.push(b'\n');

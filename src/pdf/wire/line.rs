@@ -226,7 +226,10 @@ impl Assembly {
             return;
         }
         self.page_count = reply.page_count;
-        self.page_errors += reply.page_errors;
+        // The count is the agent's word: no more than the pages it sent, and no overflow
+        // however many replies claim it.
+        let claimed = reply.page_errors.min(reply.pages().len() as u32);
+        self.page_errors = self.page_errors.saturating_add(claimed);
         self.chunks.push(reply);
     }
 
@@ -260,6 +263,20 @@ impl Assembly {
 mod tests {
     use super::*;
     use serde_json::value::RawValue;
+
+    /// A reply's count of failed pages is the agent's word: it cannot claim more than the
+    /// pages it sent, nor overflow the document's count.
+    #[test]
+    fn claimed_page_errors_are_bounded_by_the_pages_sent() {
+        let mut asm = Assembly::new("a.pdf".into());
+        for first in [1, 2] {
+            let json = format!(
+                r#"{{"page_count":2,"first":{first},"pages":[{{"number":{first}}}],"page_errors":4294967295}}"#
+            );
+            asm.absorb(CheckedReply::parse(json.into_bytes()).unwrap());
+        }
+        assert_eq!(asm.page_errors, 2);
+    }
 
     /// The line as serde_json writes it: what `Assembly::render` must write by hand.
     #[derive(Serialize)]
