@@ -160,9 +160,9 @@ impl<'d> Interpreter<'d> {
         }
     }
 
-    /// Makes room for `n` more glyphs (at most the limit's worth).
+    /// Makes room for `n` more glyphs.
     pub fn reserve_glyphs(&mut self, n: usize) {
-        self.glyphs.reserve(n.min(self.limits.max_glyphs));
+        self.glyphs.reserve(n);
     }
 
     fn font(&mut self, res: &Resources<'d>, name: &[u8]) -> Option<Rc<Font>> {

@@ -54,7 +54,7 @@ fn failure_kind(f: &Failure) -> ErrorKind {
             Some(DeathCause::Timeout) | Some(DeathCause::Hang) => ErrorKind::Timeout,
             _ => ErrorKind::AgentCrashed,
         },
-        Failure::Task(e) => PdfError::from_task_error(e).kind,
+        Failure::Task(e) => ErrorKind::from_name(&e.kind).unwrap_or(ErrorKind::Malformed),
         Failure::UnknownKind(_) => ErrorKind::Unsupported,
         _ => ErrorKind::AgentCrashed,
     }
@@ -221,7 +221,7 @@ impl Job<'_> {
             Stage::Parse { first_range } => self.parsed(d, first_range, held)?,
             Stage::Extract => self.extracted(d, held)?,
             Stage::Analyze => self.analyzed(d, held)?,
-            Stage::Aggregate => self.aggregated(d, &output),
+            Stage::Aggregate => self.aggregated(d, output),
         }
         Ok(())
     }

@@ -76,17 +76,17 @@ impl Job<'_> {
     pub(super) fn feed_extractors(&mut self) -> Result<(), Error> {
         // Ranges of documents that failed or ran out of time meanwhile are let go at once,
         // so their documents end now and their buffers come back.
-        for (d, h) in std::mem::take(&mut self.parked) {
-            match self.docs.get_mut(&d) {
-                Some(doc) if doc.asm.error.is_none() => self.parked.push_back((d, h)),
-                gone => {
-                    if let Some(doc) = gone {
-                        doc.open_tasks -= 1;
-                    }
-                    drop(h); // frees it
+        // A range let go is dropped, which frees it.
+        let docs = &mut self.docs;
+        self.parked.retain(|(d, _)| match docs.get_mut(d) {
+            Some(doc) if doc.asm.error.is_none() => true,
+            gone => {
+                if let Some(doc) = gone {
+                    doc.open_tasks -= 1;
                 }
+                false
             }
-        }
+        });
         let n = self.ranges_in_flight();
         let mut later = n.extracting + n.analyzing;
         while later < self.max_ranges {
@@ -126,7 +126,7 @@ impl Job<'_> {
     }
 
     /// An Aggregator's line, checked before it is believed.
-    pub(super) fn aggregated(&mut self, d: usize, output: &[u8]) {
+    pub(super) fn aggregated(&mut self, d: usize, output: Vec<u8>) {
         let doc = self.docs.get_mut(&d).expect("checked by the caller");
         match check_line(&doc.asm.path, output) {
             Ok(line) => doc.line = Some(line),

@@ -34,8 +34,9 @@ pub(super) fn bad_reply(e: &ReplyError) -> PdfError {
 }
 
 /// Checks an Aggregator's line before it goes out: JSON of the expected shape, for the
-/// expected document. Returns it with its page count and whether the document is ok.
-pub(super) fn check_line(path: &str, line: &[u8]) -> Result<(Vec<u8>, u64, bool), PdfError> {
+/// expected document. Returns it (the same bytes, not a copy) with its page count and
+/// whether the document is ok.
+pub(super) fn check_line(path: &str, line: Vec<u8>) -> Result<(Vec<u8>, u64, bool), PdfError> {
     #[derive(serde::Deserialize)]
     struct Check<'a> {
         path: String,
@@ -46,12 +47,12 @@ pub(super) fn check_line(path: &str, line: &[u8]) -> Result<(Vec<u8>, u64, bool)
         #[serde(borrow)]
         pages: Vec<&'a serde_json::value::RawValue>,
     }
-    one_line(line).map_err(|e| bad_frame(&format!("bad aggregator line: {e}")))?;
+    one_line(&line).map_err(|e| bad_frame(&format!("bad aggregator line: {e}")))?;
     // An object: serde would also take the fields as an array.
     if line.first() != Some(&b'{') {
         return Err(bad_frame("bad aggregator line: not an object"));
     }
-    let c: Check<'_> = serde_json::from_slice(line)
+    let c: Check<'_> = serde_json::from_slice(&line)
         .map_err(|e| bad_frame(&format!("bad aggregator line: {e}")))?;
     if c.path != path {
         return Err(bad_frame("the aggregator answered for another document"));
@@ -59,7 +60,8 @@ pub(super) fn check_line(path: &str, line: &[u8]) -> Result<(Vec<u8>, u64, bool)
     if c.pages.iter().any(|p| !p.get().starts_with('{')) {
         return Err(bad_frame("bad aggregator line: a page is not an object"));
     }
-    Ok((line.to_vec(), c.pages.len() as u64, c.status == Status::Ok))
+    let (pages, ok) = (c.pages.len() as u64, c.status == Status::Ok);
+    Ok((line, pages, ok))
 }
 
 #[cfg(test)]
@@ -94,19 +96,19 @@ mod tests {
         );
 
         let line = r#"{"path":"/a.pdf","status":"ok","page_count":1,"pages":[{"number":1}]}"#;
-        assert!(check_line("/a.pdf", line.as_bytes()).is_ok());
+        assert!(check_line("/a.pdf", line.as_bytes().to_vec()).is_ok());
         assert!(
-            check_line("/b.pdf", line.as_bytes()).is_err(),
+            check_line("/b.pdf", line.as_bytes().to_vec()).is_err(),
             "another document"
         );
         let split = line.replace(r#","pages""#, "\n,\"pages\"");
         assert!(serde_json::from_str::<serde_json::Value>(&split).is_ok());
-        assert!(check_line("/a.pdf", split.as_bytes()).is_err());
+        assert!(check_line("/a.pdf", split.as_bytes().to_vec()).is_err());
         let array = r#"["/a.pdf","ok",1,[{"number":1}]]"#;
-        assert!(check_line("/a.pdf", array.as_bytes()).is_err());
+        assert!(check_line("/a.pdf", array.as_bytes().to_vec()).is_err());
         let page = line.replace(r#"{"number":1}"#, "7");
-        assert!(check_line("/a.pdf", page.as_bytes()).is_err());
+        assert!(check_line("/a.pdf", page.as_bytes().to_vec()).is_err());
         let status = line.replace(r#""ok""#, r#""fine""#);
-        assert!(check_line("/a.pdf", status.as_bytes()).is_err());
+        assert!(check_line("/a.pdf", status.as_bytes().to_vec()).is_err());
     }
 }

@@ -141,11 +141,6 @@ impl CheckedReply {
         self.pages.iter().map(|r| &self.bytes[r.clone()])
     }
 
-    /// Bytes of the pages' JSON together.
-    pub fn pages_len(&self) -> usize {
-        self.pages.iter().map(|r| r.len()).sum()
-    }
-
     /// The kind of the first page error in this reply, read from the pages' own `error`
     /// records (only when the reply says some page has one). A record that does not read
     /// as one counts as none.
