@@ -5,24 +5,10 @@ use crate::pdf::job::{Roles, RunConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// `SWARM_REQUIRE_CGROUPS=1` makes missing cgroups an error, as `--require-cgroups` does.
-pub fn cgroups_required_by_env() -> bool {
-    std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
-}
-
-/// A duration: `10ms`, `1.5s`, `200us`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::task::parse_duration(s)
-}
-
-/// A size: `4096`, `64K`, `1G`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    crate::task::parse_size(s)
-}
-
-/// `--roles`: see [`Roles::parse`].
-pub fn parse_roles(s: &str) -> Result<Roles, crate::pdf::job::ParseRolesError> {
-    Roles::parse(s)
+/// Whether cgroups are required: by `--require-cgroups` (`flag`), or by
+/// `SWARM_REQUIRE_CGROUPS=1` in the environment.
+pub fn cgroups_required(flag: bool) -> bool {
+    flag || std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
 }
 
 /// `--agents`: a count of at least one (a swarm of none would do nothing).
@@ -42,7 +28,7 @@ pub struct SwarmArgs {
     /// Specialist agents per role, e.g. `parser=1,extractor=4,analyzer=1,aggregator=1`:
     /// pages move Parser → Extractor → Analyzer → Aggregator through page buffers.
     /// Default: generalists (`--agents` of them), each taking a page range end to end.
-    #[arg(long, value_parser = parse_roles)]
+    #[arg(long, value_parser = Roles::parse)]
     pub roles: Option<Roles>,
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
@@ -64,7 +50,7 @@ impl SwarmArgs {
             memory_limit: None,
             timeout_per_doc: Duration::from_secs(30),
             chunk_pages: 16,
-            require_cgroups: self.require_cgroups || cgroups_required_by_env(),
+            require_cgroups: cgroups_required(self.require_cgroups),
             agent_bin: self.agent_bin,
             roles: self.roles,
         }

@@ -1,7 +1,7 @@
 //! `swarm bench pipeline|ring|tasks`: the flags, the configurations built from them, and
 //! the reports printed (text, then with `--json` one JSON object as the last line).
 
-use super::args::{cgroups_required_by_env, parse_roles, parse_size};
+use super::args::cgroups_required;
 use super::{Done, Error};
 use crate::bench::pipeline::{self, PipelineBenchConfig};
 use crate::bench::tasks::TasksBenchConfig;
@@ -34,7 +34,7 @@ pub struct PipelineArgs {
     #[arg(long, value_delimiter = ',')]
     pub agents: Vec<u32>,
     /// Also measure these specialists, e.g. `parser=1,extractor=2,analyzer=1,aggregator=1`.
-    #[arg(long, value_parser = parse_roles)]
+    #[arg(long, value_parser = crate::pdf::job::Roles::parse)]
     pub roles: Option<Roles>,
     /// Documents of the generated corpus (without PATHs); more for many agents, so
     /// that each has work well beyond starting up.
@@ -91,7 +91,7 @@ pub struct TasksArgs {
     #[arg(long, default_value = "noop")]
     pub task: String,
     /// Per-agent memory limit (e.g. 256M).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = crate::task::parse_size)]
     pub memory_limit: Option<u64>,
     /// Per-agent CPU quota in cores (e.g. 0.5).
     #[arg(long)]
@@ -156,7 +156,7 @@ pub fn run(command: BenchCommand) -> Result<Done, Error> {
                     cpu_cores: a.cpu_limit,
                     pids: a.pids_limit,
                 },
-                require_cgroups: a.require_cgroups || cgroups_required_by_env(),
+                require_cgroups: cgroups_required(a.require_cgroups),
                 results: a.results,
                 overhead_tasks: a.overhead_tasks,
                 respawn_samples: a.respawn_samples,
@@ -191,7 +191,7 @@ fn pipeline_config(paths: Vec<PathBuf>, a: &PipelineArgs) -> PipelineBenchConfig
         long_pages: a.long_pages,
         repeat: a.repeat,
         chunk_pages: a.chunk_pages,
-        require_cgroups: a.require_cgroups || cgroups_required_by_env(),
+        require_cgroups: cgroups_required(a.require_cgroups),
         agent_bin: a.agent_bin.clone(),
         scratch: std::env::temp_dir().join(format!("swarm-bench-pipeline-{}", std::process::id())),
     }

@@ -2,7 +2,7 @@
 //! its exit status (0 every document ok, 3 some failed, 1 fatal error, 2 bad usage: no
 //! input, a path that does not exist, no PDF found).
 
-use super::args::{parse_duration, parse_size, SwarmArgs};
+use super::args::SwarmArgs;
 use super::progress::Progress;
 use super::{Done, Error};
 use crate::pdf::job::{self, RunConfig, RunSummary};
@@ -33,10 +33,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub files_from: Option<PathBuf>,
     /// Per-agent memory limit (e.g. 1G).
-    #[arg(long, value_parser = parse_size)]
+    #[arg(long, value_parser = crate::task::parse_size)]
     pub memory_limit: Option<u64>,
     /// Time budget of one document (e.g. 30s).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::task::parse_duration)]
     pub timeout_per_doc: Duration,
     /// Pages per task when a document is spread across agents.
     #[arg(long, default_value_t = 16)]
