@@ -7,12 +7,16 @@
 //! the tests by name, as libtest's do.
 
 use neuralflow_swarm::agent::{serve_if_agent, Registry, RegistryError, TaskContext};
+use neuralflow_swarm::sandbox::SandboxPolicy;
 use neuralflow_swarm::supervisor::{CgroupMode, Error, Shutdown, Supervisor, SupervisorBuilder};
 use neuralflow_swarm::task::{
     kinds, DeathCause, Failure, Outcome, Output, TaskError, TaskKind, TaskSpec,
 };
 use neuralflow_swarm::typed::Task;
 use std::collections::BTreeMap;
+
+#[path = "common/harness.rs"]
+mod harness;
 use std::time::{Duration, Instant};
 
 const WATCHDOG: Duration = Duration::from_secs(60);
@@ -141,6 +145,10 @@ fn builder(agents: u32) -> SupervisorBuilder {
         } else {
             CgroupMode::Auto
         })
+        .sandbox(SandboxPolicy {
+            require: cgroups_required(),
+            ..SandboxPolicy::default()
+        })
 }
 
 fn wait(sup: &Supervisor, spec: TaskSpec) -> Outcome {
@@ -171,7 +179,15 @@ fn word_count_map_reduce_in_one_binary_mode() {
             p
         })
         .collect();
-    let sup = builder(2).build().unwrap();
+    // The agents' sandbox lets them read only what they are given.
+    let sup = builder(2)
+        .sandbox(SandboxPolicy {
+            read_paths: vec![dir.clone()],
+            require: cgroups_required(),
+            ..SandboxPolicy::default()
+        })
+        .build()
+        .unwrap();
     let mut maps = sup.task_set::<CountWords>();
     for p in &paths {
         maps.spawn(p).unwrap();
@@ -512,16 +528,7 @@ fn a_kind_the_agent_does_not_serve_is_refused_at_submit() {
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 
-type Test = (&'static str, fn());
-
-/// The tests, by name.
-macro_rules! tests {
-    ($($name:ident),* $(,)?) => {
-        &[$((stringify!($name), $name as fn())),*]
-    };
-}
-
-const TESTS: &[Test] = tests![
+const TESTS: &[harness::Test] = tests![
     word_count_map_reduce_in_one_binary_mode,
     a_panicking_handler_fails_its_task_with_the_message,
     an_agent_that_exits_while_running_a_task_blames_that_task,
@@ -542,40 +549,5 @@ const TESTS: &[Test] = tests![
 fn main() -> std::process::ExitCode {
     // First thing: started by a supervisor, this process is an agent and never returns.
     serve_if_agent(registry);
-    let filters: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    if std::env::args().any(|a| a == "--list") {
-        for (name, _) in TESTS {
-            println!("{name}: test");
-        }
-        return std::process::ExitCode::SUCCESS;
-    }
-    let chosen: Vec<&Test> = TESTS
-        .iter()
-        .filter(|(name, _)| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str())))
-        .collect();
-    let ran = chosen.len();
-    println!("\nrunning {ran} tests");
-    let mut failed = Vec::new();
-    for (name, test) in chosen {
-        let t = Instant::now();
-        let ok = std::panic::catch_unwind(test).is_ok();
-        println!(
-            "test {name} ... {} ({:.2?})",
-            if ok { "ok" } else { "FAILED" },
-            t.elapsed()
-        );
-        if !ok {
-            failed.push(*name);
-        }
-    }
-    if failed.is_empty() {
-        println!("\ntest result: ok. {ran} passed");
-        std::process::ExitCode::SUCCESS
-    } else {
-        println!("\ntest result: FAILED. failures: {failed:?}");
-        std::process::ExitCode::FAILURE
-    }
+    harness::run(TESTS)
 }

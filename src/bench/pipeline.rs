@@ -239,6 +239,7 @@ fn swarm_seconds(
         require_cgroups: cfg.require_cgroups,
         agent_bin: cfg.agent_bin.clone(),
         roles,
+        sandbox: crate::runtime::sandbox::SandboxPolicy::default(),
     };
     timed(|| Ok(job::run(&run, &mut std::io::sink(), &mut |_, _| {})?.pages))
 }

@@ -11,6 +11,24 @@ pub fn cgroups_required(flag: bool) -> bool {
     flag || std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
 }
 
+/// Whether the sandbox's measures are required: by `--require-sandbox` (`flag`), or, as
+/// cgroups, by `SWARM_REQUIRE_CGROUPS=1`.
+pub fn sandbox_required(flag: bool) -> bool {
+    cgroups_required(flag)
+}
+
+/// The agents' sandbox: every measure unless `off`, required or not.
+pub fn sandbox_policy(off: bool, require: bool) -> crate::runtime::sandbox::SandboxPolicy {
+    use crate::runtime::sandbox::SandboxPolicy;
+    if off {
+        return SandboxPolicy::off();
+    }
+    SandboxPolicy {
+        require: sandbox_required(require),
+        ..SandboxPolicy::default()
+    }
+}
+
 /// `--agents`: a count of at least one (a swarm of none would do nothing).
 pub fn parse_agents(s: &str) -> Result<u32, String> {
     match s.parse::<u32>().map_err(|e| e.to_string())? {
@@ -36,6 +54,13 @@ pub struct SwarmArgs {
     /// The agent executable (default: `agent-bin` beside this one).
     #[arg(long)]
     pub agent_bin: Option<PathBuf>,
+    /// Fail instead of running agents without a sandbox measure the kernel refuses
+    /// (seccomp, Landlock, capabilities, ...; each is otherwise a warning).
+    #[arg(long, conflicts_with = "no_sandbox")]
+    pub require_sandbox: bool,
+    /// Run agents without their sandbox (for comparison; not for untrusted documents).
+    #[arg(long)]
+    pub no_sandbox: bool,
 }
 
 impl SwarmArgs {
@@ -53,6 +78,7 @@ impl SwarmArgs {
             require_cgroups: cgroups_required(self.require_cgroups),
             agent_bin: self.agent_bin,
             roles: self.roles,
+            sandbox: sandbox_policy(self.no_sandbox, self.require_sandbox),
         }
     }
 }

@@ -5,10 +5,13 @@
 //! - [`agent`]: the loop inside each agent process and the registry of task handlers.
 //! - [`spawn`]: starting processes that inherit the segment.
 //! - [`cgroup`]: per-agent isolation, v1 and v2.
+//! - [`sandbox`]: what each agent gives up before its first task (seccomp, Landlock,
+//!   capabilities, limits).
 //! - [`supervisor`]: spawning, dispatch, death detection, recovery.
 
 pub mod agent;
 pub mod cgroup;
+pub mod sandbox;
 pub mod spawn;
 pub mod supervisor;
 pub mod task;

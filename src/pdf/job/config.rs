@@ -25,6 +25,9 @@ pub struct RunConfig {
     pub agent_bin: Option<PathBuf>,
     /// Specialist agents per role; `None` runs generalists (`agents` of them).
     pub roles: Option<Roles>,
+    /// The agents' sandbox: its measures and whether they are required. Agents may read
+    /// only the input files (the job sets `read_paths` from `files`).
+    pub sandbox: crate::runtime::sandbox::SandboxPolicy,
 }
 
 /// How many agents take each role.

@@ -7,6 +7,7 @@ use super::sizing::{self, BUFFER_SIZE, QUEUE_DEPTH};
 use super::state::{Doc, Job, Stage};
 use crate::cgroup::Limits;
 use crate::pdf::error::{ErrorKind, PdfError};
+use crate::runtime::sandbox::{SandboxPolicy, SandboxReport};
 use crate::supervisor::{RecvError, Shutdown, Supervisor};
 use crate::task::{DeathCause, Failure, Outcome, TaskId};
 use serde::Serialize;
@@ -33,6 +34,8 @@ pub struct RunSummary {
     pub agent_restarts: u64,
     /// Task attempts retried after agent deaths.
     pub tasks_retried: u64,
+    /// Each measure of the agents' sandbox and how it stood.
+    pub sandbox: SandboxReport,
 }
 
 /// Errors that stop the whole run.
@@ -87,11 +90,16 @@ pub fn run(
     if let Some(r) = &cfg.roles {
         b = b.agent_classes(r.classes());
     }
+    b = b.sandbox(SandboxPolicy {
+        read_paths: super::inputs::read_roots(&cfg.files),
+        ..cfg.sandbox.clone()
+    });
     if let Some(p) = &cfg.agent_bin {
         b = b.agent_bin(p);
     }
     let sup = b.build()?;
-    let agents = sup.status().agents.len() as u32;
+    let status = sup.status();
+    let agents = status.agents.len() as u32;
     let mut job = Job {
         sup: &sup,
         chunk: cfg.chunk_pages.max(1),
@@ -109,6 +117,7 @@ pub fn run(
     let start = Instant::now();
     let mut summary = RunSummary {
         agents,
+        sandbox: status.isolation.sandbox,
         ..RunSummary::default()
     };
     let mut next = 0usize;

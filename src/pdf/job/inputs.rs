@@ -39,3 +39,55 @@ pub fn collect_inputs(paths: &[PathBuf], files_from: Option<&[String]>) -> Vec<P
     }
     out
 }
+
+/// Most files given to agents' Landlock rules one by one; beyond it, their directories.
+const MAX_FILE_RULES: usize = 1024;
+
+/// What agents may read to open `files`: the files themselves, or, for many, the
+/// directories that hold them (none beneath another).
+pub fn read_roots(files: &[PathBuf]) -> Vec<PathBuf> {
+    if files.len() <= MAX_FILE_RULES {
+        return files.to_vec();
+    }
+    let mut dirs: Vec<PathBuf> = files
+        .iter()
+        .map(|f| match f.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        })
+        .collect();
+    dirs.sort();
+    dirs.dedup();
+    let mut roots: Vec<PathBuf> = Vec::new();
+    for d in dirs {
+        // Sorted, so a directory comes right after any root it is beneath.
+        if !roots.last().is_some_and(|r| d.starts_with(r)) {
+            roots.push(d);
+        }
+    }
+    roots
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Few files are given one by one; many, by the fewest directories that hold them.
+    #[test]
+    fn read_roots_are_the_files_or_their_outermost_directories() {
+        let few = vec![PathBuf::from("a/x.pdf"), PathBuf::from("y.pdf")];
+        assert_eq!(read_roots(&few), few);
+        let many: Vec<PathBuf> = (0..MAX_FILE_RULES + 1)
+            .map(|i| match i % 3 {
+                0 => PathBuf::from(format!("c/{i}.pdf")),
+                1 => PathBuf::from(format!("c/d/{i}.pdf")),
+                _ => PathBuf::from(format!("/e/{i}.pdf")),
+            })
+            .chain([PathBuf::from("top.pdf")])
+            .collect();
+        assert_eq!(
+            read_roots(&many),
+            vec![PathBuf::from("/e"), PathBuf::from("."), PathBuf::from("c")]
+        );
+    }
+}

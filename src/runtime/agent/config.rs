@@ -1,7 +1,11 @@
 //! How the supervisor starts an agent: its command line.
 
+use crate::runtime::sandbox::{SandboxPolicy, SandboxReport};
 use std::os::fd::RawFd;
 use std::time::Duration;
+
+/// The start of the probe's sandbox line (see [`probe_line`]).
+pub const SANDBOX_LINE: &str = "neuralflow-swarm sandbox ";
 
 /// The first argument of every agent the supervisor starts. A program that is its own
 /// agent ([`super::serve_if_agent`]) recognizes itself by it.
@@ -37,9 +41,14 @@ pub enum ArgsError {
     /// `--segment-fd` is missing.
     #[error("--segment-fd is required")]
     NoSegment,
+    /// `--sandbox` names a measure this build does not know.
+    #[error("--sandbox: {0:?} is not a list of sandbox measures")]
+    Sandbox(String),
 }
 
-/// What an agent answers to the probe: its layout version and the kinds it serves.
+/// What an agent answers to the probe: its layout version and the kinds it serves. A
+/// second line, [`SANDBOX_LINE`] and a [`SandboxReport`] line, says how the sandbox the
+/// probe was asked for stood in the probed process.
 pub fn probe_line(registry: &super::Registry) -> String {
     let kinds: Vec<String> = registry.kinds().map(|(k, _)| k.to_string()).collect();
     format!(
@@ -64,6 +73,8 @@ pub struct AgentConfig {
     pub heartbeat_period: Duration,
     /// Spins before sleeping on an empty ring.
     pub spin: u32,
+    /// The sandbox to apply before the first task (none unless `--sandbox` says).
+    pub sandbox: SandboxPolicy,
 }
 
 impl AgentConfig {
@@ -86,6 +97,7 @@ impl AgentConfig {
             a.push("--parent-fd".into());
             a.push(fd.to_string());
         }
+        a.extend(self.sandbox.to_args());
         a
     }
 
@@ -98,6 +110,7 @@ impl AgentConfig {
             parent_fd: None,
             heartbeat_period: Duration::from_millis(100),
             spin: 2000,
+            sandbox: SandboxPolicy::off(),
         };
         let mut it = args.into_iter().peekable();
         if it.peek().is_some_and(|a| a == AGENT_FLAG) {
@@ -120,6 +133,9 @@ impl AgentConfig {
                     c.heartbeat_period = Duration::from_micros(num(val()?)?.max(1000))
                 }
                 "--spin" => c.spin = num(val()?)? as u32,
+                "--sandbox" | "--read-path" | "--require-sandbox" => {
+                    sandbox_arg(&mut c.sandbox, &flag, &mut val)?
+                }
                 _ => return Err(ArgsError::Unknown(flag)),
             }
         }
@@ -128,4 +144,44 @@ impl AgentConfig {
         }
         Ok(c)
     }
+}
+
+/// Reads one of the sandbox's flags (`--sandbox LIST`, `--read-path P`,
+/// `--require-sandbox`) into `policy`.
+fn sandbox_arg(
+    policy: &mut SandboxPolicy,
+    flag: &str,
+    val: &mut dyn FnMut() -> Result<String, ArgsError>,
+) -> Result<(), ArgsError> {
+    match flag {
+        "--sandbox" => {
+            let v = val()?;
+            policy.measures = SandboxPolicy::parse_measures(&v).ok_or(ArgsError::Sandbox(v))?;
+        }
+        "--read-path" => policy.read_paths.push(val()?.into()),
+        _ => policy.require = true,
+    }
+    Ok(())
+}
+
+/// The sandbox a probe is asked to try: the sandbox flags after [`PROBE_FLAG`].
+pub fn probe_sandbox(args: impl IntoIterator<Item = String>) -> Result<SandboxPolicy, ArgsError> {
+    let mut policy = SandboxPolicy::off();
+    let mut it = args.into_iter();
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(ArgsError::MissingValue(flag.clone()));
+        match flag.as_str() {
+            AGENT_FLAG | PROBE_FLAG => {}
+            "--sandbox" | "--read-path" | "--require-sandbox" => {
+                sandbox_arg(&mut policy, &flag, &mut val)?
+            }
+            _ => return Err(ArgsError::Unknown(flag)),
+        }
+    }
+    Ok(policy)
+}
+
+/// The probe's sandbox line for `report`.
+pub fn sandbox_line(report: &SandboxReport) -> String {
+    format!("{SANDBOX_LINE}{}", report.to_line())
 }

@@ -49,6 +49,8 @@
 //! }
 //! ```
 
+use crate::runtime::sandbox::SandboxPolicy;
+
 mod config;
 mod context;
 mod liveness;
@@ -56,7 +58,10 @@ mod registry;
 mod run;
 mod synthetic;
 
-pub use config::{probe_line, AgentConfig, ArgsError, AGENT_FLAG, PROBE_ENV, PROBE_FLAG};
+pub use config::{
+    probe_line, probe_sandbox, sandbox_line, AgentConfig, ArgsError, AGENT_FLAG, PROBE_ENV,
+    PROBE_FLAG, SANDBOX_LINE,
+};
 pub use context::TaskContext;
 pub use registry::{Handler, Registry, RegistryError};
 pub use run::run;
@@ -92,6 +97,15 @@ pub enum AgentError {
         #[source]
         source: crate::shm::slab::SlabError,
     },
+    /// The sandbox could not be applied as asked.
+    #[error("slot {slot}: {source}")]
+    Sandbox {
+        /// This agent's slot.
+        slot: u32,
+        /// What failed.
+        #[source]
+        source: crate::runtime::sandbox::SandboxError,
+    },
     /// A watch thread could not start.
     #[error("slot {slot}: cannot start a thread: {source}")]
     Thread {
@@ -109,7 +123,22 @@ pub enum AgentError {
 fn serve(args: Vec<String>, registry: &Registry) -> u8 {
     if args.first().is_some_and(|a| a == AGENT_FLAG) && args.get(1).is_some_and(|a| a == PROBE_FLAG)
     {
+        // The probe tries the sandbox it is given on itself, so the supervisor learns what
+        // this kernel allows before any agent starts.
+        let report = match probe_sandbox(args) {
+            Ok(policy) => crate::runtime::sandbox::apply(&SandboxPolicy {
+                require: false,
+                ..policy
+            }),
+            Err(e) => {
+                eprintln!("agent: {e}");
+                return 2;
+            }
+        };
         println!("{}", probe_line(registry));
+        if let Ok(report) = report {
+            println!("{}", sandbox_line(&report));
+        }
         return 0;
     }
     let config = match AgentConfig::from_args(args) {

@@ -35,6 +35,9 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
     let me = Owner::Agent(slot);
     let doorbell = &seg.control().doorbell;
     let ring_err = |source| AgentError::Ring { slot, source };
+    // Last, before the first task: give up everything a document could abuse.
+    crate::runtime::sandbox::apply(&config.sandbox)
+        .map_err(|source| AgentError::Sandbox { slot, source })?;
     hb.set_state(AgentState::Idle);
     hb.beat();
     // Tell the supervisor at once that this incarnation is ready for work.

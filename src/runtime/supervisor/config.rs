@@ -3,6 +3,7 @@
 use super::error::Error;
 use super::Supervisor;
 use crate::runtime::cgroup::{Hierarchy, Limits};
+use crate::runtime::sandbox::SandboxPolicy;
 use crate::runtime::task::TaskKind;
 use crate::shm::segment::SegmentConfig;
 use std::collections::HashMap;
@@ -86,6 +87,7 @@ pub struct SupervisorBuilder {
     pub(super) kind_timeouts: HashMap<u32, Duration>,
     pub(super) task_timeout: Option<Duration>,
     pub(super) probe_timeout: Duration,
+    pub(super) sandbox: SandboxPolicy,
 }
 
 impl Default for SupervisorBuilder {
@@ -115,6 +117,7 @@ impl Default for SupervisorBuilder {
             kind_timeouts: HashMap::new(),
             task_timeout: None,
             probe_timeout: Duration::from_secs(10),
+            sandbox: SandboxPolicy::default(),
         }
     }
 }
@@ -164,6 +167,14 @@ impl SupervisorBuilder {
     /// 10 s): longer for agents that do much before `serve_if_agent`.
     pub fn probe_timeout(mut self, limit: Duration) -> Self {
         self.probe_timeout = limit;
+        self
+    }
+    /// The sandbox each agent applies before its first task (default: every measure the
+    /// kernel allows, each one it refuses a warning; no file readable). See
+    /// [`crate::runtime::sandbox`]. Give the paths agents must read (documents they open
+    /// by path) in [`SandboxPolicy::read_paths`]; [`SandboxPolicy::off`] turns it off.
+    pub fn sandbox(mut self, policy: SandboxPolicy) -> Self {
+        self.sandbox = policy;
         self
     }
     /// Per-agent resource limits.

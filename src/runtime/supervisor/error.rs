@@ -26,6 +26,9 @@ pub enum Error {
     /// The segment could not be created.
     #[error(transparent)]
     Segment(#[from] crate::shm::segment::SegmentError),
+    /// A sandbox measure was required and this kernel or process cannot have it.
+    #[error("sandbox required but unavailable: {0}")]
+    Sandbox(#[from] crate::runtime::sandbox::SandboxError),
     /// Cgroups were required and are not available.
     #[error("cgroups required but unavailable: {0}")]
     Cgroup(#[from] cgroup::CgroupError),

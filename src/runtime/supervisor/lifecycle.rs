@@ -8,6 +8,7 @@ use super::snapshot::Counters;
 use super::state::{Agent, Phase, Shared, State};
 use super::Supervisor;
 use crate::runtime::cgroup::{self, CgroupManager, Hierarchy};
+use crate::runtime::sandbox::{SandboxError, SandboxPolicy};
 use crate::runtime::task::DeathCause;
 use crate::shm::descriptor::Descriptor;
 use crate::shm::heartbeat::Observer;
@@ -36,7 +37,8 @@ impl Supervisor {
             problem,
         };
         // Its answer is read once the segment and the cgroups are made, which it overlaps.
-        let probe = super::probe::start(&agent_bin, cfg.probe_timeout).map_err(bad_agent)?;
+        let probe =
+            super::probe::start(&agent_bin, cfg.probe_timeout, &cfg.sandbox).map_err(bad_agent)?;
         let mut warnings = Vec::new();
         // The page buffers are reserved while the agents start (no buffer is lent before
         // `start` returns).
@@ -69,14 +71,37 @@ impl Supervisor {
                 }
             }
         };
-        let served = match probe.finish() {
-            Ok(kinds) => kinds,
+        let (served, sandbox) = match probe.finish() {
+            Ok(answer) => answer,
             Err(problem) => {
                 if let Some(m) = &cgroups {
                     m.remove();
                 }
                 return Err(bad_agent(problem));
             }
+        };
+        for (measure, why) in sandbox.unavailable() {
+            if cfg.sandbox.require {
+                if let Some(m) = &cgroups {
+                    m.remove();
+                }
+                return Err(Error::Sandbox(SandboxError {
+                    measure,
+                    why: why.to_string(),
+                }));
+            }
+            let msg = format!(
+                "agents run without sandbox measure {}: {why}",
+                measure.name()
+            );
+            tracing::warn!("{msg}");
+            warnings.push(msg);
+        }
+        // Agents apply what held in the probe, and must: one that cannot does not start.
+        let agent_sandbox = SandboxPolicy {
+            measures: sandbox.on(),
+            read_paths: cfg.sandbox.read_paths.clone(),
+            require: true,
         };
         tracing::debug!(took = ?began.elapsed(), ?served, "agent executable probed");
         let (parent_read, parent_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -157,6 +182,8 @@ impl Supervisor {
             cfg,
             agent_bin,
             served,
+            sandbox,
+            agent_sandbox,
             drivers: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             waker,

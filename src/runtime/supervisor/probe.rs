@@ -7,7 +7,8 @@
 //! environment tells it that it is being probed ([`PROBE_ENV`]), so that a program that is
 //! its own agent but never reaches `serve_if_agent` cannot start supervisors recursively.
 
-use crate::runtime::agent::{AGENT_FLAG, PROBE_ENV, PROBE_FLAG};
+use crate::runtime::agent::{AGENT_FLAG, PROBE_ENV, PROBE_FLAG, SANDBOX_LINE};
+use crate::runtime::sandbox::{MeasureState, SandboxPolicy, SandboxReport};
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -73,11 +74,16 @@ pub(super) struct Probe {
     readers: Vec<crossbeam_channel::Receiver<Vec<u8>>>,
     deadline: Instant,
     timeout: Duration,
+    sandbox: SandboxPolicy,
 }
 
 /// Starts probing `path`: checks the file and starts it. [`Probe::finish`] reads the
 /// answer.
-pub(super) fn start(path: &Path, timeout: Duration) -> Result<Probe, ProbeError> {
+pub(super) fn start(
+    path: &Path,
+    timeout: Duration,
+    sandbox: &SandboxPolicy,
+) -> Result<Probe, ProbeError> {
     use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => ProbeError::Missing,
@@ -91,6 +97,7 @@ pub(super) fn start(path: &Path, timeout: Duration) -> Result<Probe, ProbeError>
     }
     let mut child = Command::new(path)
         .args([AGENT_FLAG, PROBE_FLAG])
+        .args(sandbox.to_args())
         .env(PROBE_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -132,15 +139,23 @@ pub(super) fn start(path: &Path, timeout: Duration) -> Result<Probe, ProbeError>
         readers,
         deadline: Instant::now() + timeout,
         timeout,
+        sandbox: sandbox.clone(),
     })
 }
 
 impl Probe {
-    /// Waits for the answer (until the probe's deadline); returns the task kinds served.
-    pub(super) fn finish(mut self) -> Result<Vec<u32>, ProbeError> {
+    /// Waits for the answer (until the probe's deadline); returns the task kinds served
+    /// and how the sandbox stood in the probed process.
+    pub(super) fn finish(mut self) -> Result<(Vec<u32>, SandboxReport), ProbeError> {
         let mut child = self.child.take().expect("a probe finishes once");
         let readers = std::mem::take(&mut self.readers);
-        answer(&mut child, readers, self.deadline, self.timeout)
+        answer(
+            &mut child,
+            readers,
+            self.deadline,
+            self.timeout,
+            &self.sandbox,
+        )
     }
 }
 
@@ -168,7 +183,8 @@ fn answer(
     readers: Vec<crossbeam_channel::Receiver<Vec<u8>>>,
     deadline: Instant,
     timeout: Duration,
-) -> Result<Vec<u32>, ProbeError> {
+    sandbox: &SandboxPolicy,
+) -> Result<(Vec<u32>, SandboxReport), ProbeError> {
     // The child stays ours until it is reaped here, so the signals below cannot reach a
     // process that reused its pid.
     let status = loop {
@@ -213,8 +229,33 @@ fn answer(
             expected,
         });
     }
-    Ok(field("kinds")
+    let kinds = field("kinds")
         .split(',')
         .filter_map(|k| k.parse().ok())
-        .collect())
+        .collect();
+    // A measure asked for and not reported as on did not hold, whatever the reason.
+    let said = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(SANDBOX_LINE))
+        .map(SandboxReport::from_line);
+    let measures = crate::runtime::sandbox::Measure::ALL
+        .into_iter()
+        .map(|m| {
+            let state = if !sandbox.measures.contains(&m) {
+                MeasureState::Off
+            } else {
+                match &said {
+                    None => MeasureState::Unavailable(
+                        "the agent executable did not report its sandbox".into(),
+                    ),
+                    Some(r) => match r.state(m) {
+                        MeasureState::Off => MeasureState::Unavailable("not applied".into()),
+                        s => s.clone(),
+                    },
+                }
+            };
+            (m, state)
+        })
+        .collect();
+    Ok((kinds, SandboxReport { measures }))
 }

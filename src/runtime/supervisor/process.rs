@@ -100,6 +100,7 @@ impl State {
             parent_fd: Some(sh.parent_read.as_raw_fd()),
             heartbeat_period: sh.cfg.heartbeat_period,
             spin: sh.cfg.agent_spin,
+            sandbox: sh.agent_sandbox.clone(),
         };
         let mut cmd = Command::new(&sh.agent_bin);
         cmd.arg(AGENT_FLAG)

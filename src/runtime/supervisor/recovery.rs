@@ -201,6 +201,8 @@ impl State {
         let cause = match (self.agents[i].kill_reason.take(), st) {
             (Some(c), _) => c,
             (None, Some(s)) if s.signal() == Some(libc::SIGKILL) && oom => DeathCause::Oom,
+            // The seccomp filter kills with SIGSYS.
+            (None, Some(s)) if s.signal() == Some(libc::SIGSYS) => DeathCause::Sandbox,
             (None, Some(s)) if s.signal().is_some() => DeathCause::Signal(s.signal().unwrap_or(0)),
             (None, Some(s)) => DeathCause::Exit(s.code().unwrap_or(-1)),
             (None, None) => DeathCause::Exit(-1),

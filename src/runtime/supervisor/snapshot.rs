@@ -36,6 +36,10 @@ pub struct Isolation {
     /// Running agents that have no cgroup although the others do (their cgroup could not
     /// be made; see the warnings).
     pub agents_without_cgroup: usize,
+    /// Each sandbox measure and how it stands in every agent (see
+    /// [`crate::runtime::sandbox`]): agents are started with the measures that are `on`
+    /// and do not run without them.
+    pub sandbox: crate::runtime::sandbox::SandboxReport,
 }
 
 /// One agent as [`Supervisor::status`] reports it.
@@ -148,6 +152,7 @@ impl Supervisor {
                 } else {
                     0
                 },
+                sandbox: self.shared.sandbox.clone(),
             },
             held_inline_bytes: st
                 .held

@@ -163,6 +163,10 @@ pub(super) struct Shared {
     pub(super) agent_bin: PathBuf,
     /// The task kinds the agent executable serves, as it answered the probe.
     pub(super) served: Vec<u32>,
+    /// How each sandbox measure stood in the probe (what agents run with).
+    pub(super) sandbox: crate::runtime::sandbox::SandboxReport,
+    /// What each agent is started with: the measures that held, required.
+    pub(super) agent_sandbox: crate::runtime::sandbox::SandboxPolicy,
     /// Callers driving right now; while nonzero the reactor does not sleep on the doorbell.
     pub(super) drivers: AtomicUsize,
     pub(super) stop: AtomicBool,

@@ -22,6 +22,9 @@ pub enum DeathCause {
     Protocol,
     /// The supervisor stopped it (shutdown).
     Supervisor,
+    /// Its sandbox killed it (`SIGSYS`): it made a system call the filter forbids (see
+    /// [`crate::runtime::sandbox::seccomp`]).
+    Sandbox,
 }
 
 impl DeathCause {
@@ -42,13 +45,17 @@ impl DeathCause {
                 libc::SIGTRAP,
             ]
             .contains(&sig),
-            DeathCause::Oom | DeathCause::Hang | DeathCause::Timeout | DeathCause::Exit(_) => true,
+            DeathCause::Oom
+            | DeathCause::Hang
+            | DeathCause::Timeout
+            | DeathCause::Exit(_)
+            | DeathCause::Sandbox => true,
             DeathCause::Protocol | DeathCause::Supervisor => false,
         }
     }
 
     /// The bucket `deaths` counts it under: `signal`, `oom`, `hang`, `exit`, `timeout`,
-    /// `protocol`, `supervisor`.
+    /// `protocol`, `supervisor`, `sandbox`.
     pub fn bucket(self) -> &'static str {
         match self {
             DeathCause::Exit(_) => "exit",
@@ -58,6 +65,7 @@ impl DeathCause {
             DeathCause::Timeout => "timeout",
             DeathCause::Protocol => "protocol",
             DeathCause::Supervisor => "supervisor",
+            DeathCause::Sandbox => "sandbox",
         }
     }
 }
@@ -77,6 +85,7 @@ impl fmt::Display for DeathCause {
             DeathCause::Timeout => write!(f, "task timed out"),
             DeathCause::Protocol => write!(f, "broke the shared-memory protocol"),
             DeathCause::Supervisor => write!(f, "stopped by the supervisor"),
+            DeathCause::Sandbox => write!(f, "killed by its sandbox (a forbidden system call)"),
         }
     }
 }
