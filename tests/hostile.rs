@@ -1,0 +1,393 @@
+//! Hostile agents: handlers, built on the library's own agent API, that do what a document
+//! that took over its agent would try. For each, the offender dies (or is refused) with a
+//! cause that says so, its task is blamed by the usual rules, and no other agent dies and
+//! no other task is lost or changed.
+//!
+//! One-binary mode, like `embedder`: this test program is its own agent. Under
+//! `SWARM_REQUIRE_CGROUPS=1` the sandbox is required as well, so a measure this kernel
+//! refuses fails the suite instead of weakening it.
+
+use neuralflow_swarm::agent::{serve_if_agent, Registry, TaskContext};
+use neuralflow_swarm::cgroup::Limits;
+use neuralflow_swarm::sandbox::{Measure, MeasureState, SandboxPolicy};
+use neuralflow_swarm::supervisor::{CgroupMode, Shutdown, Supervisor, SupervisorBuilder};
+use neuralflow_swarm::task::{
+    DeathCause, Failure, Outcome, TaskError, TaskKind, TaskSpec, ECHO_XOR,
+};
+use std::time::Duration;
+
+#[path = "common/harness.rs"]
+mod harness;
+
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Opens a TCP socket to 127.0.0.1, port `arg`.
+const NET: TaskKind = TaskKind(2000);
+/// Forks for ever.
+const FORK_BOMB: TaskKind = TaskKind(2001);
+/// Replaces itself with a shell.
+const EXEC: TaskKind = TaskKind(2002);
+/// Attaches `ptrace` to the process `arg`.
+const PTRACE: TaskKind = TaskKind(2003);
+/// Sends SIGKILL to the process `arg`.
+const KILL: TaskKind = TaskKind(2004);
+/// Duplicates its descriptors.
+const DUP: TaskKind = TaskKind(2005);
+/// Reads the file named by its input, and returns it.
+const READ: TaskKind = TaskKind(2006);
+/// Creates the file named by its input.
+const WRITE: TaskKind = TaskKind(2007);
+/// Closes every descriptor it has but the standard three.
+const CLOSE_FDS: TaskKind = TaskKind(2008);
+/// Allocates and touches `arg` MiB.
+const HOG: TaskKind = TaskKind(2009);
+/// Returns its own process's sandbox as `/proc/self/status` would show it... which it
+/// cannot read: it returns the pid, and the test reads the status from outside.
+const PID: TaskKind = TaskKind(2010);
+
+fn io_err(e: std::io::Error) -> TaskError {
+    TaskError::new("io", e.to_string())
+}
+
+fn registry() -> Registry {
+    let mut r = Registry::with_synthetic();
+    r.register(NET, "net", |ctx: &TaskContext<'_>| {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], ctx.arg() as u16));
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100))
+            .map(|_| b"connected".to_vec())
+            .map_err(io_err)
+    })
+    .unwrap();
+    r.register(FORK_BOMB, "fork-bomb", |_| -> Result<Vec<u8>, String> {
+        loop {
+            // SAFETY: the child, if any, only loops forking and never returns here.
+            unsafe { libc::fork() };
+        }
+    })
+    .unwrap();
+    r.register(EXEC, "exec", |_| {
+        let e =
+            std::os::unix::process::CommandExt::exec(&mut std::process::Command::new("/bin/sh"));
+        Err::<Vec<u8>, _>(io_err(e))
+    })
+    .unwrap();
+    r.register(PTRACE, "ptrace", |ctx: &TaskContext<'_>| {
+        // SAFETY: PTRACE_ATTACH takes a pid and no memory of ours.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_ATTACH,
+                ctx.arg() as libc::pid_t,
+                std::ptr::null_mut::<libc::c_void>(),
+                std::ptr::null_mut::<libc::c_void>(),
+            )
+        };
+        Ok::<_, String>(r.to_string().into_bytes())
+    })
+    .unwrap();
+    r.register(KILL, "kill", |ctx: &TaskContext<'_>| {
+        // SAFETY: kill takes integers only.
+        let r = unsafe { libc::kill(ctx.arg() as libc::pid_t, libc::SIGKILL) };
+        Ok::<_, String>(r.to_string().into_bytes())
+    })
+    .unwrap();
+    r.register(DUP, "dup", |_| {
+        for _ in 0..10_000 {
+            // SAFETY: dup takes a descriptor number; the copies are leaked on purpose.
+            unsafe { libc::dup(2) };
+        }
+        Ok::<_, String>(Vec::new())
+    })
+    .unwrap();
+    r.register(READ, "read", |ctx: &TaskContext<'_>| {
+        let path = String::from_utf8_lossy(ctx.input()).into_owned();
+        std::fs::read(path).map_err(io_err)
+    })
+    .unwrap();
+    r.register(WRITE, "write", |ctx: &TaskContext<'_>| {
+        let path = String::from_utf8_lossy(ctx.input()).into_owned();
+        std::fs::write(path, b"pwned")
+            .map(|_| Vec::new())
+            .map_err(io_err)
+    })
+    .unwrap();
+    r.register(CLOSE_FDS, "close-fds", |ctx: &TaskContext<'_>| {
+        for fd in 3..1024 {
+            // SAFETY: closing descriptors touches no memory; the agent's own state in
+            // shared memory stays mapped.
+            unsafe { libc::close(fd) };
+        }
+        ctx.sleep(Duration::from_millis(200));
+        Ok::<_, String>(Vec::new())
+    })
+    .unwrap();
+    r.register(HOG, "hog", |ctx: &TaskContext<'_>| {
+        let mut v: Vec<Vec<u8>> = Vec::new();
+        for _ in 0..ctx.arg() {
+            v.push(vec![0x5A; 1 << 20]);
+        }
+        Ok::<_, String>(v.len().to_string().into_bytes())
+    })
+    .unwrap();
+    r.register(PID, "pid", |_| {
+        Ok::<_, String>(std::process::id().to_string().into_bytes())
+    })
+    .unwrap();
+    r
+}
+
+fn required() -> bool {
+    std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
+}
+
+fn builder(agents: u32) -> SupervisorBuilder {
+    Supervisor::builder()
+        .agents(agents)
+        .agent_current_exe()
+        .quarantine_after(3)
+        .cgroups(if required() {
+            CgroupMode::Required
+        } else {
+            CgroupMode::Auto
+        })
+        .sandbox(SandboxPolicy {
+            require: required(),
+            ..SandboxPolicy::default()
+        })
+}
+
+fn wait(sup: &Supervisor, spec: TaskSpec) -> Outcome {
+    sup.submit(spec)
+        .unwrap()
+        .wait(Some(WATCHDOG))
+        .expect("an outcome within the watchdog")
+}
+
+/// Runs `hostile` beside 40 echo tasks: the echo tasks all complete with their own bytes,
+/// whatever the hostile one did. Returns the hostile task's outcome.
+fn beside_honest_work(sup: &Supervisor, hostile: TaskSpec) -> Outcome {
+    let honest: Vec<_> = (0..40)
+        .map(|i| {
+            let spec = TaskSpec::echo(100 + i, i as u64);
+            let want: Vec<u8> = spec.bytes().iter().map(|b| b ^ ECHO_XOR).collect();
+            (sup.submit(spec).unwrap(), want)
+        })
+        .collect();
+    let outcome = wait(sup, hostile);
+    for (h, want) in honest {
+        match h.wait(Some(WATCHDOG)).expect("an outcome") {
+            Outcome::Completed { output, .. } => assert_eq!(output, want),
+            other => panic!("an honest task was hurt: {other:?}"),
+        }
+    }
+    outcome
+}
+
+/// Each forbidden system call kills the agent that made it (`sandbox`), its task is
+/// retried and then quarantined, and only the agents that ran it die.
+fn forbidden_system_calls_kill_only_the_offender() {
+    let sup = builder(2).build().unwrap();
+    let me = std::process::id() as u64;
+    let hostile = [
+        ("net", TaskSpec::new(NET, 9)),
+        ("fork bomb", TaskSpec::new(FORK_BOMB, 0)),
+        ("exec", TaskSpec::new(EXEC, 0)),
+        ("ptrace of the supervisor", TaskSpec::new(PTRACE, me)),
+        ("kill of the supervisor", TaskSpec::new(KILL, me)),
+        ("dup", TaskSpec::new(DUP, 0)),
+    ];
+    for (what, spec) in &hostile {
+        let spec = TaskSpec::new(spec.kind, spec.arg);
+        match beside_honest_work(&sup, spec) {
+            Outcome::Failed(Failure::Quarantined(causes)) => {
+                assert_eq!(causes, [DeathCause::Sandbox; 3], "{what}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    // Another process of the same uid (a sibling agent would kill itself when the task
+    // lands on it, which is its own business): it is out of reach, and lives.
+    let mut bystander = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    for kind in [KILL, PTRACE] {
+        match beside_honest_work(&sup, TaskSpec::new(kind, u64::from(bystander.id()))) {
+            Outcome::Failed(Failure::Quarantined(causes)) => {
+                assert_eq!(causes, [DeathCause::Sandbox; 3])
+            }
+            other => panic!("{kind:?} of a bystander: {other:?}"),
+        }
+    }
+    assert!(
+        bystander.try_wait().unwrap().is_none(),
+        "the bystander lives"
+    );
+    let _ = bystander.kill();
+    let _ = bystander.wait();
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    let n = 3 * (hostile.len() as u64 + 2);
+    assert_eq!(c.deaths.get("sandbox"), Some(&n), "{c:?}");
+    let all: u64 = c.deaths.values().sum();
+    assert_eq!(all, n, "no other agent died: {c:?}");
+}
+
+/// Files outside what the agents were given cannot be read or written: the handler gets
+/// a permission error, nothing is disclosed or created, and the agent lives on.
+fn files_outside_the_read_paths_are_out_of_reach() {
+    let dir = std::env::temp_dir().join(format!("swarm-hostile-{}", std::process::id()));
+    let given = dir.join("given");
+    std::fs::create_dir_all(&given).unwrap();
+    std::fs::write(given.join("doc.txt"), b"the document").unwrap();
+    let secret = dir.join("secret.txt");
+    std::fs::write(&secret, b"the secret").unwrap();
+    let sup = builder(1)
+        .sandbox(SandboxPolicy {
+            read_paths: vec![given.clone()],
+            require: required(),
+            ..SandboxPolicy::default()
+        })
+        .build()
+        .unwrap();
+    let read = |p: &std::path::Path| {
+        wait(
+            &sup,
+            TaskSpec::new(READ, 0).with_bytes(p.display().to_string().into_bytes()),
+        )
+    };
+    match read(&given.join("doc.txt")) {
+        Outcome::Completed { output, .. } => assert_eq!(output, b"the document"),
+        other => panic!("{other:?}"),
+    }
+    for p in [secret.as_path(), std::path::Path::new("/etc/passwd")] {
+        match read(p) {
+            Outcome::Failed(Failure::Task(e)) => {
+                assert!(e.message.contains("ermission denied"), "{p:?}: {e:?}")
+            }
+            other => panic!("{p:?} was read: {other:?}"),
+        }
+    }
+    let planted = given.join("planted.txt");
+    for p in [planted.as_path(), secret.as_path()] {
+        let out = wait(
+            &sup,
+            TaskSpec::new(WRITE, 0).with_bytes(p.display().to_string().into_bytes()),
+        );
+        assert!(
+            matches!(out, Outcome::Failed(Failure::Task(_))),
+            "{p:?}: {out:?}"
+        );
+    }
+    assert!(!planted.exists());
+    assert_eq!(std::fs::read(&secret).unwrap(), b"the secret");
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert_eq!(c.agent_restarts, 0, "{c:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Seen from outside, in `/proc`: every agent runs with no new privileges, two seccomp
+/// filters, no capability (not even in its bounding set), no core files, and few
+/// descriptors; and `status()` reports each measure on.
+fn agents_run_with_every_measure_in_force() {
+    let sup = builder(2).build().unwrap();
+    let report = sup.status().isolation.sandbox;
+    for m in Measure::ALL {
+        if required() {
+            assert_eq!(report.state(m), &MeasureState::On, "{m:?}: {report:?}");
+        }
+    }
+    if report.state(Measure::Seccomp) != &MeasureState::On {
+        eprintln!("seccomp unavailable here: {report:?}");
+        return;
+    }
+    for _ in 0..2 {
+        let pid = match wait(&sup, TaskSpec::new(PID, 0)) {
+            Outcome::Completed { output, .. } => String::from_utf8(output).unwrap(),
+            other => panic!("{other:?}"),
+        };
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(field("NoNewPrivs"), "1");
+        assert_eq!(field("Seccomp"), "2");
+        assert_eq!(field("Seccomp_filters"), "2");
+        for caps in ["CapEff", "CapPrm", "CapInh", "CapBnd", "CapAmb"] {
+            assert_eq!(field(caps), "0000000000000000", "{caps}");
+        }
+        let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+        let limit = |name: &str| {
+            limits
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .unwrap_or_default()
+        };
+        assert!(limit("Max core file size").contains("size 0 0"), "{limits}");
+        assert!(limit("Max open files").contains("files 64 64"), "{limits}");
+    }
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+/// An agent that closes its descriptors (the segment's, the supervisor's liveness pipe)
+/// loses only itself: it exits, its task is blamed, the others go on.
+fn closing_its_descriptors_costs_only_the_offender() {
+    let sup = builder(2).build().unwrap();
+    match beside_honest_work(&sup, TaskSpec::new(CLOSE_FDS, 0)) {
+        Outcome::Failed(Failure::Quarantined(causes)) => {
+            assert!(causes.iter().all(|c| c.blames_task()), "{causes:?}")
+        }
+        // Closing is allowed: an agent that kept working would be fine too.
+        Outcome::Completed { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    for _ in 0..10 {
+        assert!(wait(&sup, "noop".parse().unwrap()).is_completed());
+    }
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+/// A memory hog is stopped by its cgroup's limit (`oom`) and quarantined; the others are
+/// not touched.
+fn a_memory_hog_is_killed_by_its_own_limit() {
+    let sup = builder(2)
+        .limits(Limits {
+            memory_bytes: Some(64 << 20),
+            ..Limits::default()
+        })
+        .build()
+        .unwrap();
+    if sup.status().isolation.cgroups.is_none() {
+        assert!(!required(), "cgroups required but unavailable");
+        eprintln!("a_memory_hog_is_killed_by_its_own_limit: no cgroups here, skipped");
+        return;
+    }
+    match beside_honest_work(&sup, TaskSpec::new(HOG, 1024)) {
+        Outcome::Failed(Failure::Quarantined(causes)) => {
+            assert_eq!(causes, [DeathCause::Oom; 3])
+        }
+        other => panic!("{other:?}"),
+    }
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert_eq!(c.deaths.get("oom"), Some(&3), "{c:?}");
+    let all: u64 = c.deaths.values().sum();
+    assert_eq!(all, 3, "{c:?}");
+}
+
+const TESTS: &[harness::Test] = tests![
+    forbidden_system_calls_kill_only_the_offender,
+    files_outside_the_read_paths_are_out_of_reach,
+    agents_run_with_every_measure_in_force,
+    closing_its_descriptors_costs_only_the_offender,
+    a_memory_hog_is_killed_by_its_own_limit,
+];
+
+fn main() -> std::process::ExitCode {
+    // First thing: started by a supervisor, this process is an agent and never returns.
+    serve_if_agent(registry);
+    harness::run(TESTS)
+}
