@@ -7,8 +7,7 @@
 //! the tests by name, as libtest's do.
 
 use neuralflow_swarm::agent::{serve_if_agent, Registry, RegistryError, TaskContext};
-use neuralflow_swarm::sandbox::SandboxPolicy;
-use neuralflow_swarm::supervisor::{CgroupMode, Error, Shutdown, Supervisor, SupervisorBuilder};
+use neuralflow_swarm::supervisor::{CgroupMode, Error, Shutdown, Supervisor};
 use neuralflow_swarm::task::{
     kinds, DeathCause, Failure, Outcome, Output, TaskError, TaskKind, TaskSpec,
 };
@@ -17,9 +16,8 @@ use std::collections::BTreeMap;
 
 #[path = "common/harness.rs"]
 mod harness;
+use harness::{builder, sandbox, wait, WATCHDOG};
 use std::time::{Duration, Instant};
-
-const WATCHDOG: Duration = Duration::from_secs(60);
 
 /// Exits the agent process with code 101, as a panic that cannot unwind does.
 const EXIT_101: TaskKind = TaskKind(1002);
@@ -132,32 +130,6 @@ fn registry() -> Registry {
     r
 }
 
-fn cgroups_required() -> bool {
-    std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
-}
-
-fn builder(agents: u32) -> SupervisorBuilder {
-    Supervisor::builder()
-        .agents(agents)
-        .agent_current_exe()
-        .cgroups(if cgroups_required() {
-            CgroupMode::Required
-        } else {
-            CgroupMode::Auto
-        })
-        .sandbox(SandboxPolicy {
-            require: cgroups_required(),
-            ..SandboxPolicy::default()
-        })
-}
-
-fn wait(sup: &Supervisor, spec: TaskSpec) -> Outcome {
-    sup.submit(spec)
-        .unwrap()
-        .wait(Some(WATCHDOG))
-        .expect("an outcome within the watchdog")
-}
-
 fn word_count_map_reduce_in_one_binary_mode() {
     // 200 files of words, counted by agents that are this very binary.
     let dir = std::env::temp_dir().join(format!("swarm-wordcount-{}", std::process::id()));
@@ -181,11 +153,7 @@ fn word_count_map_reduce_in_one_binary_mode() {
         .collect();
     // The agents' sandbox lets them read only what they are given.
     let sup = builder(2)
-        .sandbox(SandboxPolicy {
-            read_paths: vec![dir.clone()],
-            require: cgroups_required(),
-            ..SandboxPolicy::default()
-        })
+        .sandbox(sandbox(vec![dir.clone()]))
         .build()
         .unwrap();
     let mut maps = sup.task_set::<CountWords>();

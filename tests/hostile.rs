@@ -9,8 +9,8 @@
 
 use neuralflow_swarm::agent::{serve_if_agent, Registry, TaskContext};
 use neuralflow_swarm::cgroup::Limits;
-use neuralflow_swarm::sandbox::{Measure, MeasureState, SandboxPolicy};
-use neuralflow_swarm::supervisor::{CgroupMode, Shutdown, Supervisor, SupervisorBuilder};
+use neuralflow_swarm::sandbox::{Measure, MeasureState};
+use neuralflow_swarm::supervisor::{Shutdown, Supervisor};
 use neuralflow_swarm::task::{
     DeathCause, Failure, Outcome, TaskError, TaskKind, TaskSpec, ECHO_XOR,
 };
@@ -18,8 +18,7 @@ use std::time::Duration;
 
 #[path = "common/harness.rs"]
 mod harness;
-
-const WATCHDOG: Duration = Duration::from_secs(60);
+use harness::{builder, cgroups_required, sandbox, wait, WATCHDOG};
 
 /// Opens a TCP socket to 127.0.0.1, port `arg`.
 const NET: TaskKind = TaskKind(2000);
@@ -135,33 +134,6 @@ fn registry() -> Registry {
     r
 }
 
-fn required() -> bool {
-    std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
-}
-
-fn builder(agents: u32) -> SupervisorBuilder {
-    Supervisor::builder()
-        .agents(agents)
-        .agent_current_exe()
-        .quarantine_after(3)
-        .cgroups(if required() {
-            CgroupMode::Required
-        } else {
-            CgroupMode::Auto
-        })
-        .sandbox(SandboxPolicy {
-            require: required(),
-            ..SandboxPolicy::default()
-        })
-}
-
-fn wait(sup: &Supervisor, spec: TaskSpec) -> Outcome {
-    sup.submit(spec)
-        .unwrap()
-        .wait(Some(WATCHDOG))
-        .expect("an outcome within the watchdog")
-}
-
 /// Runs `hostile` beside 40 echo tasks: the echo tasks all complete with their own bytes,
 /// whatever the hostile one did. Returns the hostile task's outcome.
 fn beside_honest_work(sup: &Supervisor, hostile: TaskSpec) -> Outcome {
@@ -241,11 +213,7 @@ fn files_outside_the_read_paths_are_out_of_reach() {
     let secret = dir.join("secret.txt");
     std::fs::write(&secret, b"the secret").unwrap();
     let sup = builder(1)
-        .sandbox(SandboxPolicy {
-            read_paths: vec![given.clone()],
-            require: required(),
-            ..SandboxPolicy::default()
-        })
+        .sandbox(sandbox(vec![given.clone()]))
         .build()
         .unwrap();
     let read = |p: &std::path::Path| {
@@ -291,7 +259,7 @@ fn agents_run_with_every_measure_in_force() {
     let sup = builder(2).build().unwrap();
     let report = sup.status().isolation.sandbox;
     for m in Measure::ALL {
-        if required() {
+        if cgroups_required() {
             assert_eq!(report.state(m), &MeasureState::On, "{m:?}: {report:?}");
         }
     }
@@ -362,7 +330,7 @@ fn a_memory_hog_is_killed_by_its_own_limit() {
         .build()
         .unwrap();
     if sup.status().isolation.cgroups.is_none() {
-        assert!(!required(), "cgroups required but unavailable");
+        assert!(!cgroups_required(), "cgroups required but unavailable");
         eprintln!("a_memory_hog_is_killed_by_its_own_limit: no cgroups here, skipped");
         return;
     }

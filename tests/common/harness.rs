@@ -2,7 +2,50 @@
 //! `serve_if_agent` first, as an embedder's does, and then runs the tests it names.
 //! Arguments filter the tests by name, as libtest's do; `--list` lists them.
 
-use std::time::Instant;
+use neuralflow_swarm::sandbox::SandboxPolicy;
+use neuralflow_swarm::supervisor::{CgroupMode, Supervisor, SupervisorBuilder};
+use neuralflow_swarm::task::{Outcome, TaskSpec};
+use std::time::{Duration, Instant};
+
+/// Upper bound on any single wait: a hang fails the test instead of the run.
+pub const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// Whether cgroups and the sandbox must be in force (`SWARM_REQUIRE_CGROUPS=1`): then a
+/// test that needs them fails where they are missing instead of passing without them.
+pub fn cgroups_required() -> bool {
+    std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
+}
+
+/// A supervisor of `agents` agents that are this program, with cgroups and the sandbox
+/// required when [`cgroups_required`].
+pub fn builder(agents: u32) -> SupervisorBuilder {
+    Supervisor::builder()
+        .agents(agents)
+        .agent_current_exe()
+        .cgroups(if cgroups_required() {
+            CgroupMode::Required
+        } else {
+            CgroupMode::Auto
+        })
+        .sandbox(sandbox(Vec::new()))
+}
+
+/// The default sandbox, reading beneath `read_paths`, required when [`cgroups_required`].
+pub fn sandbox(read_paths: Vec<std::path::PathBuf>) -> SandboxPolicy {
+    SandboxPolicy {
+        read_paths,
+        require: cgroups_required(),
+        ..SandboxPolicy::default()
+    }
+}
+
+/// Submits `spec` and waits for its outcome, at most [`WATCHDOG`].
+pub fn wait(sup: &Supervisor, spec: TaskSpec) -> Outcome {
+    sup.submit(spec)
+        .unwrap()
+        .wait(Some(WATCHDOG))
+        .expect("an outcome within the watchdog")
+}
 
 /// A test: its name and its body.
 pub type Test = (&'static str, fn());

@@ -69,23 +69,8 @@ pub(super) fn drop_capabilities() -> Result<(), String> {
             std::io::Error::last_os_error()
         ));
     }
-    let mut header = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    let data = [CapData::default(); 2];
-    // SAFETY: capset reads a header and two data records (version 3), both live on the
-    // stack for the duration of the call, laid out as the kernel's structs.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_capset,
-            &mut header as *mut CapHeader,
-            data.as_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(format!("capset: {}", std::io::Error::last_os_error()));
-    }
+    // Version 3 sets take two records: all zero.
+    capability_call(libc::SYS_capset, &mut [CapData::default(); 2], "capset")?;
     match capabilities()? {
         CapSets {
             effective: 0,
@@ -113,6 +98,22 @@ struct CapData {
     inheritable: u32,
 }
 
+/// `capget` (fills `data`) or `capset` (reads it) on this process, version 3.
+fn capability_call(nr: libc::c_long, data: &mut [CapData; 2], name: &str) -> Result<(), String> {
+    let mut header = CapHeader {
+        version: CAP_VERSION_3,
+        pid: 0,
+    };
+    // SAFETY: both calls take a header and, for version 3, two data records; `header`
+    // and `data` are live for the call and laid out as the kernel's structs (`#[repr(C)]`),
+    // and `data` has room for the two records `capget` writes.
+    let r = unsafe { libc::syscall(nr, &mut header as *mut CapHeader, data.as_mut_ptr()) };
+    if r != 0 {
+        return Err(format!("{name}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// A process's three capability sets.
 #[derive(Debug, PartialEq, Eq)]
 struct CapSets {
@@ -123,23 +124,8 @@ struct CapSets {
 
 /// This process's capabilities, from `capget` (`/proc` may be out of reach already).
 fn capabilities() -> Result<CapSets, String> {
-    let mut header = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
     let mut data = [CapData::default(); 2];
-    // SAFETY: capget writes two data records (version 3) into `data`, which has room for
-    // them, and reads the header; both live on the stack for the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut header as *mut CapHeader,
-            data.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(format!("capget: {}", std::io::Error::last_os_error()));
-    }
+    capability_call(libc::SYS_capget, &mut data, "capget")?;
     let join = |f: fn(&CapData) -> u32| u64::from(f(&data[0])) | (u64::from(f(&data[1])) << 32);
     Ok(CapSets {
         effective: join(|d| d.effective),
