@@ -272,7 +272,7 @@ fn fd_echo(r: RawFd, w: RawFd) -> Result<(), PeerError> {
 
 /// The usage line of `agent-bin --peer`.
 const PEER_USAGE: &str =
-    "usage: agent-bin --peer MODE [--segment-fd N] [--slot S (0)] [--epoch E (1)]";
+    "usage: agent-bin --peer MODE [--segment-fd N] [--slot S (0)] [--epoch E (1)] [--sandbox]";
 
 /// A diagnostic peer's flags.
 #[derive(Debug)]
@@ -285,12 +285,15 @@ struct PeerArgs {
     epoch: u32,
     /// The peer loop to run.
     peer: PeerMode,
+    /// Run in the agents' sandbox, every measure required.
+    sandbox: bool,
 }
 
 impl PeerArgs {
     /// Parses `--flag value` and `--flag=value`; the message names the flag at fault.
     fn parse(args: impl IntoIterator<Item = String>) -> Result<PeerArgs, String> {
         let (mut segment_fd, mut slot, mut epoch, mut peer) = (None, 0, 1, None);
+        let mut sandbox = false;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let (flag, mut inline) = match arg.split_once('=') {
@@ -309,6 +312,7 @@ impl PeerArgs {
                 "--slot" => slot = value()?.parse().map_err(|e| bad(&e))?,
                 "--epoch" => epoch = value()?.parse().map_err(|e| bad(&e))?,
                 "--peer" => peer = Some(value()?.parse::<PeerMode>().map_err(|e| bad(&e))?),
+                "--sandbox" => sandbox = true,
                 _ => return Err(format!("unexpected argument {flag:?}")),
             }
         }
@@ -318,6 +322,7 @@ impl PeerArgs {
             slot,
             epoch,
             peer,
+            sandbox,
         })
     }
 }
@@ -346,6 +351,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
         },
         None => None,
     };
+    if args.sandbox {
+        let policy = crate::runtime::sandbox::SandboxPolicy {
+            require: true,
+            ..Default::default()
+        };
+        if let Err(e) = crate::runtime::sandbox::apply(&policy) {
+            eprintln!("agent-bin: slot {}: {e}", args.slot);
+            return ExitCode::from(1);
+        }
+    }
     match run(segment, args.slot, args.epoch, args.peer) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -186,6 +186,23 @@ pub struct PipelineBenchReport {
     /// Pages/s projected for many agents from the largest measured agent count (see
     /// [`Projection`]).
     pub projected: Vec<Projection>,
+    /// What the agents' sandbox costs: the largest agent count with it and without it,
+    /// in the same rounds.
+    pub sandbox: Option<SandboxCost>,
+}
+
+/// `swarm run` with the agents' sandbox on and off ([`crate::runtime::sandbox`]), each
+/// the best of the same rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxCost {
+    /// Agents.
+    pub agents: u32,
+    /// Pages/s with every measure the kernel allows (the default).
+    pub on_pages_per_second: f64,
+    /// Pages/s with none.
+    pub off_pages_per_second: f64,
+    /// On ÷ off.
+    pub ratio: f64,
 }
 
 /// Pages/s projected for `agents` agents, each on a core of its own, with the cores the
@@ -229,6 +246,7 @@ fn swarm_seconds(
     files: &[PathBuf],
     agents: u32,
     roles: Option<Roles>,
+    sandbox: bool,
 ) -> Result<Measured, RunError> {
     let run = RunConfig {
         agents,
@@ -239,7 +257,11 @@ fn swarm_seconds(
         require_cgroups: cfg.require_cgroups,
         agent_bin: cfg.agent_bin.clone(),
         roles,
-        sandbox: crate::runtime::sandbox::SandboxPolicy::default(),
+        sandbox: if sandbox {
+            crate::runtime::sandbox::SandboxPolicy::default()
+        } else {
+            crate::runtime::sandbox::SandboxPolicy::off()
+        },
     };
     timed(|| Ok(job::run(&run, &mut std::io::sink(), &mut |_, _| {})?.pages))
 }
@@ -286,6 +308,7 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
     let mut local = Measured::NONE;
     let mut swarm = vec![(Measured::NONE, Measured::NONE); cfg.agents.len()];
     let mut special = (Measured::NONE, Measured::NONE);
+    let mut unsandboxed = Measured::NONE;
     let (mut one, mut two) = (f64::INFINITY, f64::INFINITY);
     for _ in 0..cfg.repeat.max(1) {
         // In process, one thread, as `swarm extract` does: the product is a JSON line per
@@ -301,20 +324,27 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
                 .sum())
         })?);
         for (k, &n) in cfg.agents.iter().enumerate() {
-            swarm[k].0.keep_best(swarm_seconds(cfg, files, n, None)?);
-            swarm[k].1.keep_best(swarm_seconds(cfg, &[], n, None)?);
+            swarm[k]
+                .0
+                .keep_best(swarm_seconds(cfg, files, n, None, true)?);
+            swarm[k]
+                .1
+                .keep_best(swarm_seconds(cfg, &[], n, None, true)?);
+        }
+        if let Some(&n) = cfg.agents.iter().max() {
+            unsandboxed.keep_best(swarm_seconds(cfg, files, n, None, false)?);
         }
         if let Some(r) = cfg.roles {
             special
                 .0
-                .keep_best(swarm_seconds(cfg, files, r.total(), Some(r))?);
+                .keep_best(swarm_seconds(cfg, files, r.total(), Some(r), true)?);
             special
                 .1
-                .keep_best(swarm_seconds(cfg, &[], r.total(), Some(r))?);
+                .keep_best(swarm_seconds(cfg, &[], r.total(), Some(r), true)?);
         }
         if !long.is_empty() {
-            one = one.min(swarm_seconds(cfg, &long, 1, None)?.seconds);
-            two = two.min(swarm_seconds(cfg, &long, 2, None)?.seconds);
+            one = one.min(swarm_seconds(cfg, &long, 1, None, true)?.seconds);
+            two = two.min(swarm_seconds(cfg, &long, 2, None, true)?.seconds);
         }
     }
     let pages = local.pages;
@@ -362,7 +392,17 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
                 .collect()
         })
         .unwrap_or_default();
+    let sandbox = swarm_rows.iter().max_by_key(|r| r.agents).map(|r| {
+        let off = unsandboxed.pages as f64 / unsandboxed.seconds;
+        SandboxCost {
+            agents: r.agents,
+            on_pages_per_second: r.pages_per_second,
+            off_pages_per_second: off,
+            ratio: r.pages_per_second / off,
+        }
+    });
     Ok(PipelineBenchReport {
+        sandbox,
         documents: files.len(),
         pages,
         cpus: crate::runtime::spawn::available_cpus(),
@@ -469,6 +509,12 @@ pub fn render(r: &PipelineBenchReport) -> String {
             p.pages_per_second,
             p.supervisor_cores,
             if p.job_thread_bound { " (bound by the job thread)" } else { "" }
+        ));
+    }
+    if let Some(c) = &r.sandbox {
+        out.push(format!(
+            "  sandbox, {} agents: on {:.0} pages/s, off {:.0} pages/s, on/off {:.3}",
+            c.agents, c.on_pages_per_second, c.off_pages_per_second, c.ratio
         ));
     }
     if let Some(l) = &r.long_document {

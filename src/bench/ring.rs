@@ -45,6 +45,15 @@ pub struct RingBenchReport {
     pub ring_futex_one_way_ns_p50: f64,
     /// As above, 99th percentile.
     pub ring_futex_one_way_ns_p99: f64,
+    /// As `ring_one_way_ns_p50`, the peer in the agents' sandbox (seccomp and all).
+    pub ring_sandboxed_one_way_ns_p50: f64,
+    /// As above, 99th percentile.
+    pub ring_sandboxed_one_way_ns_p99: f64,
+    /// As `ring_futex_one_way_ns_p50`, the peer in the agents' sandbox: every futex call
+    /// passes its filter.
+    pub ring_futex_sandboxed_one_way_ns_p50: f64,
+    /// As above, 99th percentile.
+    pub ring_futex_sandboxed_one_way_ns_p99: f64,
     /// Our ring, producer in another process, batches of 64.
     pub ring_msgs_per_s: f64,
     /// `crossbeam-channel` bounded (1024), two threads, busy ping-pong via `try_recv`.
@@ -112,7 +121,11 @@ impl Peer {
             cmd.arg("--segment-fd").arg(seg.raw_fd().to_string());
             fds.push(seg.raw_fd());
         }
-        cmd.args(["--slot", "0", "--epoch", "1", "--peer", mode])
+        // A mode may carry more flags after it (`ring-echo:spin --sandbox`).
+        let mut words = mode.split_whitespace();
+        cmd.args(["--slot", "0", "--epoch", "1", "--peer"])
+            .args(words.next())
+            .args(words)
             .stdin(Stdio::null());
         spawn::inherit_fds(&mut cmd, &fds);
         if cpus() >= 2 {
@@ -164,11 +177,22 @@ fn small_segment() -> Result<std::sync::Arc<Segment>, BenchError> {
 
 const WATCHDOG: Option<Duration> = Some(Duration::from_secs(10));
 
-fn ring_ping_pong(cfg: &RingBenchConfig, wait: Wait, mode: &str) -> Result<Vec<u64>, BenchError> {
+/// Round trips through our ring; with `sandboxed`, the peer runs in the agents' sandbox.
+fn ring_ping_pong(
+    cfg: &RingBenchConfig,
+    wait: Wait,
+    mode: &str,
+    sandboxed: bool,
+) -> Result<Vec<u64>, BenchError> {
     let seg = small_segment()?;
     let mut tx = seg.producer(0, Direction::ToAgent)?;
     let mut rx = seg.consumer(0, Direction::FromAgent)?;
-    let peer = Peer::start(cfg, Some(&seg), mode, &[])?;
+    let mode = if sandboxed {
+        format!("{mode} --sandbox")
+    } else {
+        mode.to_string()
+    };
+    let peer = Peer::start(cfg, Some(&seg), &mode, &[])?;
     let warmup = (cfg.messages / 10).max(100);
     let mut rtts = Vec::with_capacity(cfg.messages as usize);
     let lost = |_| BenchError::Peer("no echo within 10 s".into());
@@ -383,12 +407,15 @@ fn cpus() -> usize {
 pub fn ring(cfg: &RingBenchConfig) -> Result<RingBenchReport, BenchError> {
     let pinned = (cpus() >= 2).then(|| spawn::pin_current_thread(0));
     let result = (|| {
-        let (ring_p50, ring_p99) = one_way(ring_ping_pong(cfg, Wait::Spin, "ring-echo:spin")?);
-        let (futex_p50, futex_p99) = one_way(ring_ping_pong(
-            cfg,
-            Wait::SpinThenSleep(0),
-            "ring-echo:futex",
-        )?);
+        let spin =
+            |sandboxed| ring_ping_pong(cfg, Wait::Spin, "ring-echo:spin", sandboxed).map(one_way);
+        let futex = |sandboxed| {
+            ring_ping_pong(cfg, Wait::SpinThenSleep(0), "ring-echo:futex", sandboxed).map(one_way)
+        };
+        let (ring_p50, ring_p99) = spin(false)?;
+        let (sandboxed_p50, sandboxed_p99) = spin(true)?;
+        let (futex_p50, futex_p99) = futex(false)?;
+        let (futex_sandboxed_p50, futex_sandboxed_p99) = futex(true)?;
         let ring_rate = ring_stream(cfg)?;
         let (cb_p50, cb_p99) = one_way(crossbeam_ping_pong(cfg.messages));
         let cb_rate = crossbeam_stream(cfg.stream);
@@ -401,6 +428,10 @@ pub fn ring(cfg: &RingBenchConfig) -> Result<RingBenchReport, BenchError> {
             ring_one_way_ns_p99: ring_p99,
             ring_futex_one_way_ns_p50: futex_p50,
             ring_futex_one_way_ns_p99: futex_p99,
+            ring_sandboxed_one_way_ns_p50: sandboxed_p50,
+            ring_sandboxed_one_way_ns_p99: sandboxed_p99,
+            ring_futex_sandboxed_one_way_ns_p50: futex_sandboxed_p50,
+            ring_futex_sandboxed_one_way_ns_p99: futex_sandboxed_p99,
             ring_msgs_per_s: ring_rate,
             crossbeam_one_way_ns_p50: cb_p50,
             crossbeam_one_way_ns_p99: cb_p99,
@@ -435,6 +466,20 @@ pub fn render_ring(r: &RingBenchReport) -> String {
         format!(
             "  ring, 2 processes, futex wait {}",
             lat(r.ring_futex_one_way_ns_p50, r.ring_futex_one_way_ns_p99)
+        ),
+        format!(
+            "  ring, peer sandboxed, polling {}",
+            lat(
+                r.ring_sandboxed_one_way_ns_p50,
+                r.ring_sandboxed_one_way_ns_p99
+            )
+        ),
+        format!(
+            "  ring, peer sandboxed, futex   {}",
+            lat(
+                r.ring_futex_sandboxed_one_way_ns_p50,
+                r.ring_futex_sandboxed_one_way_ns_p99
+            )
         ),
         format!(
             "  crossbeam-channel, 2 threads  {}",

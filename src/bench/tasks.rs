@@ -11,6 +11,7 @@
 //! 4. Respawn: an agent is SIGKILLed; time until its replacement is ready for work.
 
 use crate::runtime::cgroup::Limits;
+use crate::runtime::sandbox::SandboxPolicy;
 use crate::runtime::supervisor::RecvError;
 use crate::runtime::supervisor::{Shutdown, Supervisor};
 use crate::runtime::task::{Outcome, TaskId, TaskSpec};
@@ -92,6 +93,14 @@ pub struct TasksBenchReport {
     pub respawn_ms_p99: Option<f64>,
     /// `v1`, `v2` or null.
     pub cgroups: Option<&'static str>,
+    /// The throughput phase with the agents' sandbox off, the best of three rounds.
+    pub sandbox_off_tasks_per_second: f64,
+    /// Throughput with the sandbox ÷ without, each the best of the rounds that alternate
+    /// between the two (three each, plus the throughput phase itself with it; when a
+    /// round takes half a second or more, one without against the phase itself).
+    pub sandbox_throughput_ratio: f64,
+    /// SIGKILL to replacement ready without the sandbox, median (ms; up to 20 samples).
+    pub sandbox_off_respawn_ms_p50: Option<f64>,
 }
 
 /// Errors of the benchmark.
@@ -159,25 +168,8 @@ impl Tally {
 /// Runs all phases.
 pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> {
     let spec: TaskSpec = cfg.task.parse()?;
-    let mut b = Supervisor::builder()
-        .agents(cfg.agents)
-        .limits(cfg.limits)
-        .require_cgroups(cfg.require_cgroups);
-    if let Some(p) = &cfg.agent_bin {
-        b = b.agent_bin(p);
-    }
-    let sup = b.build()?;
     let watchdog = Duration::from_secs(60);
-    // Wait until every agent is ready, so the phases measure work, not start-up.
-    let t0 = Instant::now();
-    while sup.status().agents.iter().any(|a| a.phase != "ready") {
-        if t0.elapsed() > watchdog {
-            return Err(TasksBenchError::Stalled(
-                "agents did not become ready".into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let sup = start(cfg, SandboxPolicy::default())?;
 
     // Phase 1: throughput.
     let mut results = cfg
@@ -190,31 +182,7 @@ pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> 
         failed: 0,
         results: results.take(),
     };
-    let start = Instant::now();
-    for _ in 0..cfg.tasks {
-        sup.submit_detached(again(&spec))?;
-        while let Ok((id, o)) = sup.recv(Some(Duration::ZERO)) {
-            tally.record(id, &o)?;
-        }
-    }
-    let mut last = Instant::now();
-    while tally.completed + tally.failed < cfg.tasks {
-        match sup.recv(Some(Duration::from_millis(100))) {
-            Ok((id, o)) => {
-                tally.record(id, &o)?;
-                last = Instant::now();
-            }
-            Err(RecvError::Timeout) if last.elapsed() <= watchdog => {}
-            Err(e) => {
-                return Err(TasksBenchError::Stalled(format!(
-                    "{e} ({} of {} done)",
-                    tally.completed + tally.failed,
-                    cfg.tasks
-                )))
-            }
-        }
-    }
-    let wall = start.elapsed().as_secs_f64();
+    let wall = throughput(&sup, &spec, cfg.tasks, &mut tally)?;
     if let Some(mut w) = tally.results.take() {
         w.flush()?;
     }
@@ -263,8 +231,137 @@ pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> 
         .collect();
 
     // Phase 4: respawn latency.
+    let mut respawn = respawn_times(&sup, cfg.respawn_samples)?;
+    respawn.sort_by(f64::total_cmp);
+    let cgroups = status.isolation.cgroups;
+
+    // The sandbox's cost: the throughput phase with it and without it, in alternating
+    // rounds (the best of each counts), and respawns without it.
+    let off = start(cfg, SandboxPolicy::off())?;
+    // Three rounds each when a round is short, one when it takes seconds.
+    let rounds = if wall < 0.5 { 3 } else { 1 };
+    let (mut best_on, mut best_off) = (wall, f64::INFINITY);
+    let round = |s: &Supervisor| {
+        let mut t = Tally {
+            completed: 0,
+            failed: 0,
+            results: None,
+        };
+        throughput(s, &spec, cfg.tasks, &mut t)
+    };
+    for _ in 0..rounds {
+        best_off = best_off.min(round(&off)?);
+        // A single round compares with the phase already run.
+        if rounds > 1 {
+            best_on = best_on.min(round(&sup)?);
+        }
+    }
+    let mut off_respawn = respawn_times(&off, cfg.respawn_samples.min(20))?;
+    off.shutdown(Shutdown::Drain)?;
+    sup.shutdown(Shutdown::Drain)?;
+    off_respawn.sort_by(f64::total_cmp);
+
+    let mut deaths: BTreeMap<String, u64> = ["signal", "oom", "hang", "exit", "sandbox"]
+        .iter()
+        .map(|k| (k.to_string(), 0))
+        .collect();
+    for (k, v) in counters.deaths {
+        deaths.insert(k.to_string(), v);
+    }
+    let tps = cfg.tasks as f64 / wall;
+    let off_tps = cfg.tasks as f64 / best_off;
+    Ok(TasksBenchReport {
+        sandbox_off_tasks_per_second: off_tps,
+        sandbox_throughput_ratio: best_off / best_on,
+        sandbox_off_respawn_ms_p50: (!off_respawn.is_empty()).then(|| pct(&off_respawn, 0.5)),
+        agents: cfg.agents,
+        task: cfg.task.clone(),
+        tasks: cfg.tasks,
+        completed,
+        failed,
+        wall_seconds: wall,
+        tasks_per_second: tps,
+        ideal_tasks_per_second: ideal,
+        efficiency: ideal.map(|i| tps / i),
+        overhead_tasks: overhead_sent,
+        overhead_failed,
+        overhead_us_p50: pct(&overhead, 0.5),
+        overhead_us_p99: pct(&overhead, 0.99),
+        agent_restarts: counters.agent_restarts,
+        deaths,
+        agent_idle_rss_kib_max: rss.iter().map(|r| r.0).max().unwrap_or(0),
+        agent_idle_anon_kib_max: rss.iter().map(|r| r.1).max().unwrap_or(0),
+        respawn_ms_p50: (!respawn.is_empty()).then(|| pct(&respawn, 0.5)),
+        respawn_ms_p99: (!respawn.is_empty()).then(|| pct(&respawn, 0.99)),
+        cgroups,
+    })
+}
+
+/// A supervisor for the benchmark, its agents all ready.
+fn start(cfg: &TasksBenchConfig, sandbox: SandboxPolicy) -> Result<Supervisor, TasksBenchError> {
+    let mut b = Supervisor::builder()
+        .agents(cfg.agents)
+        .limits(cfg.limits)
+        .require_cgroups(cfg.require_cgroups)
+        .sandbox(sandbox);
+    if let Some(p) = &cfg.agent_bin {
+        b = b.agent_bin(p);
+    }
+    let sup = b.build()?;
+    let watchdog = Duration::from_secs(60);
+    // Wait until every agent is ready, so the phases measure work, not start-up.
+    let t0 = Instant::now();
+    while sup.status().agents.iter().any(|a| a.phase != "ready") {
+        if t0.elapsed() > watchdog {
+            return Err(TasksBenchError::Stalled(
+                "agents did not become ready".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(sup)
+}
+
+/// Submits `tasks` copies of `spec` as fast as they go and collects them; the wall time.
+fn throughput(
+    sup: &Supervisor,
+    spec: &TaskSpec,
+    tasks: u64,
+    tally: &mut Tally,
+) -> Result<f64, TasksBenchError> {
+    let watchdog = Duration::from_secs(60);
+    let start = Instant::now();
+    for _ in 0..tasks {
+        sup.submit_detached(again(spec))?;
+        while let Ok((id, o)) = sup.recv(Some(Duration::ZERO)) {
+            tally.record(id, &o)?;
+        }
+    }
+    let mut last = Instant::now();
+    while tally.completed + tally.failed < tasks {
+        match sup.recv(Some(Duration::from_millis(100))) {
+            Ok((id, o)) => {
+                tally.record(id, &o)?;
+                last = Instant::now();
+            }
+            Err(RecvError::Timeout) if last.elapsed() <= watchdog => {}
+            Err(e) => {
+                return Err(TasksBenchError::Stalled(format!(
+                    "{e} ({} of {} done)",
+                    tally.completed + tally.failed,
+                    tasks
+                )))
+            }
+        }
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// SIGKILL of slot 0's agent to its replacement ready, `samples` times (ms, unsorted).
+fn respawn_times(sup: &Supervisor, samples: u32) -> Result<Vec<f64>, TasksBenchError> {
+    let watchdog = Duration::from_secs(60);
     let mut respawn = Vec::new();
-    for _ in 0..cfg.respawn_samples {
+    for _ in 0..samples {
         let before = sup.status().agents[0].clone();
         if before.pid == 0 || before.phase != "ready" {
             std::thread::sleep(Duration::from_millis(20));
@@ -290,40 +387,7 @@ pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> 
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    respawn.sort_by(f64::total_cmp);
-    let cgroups = status.isolation.cgroups;
-    sup.shutdown(Shutdown::Drain)?;
-
-    let mut deaths: BTreeMap<String, u64> = ["signal", "oom", "hang", "exit"]
-        .iter()
-        .map(|k| (k.to_string(), 0))
-        .collect();
-    for (k, v) in counters.deaths {
-        deaths.insert(k.to_string(), v);
-    }
-    let tps = cfg.tasks as f64 / wall;
-    Ok(TasksBenchReport {
-        agents: cfg.agents,
-        task: cfg.task.clone(),
-        tasks: cfg.tasks,
-        completed,
-        failed,
-        wall_seconds: wall,
-        tasks_per_second: tps,
-        ideal_tasks_per_second: ideal,
-        efficiency: ideal.map(|i| tps / i),
-        overhead_tasks: overhead_sent,
-        overhead_failed,
-        overhead_us_p50: pct(&overhead, 0.5),
-        overhead_us_p99: pct(&overhead, 0.99),
-        agent_restarts: counters.agent_restarts,
-        deaths,
-        agent_idle_rss_kib_max: rss.iter().map(|r| r.0).max().unwrap_or(0),
-        agent_idle_anon_kib_max: rss.iter().map(|r| r.1).max().unwrap_or(0),
-        respawn_ms_p50: (!respawn.is_empty()).then(|| pct(&respawn, 0.5)),
-        respawn_ms_p99: (!respawn.is_empty()).then(|| pct(&respawn, 0.99)),
-        cgroups,
-    })
+    Ok(respawn)
 }
 
 /// A human-readable summary.
@@ -358,6 +422,14 @@ pub fn render(r: &TasksBenchReport) -> String {
     if let (Some(a), Some(b)) = (r.respawn_ms_p50, r.respawn_ms_p99) {
         out.push(format!("  kill→ready     p50 {a:.2} ms, p99 {b:.2} ms"));
     }
+    out.push(format!(
+        "  no sandbox     {:>12.0} tasks/s  (with it: {:.3}×){}",
+        r.sandbox_off_tasks_per_second,
+        r.sandbox_throughput_ratio,
+        r.sandbox_off_respawn_ms_p50
+            .map(|p| format!(", kill→ready p50 {p:.2} ms"))
+            .unwrap_or_default()
+    ));
     out.push(format!(
         "  restarts {}, deaths {:?}",
         r.agent_restarts, r.deaths
