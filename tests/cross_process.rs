@@ -49,7 +49,7 @@ fn ten_million_descriptors_arrive_in_order_once() {
     }
     assert!(agent.wait().success());
     assert!(seg
-        .ring_header(1, Direction::FromAgent)
+        .ring_sides(1, Direction::FromAgent)
         .unwrap()
         .is_empty()
         .unwrap());
@@ -273,7 +273,7 @@ fn sigkill_mid_stream_reclaims_buffers_and_resets_for_a_new_incarnation() {
     // Reset both rings and the heartbeat for incarnation 2, requeue the unfinished tasks
     // with the attempt raised.
     for dir in [Direction::ToAgent, Direction::FromAgent] {
-        seg.ring_header(1, dir).unwrap().reset();
+        seg.ring_sides(1, dir).unwrap().reset();
     }
     seg.heartbeat(1).unwrap().reset();
     let mut requeue: Vec<u64> = echo.in_flight.keys().copied().collect();

@@ -428,7 +428,7 @@ fn a_corrupt_ring_found_by_dispatch_kills_the_agent_as_a_protocol_fault() {
     )
     .unwrap();
     sup.segment()
-        .ring_header(0, Direction::ToAgent)
+        .ring_sides(0, Direction::ToAgent)
         .unwrap()
         .scribble_for_tests(1 << 40, 3);
     // The tasks meet the broken ring, and run on the replacement.

@@ -163,7 +163,7 @@ proptest! {
 
 fn scribble(storage: &Arc<neuralflow_swarm::ring::HeapRing<Descriptor>>, head: u64, tail: u64) {
     use neuralflow_swarm::ring::RingStorage;
-    storage.header().scribble_for_tests(head, tail);
+    storage.sides().scribble_for_tests(head, tail);
 }
 
 fn unsafe_map(fd: &std::os::fd::OwnedFd, len: usize) -> *mut u8 {

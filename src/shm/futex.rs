@@ -28,47 +28,51 @@
 use crate::shm::sync::{fence, AtomicU32, Ordering};
 use std::time::Duration;
 
-/// A futex word and its waiter flag. Zeroed memory is a valid, idle wait word.
+/// The futex word: bumped by the waker on every wake-up, slept on by the sleeper. Zeroed
+/// memory is a valid, idle word.
 #[repr(C)]
-#[derive(Debug)]
-pub struct WaitWord {
-    /// Bumped by the waker on every wake-up; the futex word itself.
+#[derive(Debug, Default)]
+pub struct WakeWord {
     seq: AtomicU32,
-    /// 1 while the sleeper is (about to be) asleep on `seq`.
-    waiting: AtomicU32,
     #[cfg(loom)]
     model: LoomFutex,
 }
 
-#[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<WaitWord>() == 8);
-
-impl Default for WaitWord {
-    fn default() -> Self {
-        Self::new()
-    }
+/// The sleeper's flag: 1 while it is (about to be) asleep on the waker's [`WakeWord`].
+/// Zeroed memory is a valid, idle flag.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct SleepFlag {
+    waiting: AtomicU32,
 }
 
-impl WaitWord {
-    /// An idle wait word.
-    pub fn new() -> Self {
-        Self {
-            seq: AtomicU32::new(0),
-            waiting: AtomicU32::new(0),
-            #[cfg(loom)]
-            model: LoomFutex::default(),
-        }
-    }
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<WakeWord>() == 4);
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<SleepFlag>() == 4);
 
+/// A wake word and a sleep flag wherever each lives: the protocol above. The word is
+/// written only by the waker and the flag only by the sleeper, so each can live in memory
+/// only its writer may write (the other maps it read-only: a futex waits and wakes on a
+/// read-only mapping as well).
+#[derive(Debug, Clone, Copy)]
+pub struct WaitPair<'a> {
+    /// The waker's word.
+    pub word: &'a WakeWord,
+    /// The sleeper's flag.
+    pub flag: &'a SleepFlag,
+}
+
+impl WaitPair<'_> {
     /// Sleeper, step 1: announce the intention to sleep. Returns the token to pass to
-    /// [`WaitWord::sleep`]. After this the caller must re-check its condition.
+    /// [`WaitPair::sleep`]. After this the caller must re-check its condition.
     #[inline]
-    pub fn prepare(&self) -> u32 {
+    pub fn prepare(self) -> u32 {
         // Relaxed: the value is only compared by the kernel (or the loom model) against the
         // word's current value; a stale read just makes the sleep return at once.
-        let token = self.seq.load(Ordering::Relaxed);
+        let token = self.word.seq.load(Ordering::Relaxed);
         // Relaxed: F1 below orders this store before the sleeper's re-check.
-        self.waiting.store(1, Ordering::Relaxed);
+        self.flag.waiting.store(1, Ordering::Relaxed);
         // SYNC POINT (F1): the waiter flag is ordered before the re-check of the ring index;
         // pairs with F2 in `wake`.
         fence(Ordering::SeqCst);
@@ -78,36 +82,38 @@ impl WaitWord {
     /// Sleeper, step 2: sleep until woken, the token is stale, or the timeout passes.
     /// Spurious returns are allowed; callers loop on their condition.
     #[inline]
-    pub fn sleep(&self, token: u32, timeout: Option<Duration>) {
+    pub fn sleep(self, token: u32, timeout: Option<Duration>) {
         #[cfg(not(loom))]
-        futex_wait(&self.seq, token, timeout);
+        futex_wait(&self.word.seq, token, timeout);
         #[cfg(loom)]
         {
             let _ = timeout;
-            self.model.wait(&self.seq, token);
+            self.word.model.wait(&self.word.seq, token);
         }
     }
 
     /// Sleeper, step 3: the sleeper is awake again (or never slept).
     #[inline]
-    pub fn finish(&self) {
+    pub fn finish(self) {
         // Relaxed: a stale 1 seen by the waker only causes one unneeded wake-up; the sleeper
         // is the only writer, so this cannot hide a later `prepare`.
-        self.waiting.store(0, Ordering::Relaxed);
+        self.flag.waiting.store(0, Ordering::Relaxed);
     }
 
     /// Waker: call after publishing. Wakes the sleeper if it announced itself.
     #[inline]
-    pub fn wake(&self) {
+    pub fn wake(self) {
         // SYNC POINT (F2): the published ring index is ordered before the read of the waiter
         // flag; pairs with F1 in `prepare`.
         fence(Ordering::SeqCst);
         // Relaxed: ordered by F2 above.
-        if self.waiting.load(Ordering::Relaxed) != 0 {
-            self.wake_slow();
+        if self.flag.waiting.load(Ordering::Relaxed) != 0 {
+            self.word.wake_slow();
         }
     }
+}
 
+impl WakeWord {
     #[cold]
     fn wake_slow(&self) {
         // NB: the flag is left for the sleeper to clear (see the module docs).
@@ -118,6 +124,58 @@ impl WaitWord {
         futex_wake(&self.seq);
         #[cfg(loom)]
         self.model.wake();
+    }
+}
+
+/// A wake word and its sleep flag side by side, for a word whose sides share memory (the
+/// supervisor's doorbell, rings on the heap).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct WaitWord {
+    word: WakeWord,
+    flag: SleepFlag,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<WaitWord>() == 8);
+
+impl WaitWord {
+    /// An idle wait word.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Both halves, as the protocol takes them.
+    #[inline]
+    pub fn pair(&self) -> WaitPair<'_> {
+        WaitPair {
+            word: &self.word,
+            flag: &self.flag,
+        }
+    }
+
+    /// See [`WaitPair::prepare`].
+    #[inline]
+    pub fn prepare(&self) -> u32 {
+        self.pair().prepare()
+    }
+
+    /// See [`WaitPair::sleep`].
+    #[inline]
+    pub fn sleep(&self, token: u32, timeout: Option<Duration>) {
+        self.pair().sleep(token, timeout)
+    }
+
+    /// See [`WaitPair::finish`].
+    #[inline]
+    pub fn finish(&self) {
+        self.pair().finish()
+    }
+
+    /// See [`WaitPair::wake`].
+    #[inline]
+    pub fn wake(&self) {
+        self.pair().wake()
     }
 }
 

@@ -9,7 +9,7 @@
 //! - Each side caches the other side's counter and rereads it only when the cached value
 //!   says the ring is full (producer) or empty (consumer).
 //! - Batches publish several descriptors with one Release store of the counter.
-//! - A side that finds nothing to do spins briefly, then sleeps on a [`WaitWord`] futex; the
+//! - A side that finds nothing to do spins briefly, then sleeps on a futex ([`WaitPair`]); the
 //!   other side issues the wake-up system call only when the flag says someone sleeps.
 //!
 //! The other side of a ring may live in another process that crashed, hangs or misbehaves,
@@ -30,54 +30,98 @@
 //! assert_eq!(out, [1, 2, 3, 4]);
 //! ```
 
-use crate::shm::futex::WaitWord;
+use crate::shm::futex::{SleepFlag, WaitPair, WakeWord};
 use crate::shm::plain::{Plain, SharedLine};
 use crate::shm::sync::{AtomicU64, Ordering, UnsafeCell};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The control block of a ring. Zeroed memory is a valid empty ring.
+/// The words of a ring that one side writes and the other only reads: its counter, the
+/// futex word it bumps to wake the other side, and its own sleep flag. Zeroed memory is a
+/// valid side of an empty ring.
+///
+/// The producer's side holds `tail` (next slot to write) and the word that wakes the
+/// consumer; the consumer's side holds `head` (next slot to read) and the word that wakes
+/// the producer. So each side can live in memory only its writer may write.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct RingSide {
+    /// `tail` on the producer's side, `head` on the consumer's.
+    index: SharedLine<AtomicU64>,
+    /// The word this side bumps to wake the other, and the flag it sets while it sleeps.
+    wait: SharedLine<SideWait>,
+}
+
+/// A side's wait words (see [`RingSide`]).
+#[repr(C)]
+#[derive(Debug, Default)]
+struct SideWait {
+    wakes: WakeWord,
+    sleeping: SleepFlag,
+}
+
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<RingSide>() == 256);
+
+/// Both sides of a ring together: a ring on the heap, or one whose two sides share memory.
+/// Zeroed memory is a valid empty ring.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct RingHeader {
-    /// Next slot to read. Written only by the consumer.
-    head: SharedLine<AtomicU64>,
-    /// Next slot to write. Written only by the producer.
-    tail: SharedLine<AtomicU64>,
-    /// The consumer sleeps here while the ring is empty.
-    not_empty: SharedLine<WaitWord>,
-    /// The producer sleeps here while the ring is full.
-    not_full: SharedLine<WaitWord>,
+    /// The producer's words.
+    pub producer: RingSide,
+    /// The consumer's words.
+    pub consumer: RingSide,
 }
 
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<RingHeader>() == 512);
 
 impl RingHeader {
+    /// Both sides, as [`RingStorage::sides`] gives them.
+    pub fn sides(&self) -> RingSides<'_> {
+        RingSides {
+            producer: &self.producer,
+            consumer: &self.consumer,
+        }
+    }
+}
+
+/// Both sides of a ring, wherever each lives.
+#[derive(Debug, Clone, Copy)]
+pub struct RingSides<'a> {
+    /// The producer's words (`tail`).
+    pub producer: &'a RingSide,
+    /// The consumer's words (`head`).
+    pub consumer: &'a RingSide,
+}
+
+impl<'a> RingSides<'a> {
     /// Resets an idle ring to empty, for a new incarnation of its agent.
     ///
     /// Call only when no producer or consumer is using the ring (the agent at the other end
-    /// is dead and this process holds neither endpoint).
-    pub fn reset(&self) {
+    /// is dead and this process holds neither endpoint), from a process that may write
+    /// both sides.
+    pub fn reset(self) {
         // Relaxed: nobody else touches the ring now; the new agent is started after this,
         // and process creation orders these stores before anything it does.
-        self.head.store(0, Ordering::Relaxed);
-        self.tail.store(0, Ordering::Relaxed);
+        self.consumer.index.store(0, Ordering::Relaxed);
+        self.producer.index.store(0, Ordering::Relaxed);
     }
 
     /// Overwrites both counters, as a misbehaving peer could. For tests of the readers.
     #[doc(hidden)]
-    pub fn scribble_for_tests(&self, head: u64, tail: u64) {
+    pub fn scribble_for_tests(self, head: u64, tail: u64) {
         // Relaxed: simulating a peer that does not follow the protocol.
-        self.head.store(head, Ordering::Relaxed);
-        self.tail.store(tail, Ordering::Relaxed);
+        self.consumer.index.store(head, Ordering::Relaxed);
+        self.producer.index.store(tail, Ordering::Relaxed);
     }
 
     /// Number of descriptors in the ring, as far as both counters can be trusted.
-    pub fn len(&self) -> Result<usize, RingCorrupt> {
+    pub fn len(self) -> Result<usize, RingCorrupt> {
         // Relaxed: a monitoring snapshot; no data is read on the strength of it.
-        let head = self.head.load(Ordering::Relaxed);
-        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.consumer.index.load(Ordering::Relaxed);
+        let tail = self.producer.index.load(Ordering::Relaxed);
         let len = tail.wrapping_sub(head);
         if len > u32::MAX as u64 {
             return Err(RingCorrupt { head, tail });
@@ -86,26 +130,53 @@ impl RingHeader {
     }
 
     /// Wakes the consumer if it sleeps, without publishing anything (so that it notices a
-    /// request made elsewhere, such as a shutdown).
-    pub fn wake_consumer(&self) {
-        self.not_empty.wake();
+    /// request made elsewhere, such as a shutdown). Needs write access to the producer's
+    /// side.
+    pub fn wake_consumer(self) {
+        self.not_empty().wake();
     }
 
     /// Whether the ring is empty.
-    pub fn is_empty(&self) -> Result<bool, RingCorrupt> {
+    pub fn is_empty(self) -> Result<bool, RingCorrupt> {
         self.len().map(|n| n == 0)
+    }
+
+    /// The consumer sleeps while the ring is empty; the producer wakes it.
+    fn not_empty(self) -> WaitPair<'a> {
+        WaitPair {
+            word: &self.producer.wait.wakes,
+            flag: &self.consumer.wait.sleeping,
+        }
+    }
+
+    /// The producer sleeps while the ring is full; the consumer wakes it.
+    fn not_full(self) -> WaitPair<'a> {
+        WaitPair {
+            word: &self.consumer.wait.wakes,
+            flag: &self.producer.wait.sleeping,
+        }
+    }
+
+    fn head(self) -> &'a AtomicU64 {
+        &self.consumer.index
+    }
+
+    fn tail(self) -> &'a AtomicU64 {
+        &self.producer.index
     }
 }
 
-/// Where a ring's header and slots live.
+/// Where a ring's sides and slots live.
 ///
 /// # Safety
 ///
 /// `slots()` must return the same slice on every call, of a power-of-two length, whose
-/// memory stays valid as long as the storage value lives; `header()` likewise.
+/// memory stays valid as long as the storage value lives; `sides()` likewise. An endpoint
+/// writes only its own side (and, for the producer, the slots): memory of the other side
+/// may be mapped read-only.
 pub unsafe trait RingStorage<T> {
-    /// The control block.
-    fn header(&self) -> &RingHeader;
+    /// The two sides' words.
+    fn sides(&self) -> RingSides<'_>;
     /// The slots; the length is the capacity.
     fn slots(&self) -> &[UnsafeCell<T>];
 }
@@ -124,8 +195,8 @@ unsafe impl<T: Send> Sync for HeapRing<T> {}
 // SAFETY: the header and the boxed slice live as long as the `Arc`, and the slice length is
 // fixed at construction to a power of two.
 unsafe impl<T> RingStorage<T> for Arc<HeapRing<T>> {
-    fn header(&self) -> &RingHeader {
-        &self.header
+    fn sides(&self) -> RingSides<'_> {
+        self.header.sides()
     }
     fn slots(&self) -> &[UnsafeCell<T>] {
         &self.slots
@@ -200,7 +271,7 @@ impl Wait {
 /// Shared waiting loop of both endpoints: `ready` is re-checked after each spin and after the
 /// sleep announcement. Returns `Ok(false)` on timeout.
 fn wait_until(
-    word: &WaitWord,
+    word: WaitPair<'_>,
     wait: Wait,
     timeout: Option<Duration>,
     mut ready: impl FnMut() -> Result<bool, RingCorrupt>,
@@ -257,11 +328,11 @@ pub struct Producer<T, S: RingStorage<T>> {
 impl<T: Plain, S: RingStorage<T>> Producer<T, S> {
     /// Attaches to a ring, taking its counters as they are.
     pub fn attach(storage: S) -> Result<Self, RingCorrupt> {
-        let header = storage.header();
+        let sides = storage.sides();
         // Relaxed: attaching happens before any concurrent use of this end; see `reset`.
-        let tail = header.tail.load(Ordering::Relaxed);
+        let tail = sides.tail().load(Ordering::Relaxed);
         // Acquire: SYNC POINT (slots released): pairs with the consumer's Release of `head`.
-        let head = header.head.load(Ordering::Acquire);
+        let head = sides.head().load(Ordering::Acquire);
         let mask = storage.slots().len() as u64 - 1;
         if tail.wrapping_sub(head) > mask + 1 {
             return Err(RingCorrupt { head, tail });
@@ -284,7 +355,7 @@ impl<T: Plain, S: RingStorage<T>> Producer<T, S> {
     fn refresh_free(&mut self) -> Result<usize, RingCorrupt> {
         // Acquire: SYNC POINT (slots released): the consumer has finished reading every slot
         // before `head`; pairs with the consumer's Release store of `head`.
-        let head = self.storage.header().head.load(Ordering::Acquire);
+        let head = self.storage.sides().head().load(Ordering::Acquire);
         let used = self.tail.wrapping_sub(head);
         if used > self.mask + 1 {
             return Err(RingCorrupt {
@@ -320,11 +391,9 @@ impl<T: Plain, S: RingStorage<T>> Producer<T, S> {
         self.tail = new_tail;
         // Release: SYNC POINT (slots written): every slot before `tail` is visible to the
         // consumer that Acquires `tail`.
-        self.storage
-            .header()
-            .tail
-            .store(new_tail, Ordering::Release);
-        self.storage.header().not_empty.wake();
+        let sides = self.storage.sides();
+        sides.tail().store(new_tail, Ordering::Release);
+        sides.not_empty().wake();
     }
 
     /// Pushes one descriptor, or gives it back when the ring is full.
@@ -393,9 +462,9 @@ impl<T: Plain, S: RingStorage<T>> Producer<T, S> {
         let tail = self.tail;
         let cap = self.mask + 1;
         let mut head_seen = self.cached_head;
-        let ok = wait_until(&storage.header().not_full, wait, timeout, || {
+        let ok = wait_until(storage.sides().not_full(), wait, timeout, || {
             // Acquire: SYNC POINT (slots released), as in `refresh_free`.
-            let head = storage.header().head.load(Ordering::Acquire);
+            let head = storage.sides().head().load(Ordering::Acquire);
             let used = tail.wrapping_sub(head);
             if used > cap {
                 return Err(RingCorrupt { head, tail });
@@ -442,11 +511,11 @@ pub struct Consumer<T, S: RingStorage<T>> {
 impl<T: Plain, S: RingStorage<T>> Consumer<T, S> {
     /// Attaches to a ring, taking its counters as they are.
     pub fn attach(storage: S) -> Result<Self, RingCorrupt> {
-        let header = storage.header();
+        let sides = storage.sides();
         // Relaxed: attaching happens before any concurrent use of this end; see `reset`.
-        let head = header.head.load(Ordering::Relaxed);
+        let head = sides.head().load(Ordering::Relaxed);
         // Acquire: SYNC POINT (slots written): pairs with the producer's Release of `tail`.
-        let tail = header.tail.load(Ordering::Acquire);
+        let tail = sides.tail().load(Ordering::Acquire);
         let mask = storage.slots().len() as u64 - 1;
         if tail.wrapping_sub(head) > mask + 1 {
             return Err(RingCorrupt { head, tail });
@@ -468,7 +537,7 @@ impl<T: Plain, S: RingStorage<T>> Consumer<T, S> {
     fn refresh_available(&mut self) -> Result<usize, RingCorrupt> {
         // Acquire: SYNC POINT (slots written): every slot before `tail` was written before
         // the producer's Release store of `tail`.
-        let tail = self.storage.header().tail.load(Ordering::Acquire);
+        let tail = self.storage.sides().tail().load(Ordering::Acquire);
         let avail = tail.wrapping_sub(self.head);
         if avail > self.mask + 1 {
             return Err(RingCorrupt {
@@ -504,11 +573,9 @@ impl<T: Plain, S: RingStorage<T>> Consumer<T, S> {
         self.head = new_head;
         // Release: SYNC POINT (slots released): our reads of every slot before `head` are
         // done; pairs with the producer's Acquire of `head`.
-        self.storage
-            .header()
-            .head
-            .store(new_head, Ordering::Release);
-        self.storage.header().not_full.wake();
+        let sides = self.storage.sides();
+        sides.head().store(new_head, Ordering::Release);
+        sides.not_full().wake();
     }
 
     /// Pops one descriptor.
@@ -554,9 +621,9 @@ impl<T: Plain, S: RingStorage<T>> Consumer<T, S> {
         let head = self.head;
         let cap = self.mask + 1;
         let mut tail_seen = self.cached_tail;
-        let ok = wait_until(&storage.header().not_empty, wait, timeout, || {
+        let ok = wait_until(storage.sides().not_empty(), wait, timeout, || {
             // Acquire: SYNC POINT (slots written), as in `refresh_available`.
-            let tail = storage.header().tail.load(Ordering::Acquire);
+            let tail = storage.sides().tail().load(Ordering::Acquire);
             let avail = tail.wrapping_sub(head);
             if avail > cap {
                 return Err(RingCorrupt { head, tail });
@@ -629,7 +696,7 @@ mod tests {
     #[test]
     fn corrupt_tail_is_reported_not_used() {
         let (_tx, mut rx) = heap_ring::<u64>(8);
-        rx.storage().header().tail.store(1_000, Ordering::Relaxed);
+        rx.storage().sides().tail().store(1_000, Ordering::Relaxed);
         assert!(matches!(rx.pop(), Err(PopError::Corrupt(_))));
         let mut out = Vec::new();
         assert!(rx.pop_batch(&mut out, 4).is_err());
@@ -643,7 +710,7 @@ mod tests {
             tx.push(i).unwrap();
         }
         // A head ahead of the tail would make the ring look like it has 2^64 - 8 free slots.
-        tx.storage().header().head.store(100, Ordering::Relaxed);
+        tx.storage().sides().head().store(100, Ordering::Relaxed);
         assert!(matches!(tx.push(1), Err(PushError::Corrupt(_))));
     }
 

@@ -32,7 +32,7 @@ use crate::shm::descriptor::Descriptor;
 use crate::shm::futex::WaitWord;
 use crate::shm::heartbeat::HeartbeatWord;
 use crate::shm::plain::SharedLine;
-use crate::shm::ring::{Consumer, Producer, RingHeader, RingStorage};
+use crate::shm::ring::{Consumer, Producer, RingHeader, RingSides, RingStorage};
 use crate::shm::slab::{BufferMeta, Slab, SlabControl, SlabStorage};
 use crate::shm::sync::{AtomicU32, Ordering, UnsafeCell};
 use std::fs::File;
@@ -642,12 +642,13 @@ impl Segment {
         Ok(unsafe { &*self.at::<HeartbeatWord>(off) })
     }
 
-    /// The control block of one ring (for monitoring and resets).
-    pub fn ring_header(&self, slot: u32, dir: Direction) -> Result<&RingHeader, SegmentError> {
+    /// Both sides of one ring (for monitoring and resets).
+    pub fn ring_sides(&self, slot: u32, dir: Direction) -> Result<RingSides<'_>, SegmentError> {
         self.check_slot(slot)?;
         // SAFETY: in range, 128-byte aligned (page-aligned region, 128-multiple stride);
         // atomics only, valid for any bit pattern.
-        Ok(unsafe { &*self.at::<RingHeader>(self.layout.ring_offset(slot, dir)) })
+        let header = unsafe { &*self.at::<RingHeader>(self.layout.ring_offset(slot, dir)) };
+        Ok(header.sides())
     }
 
     fn endpoint(
@@ -852,9 +853,9 @@ impl Drop for SegmentRing {
 // `segment`; the slot count is the configured power-of-two capacity; `UnsafeCell<Descriptor>`
 // is `repr(transparent)` over a `Plain` type, so any bytes there are a valid value.
 unsafe impl RingStorage<Descriptor> for SegmentRing {
-    fn header(&self) -> &RingHeader {
+    fn sides(&self) -> RingSides<'_> {
         // SAFETY: see the impl's safety comment.
-        unsafe { &*self.header }
+        unsafe { &*self.header }.sides()
     }
     fn slots(&self) -> &[UnsafeCell<Descriptor>] {
         // SAFETY: see the impl's safety comment.

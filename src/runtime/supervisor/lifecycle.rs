@@ -247,7 +247,7 @@ impl Supervisor {
                         crate::runtime::task::kinds::STOP.get(),
                     ));
                 }
-                if let Ok(h) = sh.seg.ring_header(a.slot, Direction::ToAgent) {
+                if let Ok(h) = sh.seg.ring_sides(a.slot, Direction::ToAgent) {
                     h.wake_consumer();
                 }
             }

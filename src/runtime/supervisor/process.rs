@@ -79,7 +79,7 @@ impl State {
         a.tx = None;
         a.rx = None;
         for dir in [Direction::ToAgent, Direction::FromAgent] {
-            if let Ok(h) = sh.seg.ring_header(slot, dir) {
+            if let Ok(h) = sh.seg.ring_sides(slot, dir) {
                 h.reset();
             }
         }

@@ -75,7 +75,7 @@ pub(super) fn reactor_loop(sh: &Shared) {
             let st = sh.state.lock();
             st.agents.iter().any(|a| {
                 sh.seg
-                    .ring_header(a.slot, Direction::FromAgent)
+                    .ring_sides(a.slot, Direction::FromAgent)
                     .map(|h| !matches!(h.is_empty(), Ok(true)))
                     .unwrap_or(false)
             }) || !sh.exits.is_empty()
