@@ -343,12 +343,25 @@ fn killed_holder_loses_exactly_its_buffers_and_heartbeat_goes_stale() {
 #[test]
 fn agent_refuses_a_segment_that_does_not_validate() {
     use std::os::fd::AsRawFd;
-    let fd =
-        nix::sys::memfd::memfd_create("not-a-segment", nix::sys::memfd::MFdFlags::empty()).unwrap();
-    nix::unistd::ftruncate(&fd, 8192).unwrap();
-    nix::unistd::write(&fd, b"GARBAGE!").unwrap();
+    let garbage = || {
+        let fd = nix::sys::memfd::memfd_create("not-a-segment", nix::sys::memfd::MFdFlags::empty())
+            .unwrap();
+        nix::unistd::ftruncate(&fd, 8192).unwrap();
+        nix::unistd::write(&fd, b"GARBAGE!").unwrap();
+        fd
+    };
+    let fds = [garbage(), garbage(), garbage()];
+    let n = |i: usize| fds[i].as_raw_fd().to_string();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_agent-bin"))
-        .args(["--segment-fd", &fd.as_raw_fd().to_string(), "--slot", "3"])
+        .args([
+            "--segment-fd",
+            &n(0),
+            "--slot-fd",
+            &n(1),
+            "--common-fd",
+            &n(2),
+        ])
+        .args(["--slot", "3"])
         .args(["--peer", "ring-echo:spin"])
         .output()
         .unwrap();

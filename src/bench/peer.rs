@@ -272,13 +272,15 @@ fn fd_echo(r: RawFd, w: RawFd) -> Result<(), PeerError> {
 
 /// The usage line of `agent-bin --peer`.
 const PEER_USAGE: &str =
-    "usage: agent-bin --peer MODE [--segment-fd N] [--slot S (0)] [--epoch E (1)] [--sandbox]";
+    "usage: agent-bin --peer MODE [--segment-fd N --slot-fd N --common-fd N] [--slot S (0)] \
+     [--epoch E (1)] [--sandbox]";
 
 /// A diagnostic peer's flags.
 #[derive(Debug)]
 struct PeerArgs {
-    /// Inherited descriptor of the shared segment.
-    segment_fd: Option<i32>,
+    /// Inherited descriptors of the segment's files (`--segment-fd`, `--slot-fd`,
+    /// `--common-fd`; all three or none).
+    fds: [Option<i32>; 3],
     /// This agent's slot in the segment.
     slot: u32,
     /// This incarnation's epoch.
@@ -292,7 +294,7 @@ struct PeerArgs {
 impl PeerArgs {
     /// Parses `--flag value` and `--flag=value`; the message names the flag at fault.
     fn parse(args: impl IntoIterator<Item = String>) -> Result<PeerArgs, String> {
-        let (mut segment_fd, mut slot, mut epoch, mut peer) = (None, 0, 1, None);
+        let (mut fds, mut slot, mut epoch, mut peer) = ([None; 3], 0, 1, None);
         let mut sandbox = false;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -308,7 +310,9 @@ impl PeerArgs {
             };
             let bad = |e: &dyn std::fmt::Display| format!("{flag}: {e}");
             match flag.as_str() {
-                "--segment-fd" => segment_fd = Some(value()?.parse().map_err(|e| bad(&e))?),
+                "--segment-fd" => fds[0] = Some(value()?.parse().map_err(|e| bad(&e))?),
+                "--slot-fd" => fds[1] = Some(value()?.parse().map_err(|e| bad(&e))?),
+                "--common-fd" => fds[2] = Some(value()?.parse().map_err(|e| bad(&e))?),
                 "--slot" => slot = value()?.parse().map_err(|e| bad(&e))?,
                 "--epoch" => epoch = value()?.parse().map_err(|e| bad(&e))?,
                 "--peer" => peer = Some(value()?.parse::<PeerMode>().map_err(|e| bad(&e))?),
@@ -317,8 +321,11 @@ impl PeerArgs {
             }
         }
         let peer = peer.ok_or("--peer is required")?;
+        if fds.iter().any(Option::is_some) && fds.iter().any(Option::is_none) {
+            return Err("--segment-fd, --slot-fd and --common-fd go together".into());
+        }
         Ok(PeerArgs {
-            segment_fd,
+            fds,
             slot,
             epoch,
             peer,
@@ -339,17 +346,26 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
             return ExitCode::from(2);
         }
     };
-    let segment = match args.segment_fd {
-        // SAFETY: the parent passed this descriptor for the segment and nothing else in this
-        // process owns it.
-        Some(fd) => match unsafe { Segment::open_raw(fd) } {
+    let segment = match args.fds {
+        // SAFETY: the parent passed these descriptors for the segment's files and nothing
+        // else in this process owns them.
+        [Some(segment), Some(slot_file), Some(common)] => match unsafe {
+            Segment::open_agent_raw(
+                args.slot,
+                crate::shm::segment::AgentFds {
+                    segment,
+                    slot_file,
+                    common,
+                },
+            )
+        } {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("agent-bin: slot {}: {e}", args.slot);
                 return ExitCode::from(1);
             }
         },
-        None => None,
+        _ => None,
     };
     if args.sandbox {
         let policy = crate::runtime::sandbox::SandboxPolicy {

@@ -118,8 +118,9 @@ impl Peer {
         let mut cmd = Command::new(&cfg.agent_bin);
         let mut fds = extra_fds.to_vec();
         if let Some(seg) = seg {
-            cmd.arg("--segment-fd").arg(seg.raw_fd().to_string());
-            fds.push(seg.raw_fd());
+            let agent = seg.agent_fds(0)?;
+            cmd.args(agent.to_args());
+            fds.extend(agent.all());
         }
         // A mode may carry more flags after it (`ring-echo:spin --sandbox`).
         let mut words = mode.split_whitespace();

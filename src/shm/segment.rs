@@ -1,78 +1,111 @@
-//! The shared segment: one anonymous memory file (`memfd`) mapped `MAP_SHARED` by the
-//! supervisor and inherited by each agent across fork/exec as a file descriptor.
+//! The shared segment: anonymous memory files (`memfd`s), each written by one owner and
+//! mapped by the processes that need it, inherited by each agent across fork/exec as file
+//! descriptors.
 //!
-//! Because the segment has no name, no crash can leave one behind: the kernel frees the
-//! memory when the last process holding the descriptor or a mapping exits. The size is fixed
-//! at creation, reserved up front with `fallocate` (so a lack of memory fails at start with a
-//! clear error rather than as a `SIGBUS` later) and sealed against shrinking and growing (so a
-//! misbehaving agent cannot truncate the file under the supervisor's mapping).
+//! Because the files have no name, no crash can leave one behind: the kernel frees the
+//! memory when the last process holding a descriptor or a mapping exits. Sizes are fixed at
+//! creation, reserved up front with `fallocate` (so a lack of memory fails at start with a
+//! clear error rather than as a `SIGBUS` later) and sealed against shrinking and growing (so
+//! a misbehaving agent cannot truncate a file under the supervisor's mapping).
 //!
-//! # Layout
+//! # Files by owner
+//!
+//! An agent may write only what it owns. So the segment is three kinds of file, and the
+//! kernel enforces who writes which:
 //!
 //! ```text
-//! offset 0      SegmentHeader (magic, version, sizes, region table)   one 4 KiB page
-//!               Control       supervisor doorbell (futex), shutdown word  one 4 KiB page
-//!               Heartbeats    agent_slots × 64 B                       page aligned
-//!               Rings         agent_slots × 2 × (512 B header + capacity × 48 B)
-//!                             [slot 0 to-agent][slot 0 from-agent][slot 1 to-agent]...
-//!               Ledger        SlabControl 128 B | owner words count × 4 B | BufferMeta count × 16 B
-//!               Buffers       buffer_count × buffer_size              page aligned
+//! supervisor's file (written by the supervisor; sealed F_SEAL_FUTURE_WRITE once mapped, so
+//! every agent can map it read-only only)
+//!   offset 0      SegmentHeader (magic, version, sizes, region table)   one 4 KiB page
+//!                 Control       shutdown word, the doorbell's sleep flag  one 4 KiB page
+//!                 Rings         per slot: [to-agent producer side][to-agent slots]
+//!                                         [from-agent consumer side]
+//!
+//! slot file, one per agent slot (written by that slot's agent and by the supervisor, which
+//! resets it between incarnations; no other agent has it)
+//!   offset 0      HeartbeatWord                                          one line
+//!          128    to-agent consumer side (head, its wake word and sleep flag)
+//!          384    from-agent producer side (tail, ...)
+//!          640    from-agent slots
+//!
+//! common file (written by everyone)
+//!   offset 0      doorbell wake word (agents wake the supervisor)        one page
+//!                 Ledger        SlabControl 128 B | owner words count × 4 B | BufferMeta count × 16 B
+//!                 Buffers       buffer_count × buffer_size              page aligned
 //! ```
 //!
+//! A ring's two sides are written by different owners (see [`RingSide`]), so each lives in
+//! its writer's file, and the other end reads it through its own mapping: the supervisor
+//! maps everything read-write, an agent its own slot file and the common file read-write
+//! and the supervisor's file read-only. A write by an agent into the header, the control
+//! words, the supervisor's side of a ring or another agent's anything is a fault in that
+//! agent (or impossible: it has no mapping), not a change the others see. The common file
+//! (the doorbell, a hint only, and the page-buffer slab) is still written by everyone.
+//!
 //! Every region is named in the header by offset and size (never by pointer). The layout is
-//! a pure function of the [`SegmentConfig`] ([`Layout::compute`]); [`Segment::open`] recomputes
-//! it from the header's configuration fields and compares region by region, so a segment
-//! that does not fit is refused with the exact reason ([`SegmentError`]).
+//! a pure function of the [`SegmentConfig`] ([`Layout::compute`]); an agent recomputes it
+//! from the header's configuration fields and compares region by region, and checks each
+//! file's size, so a segment that does not fit is refused with the exact reason
+//! ([`SegmentError`]).
 //!
 //! The creator builds the segment in two phases: it fills in the header and the regions,
 //! then sets `ready` with a Release store; openers Acquire `ready` before trusting anything.
 //! The supervisor never rereads the header after creation: it keeps its own [`Layout`].
 
 use crate::shm::descriptor::Descriptor;
-use crate::shm::futex::WaitWord;
+use crate::shm::futex::{SleepFlag, WaitPair, WakeWord};
 use crate::shm::heartbeat::HeartbeatWord;
 use crate::shm::plain::SharedLine;
-use crate::shm::ring::{Consumer, Producer, RingHeader, RingSides, RingStorage};
+use crate::shm::ring::{Consumer, Producer, RingSide, RingSides, RingStorage};
 use crate::shm::slab::{BufferMeta, Slab, SlabControl, SlabStorage};
 use crate::shm::sync::{AtomicU32, Ordering, UnsafeCell};
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 /// First eight bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"NFSWARM\0";
 /// Layout version; bumped on any change to a shared structure or to what crosses the
-/// rings (2: inline inputs, panicked completions, task-error frames, waiting for room).
-pub const VERSION: u32 = 2;
-/// Bytes reserved for the header at offset 0.
+/// rings (2: inline inputs, panicked completions, task-error frames, waiting for room;
+/// 3: files by owner).
+pub const VERSION: u32 = 3;
+/// Bytes reserved for the header at offset 0 of the supervisor's file.
 pub const HEADER_REGION: u64 = 4096;
 const PAGE: u64 = 4096;
 const LINE: u64 = 128;
+/// Bytes of one side of a ring.
+const SIDE: u64 = std::mem::size_of::<RingSide>() as u64;
+/// Offsets in a slot file.
+const SLOT_TO_AGENT_CONSUMER: u64 = LINE;
+const SLOT_FROM_AGENT_PRODUCER: u64 = SLOT_TO_AGENT_CONSUMER + SIDE;
+const SLOT_FROM_AGENT_SLOTS: u64 = SLOT_FROM_AGENT_PRODUCER + SIDE;
 
 /// Most agent slots a segment can have.
 pub const MAX_AGENT_SLOTS: u32 = 4096;
 /// Largest ring capacity.
 pub const MAX_RING_CAPACITY: u32 = 1 << 20;
 
-/// An offset and a size inside the segment.
+/// An offset and a size inside one of the segment's files.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Region {
-    /// Bytes from the start of the segment.
+    /// Bytes from the start of its file.
     pub offset: u64,
     /// Length in bytes.
     pub size: u64,
 }
 
-/// The header at offset 0.
+/// The header at offset 0 of the supervisor's file.
 #[repr(C)]
 #[derive(Debug)]
 pub struct SegmentHeader {
     magic: [u8; 8],
     version: u32,
     header_size: u32,
-    total_size: u64,
+    supervisor_size: u64,
+    slot_size: u64,
+    common_size: u64,
     agent_slots: u32,
     ring_capacity: u32,
     descriptor_size: u32,
@@ -81,24 +114,24 @@ pub struct SegmentHeader {
     /// 0 while the creator builds the segment, 1 once it is ready.
     ready: AtomicU32,
     control: Region,
-    heartbeats: Region,
     rings: Region,
+    doorbell: Region,
     ledger: Region,
     buffers: Region,
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 128);
+const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 144);
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() as u64 <= HEADER_REGION);
 
-/// Words shared by the supervisor and all agents.
+/// The supervisor's words that every agent reads.
 #[repr(C)]
 #[derive(Debug, Default)]
 pub struct Control {
-    /// Agents ring this after publishing completions; the supervisor sleeps on it when idle.
-    pub doorbell: SharedLine<WaitWord>,
     /// Nonzero asks every agent to exit at its next wake-up.
     pub shutdown: SharedLine<AtomicU32>,
+    /// Set by the supervisor while it sleeps on the doorbell ([`Segment::doorbell`]).
+    doorbell_sleeping: SharedLine<SleepFlag>,
 }
 
 #[cfg(not(loom))]
@@ -176,23 +209,29 @@ pub enum Direction {
 pub struct Layout {
     /// The configuration the layout was computed from.
     pub config: SegmentConfig,
-    /// Total bytes.
+    /// Bytes of all files together.
     pub total_size: u64,
-    /// Supervisor-wide words.
+    /// Bytes of the supervisor's file.
+    pub supervisor_size: u64,
+    /// Bytes of each slot file.
+    pub slot_size: u64,
+    /// Bytes of the common file.
+    pub common_size: u64,
+    /// The supervisor's words (supervisor's file).
     pub control: Region,
-    /// Heartbeat lines.
-    pub heartbeats: Region,
-    /// All rings.
+    /// The supervisor's sides and slots of all rings (supervisor's file).
     pub rings: Region,
-    /// Bytes per ring (header and slots), a multiple of 128.
+    /// Bytes per slot in `rings`, a multiple of 128.
     pub ring_stride: u64,
-    /// Slab control, owner words and buffer metadata.
+    /// The doorbell's wake word (common file).
+    pub doorbell: Region,
+    /// Slab control, owner words and buffer metadata (common file).
     pub ledger: Region,
-    /// Offset of the owner words from the start of the segment.
+    /// Offset of the owner words in the common file.
     pub owners_offset: u64,
-    /// Offset of the buffer metadata from the start of the segment.
+    /// Offset of the buffer metadata in the common file.
     pub metas_offset: u64,
-    /// The page buffers.
+    /// The page buffers (common file).
     pub buffers: Region,
 }
 
@@ -228,25 +267,31 @@ impl Layout {
         }
         let overflow = || SegmentError::BadConfig("segment size overflows".into());
         let desc = std::mem::size_of::<Descriptor>() as u64;
-        let ring_header = std::mem::size_of::<RingHeader>() as u64;
         let slots = c.agent_slots as u64;
+        let ring_slots = c.ring_capacity as u64 * desc;
 
+        // The supervisor's file.
         let control = Region {
             offset: HEADER_REGION,
             size: std::mem::size_of::<Control>() as u64,
         };
-        let heartbeats = Region {
-            offset: HEADER_REGION + PAGE,
-            size: slots * std::mem::size_of::<HeartbeatWord>() as u64,
-        };
-        let rings_off = round_up(heartbeats.offset + heartbeats.size, PAGE).ok_or_else(overflow)?;
-        let ring_stride =
-            round_up(ring_header + c.ring_capacity as u64 * desc, LINE).ok_or_else(overflow)?;
+        let from_agent_consumer = round_up(SIDE + ring_slots, LINE).ok_or_else(overflow)?;
+        let ring_stride = round_up(from_agent_consumer + SIDE, LINE).ok_or_else(overflow)?;
         let rings = Region {
-            offset: rings_off,
-            size: ring_stride.checked_mul(slots * 2).ok_or_else(overflow)?,
+            offset: HEADER_REGION + PAGE,
+            size: ring_stride.checked_mul(slots).ok_or_else(overflow)?,
         };
-        let ledger_off = round_up(rings.offset + rings.size, PAGE).ok_or_else(overflow)?;
+        let supervisor_size = round_up(rings.offset + rings.size, PAGE).ok_or_else(overflow)?;
+
+        // A slot file.
+        let slot_size = round_up(SLOT_FROM_AGENT_SLOTS + ring_slots, PAGE).ok_or_else(overflow)?;
+
+        // The common file.
+        let doorbell = Region {
+            offset: 0,
+            size: std::mem::size_of::<SharedLine<WakeWord>>() as u64,
+        };
+        let ledger_off = PAGE;
         let count = c.buffer_count as u64;
         let owners_offset = ledger_off + std::mem::size_of::<SlabControl>() as u64;
         let metas_offset = round_up(owners_offset + count * 4, LINE).ok_or_else(overflow)?;
@@ -262,7 +307,7 @@ impl Layout {
                 .checked_mul(c.buffer_size as u64)
                 .ok_or_else(overflow)?,
         };
-        let total_size = round_up(
+        let common_size = round_up(
             buffers
                 .offset
                 .checked_add(buffers.size)
@@ -270,16 +315,24 @@ impl Layout {
             PAGE,
         )
         .ok_or_else(overflow)?;
+        let total_size = slot_size
+            .checked_mul(slots)
+            .and_then(|s| s.checked_add(supervisor_size))
+            .and_then(|s| s.checked_add(common_size))
+            .ok_or_else(overflow)?;
         if total_size > isize::MAX as u64 {
             return Err(overflow());
         }
         Ok(Layout {
             config,
             total_size,
+            supervisor_size,
+            slot_size,
+            common_size,
             control,
-            heartbeats,
             rings,
             ring_stride,
+            doorbell,
             ledger,
             owners_offset,
             metas_offset,
@@ -287,9 +340,37 @@ impl Layout {
         })
     }
 
-    fn ring_offset(&self, slot: u32, dir: Direction) -> u64 {
-        self.rings.offset + (slot as u64 * 2 + dir as u64) * self.ring_stride
+    /// Offset of `slot`'s ring parts in the supervisor's file.
+    fn ring_base(&self, slot: u32) -> u64 {
+        self.rings.offset + slot as u64 * self.ring_stride
     }
+
+    /// Where a ring's producer side, consumer side and slots are: `(file, offset)` each.
+    fn ring_parts(&self, slot: u32, dir: Direction) -> [(Owned, u64); 3] {
+        let base = self.ring_base(slot);
+        let ring_slots =
+            self.config.ring_capacity as u64 * std::mem::size_of::<Descriptor>() as u64;
+        let from_agent_consumer = base + round_up(SIDE + ring_slots, LINE).unwrap_or(0);
+        match dir {
+            Direction::ToAgent => [
+                (Owned::Supervisor, base),
+                (Owned::Slot(slot), SLOT_TO_AGENT_CONSUMER),
+                (Owned::Supervisor, base + SIDE),
+            ],
+            Direction::FromAgent => [
+                (Owned::Slot(slot), SLOT_FROM_AGENT_PRODUCER),
+                (Owned::Supervisor, from_agent_consumer),
+                (Owned::Slot(slot), SLOT_FROM_AGENT_SLOTS),
+            ],
+        }
+    }
+}
+
+/// Which file a part of the segment lives in (the common file has accessors of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owned {
+    Supervisor,
+    Slot(u32),
 }
 
 /// Why a segment could not be created or opened. Each variant says exactly what is wrong.
@@ -353,8 +434,8 @@ pub enum SegmentError {
         /// In this build.
         expected: u64,
     },
-    /// A region past the end of the segment.
-    #[error("region {name} at {offset}+{size} lies outside the {total}-byte segment")]
+    /// A region past the end of its file.
+    #[error("region {name} at {offset}+{size} lies outside its {total}-byte file")]
     RegionOutOfBounds {
         /// The region.
         name: &'static str,
@@ -386,6 +467,12 @@ pub enum SegmentError {
         /// Configured.
         slots: u32,
     },
+    /// That slot's file is not mapped in this process (an agent has its own slot only).
+    #[error("the file of agent slot {slot} is not mapped in this process")]
+    NotMapped {
+        /// Requested.
+        slot: u32,
+    },
     /// This process already holds that end of that ring.
     #[error("the {side} end of ring {dir:?} of slot {slot} is already held in this process")]
     EndpointTaken {
@@ -416,14 +503,93 @@ fn os(what: &'static str) -> impl FnOnce(nix::Error) -> SegmentError {
     }
 }
 
-/// A mapped segment, shared with agents.
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> SegmentError {
+    move |source| SegmentError::Os { what, source }
+}
+
+/// One of the segment's files, mapped.
 #[derive(Debug)]
-pub struct Segment {
+struct Mapped {
     fd: OwnedFd,
     map: memmap2::MmapRaw,
+}
+
+impl Mapped {
+    /// Maps all of `fd` (`len` bytes), read-write or read-only.
+    fn new(fd: OwnedFd, len: u64, writable: bool) -> Result<Mapped, SegmentError> {
+        let file = File::from(fd.try_clone().map_err(io("dup segment fd"))?);
+        let opts = {
+            let mut o = memmap2::MmapOptions::new();
+            o.len(len as usize);
+            o
+        };
+        let map = if writable {
+            opts.map_raw(&file)
+        } else {
+            opts.map_raw_read_only(&file)
+        }
+        .map_err(io("mmap segment"))?;
+        Ok(Mapped { fd, map })
+    }
+}
+
+/// The descriptors an agent inherits, by number in the agent's process: the supervisor's
+/// file (which it can map read-only only), its slot's file, and the common file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentFds {
+    /// The supervisor's file.
+    pub segment: RawFd,
+    /// The agent's slot file.
+    pub slot_file: RawFd,
+    /// The common file.
+    pub common: RawFd,
+}
+
+impl AgentFds {
+    /// The three descriptors.
+    pub fn all(&self) -> [RawFd; 3] {
+        [self.segment, self.slot_file, self.common]
+    }
+
+    /// As command-line arguments: `--segment-fd N --slot-fd N --common-fd N`.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            "--segment-fd".into(),
+            self.segment.to_string(),
+            "--slot-fd".into(),
+            self.slot_file.to_string(),
+            "--common-fd".into(),
+            self.common.to_string(),
+        ]
+    }
+}
+
+/// A mapped segment: all of it in the supervisor, an agent's share in an agent.
+#[derive(Debug)]
+pub struct Segment {
     layout: Layout,
+    supervisor: Mapped,
+    common: Mapped,
+    /// Slot files: every one in the supervisor, its own in an agent.
+    slots: Box<[Option<Mapped>]>,
     /// Ring endpoints held in this process: `(slot * 2 + dir) * 2 + side`.
     endpoints: Box<[AtomicBool]>,
+}
+
+/// A new memory file of `size` bytes, sealed against resizing (and against further seals
+/// unless `more_seals`).
+fn new_file(name: &str, size: u64) -> Result<OwnedFd, SegmentError> {
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+        .map_err(os("memfd_create"))?;
+    nix::unistd::ftruncate(&fd, size as i64).map_err(os("ftruncate"))?;
+    Ok(fd)
+}
+
+fn seal(fd: &OwnedFd, flags: nix::fcntl::SealFlag) -> Result<(), SegmentError> {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_ADD_SEALS(flags))
+        .map(drop)
+        .map_err(os("seal segment"))
 }
 
 impl Segment {
@@ -434,16 +600,13 @@ impl Segment {
         Ok(seg)
     }
 
-    /// As [`Segment::create`], but only the regions before the page buffers are reserved
-    /// on return; the buffers (most of the segment) are reserved by a thread, while the
-    /// caller starts its agents. [`Reservation::wait`] says how that went; nothing may
-    /// lend a buffer before it has returned `Ok`.
+    /// As [`Segment::create`], but the page buffers (most of the segment) are reserved by
+    /// a thread, while the caller starts its agents. [`Reservation::wait`] says how that
+    /// went; nothing may lend a buffer before it has returned `Ok`.
     pub fn create_deferred(
         config: SegmentConfig,
     ) -> Result<(Arc<Segment>, Reservation), SegmentError> {
-        use nix::fcntl::{fcntl, FcntlArg, SealFlag};
-        use nix::sys::memfd::{memfd_create, MFdFlags};
-
+        use nix::fcntl::SealFlag;
         let layout = Layout::compute(config)?;
         // NB: fallocate on a memfd does not fail fast when memory is short: shmem allocates
         // page by page until the host runs out, and the OOM killer picks a victim. So refuse a
@@ -456,113 +619,140 @@ impl Segment {
                 });
             }
         }
-        let fd = memfd_create(
-            "neuralflow-swarm",
-            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-        )
-        .map_err(os("memfd_create"))?;
-        nix::unistd::ftruncate(&fd, layout.total_size as i64).map_err(os("ftruncate"))?;
+        let fixed = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW;
         // NB: reserving the pages up front is what turns "no memory" into an error here
         // instead of a SIGBUS on first touch of some page later. It also charges them to
         // the creator's memory cgroup, not to whichever agent touches a page first.
-        let buffers = layout.buffers.offset.min(layout.total_size);
-        reserve(&fd, 0, buffers, layout.total_size)?;
-        let rest_fd = fd.try_clone().map_err(|e| SegmentError::Os {
-            what: "dup segment fd",
-            source: e,
-        })?;
-        let total = layout.total_size;
+        let sup_fd = new_file("neuralflow-swarm", layout.supervisor_size)?;
+        reserve(&sup_fd, 0, layout.supervisor_size, layout.total_size)?;
+        seal(&sup_fd, fixed)?;
+        let mut slots = Vec::with_capacity(layout.config.agent_slots as usize);
+        for _ in 0..layout.config.agent_slots {
+            let fd = new_file("neuralflow-swarm-slot", layout.slot_size)?;
+            reserve(&fd, 0, layout.slot_size, layout.total_size)?;
+            seal(&fd, fixed | SealFlag::F_SEAL_SEAL)?;
+            slots.push(Some(Mapped::new(fd, layout.slot_size, true)?));
+        }
+        let common_fd = new_file("neuralflow-swarm-common", layout.common_size)?;
+        let buffers = layout.buffers.offset.min(layout.common_size);
+        reserve(&common_fd, 0, buffers, layout.total_size)?;
+        seal(&common_fd, fixed | SealFlag::F_SEAL_SEAL)?;
+        let rest_fd = common_fd.try_clone().map_err(io("dup segment fd"))?;
+        let (common_size, total) = (layout.common_size, layout.total_size);
         let rest = std::thread::Builder::new()
             .name("swarm-reserve".into())
-            .spawn(move || reserve(&rest_fd, buffers, total - buffers, total))
-            .map_err(|e| SegmentError::Os {
-                what: "spawn reservation thread",
-                source: e,
-            })?;
-        fcntl(
-            &fd,
-            FcntlArg::F_ADD_SEALS(
-                SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL,
-            ),
-        )
-        .map_err(os("seal segment"))?;
-        let seg = Self::map(fd, layout)?;
+            .spawn(move || reserve(&rest_fd, buffers, common_size - buffers, total))
+            .map_err(io("spawn reservation thread"))?;
+        let supervisor = Mapped::new(sup_fd, layout.supervisor_size, true)?;
+        // Once mapped here, no one can map the supervisor's file writable again (nor write
+        // it with write(2)): agents get it read-only, whatever they try.
+        seal(
+            &supervisor.fd,
+            SealFlag::F_SEAL_FUTURE_WRITE | SealFlag::F_SEAL_SEAL,
+        )?;
+        let seg = Segment {
+            layout,
+            supervisor,
+            common: Mapped::new(common_fd, layout.common_size, true)?,
+            slots: slots.into_boxed_slice(),
+            endpoints: new_endpoints(layout.config.agent_slots),
+        };
         seg.initialise();
         Ok((Arc::new(seg), Reservation(rest)))
     }
 
-    /// Opens a segment inherited as `fd`, validating everything in its header.
-    pub fn open(fd: OwnedFd) -> Result<Arc<Segment>, SegmentError> {
-        let size = nix::sys::stat::fstat(&fd)
-            .map_err(os("fstat segment"))?
-            .st_size as u64;
+    /// Opens the segment as the agent in `slot`, from the three files it inherited (see
+    /// [`AgentFds`]), validating everything in the header and each file's size. The
+    /// supervisor's file is mapped read-only.
+    pub fn open_agent(
+        slot: u32,
+        segment: OwnedFd,
+        slot_file: OwnedFd,
+        common: OwnedFd,
+    ) -> Result<Arc<Segment>, SegmentError> {
+        let size = file_size(&segment)?;
         if size < HEADER_REGION {
             return Err(SegmentError::TooSmall { size });
         }
-        let map = memmap2::MmapOptions::new()
-            .len(size as usize)
-            .map_raw(&File::from(fd.try_clone().map_err(|e| {
-                SegmentError::Os {
-                    what: "dup segment fd",
-                    source: e,
-                }
-            })?))
-            .map_err(|e| SegmentError::Os {
-                what: "mmap segment",
-                source: e,
-            })?;
+        let supervisor = Mapped::new(segment, size, false)?;
         // SAFETY: the mapping is at least HEADER_REGION bytes and page aligned, so a
-        // SegmentHeader (112 bytes, align 8) fits at offset 0. Its fields are integers (and
-        // one atomic), valid for any bit pattern.
-        let header = unsafe { &*(map.as_ptr() as *const SegmentHeader) };
+        // SegmentHeader (144 bytes, align 8) fits at offset 0. Its fields are integers (and
+        // one atomic), valid for any bit pattern; it is only read.
+        let header = unsafe { &*(supervisor.map.as_ptr() as *const SegmentHeader) };
         let layout = validate(header, size)?;
+        if slot >= layout.config.agent_slots {
+            return Err(SegmentError::NoSuchSlot {
+                slot,
+                slots: layout.config.agent_slots,
+            });
+        }
+        for (what, fd, expected) in [
+            ("slot file", &slot_file, layout.slot_size),
+            ("common file", &common, layout.common_size),
+        ] {
+            let found = file_size(fd)?;
+            if found != expected {
+                return Err(SegmentError::SizeMismatch {
+                    what,
+                    found,
+                    expected,
+                });
+            }
+        }
+        let mut slots: Vec<Option<Mapped>> = (0..layout.config.agent_slots).map(|_| None).collect();
+        slots[slot as usize] = Some(Mapped::new(slot_file, layout.slot_size, true)?);
         Ok(Arc::new(Segment {
-            fd,
-            map,
             layout,
+            supervisor,
+            common: Mapped::new(common, layout.common_size, true)?,
+            slots: slots.into_boxed_slice(),
             endpoints: new_endpoints(layout.config.agent_slots),
         }))
     }
 
-    /// Opens a segment from an inherited descriptor number.
+    /// [`Segment::open_agent`] from inherited descriptor numbers.
     ///
     /// # Safety
     ///
-    /// `fd` must be an open descriptor that nothing else in this process owns or closes.
-    pub unsafe fn open_raw(fd: RawFd) -> Result<Arc<Segment>, SegmentError> {
+    /// The descriptors must be open, distinct, and owned by nothing else in this process.
+    pub unsafe fn open_agent_raw(slot: u32, fds: AgentFds) -> Result<Arc<Segment>, SegmentError> {
         // SAFETY: guaranteed by the caller.
-        Self::open(unsafe { OwnedFd::from_raw_fd(fd) })
+        let own = |fd| unsafe { OwnedFd::from_raw_fd(fd) };
+        Self::open_agent(slot, own(fds.segment), own(fds.slot_file), own(fds.common))
     }
 
-    fn map(fd: OwnedFd, layout: Layout) -> Result<Segment, SegmentError> {
-        let file = File::from(fd.try_clone().map_err(|e| SegmentError::Os {
-            what: "dup segment fd",
-            source: e,
-        })?);
-        let map = memmap2::MmapOptions::new()
-            .len(layout.total_size as usize)
-            .map_raw(&file)
-            .map_err(|e| SegmentError::Os {
-                what: "mmap segment",
-                source: e,
-            })?;
-        Ok(Segment {
-            fd,
-            map,
-            layout,
-            endpoints: new_endpoints(layout.config.agent_slots),
+    /// The descriptors (numbers in this process) the agent in `slot` must inherit. Only
+    /// the supervisor, which has every slot's file, can give them.
+    pub fn agent_fds(&self, slot: u32) -> Result<AgentFds, SegmentError> {
+        Ok(AgentFds {
+            segment: self.supervisor.fd.as_raw_fd(),
+            slot_file: self.slot_file(slot)?.fd.as_raw_fd(),
+            common: self.common.fd.as_raw_fd(),
         })
     }
 
-    /// Phase two of creation: the memory is zero (fresh memfd), which is a valid empty state
-    /// for rings, heartbeats and the ledger; write the header, then publish `ready`.
+    /// Duplicates of the descriptors of `slot`'s agent, for tests that open the segment as
+    /// that agent in this process.
+    pub fn dup_agent_fds(&self, slot: u32) -> Result<(OwnedFd, OwnedFd, OwnedFd), SegmentError> {
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(io("dup segment fd"));
+        Ok((
+            dup(&self.supervisor.fd)?,
+            dup(&self.slot_file(slot)?.fd)?,
+            dup(&self.common.fd)?,
+        ))
+    }
+
+    /// Phase two of creation: the memory is zero (fresh memfds), which is a valid empty
+    /// state for rings, heartbeats and the ledger; write the header, then publish `ready`.
     fn initialise(&self) {
         let l = &self.layout;
         let h = SegmentHeader {
             magic: MAGIC,
             version: VERSION,
             header_size: std::mem::size_of::<SegmentHeader>() as u32,
-            total_size: l.total_size,
+            supervisor_size: l.supervisor_size,
+            slot_size: l.slot_size,
+            common_size: l.common_size,
             agent_slots: l.config.agent_slots,
             ring_capacity: l.config.ring_capacity,
             descriptor_size: std::mem::size_of::<Descriptor>() as u32,
@@ -570,14 +760,14 @@ impl Segment {
             buffer_count: l.config.buffer_count,
             ready: AtomicU32::new(0),
             control: l.control,
-            heartbeats: l.heartbeats,
             rings: l.rings,
+            doorbell: l.doorbell,
             ledger: l.ledger,
             buffers: l.buffers,
         };
-        let p = self.map.as_mut_ptr() as *mut SegmentHeader;
-        // SAFETY: offset 0 of a page-aligned mapping of at least HEADER_REGION bytes; no
-        // other process has the descriptor yet, so nobody reads it concurrently.
+        let p = self.supervisor.map.as_mut_ptr() as *mut SegmentHeader;
+        // SAFETY: offset 0 of a page-aligned, writable mapping of at least HEADER_REGION
+        // bytes; no other process has the descriptor yet, so nobody reads it concurrently.
         unsafe { p.write(h) };
         // Release: SYNC POINT (segment built): the header and zeroed regions are complete
         // before `ready` reads 1; pairs with the Acquire in `validate`.
@@ -585,18 +775,24 @@ impl Segment {
     }
 
     fn header(&self) -> &SegmentHeader {
-        // SAFETY: see `open`; the header lives at offset 0 for the mapping's lifetime.
-        unsafe { &*(self.map.as_ptr() as *const SegmentHeader) }
+        // SAFETY: see `open_agent`; the header lives at offset 0 for the mapping's lifetime.
+        unsafe { &*(self.supervisor.map.as_ptr() as *const SegmentHeader) }
     }
 
-    /// The descriptor agents inherit.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
-
-    /// The raw descriptor number.
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    /// Overwrites one byte of the header, as a broken creator could (the header cannot be
+    /// written once agents have it). For tests of [`Segment::open_agent`]'s checks.
+    #[doc(hidden)]
+    pub fn scribble_header_for_tests(&self, offset: usize, byte: u8) {
+        assert!(offset < HEADER_REGION as usize);
+        // SAFETY: inside the supervisor's writable mapping (this is the creator's segment;
+        // an agent's mapping is read-only and would fault); single-threaded test use.
+        unsafe {
+            self.supervisor
+                .map
+                .as_mut_ptr()
+                .add(offset)
+                .write_volatile(byte)
+        };
     }
 
     /// Where everything is (this process's own copy, not reread from the segment).
@@ -619,36 +815,84 @@ impl Segment {
         Ok(())
     }
 
-    fn at<T>(&self, offset: u64) -> *mut T {
-        debug_assert!(offset + std::mem::size_of::<T>() as u64 <= self.layout.total_size);
-        // SAFETY: callers pass offsets from the validated layout, inside the mapping.
-        unsafe { self.map.as_mut_ptr().add(offset as usize) as *mut T }
-    }
-
-    /// The supervisor-wide words.
-    pub fn control(&self) -> &Control {
-        // SAFETY: the control region lies at a page-aligned offset inside the mapping and is
-        // `size_of::<Control>()` bytes; atomics only, valid for any bit pattern.
-        unsafe { &*self.at::<Control>(self.layout.control.offset) }
-    }
-
-    /// The heartbeat line of `slot`.
-    pub fn heartbeat(&self, slot: u32) -> Result<&HeartbeatWord, SegmentError> {
+    fn slot_file(&self, slot: u32) -> Result<&Mapped, SegmentError> {
         self.check_slot(slot)?;
-        let off = self.layout.heartbeats.offset + slot as u64 * 64;
-        // SAFETY: `slot` is in range, so the line lies in the heartbeats region; it is 64-byte
-        // aligned (page-aligned region, 64-byte stride); zeroed or agent-written memory is a
-        // valid `HeartbeatWord` (atomics only).
-        Ok(unsafe { &*self.at::<HeartbeatWord>(off) })
+        self.slots[slot as usize]
+            .as_ref()
+            .ok_or(SegmentError::NotMapped { slot })
     }
 
-    /// Both sides of one ring (for monitoring and resets).
+    fn file(&self, which: Owned) -> Result<&Mapped, SegmentError> {
+        match which {
+            Owned::Supervisor => Ok(&self.supervisor),
+            Owned::Slot(slot) => self.slot_file(slot),
+        }
+    }
+
+    fn at<T>(&self, which: Owned, offset: u64) -> Result<*mut T, SegmentError> {
+        let f = self.file(which)?;
+        debug_assert!(offset + std::mem::size_of::<T>() as u64 <= f.map.len() as u64);
+        // SAFETY: callers pass offsets from the validated layout, inside that file's
+        // mapping.
+        Ok(unsafe { f.map.as_mut_ptr().add(offset as usize) as *mut T })
+    }
+
+    /// The supervisor's words (read-only in agents).
+    pub fn control(&self) -> &Control {
+        // SAFETY: the control region lies at a page-aligned offset inside the supervisor's
+        // file and is `size_of::<Control>()` bytes; atomics only, valid for any bit pattern.
+        unsafe {
+            &*(self
+                .supervisor
+                .map
+                .as_ptr()
+                .add(self.layout.control.offset as usize) as *const Control)
+        }
+    }
+
+    /// The supervisor's doorbell: agents wake it (the word is in the common file), the
+    /// supervisor sleeps on it (its flag is in the supervisor's file). A hint only: a
+    /// misbehaving agent can ring it too often or not at all, never change what the
+    /// supervisor reads from the rings.
+    pub fn doorbell(&self) -> WaitPair<'_> {
+        // SAFETY: the doorbell region is the first line of the common file, page aligned;
+        // atomics only.
+        let word = unsafe {
+            &*(self
+                .common
+                .map
+                .as_ptr()
+                .add(self.layout.doorbell.offset as usize)
+                as *const SharedLine<WakeWord>)
+        };
+        WaitPair {
+            word,
+            flag: &self.control().doorbell_sleeping,
+        }
+    }
+
+    /// The heartbeat line of `slot` (in that slot's file).
+    pub fn heartbeat(&self, slot: u32) -> Result<&HeartbeatWord, SegmentError> {
+        let p = self.at::<HeartbeatWord>(Owned::Slot(slot), 0)?;
+        // SAFETY: offset 0 of the slot's file, page aligned, 64 bytes; zeroed or
+        // agent-written memory is a valid `HeartbeatWord` (atomics only).
+        Ok(unsafe { &*p })
+    }
+
+    /// Both sides of one ring (for monitoring and resets): needs both files, so only the
+    /// supervisor has them.
     pub fn ring_sides(&self, slot: u32, dir: Direction) -> Result<RingSides<'_>, SegmentError> {
         self.check_slot(slot)?;
-        // SAFETY: in range, 128-byte aligned (page-aligned region, 128-multiple stride);
-        // atomics only, valid for any bit pattern.
-        let header = unsafe { &*self.at::<RingHeader>(self.layout.ring_offset(slot, dir)) };
-        Ok(header.sides())
+        let [(pf, po), (cf, co), _] = self.layout.ring_parts(slot, dir);
+        let (p, c) = (self.at::<RingSide>(pf, po)?, self.at::<RingSide>(cf, co)?);
+        // SAFETY: both sides lie inside their files at 128-byte aligned offsets of the
+        // layout; atomics only, valid for any bit pattern.
+        Ok(unsafe {
+            RingSides {
+                producer: &*p,
+                consumer: &*c,
+            }
+        })
     }
 
     fn endpoint(
@@ -658,6 +902,12 @@ impl Segment {
         side: usize,
     ) -> Result<SegmentRing, SegmentError> {
         self.check_slot(slot)?;
+        let [(pf, po), (cf, co), (sf, so)] = self.layout.ring_parts(slot, dir);
+        let (producer, consumer, slots) = (
+            self.at::<RingSide>(pf, po)?,
+            self.at::<RingSide>(cf, co)?,
+            self.at::<UnsafeCell<Descriptor>>(sf, so)?,
+        );
         let claim = (slot as usize * 2 + dir as usize) * 2 + side;
         // AcqRel: SYNC POINT (endpoint handover): a previous holder in this process released
         // the endpoint (its last ring accesses) before we take it; pairs with the Release in
@@ -669,12 +919,11 @@ impl Segment {
                 side: if side == 0 { "producer" } else { "consumer" },
             });
         }
-        let off = self.layout.ring_offset(slot, dir);
         Ok(SegmentRing {
             segment: self.clone(),
-            header: self.at::<RingHeader>(off),
-            slots: self
-                .at::<UnsafeCell<Descriptor>>(off + std::mem::size_of::<RingHeader>() as u64),
+            producer,
+            consumer,
+            slots,
             capacity: self.layout.config.ring_capacity as usize,
             claim,
         })
@@ -715,6 +964,19 @@ impl Segment {
             cursor_start,
         )
     }
+
+    fn common_at<T>(&self, offset: u64) -> *mut T {
+        debug_assert!(offset + std::mem::size_of::<T>() as u64 <= self.layout.common_size);
+        // SAFETY: callers pass offsets from the validated layout, inside the common file.
+        unsafe { self.common.map.as_mut_ptr().add(offset as usize) as *mut T }
+    }
+}
+
+/// A file's size.
+fn file_size(fd: &OwnedFd) -> Result<u64, SegmentError> {
+    Ok(nix::sys::stat::fstat(fd.as_fd())
+        .map_err(os("fstat segment"))?
+        .st_size as u64)
 }
 
 /// `MemAvailable` from `/proc/meminfo`, in bytes.
@@ -767,30 +1029,27 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
             });
         }
     }
-    if h.total_size != actual_size {
+    if h.supervisor_size != actual_size {
         return Err(SegmentError::SizeMismatch {
-            what: "segment (header's total vs. file)",
-            found: h.total_size,
+            what: "segment (header's size vs. file)",
+            found: h.supervisor_size,
             expected: actual_size,
         });
     }
     let regions = [
-        ("control", h.control),
-        ("heartbeats", h.heartbeats),
-        ("rings", h.rings),
-        ("ledger", h.ledger),
-        ("buffers", h.buffers),
+        ("control", h.control, h.supervisor_size),
+        ("rings", h.rings, h.supervisor_size),
+        ("doorbell", h.doorbell, h.common_size),
+        ("ledger", h.ledger, h.common_size),
+        ("buffers", h.buffers, h.common_size),
     ];
-    for (name, r) in regions {
-        if r.offset
-            .checked_add(r.size)
-            .is_none_or(|end| end > actual_size)
-        {
+    for (name, r, total) in regions {
+        if r.offset.checked_add(r.size).is_none_or(|end| end > total) {
             return Err(SegmentError::RegionOutOfBounds {
                 name,
                 offset: r.offset,
                 size: r.size,
-                total: actual_size,
+                total,
             });
         }
     }
@@ -802,12 +1061,12 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
     })?;
     let expected = [
         layout.control,
-        layout.heartbeats,
         layout.rings,
+        layout.doorbell,
         layout.ledger,
         layout.buffers,
     ];
-    for ((name, found), expected) in regions.into_iter().zip(expected) {
+    for ((name, found, _), expected) in regions.into_iter().zip(expected) {
         if found != expected {
             return Err(SegmentError::RegionMismatch {
                 name,
@@ -816,12 +1075,18 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
             });
         }
     }
-    if layout.total_size != actual_size {
-        return Err(SegmentError::SizeMismatch {
-            what: "segment (computed from configuration vs. file)",
-            found: layout.total_size,
-            expected: actual_size,
-        });
+    for (what, found, expected) in [
+        ("segment", actual_size, layout.supervisor_size),
+        ("slot file (header)", h.slot_size, layout.slot_size),
+        ("common file (header)", h.common_size, layout.common_size),
+    ] {
+        if found != expected {
+            return Err(SegmentError::SizeMismatch {
+                what,
+                found,
+                expected,
+            });
+        }
     }
     Ok(layout)
 }
@@ -830,13 +1095,14 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
 #[derive(Debug)]
 pub struct SegmentRing {
     segment: Arc<Segment>,
-    header: *mut RingHeader,
+    producer: *mut RingSide,
+    consumer: *mut RingSide,
     slots: *mut UnsafeCell<Descriptor>,
     capacity: usize,
     claim: usize,
 }
 
-// SAFETY: the pointers target the segment's mapping, which the `Arc` keeps alive; the ring
+// SAFETY: the pointers target the segment's mappings, which the `Arc` keeps alive; the ring
 // protocol, not thread affinity, governs access; one endpoint per side per process is
 // enforced by the `endpoints` claims.
 unsafe impl Send for SegmentRing {}
@@ -849,13 +1115,21 @@ impl Drop for SegmentRing {
     }
 }
 
-// SAFETY: header and slots lie inside the validated rings region of a mapping kept alive by
+// SAFETY: both sides and the slots lie inside validated regions of mappings kept alive by
 // `segment`; the slot count is the configured power-of-two capacity; `UnsafeCell<Descriptor>`
-// is `repr(transparent)` over a `Plain` type, so any bytes there are a valid value.
+// is `repr(transparent)` over a `Plain` type, so any bytes there are a valid value. An
+// endpoint writes only its own side, which is in a file this process maps writable when it
+// is that side's owner (the producer of a to-agent ring is the supervisor, whose file an
+// agent maps read-only, and so on); the other side is only read.
 unsafe impl RingStorage<Descriptor> for SegmentRing {
     fn sides(&self) -> RingSides<'_> {
         // SAFETY: see the impl's safety comment.
-        unsafe { &*self.header }.sides()
+        unsafe {
+            RingSides {
+                producer: &*self.producer,
+                consumer: &*self.consumer,
+            }
+        }
     }
     fn slots(&self) -> &[UnsafeCell<Descriptor>] {
         // SAFETY: see the impl's safety comment.
@@ -863,21 +1137,22 @@ unsafe impl RingStorage<Descriptor> for SegmentRing {
     }
 }
 
-/// The slab inside a segment.
+/// The slab inside a segment (its common file).
 #[derive(Debug, Clone)]
 pub struct SegmentSlab {
     segment: Arc<Segment>,
 }
 
-// SAFETY: the ledger arrays and buffers lie in validated, non-overlapping regions of a
-// mapping kept alive by `segment`; both arrays have `buffer_count` (< u32::MAX) entries.
+// SAFETY: the ledger arrays and buffers lie in validated, non-overlapping regions of the
+// common file's mapping kept alive by `segment`; both arrays have `buffer_count`
+// (< u32::MAX) entries.
 unsafe impl SlabStorage for SegmentSlab {
     fn control(&self) -> &SlabControl {
         // SAFETY: start of the ledger region, page aligned; atomics only.
         unsafe {
             &*self
                 .segment
-                .at::<SlabControl>(self.segment.layout.ledger.offset)
+                .common_at::<SlabControl>(self.segment.layout.ledger.offset)
         }
     }
     fn owners(&self) -> &[AtomicU32] {
@@ -885,7 +1160,7 @@ unsafe impl SlabStorage for SegmentSlab {
         // SAFETY: `buffer_count` owner words at a 128-aligned offset inside the ledger.
         unsafe {
             std::slice::from_raw_parts(
-                self.segment.at::<AtomicU32>(l.owners_offset),
+                self.segment.common_at::<AtomicU32>(l.owners_offset),
                 l.config.buffer_count as usize,
             )
         }
@@ -895,7 +1170,7 @@ unsafe impl SlabStorage for SegmentSlab {
         // SAFETY: `buffer_count` metadata entries at a 128-aligned offset inside the ledger.
         unsafe {
             std::slice::from_raw_parts(
-                self.segment.at::<BufferMeta>(l.metas_offset),
+                self.segment.common_at::<BufferMeta>(l.metas_offset),
                 l.config.buffer_count as usize,
             )
         }
@@ -907,7 +1182,7 @@ unsafe impl SlabStorage for SegmentSlab {
         let l = &self.segment.layout;
         debug_assert!(index < l.config.buffer_count);
         self.segment
-            .at::<u8>(l.buffers.offset + index as u64 * l.config.buffer_size as u64)
+            .common_at::<u8>(l.buffers.offset + index as u64 * l.config.buffer_size as u64)
     }
 }
 
@@ -924,26 +1199,64 @@ mod tests {
         }
     }
 
-    fn reopen(seg: &Segment) -> Result<Arc<Segment>, SegmentError> {
-        Segment::open(seg.fd.try_clone().unwrap())
+    fn reopen(seg: &Segment, slot: u32) -> Result<Arc<Segment>, SegmentError> {
+        let (s, f, c) = seg.dup_agent_fds(slot)?;
+        Segment::open_agent(slot, s, f, c)
     }
 
     fn header_mut(seg: &Segment) -> *mut SegmentHeader {
-        seg.map.as_mut_ptr() as *mut SegmentHeader
+        seg.supervisor.map.as_mut_ptr() as *mut SegmentHeader
     }
 
     #[test]
     fn create_then_open_agrees() {
         let seg = Segment::create(small()).unwrap();
-        let other = reopen(&seg).unwrap();
+        let other = reopen(&seg, 1).unwrap();
         assert_eq!(other.layout(), seg.layout());
+        // An agent has its own slot's file only.
+        assert!(other.heartbeat(1).is_ok());
+        assert!(matches!(
+            other.heartbeat(0),
+            Err(SegmentError::NotMapped { slot: 0 })
+        ));
+        assert!(matches!(
+            other.ring_sides(0, Direction::ToAgent),
+            Err(SegmentError::NotMapped { slot: 0 })
+        ));
     }
 
     #[test]
     fn segment_is_sealed_against_resizing() {
         let seg = Segment::create(small()).unwrap();
-        assert!(nix::unistd::ftruncate(seg.fd(), 4096).is_err());
-        assert!(nix::unistd::ftruncate(seg.fd(), seg.layout().total_size as i64 * 2).is_err());
+        let (s, f, c) = seg.dup_agent_fds(0).unwrap();
+        for fd in [&s, &f, &c] {
+            assert!(nix::unistd::ftruncate(fd, 1).is_err());
+            assert!(nix::unistd::ftruncate(fd, 1 << 30).is_err());
+        }
+    }
+
+    /// Nobody can map the supervisor's file writable or write it once the supervisor has
+    /// it, so an agent, whatever it tries, can only read it.
+    #[test]
+    fn the_supervisors_file_cannot_be_written_by_anyone_else() {
+        let seg = Segment::create(small()).unwrap();
+        let (s, _, _) = seg.dup_agent_fds(0).unwrap();
+        let len = seg.layout().supervisor_size as usize;
+        let writable = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw(&File::from(s.try_clone().unwrap()));
+        assert!(writable.is_err(), "a writable mapping was allowed");
+        assert!(
+            nix::unistd::write(&s, b"x").is_err(),
+            "write(2) was allowed"
+        );
+        let ro = memmap2::MmapOptions::new()
+            .len(len)
+            .map_raw_read_only(&File::from(s))
+            .unwrap();
+        assert_eq!(ro.as_ptr() as usize % 4096, 0);
+        // SAFETY: reading the first byte of a live read-only mapping.
+        assert_eq!(unsafe { *ro.as_ptr() }, MAGIC[0]);
     }
 
     #[test]
@@ -953,16 +1266,19 @@ mod tests {
         // SAFETY: single-threaded; we restore every field we change.
         unsafe {
             (*h).magic[0] = b'X';
-            assert!(matches!(reopen(&seg), Err(SegmentError::WrongMagic { .. })));
+            assert!(matches!(
+                reopen(&seg, 0),
+                Err(SegmentError::WrongMagic { .. })
+            ));
             (*h).magic = MAGIC;
             (*h).version = 99;
             assert!(matches!(
-                reopen(&seg),
+                reopen(&seg, 0),
                 Err(SegmentError::WrongVersion { found: 99 })
             ));
             (*h).version = VERSION;
             (*h).buffers.offset = u64::MAX - 10;
-            let e = reopen(&seg).unwrap_err();
+            let e = reopen(&seg, 0).unwrap_err();
             assert!(
                 matches!(
                     e,
@@ -975,35 +1291,54 @@ mod tests {
             );
             (*h).buffers.offset = seg.layout().buffers.offset;
             (*h).ledger.offset += 128;
-            let e = reopen(&seg).unwrap_err();
+            let e = reopen(&seg, 0).unwrap_err();
             assert!(
                 matches!(e, SegmentError::RegionMismatch { name: "ledger", .. }),
                 "{e}"
             );
             (*h).ledger.offset -= 128;
             (*h).ring_capacity = 3;
-            assert!(matches!(reopen(&seg), Err(SegmentError::BadConfig(_))));
+            assert!(matches!(reopen(&seg, 0), Err(SegmentError::BadConfig(_))));
             (*h).ring_capacity = 16;
-            (*h).total_size += 1;
+            (*h).supervisor_size += 1;
             assert!(matches!(
-                reopen(&seg),
+                reopen(&seg, 0),
                 Err(SegmentError::SizeMismatch { .. })
             ));
-            (*h).total_size -= 1;
+            (*h).supervisor_size -= 1;
+            (*h).slot_size += 4096;
+            assert!(matches!(
+                reopen(&seg, 0),
+                Err(SegmentError::SizeMismatch { .. })
+            ));
+            (*h).slot_size -= 4096;
             (*h).ready.store(0, Ordering::Relaxed);
-            assert!(matches!(reopen(&seg), Err(SegmentError::NotReady)));
+            assert!(matches!(reopen(&seg, 0), Err(SegmentError::NotReady)));
             (*h).ready.store(1, Ordering::Relaxed);
         }
-        reopen(&seg).unwrap();
+        reopen(&seg, 0).unwrap();
+        assert!(matches!(
+            reopen(&seg, 2),
+            Err(SegmentError::NoSuchSlot { slot: 2, .. })
+        ));
+        // Another slot's file in place of the common file is refused by its size.
+        let (s, f, _) = seg.dup_agent_fds(0).unwrap();
+        let (_, f1, _) = seg.dup_agent_fds(1).unwrap();
+        assert!(matches!(
+            Segment::open_agent(0, s, f, f1),
+            Err(SegmentError::SizeMismatch { .. })
+        ));
     }
 
     #[test]
     fn too_small_file_is_refused() {
+        let seg = Segment::create(small()).unwrap();
+        let (_, f, c) = seg.dup_agent_fds(0).unwrap();
         let fd =
             nix::sys::memfd::memfd_create("t", nix::sys::memfd::MFdFlags::MFD_CLOEXEC).unwrap();
         nix::unistd::ftruncate(&fd, 100).unwrap();
         assert!(matches!(
-            Segment::open(fd),
+            Segment::open_agent(0, fd, f, c),
             Err(SegmentError::TooSmall { size: 100 })
         ));
     }
@@ -1037,21 +1372,30 @@ mod tests {
         ));
     }
 
+    /// A ring whose two sides are in different files works across the two views: the
+    /// supervisor's and an agent's, each writing its own side only.
     #[test]
-    fn ring_and_slab_in_segment() {
+    fn rings_and_slab_across_the_supervisors_and_an_agents_views() {
         let seg = Segment::create(small()).unwrap();
-        let mut tx = seg.producer(1, Direction::FromAgent).unwrap();
-        let mut rx = seg.consumer(1, Direction::FromAgent).unwrap();
-        let slab = seg.slab(0);
+        let agent = reopen(&seg, 1).unwrap();
+        let mut to_agent = seg.producer(1, Direction::ToAgent).unwrap();
+        let mut agent_rx = agent.consumer(1, Direction::ToAgent).unwrap();
+        let mut agent_tx = agent.producer(1, Direction::FromAgent).unwrap();
+        let mut from_agent = seg.consumer(1, Direction::FromAgent).unwrap();
+        to_agent.push(Descriptor::new(7, 1, 3)).unwrap();
+        let task = agent_rx.pop().unwrap();
+        assert_eq!(task.task_id, 7);
+        let slab = agent.slab(0);
         let h = slab
             .write_payload(crate::shm::slab::Owner::Agent(1), &[9u8; 700])
             .unwrap();
         let mut d = Descriptor::new(42, 1, 7);
         d.buffer = h.to_raw();
         d.len = 700;
-        tx.push(d).unwrap();
-        let got = rx.pop().unwrap();
+        agent_tx.push(d).unwrap();
+        let got = from_agent.pop().unwrap();
         assert_eq!(got, d);
+        let slab = seg.slab(0);
         slab.claim_chain(
             got.buffer,
             got.len,
@@ -1067,5 +1411,14 @@ mod tests {
         slab.release_chain(got.buffer, got.len, crate::shm::slab::Owner::Supervisor)
             .unwrap();
         assert_eq!(slab.free_count(), 8);
+        // The supervisor sees the agent's heartbeat through its own mapping.
+        agent.heartbeat(1).unwrap().begin(3, 1234);
+        assert_eq!(seg.heartbeat(1).unwrap().reported_pid(), 1234);
+        // The doorbell: the agent's wake is the supervisor's word.
+        let token = seg.doorbell().prepare();
+        agent.doorbell().wake();
+        seg.doorbell()
+            .sleep(token, Some(std::time::Duration::from_secs(5)));
+        seg.doorbell().finish();
     }
 }

@@ -17,12 +17,12 @@ pub struct Agent {
 impl Agent {
     pub fn start(seg: &Segment, slot: u32, epoch: u32, mode: &str) -> Agent {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agent-bin"));
-        cmd.arg("--segment-fd")
-            .arg(seg.raw_fd().to_string())
+        let fds = seg.agent_fds(slot).expect("the slot's files");
+        cmd.args(fds.to_args())
             .args(["--slot", &slot.to_string(), "--epoch", &epoch.to_string()])
             .args(["--peer", mode])
             .stdin(Stdio::null());
-        spawn::inherit_fds(&mut cmd, &[seg.raw_fd()]);
+        spawn::inherit_fds(&mut cmd, &fds.all());
         Agent {
             child: cmd.spawn().expect("spawn agent-bin"),
         }

@@ -1,6 +1,7 @@
 //! How the supervisor starts an agent: its command line.
 
 use crate::runtime::sandbox::{SandboxPolicy, SandboxReport};
+use crate::shm::segment::AgentFds;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
@@ -38,8 +39,8 @@ pub enum ArgsError {
     /// A flag this agent does not know.
     #[error("unknown argument {0:?}")]
     Unknown(String),
-    /// `--segment-fd` is missing.
-    #[error("--segment-fd is required")]
+    /// A descriptor of the segment is missing.
+    #[error("--segment-fd, --slot-fd and --common-fd are required")]
     NoSegment,
     /// `--sandbox` names a measure this build does not know.
     #[error("--sandbox: {0:?} is not a list of sandbox measures")]
@@ -61,8 +62,8 @@ pub fn probe_line(registry: &super::Registry) -> String {
 /// How the supervisor started this agent (its command line).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
-    /// Inherited segment descriptor.
-    pub segment_fd: RawFd,
+    /// Inherited descriptors of the segment's files.
+    pub fds: AgentFds,
     /// Slot in the segment.
     pub slot: u32,
     /// This incarnation's epoch.
@@ -81,9 +82,8 @@ impl AgentConfig {
     /// The command-line arguments that produce this configuration, after
     /// [`AGENT_FLAG`].
     pub fn to_args(&self) -> Vec<String> {
-        let mut a = vec![
-            "--segment-fd".into(),
-            self.segment_fd.to_string(),
+        let mut a = self.fds.to_args();
+        a.extend([
             "--slot".into(),
             self.slot.to_string(),
             "--epoch".into(),
@@ -92,7 +92,7 @@ impl AgentConfig {
             self.heartbeat_period.as_micros().to_string(),
             "--spin".into(),
             self.spin.to_string(),
-        ];
+        ]);
         if let Some(fd) = self.parent_fd {
             a.push("--parent-fd".into());
             a.push(fd.to_string());
@@ -104,7 +104,11 @@ impl AgentConfig {
     /// Parses what [`AgentConfig::to_args`] wrote (a leading [`AGENT_FLAG`] is skipped).
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, ArgsError> {
         let mut c = AgentConfig {
-            segment_fd: -1,
+            fds: AgentFds {
+                segment: -1,
+                slot_file: -1,
+                common: -1,
+            },
             slot: 0,
             epoch: 1,
             parent_fd: None,
@@ -125,7 +129,9 @@ impl AgentConfig {
                 })
             };
             match flag.as_str() {
-                "--segment-fd" => c.segment_fd = num(val()?)? as RawFd,
+                "--segment-fd" => c.fds.segment = num(val()?)? as RawFd,
+                "--slot-fd" => c.fds.slot_file = num(val()?)? as RawFd,
+                "--common-fd" => c.fds.common = num(val()?)? as RawFd,
                 "--slot" => c.slot = num(val()?)? as u32,
                 "--epoch" => c.epoch = num(val()?)? as u32,
                 "--parent-fd" => c.parent_fd = Some(num(val()?)? as RawFd),
@@ -139,7 +145,7 @@ impl AgentConfig {
                 _ => return Err(ArgsError::Unknown(flag)),
             }
         }
-        if c.segment_fd < 0 {
+        if c.fds.all().iter().any(|&fd| fd < 0) {
             return Err(ArgsError::NoSegment);
         }
         Ok(c)

@@ -20,9 +20,9 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
     if let Some(fd) = config.parent_fd {
         watch_parent(fd).map_err(thread_err)?;
     }
-    // SAFETY: the supervisor passed this descriptor for the segment; nothing else in this
-    // process owns it.
-    let seg = unsafe { Segment::open_raw(config.segment_fd) }
+    // SAFETY: the supervisor passed these descriptors for the segment's files; nothing else
+    // in this process owns them.
+    let seg = unsafe { Segment::open_agent_raw(slot, config.fds) }
         .map_err(|source| AgentError::Segment { slot, source })?;
     let seg_err = |source| AgentError::Segment { slot, source };
     let hb = seg.heartbeat(slot).map_err(seg_err)?;
@@ -33,7 +33,7 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
     let mut tx = seg.producer(slot, Direction::FromAgent).map_err(seg_err)?;
     let slab = seg.slab(slot.wrapping_mul(0x9E37_79B9));
     let me = Owner::Agent(slot);
-    let doorbell = &seg.control().doorbell;
+    let doorbell = seg.doorbell();
     let ring_err = |source| AgentError::Ring { slot, source };
     // Last, before the first task: give up everything a document could abuse.
     crate::runtime::sandbox::apply(&config.sandbox)
@@ -101,7 +101,7 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
 fn flush<S: RingStorage<Descriptor>>(
     tx: &mut Producer<Descriptor, S>,
     outbox: &mut Vec<Descriptor>,
-    doorbell: &crate::shm::futex::WaitWord,
+    doorbell: crate::shm::futex::WaitPair<'_>,
     config: &AgentConfig,
 ) -> Result<(), RingCorrupt> {
     let wait = Wait::SpinThenSleep(config.spin);

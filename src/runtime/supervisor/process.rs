@@ -93,8 +93,15 @@ impl State {
         a.current = None;
         a.kill_reason = None;
 
+        let fds = match sh.seg.agent_fds(slot) {
+            Ok(fds) => fds,
+            Err(e) => {
+                self.startup_failure(sh, i, format!("no segment files for the slot: {e}"));
+                return None;
+            }
+        };
         let config = AgentConfig {
-            segment_fd: sh.seg.raw_fd(),
+            fds,
             slot,
             epoch: a.epoch,
             parent_fd: Some(sh.parent_read.as_raw_fd()),
@@ -109,7 +116,12 @@ impl State {
             .stdout(Stdio::null());
         crate::runtime::spawn::inherit_fds(
             &mut cmd,
-            &[sh.seg.raw_fd(), sh.parent_read.as_raw_fd()],
+            &[
+                fds.segment,
+                fds.slot_file,
+                fds.common,
+                sh.parent_read.as_raw_fd(),
+            ],
         );
         a.cgroup = None;
         let epoch = a.epoch;

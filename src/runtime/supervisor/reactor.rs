@@ -59,7 +59,7 @@ impl Shared {
 
 pub(super) fn reactor_loop(sh: &Shared) {
     let tick = (sh.cfg.heartbeat_period / 4).max(Duration::from_millis(1));
-    let doorbell = &sh.seg.control().doorbell;
+    let doorbell = sh.seg.doorbell();
     // Relaxed (`stop` and `drivers` here): see `Supervisor::stop` and `Shared::wait_for`.
     while !sh.stop.load(Ordering::Relaxed) {
         {

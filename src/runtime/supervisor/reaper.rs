@@ -129,7 +129,7 @@ pub(super) struct Waker {
 
 impl Waker {
     pub(super) fn wake(&self) {
-        self.seg.control().doorbell.wake();
+        self.seg.doorbell().wake();
         if let Some(t) = self.reactor.lock().as_ref() {
             t.unpark();
         }
