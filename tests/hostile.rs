@@ -40,9 +40,69 @@ const WRITE: TaskKind = TaskKind(2007);
 const CLOSE_FDS: TaskKind = TaskKind(2008);
 /// Allocates and touches `arg` MiB.
 const HOG: TaskKind = TaskKind(2009);
-/// Returns its own process's sandbox as `/proc/self/status` would show it... which it
-/// cannot read: it returns the pid, and the test reads the status from outside.
+/// Returns its pid (the test reads the agent's `/proc/PID/status` from outside).
 const PID: TaskKind = TaskKind(2010);
+/// Maps every segment file it inherited read-write, as far as the kernel lets it, and
+/// writes random bytes over all it got for `arg` ms (the shared slab's file excepted, see
+/// the test). Returns how many files it could write and how many were refused.
+const SCRIBBLE: TaskKind = TaskKind(2011);
+/// Writes completions into its own from-agent ring for the tasks `arg..arg + 64`,
+/// attempts 1 to 3: tasks that are not its own.
+const FORGE: TaskKind = TaskKind(2012);
+/// Writes its heartbeat as another incarnation would, naming another task as its own.
+const LIE: TaskKind = TaskKind(2013);
+
+/// The segment's files among this process's descriptors: (descriptor, name, size).
+fn segment_files() -> Vec<(i32, String, usize)> {
+    (0..64)
+        .filter_map(|fd| {
+            let link = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).ok()?;
+            let mut buf = [0u8; 256];
+            // SAFETY: `link` is a C string, `buf` a buffer of the length given.
+            let n = unsafe {
+                libc::readlinkat(
+                    libc::AT_FDCWD,
+                    link.as_ptr(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                )
+            };
+            let name = String::from_utf8_lossy(buf.get(..usize::try_from(n).ok()?)?).into_owned();
+            if !name.contains("memfd:neuralflow-swarm") {
+                return None;
+            }
+            // SAFETY: an all-zero `stat` is a valid value of this plain C struct.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: `st` is a valid out-pointer for fstat.
+            let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+            ok.then_some((fd, name, st.st_size as usize))
+        })
+        .collect()
+}
+
+/// Maps `fd` (`len` bytes) shared, read-write; `None` when the kernel refuses.
+fn map_writable(fd: i32, len: usize) -> Option<*mut u8> {
+    // SAFETY: a fresh mapping chosen by the kernel; nothing of ours is overwritten.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    (p != libc::MAP_FAILED).then_some(p.cast())
+}
+
+/// This agent's slot file, mapped read-write.
+fn own_slot_file() -> Option<*mut u8> {
+    segment_files()
+        .into_iter()
+        .find(|(_, name, _)| name.contains("neuralflow-swarm-slot"))
+        .and_then(|(fd, _, len)| map_writable(fd, len))
+}
 
 fn io_err(e: std::io::Error) -> TaskError {
     TaskError::new("io", e.to_string())
@@ -125,6 +185,74 @@ fn registry() -> Registry {
             v.push(vec![0x5A; 1 << 20]);
         }
         Ok::<_, String>(v.len().to_string().into_bytes())
+    })
+    .unwrap();
+    r.register(SCRIBBLE, "scribble", |ctx: &TaskContext<'_>| {
+        let (mut wrote, mut refused) = (0, 0);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
+        for (fd, name, len) in segment_files() {
+            // The common file (doorbell and page-buffer slab) is still written by every
+            // agent; giving each its own is the next step, and this test leaves it be.
+            if name.contains("neuralflow-swarm-common") {
+                continue;
+            }
+            let Some(p) = map_writable(fd, len) else {
+                refused += 1;
+                // Nor may it be written with write(2).
+                // SAFETY: a one-byte buffer on the stack.
+                assert!(unsafe { libc::pwrite(fd, b"x".as_ptr().cast(), 1, 0) } < 0);
+                continue;
+            };
+            wrote += 1;
+            let end = std::time::Instant::now() + Duration::from_millis(ctx.arg());
+            while std::time::Instant::now() < end {
+                for _ in 0..1024 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let at = (x as usize % (len / 8)) * 8;
+                    // SAFETY: an aligned u64 inside the `len`-byte shared mapping.
+                    unsafe { p.add(at).cast::<u64>().write_volatile(x) };
+                }
+            }
+        }
+        Ok::<_, String>(format!("wrote {wrote} refused {refused}").into_bytes())
+    })
+    .unwrap();
+    r.register(FORGE, "forge", |ctx: &TaskContext<'_>| {
+        use neuralflow_swarm::descriptor::Descriptor;
+        use neuralflow_swarm::segment::{SLOT_FROM_AGENT_PRODUCER, SLOT_FROM_AGENT_SLOTS};
+        let p = own_slot_file().ok_or("no slot file")?;
+        // SAFETY: the from-agent producer side and slots of this agent's own slot file,
+        // inside the mapping (the ring's capacity is at least 64 in this test).
+        unsafe {
+            let tail = p.add(SLOT_FROM_AGENT_PRODUCER as usize).cast::<u64>();
+            let slots = p.add(SLOT_FROM_AGENT_SLOTS as usize).cast::<Descriptor>();
+            let mut t = tail.read_volatile();
+            for id in ctx.arg()..ctx.arg() + 64 {
+                for attempt in 1..=3 {
+                    let d = Descriptor::new(id, attempt, neuralflow_swarm::task::status::OK);
+                    slots.add((t % 64) as usize).write_volatile(d);
+                    t += 1;
+                    tail.write_volatile(t);
+                }
+            }
+        }
+        // Long enough for the supervisor to read them.
+        ctx.sleep(Duration::from_millis(100));
+        Ok::<_, String>(b"forged".to_vec())
+    })
+    .unwrap();
+    r.register(LIE, "lie", |ctx: &TaskContext<'_>| {
+        use neuralflow_swarm::heartbeat::HeartbeatWord;
+        let p = own_slot_file().ok_or("no slot file")?;
+        // SAFETY: the heartbeat line at the start of this agent's own slot file.
+        let hb = unsafe { &*p.cast::<HeartbeatWord>() };
+        hb.set_current(Some((ctx.arg(), 1)));
+        hb.begin(u32::MAX - 1, 1);
+        hb.beat();
+        ctx.sleep(Duration::from_secs(5));
+        Ok::<_, String>(Vec::new())
     })
     .unwrap();
     r.register(PID, "pid", |_| {
@@ -346,7 +474,97 @@ fn a_memory_hog_is_killed_by_its_own_limit() {
     assert_eq!(all, 3, "{c:?}");
 }
 
+/// An agent that writes random bytes over every segment file it can map writable: the
+/// supervisor's file (header, control words, the supervisor's ring sides) is refused it,
+/// other agents' files are not there to map, and its own slot file (heartbeat, rings) it
+/// may ruin, which costs it its life and its task a strike. Meanwhile honest work
+/// completes, new agents start (the header is intact), and every task of the rogue
+/// scenario (spin tasks beside scribblers) ends exactly once.
+fn scribbling_over_the_segment_costs_only_the_scribbler() {
+    let sup = builder(2).build().unwrap();
+    for _ in 0..2 {
+        match beside_honest_work(&sup, TaskSpec::new(SCRIBBLE, 50)) {
+            Outcome::Failed(Failure::Quarantined(causes)) => {
+                assert!(causes.iter().all(|c| c.blames_task()), "{causes:?}")
+            }
+            Outcome::Completed { output, .. } => {
+                let said = String::from_utf8_lossy(&output).into_owned();
+                assert!(said.ends_with("refused 1"), "{said}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The rogue scenario, scaled down: spin tasks with scribblers among them.
+    let spins: Vec<_> = (0..2000)
+        .map(|_| sup.submit("spin:100us".parse().unwrap()).unwrap())
+        .collect();
+    let scribblers: Vec<_> = (0..3)
+        .map(|_| sup.submit(TaskSpec::new(SCRIBBLE, 200)).unwrap())
+        .collect();
+    for h in spins {
+        let o = h.wait(Some(WATCHDOG)).expect("every spin task ends");
+        assert!(o.is_completed(), "{o:?}");
+    }
+    for h in scribblers {
+        h.wait(Some(WATCHDOG)).expect("every scribbler ends");
+    }
+    for _ in 0..10 {
+        assert!(wait(&sup, "noop".parse().unwrap()).is_completed());
+    }
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    // Only the five scribblers may have failed; every other task completed, once.
+    assert!(c.failed <= 5, "{c:?}");
+    assert_eq!(c.completed + c.failed, 2000 + 2 * 41 + 3 + 10, "{c:?}");
+}
+
+/// Completions forged for tasks that are not the forger's are discarded: every honest
+/// task ends once, with its own bytes.
+fn forged_completions_are_discarded() {
+    let sup = builder(2).ring_capacity(64).build().unwrap();
+    // The honest tasks' ids come after this one's: forge for them.
+    let probe = sup.submit("noop".parse().unwrap()).unwrap();
+    let first = probe.id().get() + 1;
+    assert!(probe.wait(Some(WATCHDOG)).unwrap().is_completed());
+    match beside_honest_work(&sup, TaskSpec::new(FORGE, first)) {
+        Outcome::Completed { .. } => {}
+        Outcome::Failed(Failure::Quarantined(causes)) => {
+            assert!(causes.iter().all(|c| c.blames_task()), "{causes:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert!(
+        c.stale_completions > 0 || c.deaths.get("protocol").is_some_and(|&n| n > 0),
+        "{c:?}"
+    );
+}
+
+/// An agent that claims another incarnation in its heartbeat, and another task as its
+/// current one, is killed for breaking the protocol; the strike falls on its own task,
+/// never on the task it named.
+fn a_lying_heartbeat_costs_only_the_liar() {
+    let sup = builder(2).build().unwrap();
+    match beside_honest_work(&sup, TaskSpec::new(LIE, 1)) {
+        Outcome::Failed(Failure::Quarantined(causes)) => {
+            assert_eq!(causes, [DeathCause::Protocol; 3])
+        }
+        other => panic!("{other:?}"),
+    }
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    // An honest task whose completion the liar had not yet published when it died may
+    // take a strike too (it is retried, and completed above); nothing else dies.
+    assert!(c.deaths.get("protocol").is_some_and(|&n| n >= 3), "{c:?}");
+    assert_eq!(
+        c.deaths.values().sum::<u64>(),
+        c.deaths["protocol"],
+        "{c:?}"
+    );
+}
+
 const TESTS: &[harness::Test] = tests![
+    scribbling_over_the_segment_costs_only_the_scribbler,
+    forged_completions_are_discarded,
+    a_lying_heartbeat_costs_only_the_liar,
     forbidden_system_calls_kill_only_the_offender,
     files_outside_the_read_paths_are_out_of_reach,
     agents_run_with_every_measure_in_force,

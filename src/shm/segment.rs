@@ -76,10 +76,14 @@ const PAGE: u64 = 4096;
 const LINE: u64 = 128;
 /// Bytes of one side of a ring.
 const SIDE: u64 = std::mem::size_of::<RingSide>() as u64;
-/// Offsets in a slot file.
-const SLOT_TO_AGENT_CONSUMER: u64 = LINE;
-const SLOT_FROM_AGENT_PRODUCER: u64 = SLOT_TO_AGENT_CONSUMER + SIDE;
-const SLOT_FROM_AGENT_SLOTS: u64 = SLOT_FROM_AGENT_PRODUCER + SIDE;
+/// Offset of the heartbeat line in a slot file.
+pub const SLOT_HEARTBEAT: u64 = 0;
+/// Offset of the to-agent ring's consumer side in a slot file.
+pub const SLOT_TO_AGENT_CONSUMER: u64 = LINE;
+/// Offset of the from-agent ring's producer side in a slot file.
+pub const SLOT_FROM_AGENT_PRODUCER: u64 = SLOT_TO_AGENT_CONSUMER + SIDE;
+/// Offset of the from-agent ring's slots in a slot file.
+pub const SLOT_FROM_AGENT_SLOTS: u64 = SLOT_FROM_AGENT_PRODUCER + SIDE;
 
 /// Most agent slots a segment can have.
 pub const MAX_AGENT_SLOTS: u32 = 4096;
@@ -873,7 +877,7 @@ impl Segment {
 
     /// The heartbeat line of `slot` (in that slot's file).
     pub fn heartbeat(&self, slot: u32) -> Result<&HeartbeatWord, SegmentError> {
-        let p = self.at::<HeartbeatWord>(Owned::Slot(slot), 0)?;
+        let p = self.at::<HeartbeatWord>(Owned::Slot(slot), SLOT_HEARTBEAT)?;
         // SAFETY: offset 0 of the slot's file, page aligned, 64 bytes; zeroed or
         // agent-written memory is a valid `HeartbeatWord` (atomics only).
         Ok(unsafe { &*p })

@@ -69,6 +69,13 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
                 hb.set_state(AgentState::Exiting);
                 return Ok(());
             }
+            // What is done is published before the next task starts (the doorbell waits
+            // for the rules below): should this task kill the agent, the supervisor then
+            // holds every earlier result, and the oldest task still out is this one, so
+            // the blame cannot fall on a task that finished.
+            if !outbox.is_empty() {
+                publish(&mut tx, &mut outbox, doorbell, config).map_err(ring_err)?;
+            }
             hb.set_state(AgentState::Busy);
             hb.set_current(Some((task.task_id, task.attempt)));
             let mut on_full = || flush(&mut tx, &mut outbox, doorbell, config);
@@ -98,7 +105,20 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
     }
 }
 
+/// Publishes the outbox on the ring and rings the supervisor's doorbell.
 fn flush<S: RingStorage<Descriptor>>(
+    tx: &mut Producer<Descriptor, S>,
+    outbox: &mut Vec<Descriptor>,
+    doorbell: crate::shm::futex::WaitPair<'_>,
+    config: &AgentConfig,
+) -> Result<(), RingCorrupt> {
+    publish(tx, outbox, doorbell, config)?;
+    doorbell.wake();
+    Ok(())
+}
+
+/// Publishes the outbox on the ring (ringing the doorbell only while the ring is full).
+fn publish<S: RingStorage<Descriptor>>(
     tx: &mut Producer<Descriptor, S>,
     outbox: &mut Vec<Descriptor>,
     doorbell: crate::shm::futex::WaitPair<'_>,
@@ -109,7 +129,6 @@ fn flush<S: RingStorage<Descriptor>>(
         doorbell.wake()
     })?;
     outbox.clear();
-    doorbell.wake();
     Ok(())
 }
 

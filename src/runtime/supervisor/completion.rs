@@ -84,8 +84,8 @@ impl State {
                     Ok(())
                 });
             if let Err(e) = taken {
-                // The agent broke the protocol: kill it; the task is requeued with the rest
-                // of its in-flight work, without blame.
+                // The agent broke the protocol: kill it; the task it ran is blamed and the
+                // rest of its in-flight work requeued.
                 tracing::warn!(slot, task = d.task_id, "bad completion payload: {e}");
                 self.kill(i, DeathCause::Protocol);
                 return;

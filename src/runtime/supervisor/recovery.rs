@@ -154,8 +154,9 @@ impl State {
     }
 
     /// One rule for a ring whose counters do not check out, whichever side finds it: the
-    /// agent broke the protocol (or something wrote over its ring) and is killed; its
-    /// tasks are requeued without blame and a new incarnation gets fresh rings.
+    /// agent broke the protocol (only it can write its side of its rings) and is killed;
+    /// the task it was running is blamed (see [`DeathCause::blames_task`]), the rest are
+    /// requeued, and a new incarnation gets fresh rings.
     pub(super) fn ring_fault(
         &mut self,
         i: usize,
@@ -216,17 +217,21 @@ impl State {
         self.take_completions(i);
         let culprit = if cause.blames_task() {
             let a = &self.agents[i];
-            let reported = sh
-                .seg
-                .heartbeat(slot)
-                .ok()
-                .and_then(|hb| a.reported_task(hb));
+            let hb = sh.seg.heartbeat(slot).ok();
+            let reported = hb.and_then(|hb| a.reported_task(hb));
+            // The agent's word for what it ran is taken only when it names one of its own
+            // tasks; a word naming anything else is a lie (or scribbled over), and then the
+            // oldest task it had is the culprit, as when it said nothing.
+            let lied = reported.is_none() && hb.is_some_and(|hb| hb.current().is_some());
+            let oldest = || a.in_flight.front().map(|f| f.id);
             // An exit is the running task's doing only if the agent said it was running
-            // one; a crash signal, an OOM kill, a hang or a timeout falls on the oldest
-            // task when the agent had no time to say.
+            // one (its own errors clear that first); a crash signal, an OOM kill, a hang, a
+            // timeout, a sandbox kill or a broken protocol falls on the oldest task when
+            // the agent had no time to say.
             match cause {
+                DeathCause::Exit(_) if lied => oldest(),
                 DeathCause::Exit(_) => reported,
-                _ => reported.or_else(|| a.in_flight.front().map(|f| f.id)),
+                _ => reported.or_else(oldest),
             }
         } else {
             None

@@ -65,6 +65,8 @@ mod tests {
         assert!(!DeathCause::Signal(libc::SIGKILL).blames_task());
         assert!(DeathCause::Oom.blames_task());
         assert!(DeathCause::Exit(101).blames_task());
-        assert!(!DeathCause::Protocol.blames_task());
+        assert!(DeathCause::Protocol.blames_task());
+        assert!(DeathCause::Sandbox.blames_task());
+        assert!(!DeathCause::Supervisor.blames_task());
     }
 }

@@ -29,10 +29,12 @@ pub enum DeathCause {
 
 impl DeathCause {
     /// Whether a death with this cause is the fault of the task that was running: crash
-    /// signals, OOM, hang, timeout, and an exit (agents exit on their own only when told
-    /// to, so one that exits while it reports a task running was ended by that task: a
-    /// `process::exit` in a handler, a panic the agent could not catch). A plain `SIGKILL`
-    /// from outside, a protocol error or a shutdown are not.
+    /// signals, OOM, hang, timeout, a sandbox kill, a broken protocol (only an agent can
+    /// write its side of its rings and its heartbeat, so an agent that breaks them while it
+    /// runs a task was most likely turned by that task's input), and an exit (agents exit
+    /// on their own only when told to, so one that exits while it reports a task running
+    /// was ended by that task: a `process::exit` in a handler, a panic the agent could not
+    /// catch). A plain `SIGKILL` from outside or a shutdown are not.
     pub fn blames_task(self) -> bool {
         match self {
             DeathCause::Signal(sig) => [
@@ -49,8 +51,9 @@ impl DeathCause {
             | DeathCause::Hang
             | DeathCause::Timeout
             | DeathCause::Exit(_)
-            | DeathCause::Sandbox => true,
-            DeathCause::Protocol | DeathCause::Supervisor => false,
+            | DeathCause::Sandbox
+            | DeathCause::Protocol => true,
+            DeathCause::Supervisor => false,
         }
     }
 
