@@ -51,6 +51,8 @@ const SCRIBBLE: TaskKind = TaskKind(2011);
 const FORGE: TaskKind = TaskKind(2012);
 /// Writes its heartbeat as another incarnation would, naming another task as its own.
 const LIE: TaskKind = TaskKind(2013);
+/// Clears the task its heartbeat names, as if it ran none, and exits.
+const HIDE_AND_EXIT: TaskKind = TaskKind(2014);
 
 /// The segment's files among this process's descriptors: (descriptor, name, size).
 fn segment_files() -> Vec<(i32, String, usize)> {
@@ -254,6 +256,19 @@ fn registry() -> Registry {
         ctx.sleep(Duration::from_secs(5));
         Ok::<_, String>(Vec::new())
     })
+    .unwrap();
+    r.register(
+        HIDE_AND_EXIT,
+        "hide-and-exit",
+        |_| -> Result<Vec<u8>, String> {
+            use neuralflow_swarm::heartbeat::HeartbeatWord;
+            let p = own_slot_file().ok_or("no slot file")?;
+            // SAFETY: the heartbeat line at the start of this agent's own slot file.
+            let hb = unsafe { &*p.cast::<HeartbeatWord>() };
+            hb.set_current(None);
+            std::process::exit(0)
+        },
+    )
     .unwrap();
     r.register(PID, "pid", |_| {
         Ok::<_, String>(std::process::id().to_string().into_bytes())
@@ -561,7 +576,23 @@ fn a_lying_heartbeat_costs_only_the_liar() {
     );
 }
 
+/// An agent that hides the task it runs and exits: no death is put on the task, so it
+/// cannot be quarantined; it is given up after `max_attempts` deaths instead of being
+/// retried for ever, and the honest work beside it completes.
+fn a_task_whose_agents_hide_it_and_die_is_given_up() {
+    let sup = builder(2).max_attempts(5).build().unwrap();
+    match beside_honest_work(&sup, TaskSpec::new(HIDE_AND_EXIT, 0)) {
+        Outcome::Failed(Failure::Abandoned { deaths, last }) => {
+            assert_eq!((deaths, last), (5, DeathCause::Exit(0)))
+        }
+        other => panic!("{other:?}"),
+    }
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert_eq!(c.deaths.get("exit"), Some(&5), "{c:?}");
+}
+
 const TESTS: &[harness::Test] = tests![
+    a_task_whose_agents_hide_it_and_die_is_given_up,
     scribbling_over_the_segment_costs_only_the_scribbler,
     forged_completions_are_discarded,
     a_lying_heartbeat_costs_only_the_liar,

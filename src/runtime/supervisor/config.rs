@@ -79,6 +79,7 @@ pub struct SupervisorBuilder {
     pub(super) queue_depth: u32,
     pub(super) max_pending: usize,
     pub(super) quarantine_after: u32,
+    pub(super) max_attempts: u32,
     pub(super) restart: RestartPolicy,
     pub(super) segment: SegmentConfig,
     pub(super) agent_spin: u32,
@@ -104,6 +105,7 @@ impl Default for SupervisorBuilder {
             queue_depth: 16,
             max_pending: 1 << 16,
             quarantine_after: 3,
+            max_attempts: 20,
             restart: RestartPolicy::default(),
             segment: SegmentConfig {
                 agent_slots: 2,
@@ -223,6 +225,15 @@ impl SupervisorBuilder {
     /// Deaths a task may cause before it is quarantined (default 3).
     pub fn quarantine_after(mut self, k: u32) -> Self {
         self.quarantine_after = k.max(1);
+        self
+    }
+    /// Deaths of agents holding a task, whoever is blamed, after which it fails as
+    /// [`Failure::Abandoned`](crate::runtime::task::Failure::Abandoned) instead of being
+    /// retried again (default 20). Bounds what a task can cost when its agents die without
+    /// the deaths being put on it (an agent that hides what it runs, SIGKILLs from
+    /// outside).
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n.max(1);
         self
     }
     /// The crash-loop policy.

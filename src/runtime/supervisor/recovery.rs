@@ -256,6 +256,17 @@ impl State {
                     continue;
                 }
             }
+            if rec.attempt > sh.cfg.max_attempts {
+                let deaths = rec.attempt - 1;
+                self.finish(
+                    f.id,
+                    Outcome::Failed(Failure::Abandoned {
+                        deaths,
+                        last: cause,
+                    }),
+                );
+                continue;
+            }
             self.pending.push_front(f.id);
         }
         let a = &mut self.agents[i];

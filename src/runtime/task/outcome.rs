@@ -146,6 +146,17 @@ pub enum Failure {
     /// A typed task's output did not decode as its `Output` type.
     #[error("output does not decode: {0}")]
     BadOutput(String),
+    /// Agents died under it this many times without the deaths being its fault (or with
+    /// too few of them blamed on it to quarantine it): given up rather than retried for
+    /// ever (see `SupervisorBuilder::max_attempts`). An agent that hides what it runs
+    /// and dies each time ends here.
+    #[error("given up after {deaths} agent deaths while it ran (the last: {last})")]
+    Abandoned {
+        /// Deaths of agents that held it.
+        deaths: u32,
+        /// The last one's cause.
+        last: DeathCause,
+    },
 }
 
 fn join(causes: &[DeathCause]) -> String {
