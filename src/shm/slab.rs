@@ -393,6 +393,15 @@ impl<S: SlabStorage> Slab<S> {
     /// Allocates a chain for a payload of `len` bytes and copies `bytes` into it. Returns the
     /// first handle. On failure nothing stays allocated.
     pub fn write_payload(&self, owner: Owner, bytes: &[u8]) -> Result<PageHandle, SlabError> {
+        self.write_payload_handles(owner, bytes).map(|h| h[0])
+    }
+
+    /// As [`Slab::write_payload`], returning every buffer of the chain, in order.
+    pub fn write_payload_handles(
+        &self,
+        owner: Owner,
+        bytes: &[u8],
+    ) -> Result<Vec<PageHandle>, SlabError> {
         let len = bytes.len() as u64;
         let max = self.count as u64 * self.buffer_size as u64;
         if len > max {
@@ -441,7 +450,7 @@ impl<S: SlabStorage> Slab<S> {
             meta.len.store(chunk.len() as u32, Ordering::Relaxed);
             meta.chain_next.store(next, Ordering::Relaxed);
         }
-        Ok(handles[0])
+        Ok(handles)
     }
 
     /// Walks a chain held by `holder`, checking every link, and calls `f` on each buffer
@@ -498,16 +507,25 @@ impl<S: SlabStorage> Slab<S> {
 
     /// Moves a whole chain from `from` to `to` in the ledger, checking every link. The
     /// receiver calls this before reading a payload it was handed. On failure, buffers
-    /// already moved go back to `from`.
+    /// already moved go back to `from`. Returns the chain's buffers, in order.
+    ///
+    /// The links live in memory the sender may still write, so a receiver that keeps the
+    /// chain keeps this list and reads and releases by it ([`Slab::read_handles`],
+    /// [`Slab::release_handles`]): links rewritten afterwards cannot make it read or free
+    /// buffers of another chain.
     pub fn claim_chain(
         &self,
         raw: u64,
         total: u64,
         from: Owner,
         to: Owner,
-    ) -> Result<(), SlabError> {
+    ) -> Result<Vec<PageHandle>, SlabError> {
         let mut moved: Vec<u32> = Vec::new();
+        let mut handles: Vec<PageHandle> = Vec::new();
         let result = self.walk(raw, total, from, |index, _| {
+            // Relaxed: the generation was checked by `walk`; the CAS below decides.
+            let generation = self.meta(index).generation.load(Ordering::Relaxed);
+            handles.push(PageHandle { index, generation });
             // AcqRel: SYNC POINT (buffer handover): Acquire makes the sender's writes to the
             // buffer visible to us; Release publishes ours to whoever takes it next.
             self.owner_word(index)
@@ -535,7 +553,70 @@ impl<S: SlabStorage> Slab<S> {
                 );
             }
         }
-        result
+        result.map(|()| handles)
+    }
+
+    /// The parts of a chain taken by [`Slab::claim_chain`], by its list: each buffer still
+    /// held by `holder` at its generation, its length within the buffer, the lengths adding
+    /// up to `total`.
+    pub fn handle_segments(
+        &self,
+        handles: &[PageHandle],
+        total: u64,
+        holder: Owner,
+    ) -> Result<Vec<&[u8]>, SlabError> {
+        let mut parts = Vec::with_capacity(handles.len());
+        let mut seen = 0u64;
+        for &h in handles {
+            self.check(h, holder)?;
+            // Relaxed: as in `walk`; bounded below whatever its value.
+            let len = self.meta(h.index).len.load(Ordering::Relaxed);
+            if len as usize > self.buffer_size {
+                return Err(SlabError::BadChain {
+                    holder,
+                    reason: format!("buffer {} claims {len} bytes", h.index),
+                });
+            }
+            seen += u64::from(len);
+            // SAFETY: `check` proved `index < count`, and `len <= buffer_size`, so the range
+            // lies inside buffer `index`, which the storage keeps alive as long as `self`.
+            parts.push(unsafe {
+                std::slice::from_raw_parts(
+                    self.storage.data_ptr(h.index) as *const u8,
+                    len as usize,
+                )
+            });
+        }
+        if seen != total {
+            return Err(SlabError::BadChain {
+                holder,
+                reason: format!("the chain's buffers hold {seen} bytes, not the {total} named"),
+            });
+        }
+        Ok(parts)
+    }
+
+    /// Copies out a chain by its list (see [`Slab::handle_segments`]).
+    pub fn read_handles(
+        &self,
+        handles: &[PageHandle],
+        total: u64,
+        holder: Owner,
+    ) -> Result<Vec<u8>, SlabError> {
+        let mut out = Vec::with_capacity(total as usize);
+        for p in self.handle_segments(handles, total, holder)? {
+            out.extend_from_slice(p);
+        }
+        Ok(out)
+    }
+
+    /// Releases the buffers of a list held by `holder` at their generations; returns how
+    /// many were. Buffers no longer so held are left alone.
+    pub fn release_handles(&self, handles: &[PageHandle], holder: Owner) -> usize {
+        handles
+            .iter()
+            .filter(|&&h| self.release(h, holder).is_ok())
+            .count()
     }
 
     /// Checks a chain held by `holder` and returns its parts as slices, without copying.
@@ -709,6 +790,40 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// The links of a chain live in memory its writer can still write: rewritten after the
+    /// receiver took the chain, they cannot make it read or free another chain's buffers,
+    /// since it reads and frees by the list it took.
+    #[test]
+    fn a_taken_chain_is_read_and_freed_by_its_list_not_its_links() {
+        let s = slab(8, 16);
+        let other = s.write_payload(Owner::Supervisor, &[7u8; 40]).unwrap();
+        let payload: Vec<u8> = (0..40u8).collect();
+        let h = s.write_payload(Owner::Agent(1), &payload).unwrap();
+        let taken = s
+            .claim_chain(h.to_raw(), 40, Owner::Agent(1), Owner::Supervisor)
+            .unwrap();
+        assert_eq!(taken.len(), 3);
+        // The writer points its first buffer at the other chain.
+        s.meta(h.index)
+            .chain_next
+            .store(other.to_raw(), Ordering::Relaxed);
+        assert_eq!(
+            s.read_handles(&taken, 40, Owner::Supervisor).unwrap(),
+            payload
+        );
+        assert_eq!(s.release_handles(&taken, Owner::Supervisor), 3);
+        // The other chain is whole and still held.
+        assert_eq!(s.held_by(Owner::Supervisor), 3);
+        assert_eq!(
+            s.read_payload(other.to_raw(), 40, Owner::Supervisor)
+                .unwrap(),
+            vec![7u8; 40]
+        );
+        // A stale list (its buffers freed) frees nothing more.
+        assert_eq!(s.release_handles(&taken, Owner::Supervisor), 0);
+        assert!(s.read_handles(&taken, 40, Owner::Supervisor).is_err());
     }
 
     #[test]

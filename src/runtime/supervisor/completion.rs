@@ -43,12 +43,11 @@ impl State {
             // Unknown task, or a stale attempt: discard, freeing what it carried.
             self.counters.stale_completions += 1;
             if let Some(raw) = d.payload() {
-                if self
-                    .slab
-                    .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
-                    .is_ok()
+                if let Ok(handles) =
+                    self.slab
+                        .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
                 {
-                    let _ = self.slab.release_chain(raw, d.len, Owner::Supervisor);
+                    self.slab.release_handles(&handles, Owner::Supervisor);
                 }
             }
             return;
@@ -68,18 +67,17 @@ impl State {
             let taken = self
                 .slab
                 .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
-                .and_then(|()| {
+                .and_then(|handles| {
                     if keep && d.len > inline_max {
-                        let buffers = self.slab.segments(raw, d.len, Owner::Supervisor)?.len();
                         held = Some(Stored::Chain {
                             raw,
                             len: d.len,
-                            buffers,
+                            handles,
                         });
                         return Ok(());
                     }
-                    let bytes = self.slab.read_payload(raw, d.len, Owner::Supervisor);
-                    let _ = self.slab.release_chain(raw, d.len, Owner::Supervisor);
+                    let bytes = self.slab.read_handles(&handles, d.len, Owner::Supervisor);
+                    self.slab.release_handles(&handles, Owner::Supervisor);
                     output = bytes?;
                     Ok(())
                 });
@@ -126,9 +124,9 @@ impl State {
         let Some(rec) = self.tasks.remove(&id) else {
             return;
         };
-        if let Some((raw, len, parts)) = rec.lent {
-            let _ = self.slab.release_chain(raw, len, Owner::Supervisor);
-            self.lent_buffers -= parts;
+        if let Some((_, handles)) = rec.lent {
+            self.slab.release_handles(&handles, Owner::Supervisor);
+            self.lent_buffers -= handles.len();
         }
         for input in rec.inputs {
             input.release(&self.slab);

@@ -234,13 +234,16 @@ impl State {
                     &list
                 }
             };
-            let h = self.slab.write_payload(Owner::Supervisor, bytes).ok()?;
-            rec.lent = Some((h.to_raw(), bytes.len() as u64, parts));
-            self.lent_buffers += parts;
+            let handles = self
+                .slab
+                .write_payload_handles(Owner::Supervisor, bytes)
+                .ok()?;
+            self.lent_buffers += handles.len();
+            rec.lent = Some((bytes.len() as u64, handles));
         }
-        let (raw, len, _) = rec.lent.expect("lent above");
-        d.buffer = raw;
-        d.len = len;
+        let (len, handles) = rec.lent.as_ref().expect("lent above");
+        d.buffer = handles[0].to_raw();
+        d.len = *len;
         Some(d)
     }
 }

@@ -45,11 +45,11 @@ impl Supervisor {
         let stored = if bytes.len() <= Stored::inline_max(bs) {
             Stored::Inline(bytes.to_vec())
         } else {
-            let h = st.slab.write_payload(Owner::Supervisor, bytes)?;
+            let handles = st.slab.write_payload_handles(Owner::Supervisor, bytes)?;
             Stored::Chain {
-                raw: h.to_raw(),
+                raw: handles[0].to_raw(),
                 len: bytes.len() as u64,
-                buffers: bytes.len().div_ceil(bs).max(1),
+                handles,
             }
         };
         Ok(st.keep(stored))
@@ -68,8 +68,11 @@ impl Supervisor {
         let st = self.shared.state.lock();
         match st.held.get(&h.id).ok_or(Error::UnknownHeld)? {
             Stored::Inline(b) => Ok(b[..n.min(b.len())].to_vec()),
-            &Stored::Chain { raw, len, .. } => {
-                let parts = st.slab.segments(raw, len, Owner::Supervisor)?;
+            Stored::Chain { len, handles, .. } => {
+                let (len, parts) = (
+                    *len,
+                    st.slab.handle_segments(handles, *len, Owner::Supervisor)?,
+                );
                 let mut out = Vec::with_capacity(n.min(len as usize));
                 for p in parts {
                     let take = (n - out.len()).min(p.len());

@@ -112,8 +112,8 @@ pub(super) struct TaskRecord {
     pub(super) attempt: u32,
     pub(super) blame: Vec<DeathCause>,
     pub(super) delivery: Delivery,
-    /// The payload chain lent to agents: (raw handle, length, buffers).
-    pub(super) lent: Option<(u64, u64, usize)>,
+    /// The payload chain lent to agents: its length and its buffers, in order.
+    pub(super) lent: Option<(u64, Vec<crate::shm::slab::PageHandle>)>,
     /// Held outputs taken over as inputs.
     pub(super) inputs: Vec<Stored>,
 }

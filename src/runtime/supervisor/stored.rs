@@ -4,7 +4,7 @@
 use super::error::Error;
 use crate::runtime::task::flags;
 use crate::shm::segment::SegmentSlab;
-use crate::shm::slab::{Owner, Slab};
+use crate::shm::slab::{Owner, PageHandle, Slab};
 
 /// Where a held output's bytes are.
 #[derive(Debug)]
@@ -15,8 +15,9 @@ pub(super) enum Stored {
         raw: u64,
         /// Its length.
         len: u64,
-        /// Buffers it takes.
-        buffers: usize,
+        /// Its buffers, in order, as taken: read and freed by this list, never by the
+        /// links in shared memory, which the writer could change afterwards.
+        handles: Vec<PageHandle>,
     },
     /// Bytes in the supervisor's memory.
     Inline(Vec<u8>),
@@ -40,7 +41,7 @@ impl Stored {
     /// Page buffers it takes.
     pub(super) fn buffers(&self) -> usize {
         match self {
-            Stored::Chain { buffers, .. } => *buffers,
+            Stored::Chain { handles, .. } => handles.len(),
             Stored::Inline(_) => 0,
         }
     }
@@ -89,9 +90,9 @@ impl Stored {
     /// Its bytes, copied out of the slab if they are there, and its buffers freed.
     pub(super) fn into_bytes(self, slab: &Slab<SegmentSlab>) -> Result<Vec<u8>, Error> {
         match self {
-            Stored::Chain { raw, len, .. } => {
-                let bytes = slab.read_payload(raw, len, Owner::Supervisor);
-                let _ = slab.release_chain(raw, len, Owner::Supervisor);
+            Stored::Chain { len, handles, .. } => {
+                let bytes = slab.read_handles(&handles, len, Owner::Supervisor);
+                slab.release_handles(&handles, Owner::Supervisor);
                 Ok(bytes?)
             }
             Stored::Inline(b) => Ok(b),
@@ -100,8 +101,8 @@ impl Stored {
 
     /// Frees its buffers.
     pub(super) fn release(self, slab: &Slab<SegmentSlab>) {
-        if let Stored::Chain { raw, len, .. } = self {
-            let _ = slab.release_chain(raw, len, Owner::Supervisor);
+        if let Stored::Chain { handles, .. } = self {
+            slab.release_handles(&handles, Owner::Supervisor);
         }
     }
 }
