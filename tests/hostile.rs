@@ -46,8 +46,9 @@ const PID: TaskKind = TaskKind(2010);
 /// writes random bytes over all it got for `arg` ms (the shared slab's file excepted, see
 /// the test). Returns how many files it could write and how many were refused.
 const SCRIBBLE: TaskKind = TaskKind(2011);
-/// Writes completions into its own from-agent ring for the tasks `arg..arg + 64`,
-/// attempts 1 to 3: tasks that are not its own.
+/// Writes completions into its own from-agent ring for tasks that are not its own: task
+/// `arg` (done before it) and tasks that do not exist, attempts 1 and 2; 32 in all, so
+/// that the ring holds them.
 const FORGE: TaskKind = TaskKind(2012);
 /// Writes its heartbeat as another incarnation would, naming another task as its own.
 const LIE: TaskKind = TaskKind(2013);
@@ -231,8 +232,9 @@ fn registry() -> Registry {
             let tail = p.add(SLOT_FROM_AGENT_PRODUCER as usize).cast::<u64>();
             let slots = p.add(SLOT_FROM_AGENT_SLOTS as usize).cast::<Descriptor>();
             let mut t = tail.read_volatile();
-            for id in ctx.arg()..ctx.arg() + 64 {
-                for attempt in 1..=3 {
+            let ids = std::iter::once(ctx.arg()).chain((1u64 << 40)..(1u64 << 40) + 15);
+            for id in ids {
+                for attempt in 1..=2 {
                     let d = Descriptor::new(id, attempt, neuralflow_swarm::task::status::OK);
                     slots.add((t % 64) as usize).write_volatile(d);
                     t += 1;
@@ -532,15 +534,16 @@ fn scribbling_over_the_segment_costs_only_the_scribbler() {
     assert_eq!(c.completed + c.failed, 2000 + 2 * 41 + 3 + 10, "{c:?}");
 }
 
-/// Completions forged for tasks that are not the forger's are discarded: every honest
-/// task ends once, with its own bytes.
+/// Completions forged for tasks that are not the forger's (one already done, others that
+/// do not exist) are discarded and counted; every honest task ends once, with its own
+/// bytes. (An agent can complete only the tasks given to it: for those, a forged
+/// completion is just its answer, right or wrong, as any agent's is.)
 fn forged_completions_are_discarded() {
     let sup = builder(2).ring_capacity(64).build().unwrap();
-    // The honest tasks' ids come after this one's: forge for them.
-    let probe = sup.submit("noop".parse().unwrap()).unwrap();
-    let first = probe.id().get() + 1;
-    assert!(probe.wait(Some(WATCHDOG)).unwrap().is_completed());
-    match beside_honest_work(&sup, TaskSpec::new(FORGE, first)) {
+    let done = sup.submit("noop".parse().unwrap()).unwrap();
+    let done_id = done.id().get();
+    assert!(done.wait(Some(WATCHDOG)).unwrap().is_completed());
+    match beside_honest_work(&sup, TaskSpec::new(FORGE, done_id)) {
         Outcome::Completed { .. } => {}
         Outcome::Failed(Failure::Quarantined(causes)) => {
             assert!(causes.iter().all(|c| c.blames_task()), "{causes:?}")
@@ -548,10 +551,7 @@ fn forged_completions_are_discarded() {
         other => panic!("{other:?}"),
     }
     let c = sup.shutdown(Shutdown::Drain).unwrap();
-    assert!(
-        c.stale_completions > 0 || c.deaths.get("protocol").is_some_and(|&n| n > 0),
-        "{c:?}"
-    );
+    assert!(c.stale_completions >= 32, "{c:?}");
 }
 
 /// An agent that claims another incarnation in its heartbeat, and another task as its
