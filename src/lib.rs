@@ -35,7 +35,7 @@ pub mod runtime;
 pub mod shm;
 
 pub use bench::peer;
-pub use runtime::{agent, cgroup, sandbox, spawn, supervisor, task, typed};
+pub use runtime::{agent, cgroup, launch, sandbox, spawn, supervisor, task, typed};
 pub use shm::{descriptor, futex, heartbeat, plain, ring, segment, slab, sync};
 
 /// The README's Rust examples, compiled and run as doctests.

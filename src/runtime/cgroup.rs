@@ -477,37 +477,6 @@ impl AgentCgroup {
     }
 }
 
-/// Makes `cmd`'s child join `group` between fork and exec.
-pub fn join_before_exec(cmd: &mut std::process::Command, group: &AgentCgroup) {
-    use std::os::unix::process::CommandExt;
-    let files = group.procs_files();
-    // SAFETY: runs in the child between fork and exec; it only calls open, write and close
-    // on C strings built before the fork, and allocates nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            for f in &files {
-                // O_CREAT changes nothing on cgroupfs (the file exists) and lets a directory
-                // laid out like cgroupfs stand in for it in tests.
-                let fd = libc::open(
-                    f.as_ptr(),
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_CLOEXEC,
-                    0o644 as libc::c_uint,
-                );
-                if fd < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                let n = libc::write(fd, b"0".as_ptr().cast(), 1);
-                let err = io::Error::last_os_error();
-                libc::close(fd);
-                if n != 1 {
-                    return Err(err);
-                }
-            }
-            Ok(())
-        });
-    }
-}
-
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

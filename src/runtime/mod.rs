@@ -3,7 +3,8 @@
 //! - [`task`]: kinds, specs, outcomes, failures — what the supervisor and agents agree on.
 //! - [`typed`]: task kinds with serde-typed inputs and outputs over the byte API.
 //! - [`agent`]: the loop inside each agent process and the registry of task handlers.
-//! - [`spawn`]: starting processes that inherit the segment.
+//! - [`spawn`]: starting processes that inherit the segment; [`launch`]: starting agents
+//!   without copying the supervisor (`CLONE_VM | CLONE_VFORK`).
 //! - [`cgroup`]: per-agent isolation, v1 and v2.
 //! - [`sandbox`]: what each agent gives up before its first task (seccomp, Landlock,
 //!   capabilities, limits).
@@ -11,6 +12,7 @@
 
 pub mod agent;
 pub mod cgroup;
+pub mod launch;
 pub mod sandbox;
 pub mod spawn;
 pub mod supervisor;

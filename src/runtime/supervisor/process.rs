@@ -1,35 +1,35 @@
-//! Agent processes: building an incarnation's command (cgroup joined before exec), spawning
-//! it, and the reaper thread that watches pidfds for exits.
+//! Agent processes: building an incarnation's launch (cgroup joined before exec), starting
+//! it without copying the supervisor ([`crate::runtime::launch`]), and the reaper thread
+//! that watches pidfds for exits.
 
 use super::config::CgroupMode;
 use super::state::{Phase, Shared, State};
 use crate::runtime::agent::{AgentConfig, AGENT_FLAG};
-use crate::runtime::cgroup;
+use crate::runtime::launch::{Launch, Launched};
 use crate::shm::heartbeat::Observer;
 use crate::shm::segment::Direction;
 use std::os::fd::AsRawFd;
-use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 impl State {
     /// Starts a new incarnation in slot `slot`.
     pub(super) fn spawn(&mut self, sh: &Shared, slot: u32) {
-        if let Some(mut cmd) = self.prepare_spawn(sh, slot) {
-            let spawned = cmd.spawn();
+        if let Some(launch) = self.prepare_spawn(sh, slot) {
+            let spawned = launch.spawn();
             self.spawned(sh, slot, spawned);
         }
     }
 
-    /// Starts every slot's first incarnation. `Command::spawn` returns once the child has
+    /// Starts every slot's first incarnation. `Launch::spawn` returns once the child has
     /// joined its cgroups and exec'd; joining a cgroup can wait for an RCU grace period
     /// (milliseconds), so the agents are started side by side instead of one after another.
     pub(super) fn spawn_all(&mut self, sh: &Shared) {
-        let mut cmds: Vec<(u32, Command)> = (0..self.agents.len() as u32)
+        let mut cmds: Vec<(u32, Launch)> = (0..self.agents.len() as u32)
             .filter_map(|slot| self.prepare_spawn(sh, slot).map(|c| (slot, c)))
             .collect();
         let threads = cmds.len().clamp(1, 16);
         let per = cmds.len().div_ceil(threads).max(1);
-        let results: Vec<(u32, std::io::Result<Child>)> = std::thread::scope(|scope| {
+        let results: Vec<(u32, std::io::Result<Launched>)> = std::thread::scope(|scope| {
             let workers: Vec<_> = cmds
                 .chunks_mut(per)
                 .map(|chunk| {
@@ -39,7 +39,7 @@ impl State {
                         .spawn_scoped(scope, move || {
                             chunk
                                 .iter_mut()
-                                .map(|(slot, cmd)| (*slot, cmd.spawn()))
+                                .map(|(slot, launch)| (*slot, launch.spawn()))
                                 .collect::<Vec<_>>()
                         });
                     (slots, worker)
@@ -65,7 +65,7 @@ impl State {
 
     /// Resets slot `slot` for a new incarnation and builds its command (cgroup joined
     /// before exec).
-    pub(super) fn prepare_spawn(&mut self, sh: &Shared, slot: u32) -> Option<Command> {
+    pub(super) fn prepare_spawn(&mut self, sh: &Shared, slot: u32) -> Option<Launch> {
         if self.stopping || self.fatal.is_some() {
             return None;
         }
@@ -109,20 +109,21 @@ impl State {
             spin: sh.cfg.agent_spin,
             sandbox: sh.agent_sandbox.clone(),
         };
-        let mut cmd = Command::new(&sh.agent_bin);
-        cmd.arg(AGENT_FLAG)
-            .args(config.to_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        crate::runtime::spawn::inherit_fds(
-            &mut cmd,
-            &[
-                fds.segment,
-                fds.slot_file,
-                fds.common,
-                sh.parent_read.as_raw_fd(),
-            ],
-        );
+        let mut args = vec![AGENT_FLAG.to_string()];
+        args.extend(config.to_args());
+        let mut cmd = match Launch::new(sh.agent_bin.as_os_str(), &args) {
+            Ok(l) => l,
+            Err(e) => {
+                self.startup_failure(sh, i, format!("cannot start: {e}"));
+                return None;
+            }
+        };
+        cmd.keep_fds(&[
+            fds.segment,
+            fds.slot_file,
+            fds.common,
+            sh.parent_read.as_raw_fd(),
+        ]);
         a.cgroup = None;
         let epoch = a.epoch;
         let made = self
@@ -132,7 +133,7 @@ impl State {
         if let Some(made) = made {
             match made {
                 Ok(g) => {
-                    cgroup::join_before_exec(&mut cmd, &g);
+                    cmd.join_cgroups(g.procs_files());
                     self.agents[i].cgroup = Some(g);
                 }
                 Err(e) if sh.cfg.cgroups == CgroupMode::Required => {
@@ -153,7 +154,7 @@ impl State {
     }
 
     /// Records how starting slot `slot` went.
-    pub(super) fn spawned(&mut self, sh: &Shared, slot: u32, spawned: std::io::Result<Child>) {
+    pub(super) fn spawned(&mut self, sh: &Shared, slot: u32, spawned: std::io::Result<Launched>) {
         let i = slot as usize;
         let a = &mut self.agents[i];
         match spawned {

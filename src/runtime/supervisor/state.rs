@@ -16,7 +16,6 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -45,7 +44,7 @@ pub(super) struct InFlight {
 pub(super) struct Agent {
     pub(super) slot: u32,
     pub(super) epoch: u32,
-    pub(super) child: Option<Child>,
+    pub(super) child: Option<crate::runtime::launch::Launched>,
     pub(super) pid: u32,
     pub(super) cgroup: Option<AgentCgroup>,
     pub(super) tx: Option<Producer<Descriptor, SegmentRing>>,
