@@ -191,9 +191,16 @@ fn registry() -> Registry {
     })
     .unwrap();
     r.register(SCRIBBLE, "scribble", |ctx: &TaskContext<'_>| {
+        Ok::<_, String>(scribble(ctx.arg()))
+    })
+    .unwrap();
+    fn scribble(ms: u64) -> Vec<u8> {
         let (mut wrote, mut refused) = (0, 0);
         let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
-        for (fd, name, len) in segment_files() {
+        // The slot file last: ruining it gets the scribbler killed soon after.
+        let mut files = segment_files();
+        files.sort_by_key(|(_, name, _)| name.contains("neuralflow-swarm-slot"));
+        for (fd, name, len) in files {
             // The common file (doorbell and page-buffer slab) is still written by every
             // agent; giving each its own is the next step, and this test leaves it be.
             if name.contains("neuralflow-swarm-common") {
@@ -203,11 +210,11 @@ fn registry() -> Registry {
                 refused += 1;
                 // Nor may it be written with write(2).
                 // SAFETY: a one-byte buffer on the stack.
-                assert!(unsafe { libc::pwrite(fd, b"x".as_ptr().cast(), 1, 0) } < 0);
+                assert!(unsafe { libc::write(fd, b"x".as_ptr().cast(), 1) } < 0);
                 continue;
             };
             wrote += 1;
-            let end = std::time::Instant::now() + Duration::from_millis(ctx.arg());
+            let end = std::time::Instant::now() + Duration::from_millis(ms);
             while std::time::Instant::now() < end {
                 for _ in 0..1024 {
                     x ^= x << 13;
@@ -219,9 +226,8 @@ fn registry() -> Registry {
                 }
             }
         }
-        Ok::<_, String>(format!("wrote {wrote} refused {refused}").into_bytes())
-    })
-    .unwrap();
+        format!("wrote {wrote} refused {refused}").into_bytes()
+    }
     r.register(FORGE, "forge", |ctx: &TaskContext<'_>| {
         use neuralflow_swarm::descriptor::Descriptor;
         use neuralflow_swarm::segment::{SLOT_FROM_AGENT_PRODUCER, SLOT_FROM_AGENT_SLOTS};

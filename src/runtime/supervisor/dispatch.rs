@@ -83,6 +83,7 @@ impl Shared {
                 timeout,
                 attempt: 1,
                 blame: Vec::new(),
+                suspect: false,
                 delivery,
                 lent: None,
                 inputs,
@@ -125,6 +126,17 @@ impl State {
             if a.phase != Phase::Ready || a.in_flight.len() >= depth {
                 continue;
             }
+            // A suspect runs alone: nothing joins it on its agent (so an agent with a
+            // suspect has that one task only).
+            if a.in_flight.len() == 1
+                && a.in_flight
+                    .front()
+                    .and_then(|f| self.tasks.get(&f.id))
+                    .is_some_and(|t| t.suspect)
+            {
+                continue;
+            }
+            let idle = a.in_flight.is_empty();
             let room = (depth - a.in_flight.len()).min(share);
             batch.clear();
             if a.kinds.is_none() {
@@ -132,6 +144,10 @@ impl State {
                     let Some(&id) = self.pending.front() else {
                         break;
                     };
+                    let suspect = self.tasks.get(&id).is_some_and(|t| t.suspect);
+                    if suspect && !(idle && batch.is_empty()) {
+                        break; // it waits for an agent with nothing else
+                    }
                     match self.descriptor(id) {
                         Some(d) => {
                             self.pending.pop_front();
@@ -139,14 +155,20 @@ impl State {
                         }
                         None => break, // no slab credit for its payload now
                     }
+                    if suspect {
+                        break;
+                    }
                 }
             } else {
                 // A specialist: the oldest pending tasks of the kinds it takes.
                 let mut k = 0;
                 while batch.len() < room && k < self.pending.len() {
                     let id = self.pending[k];
-                    let kind = self.tasks.get(&id).map_or(u32::MAX, |t| t.kind);
-                    if !self.agents[i].takes(kind) {
+                    let (kind, suspect) = self
+                        .tasks
+                        .get(&id)
+                        .map_or((u32::MAX, false), |t| (t.kind, t.suspect));
+                    if !self.agents[i].takes(kind) || (suspect && !(idle && batch.is_empty())) {
                         k += 1;
                         continue;
                     }
@@ -156,6 +178,9 @@ impl State {
                             batch.push(d);
                         }
                         None => break,
+                    }
+                    if suspect {
+                        break;
                     }
                 }
             }

@@ -220,18 +220,26 @@ impl State {
             let hb = sh.seg.heartbeat(slot).ok();
             let reported = hb.and_then(|hb| a.reported_task(hb));
             // The agent's word for what it ran is taken only when it names one of its own
-            // tasks; a word naming anything else is a lie (or scribbled over), and then the
-            // oldest task it had is the culprit, as when it said nothing.
+            // tasks; a word naming anything else is a lie (or scribbled over). Without a
+            // word to take, the culprit is plain only when the agent held one task: with
+            // several, none is struck, and they all become suspects, each to run alone
+            // (see `TaskRecord::suspect`), so that the next death names its task. An exit
+            // with no task named is the agent's own doing (its errors clear the word).
             let lied = reported.is_none() && hb.is_some_and(|hb| hb.current().is_some());
-            let oldest = || a.in_flight.front().map(|f| f.id);
-            // An exit is the running task's doing only if the agent said it was running
-            // one (its own errors clear that first); a crash signal, an OOM kill, a hang, a
-            // timeout, a sandbox kill or a broken protocol falls on the oldest task when
-            // the agent had no time to say.
-            match cause {
-                DeathCause::Exit(_) if lied => oldest(),
-                DeathCause::Exit(_) => reported,
-                _ => reported.or_else(oldest),
+            let only = (a.in_flight.len() == 1).then(|| a.in_flight.front().map(|f| f.id));
+            match (cause, reported, only.flatten()) {
+                (_, Some(id), _) => Some(id),
+                (DeathCause::Exit(_), None, _) if !lied => None,
+                (_, None, Some(id)) => Some(id),
+                (_, None, None) => {
+                    let ids: Vec<u64> = a.in_flight.iter().map(|f| f.id).collect();
+                    for id in ids {
+                        if let Some(t) = self.tasks.get_mut(&id) {
+                            t.suspect = true;
+                        }
+                    }
+                    None
+                }
             }
         } else {
             None

@@ -110,6 +110,9 @@ pub(super) struct TaskRecord {
     pub(super) timeout: Option<Duration>,
     pub(super) attempt: u32,
     pub(super) blame: Vec<DeathCause>,
+    /// Its agent died without a culprit it could be sure of, with it among several tasks:
+    /// it runs alone from now on, so that the next death, if any, is plainly its own.
+    pub(super) suspect: bool,
     pub(super) delivery: Delivery,
     /// The payload chain lent to agents: its length and its buffers, in order.
     pub(super) lent: Option<(u64, Vec<crate::shm::slab::PageHandle>)>,
