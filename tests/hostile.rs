@@ -46,6 +46,8 @@ const PID: TaskKind = TaskKind(2010);
 /// writes random bytes over all it got for `arg` ms (the shared slab's file excepted, see
 /// the test). Returns how many files it could write and how many were refused.
 const SCRIBBLE: TaskKind = TaskKind(2011);
+/// As [`SCRIBBLE`], the shared slab's file included.
+const SCRIBBLE_ALL: TaskKind = TaskKind(2015);
 /// Writes completions into its own from-agent ring for tasks that are not its own: task
 /// `arg` (done before it) and tasks that do not exist, attempts 1 and 2; 32 in all, so
 /// that the ring holds them.
@@ -191,10 +193,14 @@ fn registry() -> Registry {
     })
     .unwrap();
     r.register(SCRIBBLE, "scribble", |ctx: &TaskContext<'_>| {
-        Ok::<_, String>(scribble(ctx.arg()))
+        Ok::<_, String>(scribble(ctx.arg(), false))
     })
     .unwrap();
-    fn scribble(ms: u64) -> Vec<u8> {
+    r.register(SCRIBBLE_ALL, "scribble-all", |ctx: &TaskContext<'_>| {
+        Ok::<_, String>(scribble(ctx.arg(), true))
+    })
+    .unwrap();
+    fn scribble(ms: u64, common_too: bool) -> Vec<u8> {
         let (mut wrote, mut refused) = (0, 0);
         let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
         // The slot file last: ruining it gets the scribbler killed soon after.
@@ -203,7 +209,7 @@ fn registry() -> Registry {
         for (fd, name, len) in files {
             // The common file (doorbell and page-buffer slab) is still written by every
             // agent; giving each its own is the next step, and this test leaves it be.
-            if name.contains("neuralflow-swarm-common") {
+            if name.contains("neuralflow-swarm-common") && !common_too {
                 continue;
             }
             let Some(p) = map_writable(fd, len) else {
@@ -597,7 +603,39 @@ fn a_task_whose_agents_hide_it_and_die_is_given_up() {
     assert_eq!(c.deaths.get("exit"), Some(&5), "{c:?}");
 }
 
+/// The one part every agent still writes, the common file (doorbell, slab ledger and
+/// buffers): a scribbler over it can spoil tasks whose data passes through page buffers
+/// (the next step gives each agent buffers of its own), but not the supervisor: every task
+/// ends, as a result or a failure, the ledger's stray words are swept, and the swarm goes
+/// on serving.
+fn scribbling_over_the_shared_slab_does_not_stop_the_supervisor() {
+    let sup = builder(2).build().unwrap();
+    let scribblers: Vec<_> = (0..2)
+        .map(|_| sup.submit(TaskSpec::new(SCRIBBLE_ALL, 100)).unwrap())
+        .collect();
+    // Echo tasks all the while the scribblers run (and their retries).
+    let mut echoes = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_millis(600);
+    let mut i = 0u64;
+    while std::time::Instant::now() < until {
+        echoes.push(
+            sup.submit(TaskSpec::echo(3000 + (i % 5000) as usize, i))
+                .unwrap(),
+        );
+        i += 1;
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    for h in echoes.into_iter().chain(scribblers) {
+        h.wait(Some(WATCHDOG)).expect("every task ends");
+    }
+    for _ in 0..10 {
+        assert!(wait(&sup, "noop".parse().unwrap()).is_completed());
+    }
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
 const TESTS: &[harness::Test] = tests![
+    scribbling_over_the_shared_slab_does_not_stop_the_supervisor,
     a_task_whose_agents_hide_it_and_die_is_given_up,
     scribbling_over_the_segment_costs_only_the_scribbler,
     forged_completions_are_discarded,

@@ -676,6 +676,27 @@ impl<S: SlabStorage> Slab<S> {
         reclaimed
     }
 
+    /// Frees what the ledger says is held by nobody who can let it go: words naming an
+    /// agent slot at or past `slots`, and, among the supervisor's, the buffers
+    /// `supervisor_holds` does not know (the words were written over: agents share the
+    /// ledger). Returns how many were freed. Call it where no chain is being moved.
+    pub fn sweep(&self, slots: u32, supervisor_holds: impl Fn(u32) -> bool) -> usize {
+        let mut freed = 0;
+        for index in 0..self.count {
+            // Relaxed: a pre-check; `release_one` does the CAS.
+            let word = self.owner_word(index).load(Ordering::Relaxed);
+            let stray = match Owner::decode(word) {
+                None => None,
+                Some(Owner::Supervisor) => (!supervisor_holds(index)).then_some(Owner::Supervisor),
+                Some(Owner::Agent(slot)) => (slot >= slots).then_some(Owner::Agent(slot)),
+            };
+            if let Some(holder) = stray {
+                freed += usize::from(self.release_one(index, holder).is_ok());
+            }
+        }
+        freed
+    }
+
     /// Buffers currently held by `holder`.
     pub fn held_by(&self, holder: Owner) -> usize {
         self.count_word(holder.encode())
@@ -824,6 +845,24 @@ mod tests {
         // A stale list (its buffers freed) frees nothing more.
         assert_eq!(s.release_handles(&taken, Owner::Supervisor), 0);
         assert!(s.read_handles(&taken, 40, Owner::Supervisor).is_err());
+    }
+
+    /// Words written over (a slot that does not exist, the supervisor for a buffer it does
+    /// not hold) are swept free; real holders keep theirs.
+    #[test]
+    fn sweep_frees_stray_words_only() {
+        let s = slab(8, 16);
+        let kept = s.write_payload(Owner::Supervisor, &[1; 16]).unwrap();
+        let agents = s.write_payload(Owner::Agent(1), &[2; 16]).unwrap();
+        let stray = s.write_payload(Owner::Supervisor, &[3; 16]).unwrap();
+        let bogus = s.alloc(Owner::Agent(0)).unwrap();
+        s.owner_word(bogus.index)
+            .store(Owner::Agent(40).encode(), Ordering::Relaxed);
+        assert_eq!(s.sweep(2, |i| i == kept.index), 2);
+        assert_eq!(s.free_count(), 6);
+        assert!(s.check(kept, Owner::Supervisor).is_ok());
+        assert!(s.check(agents, Owner::Agent(1)).is_ok());
+        assert!(s.check(stray, Owner::Supervisor).is_err());
     }
 
     #[test]

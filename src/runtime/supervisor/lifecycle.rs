@@ -160,6 +160,7 @@ impl Supervisor {
             stopping: false,
             cgroups,
             last_health: now,
+            last_sweep: now,
             rng: now.elapsed().as_nanos() as u64
                 ^ u64::from(std::process::id())
                 ^ 0x9E37_79B9_7F4A_7C15,

@@ -115,6 +115,10 @@ impl State {
             self.last_health = now;
             self.health(sh, now);
         }
+        if now.duration_since(self.last_sweep) >= Duration::from_secs(1) {
+            self.last_sweep = now;
+            self.sweep_ledger();
+        }
         self.dispatch(sh);
         if self.counters.completed + self.counters.failed != before {
             sh.cv.notify_all();

@@ -170,6 +170,38 @@ impl State {
         self.agents[i].rx = None;
     }
 
+    /// Frees page buffers the ledger records against no one who can free them: an agent
+    /// can write every ledger word (the slab is still shared), and a word it sets to a
+    /// slot that does not exist, or to the supervisor for a buffer the supervisor does not
+    /// hold, would otherwise keep that buffer for ever and, with enough of them, stall
+    /// every task that needs room. Words naming a real agent are freed when it dies.
+    pub(super) fn sweep_ledger(&mut self) {
+        let mut mine = std::collections::HashSet::new();
+        let chains = self
+            .held
+            .values()
+            .chain(self.tasks.values().flat_map(|t| &t.inputs));
+        for stored in chains {
+            if let Stored::Chain { handles, .. } = stored {
+                mine.extend(handles.iter().map(|h| h.index));
+            }
+        }
+        for t in self.tasks.values() {
+            if let Some((_, handles)) = &t.lent {
+                mine.extend(handles.iter().map(|h| h.index));
+            }
+        }
+        let freed = self
+            .slab
+            .sweep(self.agents.len() as u32, |index| mine.contains(&index));
+        if freed > 0 {
+            tracing::warn!(
+                freed,
+                "freed page buffers whose ledger words were written over"
+            );
+        }
+    }
+
     /// Kills an agent, remembering why.
     pub(super) fn kill(&mut self, i: usize, why: DeathCause) {
         let a = &mut self.agents[i];

@@ -135,6 +135,8 @@ pub(super) struct State {
     pub(super) stopping: bool,
     pub(super) cgroups: Option<CgroupManager>,
     pub(super) last_health: Instant,
+    /// When the ledger was last swept of stray words ([`State::sweep_ledger`]).
+    pub(super) last_sweep: Instant,
     pub(super) rng: u64,
     pub(super) scratch: Vec<Descriptor>,
     /// Reused by `dispatch` for the agents' order.
