@@ -11,20 +11,15 @@ pub fn cgroups_required(flag: bool) -> bool {
     flag || std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1")
 }
 
-/// Whether the sandbox's measures are required: by `--require-sandbox` (`flag`), or, as
-/// cgroups, by `SWARM_REQUIRE_CGROUPS=1`.
-pub fn sandbox_required(flag: bool) -> bool {
-    cgroups_required(flag)
-}
-
-/// The agents' sandbox: every measure unless `off`, required or not.
+/// The agents' sandbox: every measure unless `off`; required by `--require-sandbox`
+/// (`require`) or, as cgroups are, by `SWARM_REQUIRE_CGROUPS=1`.
 pub fn sandbox_policy(off: bool, require: bool) -> crate::runtime::sandbox::SandboxPolicy {
     use crate::runtime::sandbox::SandboxPolicy;
     if off {
         return SandboxPolicy::off();
     }
     SandboxPolicy {
-        require: sandbox_required(require),
+        require: cgroups_required(require),
         ..SandboxPolicy::default()
     }
 }

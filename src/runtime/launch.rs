@@ -102,8 +102,8 @@ impl Launch {
         let mut stack = vec![0u8; STACK];
         // The stack grows down: its top, 16-byte aligned.
         let top = (stack.as_mut_ptr() as usize + STACK) & !15;
-        let mut all: libc::sigset_t = unsafe_zeroed();
-        let mut old: libc::sigset_t = unsafe_zeroed();
+        let mut all: libc::sigset_t = empty_sigset();
+        let mut old: libc::sigset_t = empty_sigset();
         // SAFETY: `all` and `old` are valid sigset_t values owned by this frame.
         unsafe {
             libc::sigfillset(&mut all);
@@ -132,8 +132,9 @@ impl Launch {
             return Err(clone_error);
         }
         let mut launched = Launched { pid };
-        // Acquire: the child's store happened before it exec'd or exited, which is before
-        // this thread resumed; the atomic makes that plain to the compiler.
+        // Acquire: SYNC POINT (child's error): the child's store happened before it exec'd
+        // or exited, which is before this thread resumed; pairs with the Release in
+        // `run_child`.
         match error.load(Ordering::Acquire) {
             0 => Ok(launched),
             errno => {
@@ -144,7 +145,7 @@ impl Launch {
     }
 }
 
-fn unsafe_zeroed() -> libc::sigset_t {
+fn empty_sigset() -> libc::sigset_t {
     // SAFETY: sigset_t is a plain C bit set; all zeros is the empty set.
     unsafe { std::mem::zeroed() }
 }
@@ -166,7 +167,7 @@ extern "C" fn run_child(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the `Child` the parent passed, alive while the parent is suspended.
     let c = unsafe { &*(arg as *const Child<'_>) };
     let fail = |errno: i32| -> libc::c_int {
-        // Release: read by the parent once resumed.
+        // Release: SYNC POINT (child's error): pairs with the parent's Acquire in `spawn`.
         c.error.store(errno.max(1), Ordering::Release);
         // SAFETY: ends the child at once, without running anything of the parent's.
         unsafe { libc::_exit(127) }

@@ -227,6 +227,8 @@ pub struct Layout {
     pub rings: Region,
     /// Bytes per slot in `rings`, a multiple of 128.
     pub ring_stride: u64,
+    /// Offset of the from-agent ring's consumer side within a slot's part of `rings`.
+    pub from_agent_consumer: u64,
     /// The doorbell's wake word (common file).
     pub doorbell: Region,
     /// Slab control, owner words and buffer metadata (common file).
@@ -336,6 +338,7 @@ impl Layout {
             control,
             rings,
             ring_stride,
+            from_agent_consumer,
             doorbell,
             ledger,
             owners_offset,
@@ -352,9 +355,6 @@ impl Layout {
     /// Where a ring's producer side, consumer side and slots are: `(file, offset)` each.
     fn ring_parts(&self, slot: u32, dir: Direction) -> [(Owned, u64); 3] {
         let base = self.ring_base(slot);
-        let ring_slots =
-            self.config.ring_capacity as u64 * std::mem::size_of::<Descriptor>() as u64;
-        let from_agent_consumer = base + round_up(SIDE + ring_slots, LINE).unwrap_or(0);
         match dir {
             Direction::ToAgent => [
                 (Owned::Supervisor, base),
@@ -363,7 +363,7 @@ impl Layout {
             ],
             Direction::FromAgent => [
                 (Owned::Slot(slot), SLOT_FROM_AGENT_PRODUCER),
-                (Owned::Supervisor, from_agent_consumer),
+                (Owned::Supervisor, base + self.from_agent_consumer),
                 (Owned::Slot(slot), SLOT_FROM_AGENT_SLOTS),
             ],
         }

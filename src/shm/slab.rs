@@ -453,14 +453,14 @@ impl<S: SlabStorage> Slab<S> {
         Ok(handles)
     }
 
-    /// Walks a chain held by `holder`, checking every link, and calls `f` on each buffer
-    /// index with its length. Stops at the first failure.
+    /// Walks a chain held by `holder`, checking every link, and calls `f` on each buffer's
+    /// handle (as checked against the ledger) with its length. Stops at the first failure.
     fn walk(
         &self,
         raw: u64,
         total: u64,
         holder: Owner,
-        mut f: impl FnMut(u32, u32) -> Result<(), SlabError>,
+        mut f: impl FnMut(PageHandle, u32) -> Result<(), SlabError>,
     ) -> Result<(), SlabError> {
         let bad = |reason: String| SlabError::BadChain { holder, reason };
         let mut next = raw;
@@ -493,7 +493,7 @@ impl<S: SlabStorage> Slab<S> {
                     "chain holds more than the {total} bytes named"
                 )));
             }
-            f(handle.index, len)?;
+            f(handle, len)?;
             // Relaxed: as for `len`.
             next = meta.chain_next.load(Ordering::Relaxed);
             if seen == total && next == PageHandle::NIL_RAW {
@@ -520,32 +520,31 @@ impl<S: SlabStorage> Slab<S> {
         from: Owner,
         to: Owner,
     ) -> Result<Vec<PageHandle>, SlabError> {
-        let mut moved: Vec<u32> = Vec::new();
+        // The handles as `walk` checked them: their generations are not reread from memory
+        // the sender can still write. Each is pushed once moved, so a failure moves back
+        // exactly these.
         let mut handles: Vec<PageHandle> = Vec::new();
-        let result = self.walk(raw, total, from, |index, _| {
-            // Relaxed: the generation was checked by `walk`; the CAS below decides.
-            let generation = self.meta(index).generation.load(Ordering::Relaxed);
-            handles.push(PageHandle { index, generation });
+        let result = self.walk(raw, total, from, |handle, _| {
             // AcqRel: SYNC POINT (buffer handover): Acquire makes the sender's writes to the
             // buffer visible to us; Release publishes ours to whoever takes it next.
-            self.owner_word(index)
+            self.owner_word(handle.index)
                 .compare_exchange(
                     from.encode(),
                     to.encode(),
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
-                .map(|_| moved.push(index))
+                .map(|_| handles.push(handle))
                 .map_err(|found| SlabError::NotOwner {
-                    index,
+                    index: handle.index,
                     holder: from,
                     found: LedgerWord(found),
                 })
         });
         if result.is_err() {
-            for index in moved {
+            for h in &handles {
                 // AcqRel: SYNC POINT (buffer handover), back to the sender.
-                let _ = self.owner_word(index).compare_exchange(
+                let _ = self.owner_word(h.index).compare_exchange(
                     to.encode(),
                     from.encode(),
                     Ordering::AcqRel,
@@ -578,14 +577,8 @@ impl<S: SlabStorage> Slab<S> {
                 });
             }
             seen += u64::from(len);
-            // SAFETY: `check` proved `index < count`, and `len <= buffer_size`, so the range
-            // lies inside buffer `index`, which the storage keeps alive as long as `self`.
-            parts.push(unsafe {
-                std::slice::from_raw_parts(
-                    self.storage.data_ptr(h.index) as *const u8,
-                    len as usize,
-                )
-            });
+            // `check` proved the index in range; `len` is bounded above.
+            parts.push(self.part(h.index, len));
         }
         if seen != total {
             return Err(SlabError::BadChain {
@@ -603,11 +596,8 @@ impl<S: SlabStorage> Slab<S> {
         total: u64,
         holder: Owner,
     ) -> Result<Vec<u8>, SlabError> {
-        let mut out = Vec::with_capacity(total as usize);
-        for p in self.handle_segments(handles, total, holder)? {
-            out.extend_from_slice(p);
-        }
-        Ok(out)
+        self.handle_segments(handles, total, holder)
+            .map(|parts| parts.concat())
     }
 
     /// Releases the buffers of a list held by `holder` at their generations; returns how
@@ -626,31 +616,34 @@ impl<S: SlabStorage> Slab<S> {
     /// bytes, never their bounds).
     pub fn segments(&self, raw: u64, total: u64, holder: Owner) -> Result<Vec<&[u8]>, SlabError> {
         let mut parts = Vec::new();
-        self.walk(raw, total, holder, |index, len| {
-            // SAFETY: `walk` checked `index < count` and `len <= buffer_size`, so the range
-            // lies inside buffer `index`, which the storage keeps alive as long as `self`.
-            parts.push(unsafe {
-                std::slice::from_raw_parts(self.storage.data_ptr(index) as *const u8, len as usize)
-            });
+        self.walk(raw, total, holder, |handle, len| {
+            parts.push(self.part(handle.index, len));
             Ok(())
         })?;
         Ok(parts)
     }
 
+    /// The first `len` bytes of buffer `index`, which the caller has checked: `index <
+    /// count`, `len <= buffer_size`.
+    fn part(&self, index: u32, len: u32) -> &[u8] {
+        debug_assert!(index < self.count && len as usize <= self.buffer_size);
+        // SAFETY: the caller checked `index < count` and `len <= buffer_size`, so the range
+        // lies inside buffer `index`, which the storage keeps alive as long as `self`.
+        unsafe {
+            std::slice::from_raw_parts(self.storage.data_ptr(index) as *const u8, len as usize)
+        }
+    }
+
     /// Checks a chain held by `holder` and copies its payload out.
     pub fn read_payload(&self, raw: u64, total: u64, holder: Owner) -> Result<Vec<u8>, SlabError> {
-        let parts = self.segments(raw, total, holder)?;
-        let mut out = Vec::with_capacity(total as usize);
-        for p in parts {
-            out.extend_from_slice(p);
-        }
-        Ok(out)
+        self.segments(raw, total, holder)
+            .map(|parts| parts.concat())
     }
 
     /// Releases every buffer of a chain held by `holder`. Returns how many were released.
     pub fn release_chain(&self, raw: u64, total: u64, holder: Owner) -> Result<usize, SlabError> {
         let mut indices = Vec::new();
-        self.walk(raw, total, holder, |index, _| {
+        self.walk(raw, total, holder, |PageHandle { index, .. }, _| {
             indices.push(index);
             Ok(())
         })?;

@@ -69,11 +69,8 @@ impl Supervisor {
         match st.held.get(&h.id).ok_or(Error::UnknownHeld)? {
             Stored::Inline(b) => Ok(b[..n.min(b.len())].to_vec()),
             Stored::Chain { len, handles, .. } => {
-                let (len, parts) = (
-                    *len,
-                    st.slab.handle_segments(handles, *len, Owner::Supervisor)?,
-                );
-                let mut out = Vec::with_capacity(n.min(len as usize));
+                let parts = st.slab.handle_segments(handles, *len, Owner::Supervisor)?;
+                let mut out = Vec::with_capacity(n.min(*len as usize));
                 for p in parts {
                     let take = (n - out.len()).min(p.len());
                     out.extend_from_slice(&p[..take]);
