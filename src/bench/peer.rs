@@ -280,7 +280,7 @@ const PEER_USAGE: &str =
 struct PeerArgs {
     /// Inherited descriptors of the segment's files (`--segment-fd`, `--slot-fd`,
     /// `--common-fd`; all three or none).
-    fds: [Option<i32>; 3],
+    fds: Option<crate::shm::segment::AgentFds>,
     /// This agent's slot in the segment.
     slot: u32,
     /// This incarnation's epoch.
@@ -321,9 +321,15 @@ impl PeerArgs {
             }
         }
         let peer = peer.ok_or("--peer is required")?;
-        if fds.iter().any(Option::is_some) && fds.iter().any(Option::is_none) {
-            return Err("--segment-fd, --slot-fd and --common-fd go together".into());
-        }
+        let fds = match fds {
+            [Some(segment), Some(slot_file), Some(common)] => Some(crate::shm::segment::AgentFds {
+                segment,
+                slot_file,
+                common,
+            }),
+            [None, None, None] => None,
+            _ => return Err("--segment-fd, --slot-fd and --common-fd go together".into()),
+        };
         Ok(PeerArgs {
             fds,
             slot,
@@ -349,23 +355,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> std::process::E
     let segment = match args.fds {
         // SAFETY: the parent passed these descriptors for the segment's files and nothing
         // else in this process owns them.
-        [Some(segment), Some(slot_file), Some(common)] => match unsafe {
-            Segment::open_agent_raw(
-                args.slot,
-                crate::shm::segment::AgentFds {
-                    segment,
-                    slot_file,
-                    common,
-                },
-            )
-        } {
+        Some(fds) => match unsafe { Segment::open_agent_raw(args.slot, fds) } {
             Ok(s) => Some(s),
             Err(e) => {
                 eprintln!("agent-bin: slot {}: {e}", args.slot);
                 return ExitCode::from(1);
             }
         },
-        _ => None,
+        None => None,
     };
     if args.sandbox {
         let policy = crate::runtime::sandbox::SandboxPolicy {

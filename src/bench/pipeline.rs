@@ -382,9 +382,8 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
         .zip(&swarm)
         .map(|(&n, &m)| row(n, m))
         .collect();
-    let projected = swarm_rows
-        .iter()
-        .max_by_key(|r| r.agents)
+    let largest = swarm_rows.iter().max_by_key(|r| r.agents);
+    let projected = largest
         .map(|r| {
             [16, 64]
                 .into_iter()
@@ -392,7 +391,7 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
                 .collect()
         })
         .unwrap_or_default();
-    let sandbox = swarm_rows.iter().max_by_key(|r| r.agents).map(|r| {
+    let sandbox = largest.map(|r| {
         let off = unsandboxed.pages as f64 / unsandboxed.seconds;
         SandboxCost {
             agents: r.agents,

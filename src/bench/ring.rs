@@ -123,10 +123,8 @@ impl Peer {
             fds.extend(agent.all());
         }
         // A mode may carry more flags after it (`ring-echo:spin --sandbox`).
-        let mut words = mode.split_whitespace();
         cmd.args(["--slot", "0", "--epoch", "1", "--peer"])
-            .args(words.next())
-            .args(words)
+            .args(mode.split_whitespace())
             .stdin(Stdio::null());
         spawn::inherit_fds(&mut cmd, &fds);
         if cpus() >= 2 {

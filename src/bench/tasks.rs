@@ -27,6 +27,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The longest any one wait of the benchmark may take before it reports a stall.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct TasksBenchConfig {
@@ -168,7 +171,6 @@ impl Tally {
 /// Runs all phases.
 pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> {
     let spec: TaskSpec = cfg.task.parse()?;
-    let watchdog = Duration::from_secs(60);
     let sup = start(cfg, SandboxPolicy::default())?;
 
     // Phase 1: throughput.
@@ -206,7 +208,7 @@ pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> 
         let t = Instant::now();
         let h = sup.submit(again(&spec))?;
         let o = h
-            .wait(Some(watchdog))
+            .wait(Some(WATCHDOG))
             .ok_or_else(|| TasksBenchError::Stalled("overhead task timed out".into()))?;
         let total = t.elapsed();
         match o {
@@ -308,11 +310,10 @@ fn start(cfg: &TasksBenchConfig, sandbox: SandboxPolicy) -> Result<Supervisor, T
         b = b.agent_bin(p);
     }
     let sup = b.build()?;
-    let watchdog = Duration::from_secs(60);
     // Wait until every agent is ready, so the phases measure work, not start-up.
     let t0 = Instant::now();
     while sup.status().agents.iter().any(|a| a.phase != "ready") {
-        if t0.elapsed() > watchdog {
+        if t0.elapsed() > WATCHDOG {
             return Err(TasksBenchError::Stalled(
                 "agents did not become ready".into(),
             ));
@@ -329,7 +330,6 @@ fn throughput(
     tasks: u64,
     tally: &mut Tally,
 ) -> Result<f64, TasksBenchError> {
-    let watchdog = Duration::from_secs(60);
     let start = Instant::now();
     for _ in 0..tasks {
         sup.submit_detached(again(spec))?;
@@ -344,7 +344,7 @@ fn throughput(
                 tally.record(id, &o)?;
                 last = Instant::now();
             }
-            Err(RecvError::Timeout) if last.elapsed() <= watchdog => {}
+            Err(RecvError::Timeout) if last.elapsed() <= WATCHDOG => {}
             Err(e) => {
                 return Err(TasksBenchError::Stalled(format!(
                     "{e} ({} of {} done)",
@@ -359,7 +359,6 @@ fn throughput(
 
 /// SIGKILL of slot 0's agent to its replacement ready, `samples` times (ms, unsorted).
 fn respawn_times(sup: &Supervisor, samples: u32) -> Result<Vec<f64>, TasksBenchError> {
-    let watchdog = Duration::from_secs(60);
     let mut respawn = Vec::new();
     for _ in 0..samples {
         let before = sup.status().agents[0].clone();
@@ -378,7 +377,7 @@ fn respawn_times(sup: &Supervisor, samples: u32) -> Result<Vec<f64>, TasksBenchE
                 respawn.push(t.elapsed().as_secs_f64() * 1e3);
                 break;
             }
-            if t.elapsed() > watchdog {
+            if t.elapsed() > WATCHDOG {
                 return Err(TasksBenchError::Stalled(
                     "replacement agent never ready".into(),
                 ));

@@ -123,7 +123,7 @@ impl Document {
         // fewer): room for them at once instead of growing, and copying, the glyphs as
         // they come; at most 65,536 ahead (4.5 MB), so that a hostile stream reserves
         // little it does not use.
-        it.reserve_glyphs((content.len() / 6).min(1 << 16));
+        it.glyphs.reserve((content.len() / 6).min(1 << 16));
         it.run(
             &content,
             &res,

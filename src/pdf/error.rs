@@ -74,14 +74,18 @@ impl From<PdfError> for crate::runtime::task::TaskError {
     }
 }
 
+impl ErrorKind {
+    /// The kind of a failed task's error: itself when it is a PDF error kind; anything
+    /// else (a handler's own kind, `bad_input`) reads as `malformed`.
+    pub fn of_task_error(e: &crate::runtime::task::TaskError) -> Self {
+        Self::from_name(&e.kind).unwrap_or(Self::Malformed)
+    }
+}
+
 impl PdfError {
-    /// The PDF error a failed task carried: its kind survives the trip when it is a PDF
-    /// error kind; anything else (a handler's own kind, `bad_input`) reads as `malformed`.
+    /// The PDF error a failed task carried, its kind as [`ErrorKind::of_task_error`] reads it.
     pub fn from_task_error(e: &crate::runtime::task::TaskError) -> Self {
-        Self::new(
-            ErrorKind::from_name(&e.kind).unwrap_or(ErrorKind::Malformed),
-            e.message.clone(),
-        )
+        Self::new(ErrorKind::of_task_error(e), e.message.clone())
     }
 
     /// An error of `kind`.

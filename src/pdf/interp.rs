@@ -160,11 +160,6 @@ impl<'d> Interpreter<'d> {
         }
     }
 
-    /// Makes room for `n` more glyphs.
-    pub fn reserve_glyphs(&mut self, n: usize) {
-        self.glyphs.reserve(n);
-    }
-
     fn font(&mut self, res: &Resources<'d>, name: &[u8]) -> Option<Rc<Font>> {
         let (id, obj) = res.lookup(self.doc, b"Font", name)?;
         let dict = obj.as_dict().ok()?;

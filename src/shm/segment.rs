@@ -714,13 +714,21 @@ impl Segment {
         }))
     }
 
-    /// [`Segment::open_agent`] from inherited descriptor numbers.
+    /// [`Segment::open_agent`] from inherited descriptor numbers. Numbers that are not
+    /// distinct (a command line naming one descriptor twice) are refused.
     ///
     /// # Safety
     ///
-    /// The descriptors must be open, distinct, and owned by nothing else in this process.
+    /// The descriptors must be open and owned by nothing else in this process.
     pub unsafe fn open_agent_raw(slot: u32, fds: AgentFds) -> Result<Arc<Segment>, SegmentError> {
-        // SAFETY: guaranteed by the caller.
+        let [a, b, c] = fds.all();
+        if a == b || b == c || a == c {
+            return Err(SegmentError::BadConfig(format!(
+                "the segment's descriptors must be distinct, not {fds:?}"
+            )));
+        }
+        // SAFETY: open and unowned, guaranteed by the caller; distinct, checked above, so
+        // each is owned once.
         let own = |fd| unsafe { OwnedFd::from_raw_fd(fd) };
         Self::open_agent(slot, own(fds.segment), own(fds.slot_file), own(fds.common))
     }

@@ -57,7 +57,7 @@ fn failure_kind(f: &Failure) -> ErrorKind {
             Some(DeathCause::Timeout) | Some(DeathCause::Hang) => ErrorKind::Timeout,
             _ => ErrorKind::AgentCrashed,
         },
-        Failure::Task(e) => ErrorKind::from_name(&e.kind).unwrap_or(ErrorKind::Malformed),
+        Failure::Task(e) => ErrorKind::of_task_error(e),
         Failure::UnknownKind(_) => ErrorKind::Unsupported,
         _ => ErrorKind::AgentCrashed,
     }
