@@ -22,6 +22,7 @@ fn push_pop(c: &mut Criterion) {
         ring_capacity: 1024,
         buffer_size: 4096,
         buffer_count: 4,
+        agent_buffers: 2,
     })
     .unwrap();
     let mut stx = seg.producer(0, Direction::ToAgent).unwrap();

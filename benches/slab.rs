@@ -12,6 +12,7 @@ fn segment(buffers: u32) -> std::sync::Arc<Segment> {
         ring_capacity: 64,
         buffer_size: 64 * 1024,
         buffer_count: buffers,
+        agent_buffers: buffers,
     })
     .unwrap()
 }
@@ -19,18 +20,27 @@ fn segment(buffers: u32) -> std::sync::Arc<Segment> {
 fn alloc_release(c: &mut Criterion) {
     let mut g = c.benchmark_group("slab/alloc_release");
     for held in [0u32, 900] {
-        // `held` buffers stay allocated, so the scan has to skip them.
+        // `held` buffers of the pool stay allocated, so the scan has to skip them: the
+        // supervisor's (which goes on from its last allocation) and an agent's (which
+        // starts at its pool's first buffer).
         let seg = segment(1024);
         let slab = seg.slab(0);
+        let agent = seg.slab(0).lowest_first();
         for _ in 0..held {
-            slab.alloc(Owner::Agent(1)).unwrap();
+            slab.alloc(Owner::Supervisor).unwrap();
+            agent.alloc(Owner::Agent(0)).unwrap();
         }
-        g.bench_with_input(BenchmarkId::new("held", held), &held, |b, _| {
-            b.iter(|| {
-                let h = slab.alloc(Owner::Agent(0)).unwrap();
-                slab.release(black_box(h), Owner::Agent(0)).unwrap();
-            })
-        });
+        for (who, view, owner) in [
+            ("supervisor", &slab, Owner::Supervisor),
+            ("agent", &agent, Owner::Agent(0)),
+        ] {
+            g.bench_with_input(BenchmarkId::new(who, held), &held, |b, _| {
+                b.iter(|| {
+                    let h = view.alloc(owner).unwrap();
+                    view.release(black_box(h), owner).unwrap();
+                })
+            });
+        }
     }
     g.finish();
 }

@@ -20,6 +20,7 @@ fn config(buffers: u32, buffer_size: u32) -> SegmentConfig {
         ring_capacity: 256,
         buffer_size,
         buffer_count: buffers,
+        agent_buffers: buffers / 2,
     }
 }
 
@@ -62,8 +63,8 @@ struct Echo {
     /// Task id -> (lent chain, length) for tasks sent and not yet completed.
     in_flight: HashMap<u64, (u64, u64)>,
     completed: BTreeSet<u64>,
-    /// Buffers currently lent: capped at half the slab, so that the agent always has room
-    /// for its replies (lending them all would deadlock both sides).
+    /// Buffers of the supervisor's pool currently lent: capped at half of it, as the
+    /// supervisor does.
     lent_buffers: usize,
 }
 
@@ -94,7 +95,7 @@ impl Echo {
     fn lend(&mut self, task_id: u64, attempt: u32) -> Option<Descriptor> {
         let len = Self::payload_len(task_id, self.slab.buffer_size() as u64);
         let parts = self.parts(len as u64);
-        if self.lent_buffers + parts > self.slab.count() as usize / 2 {
+        if self.lent_buffers + parts > self.slab.capacity(Owner::Supervisor) as usize / 2 {
             return None;
         }
         self.lent_buffers += parts;
@@ -232,8 +233,8 @@ fn payloads_travel_through_the_slab_and_back() {
     assert!(echo.completed.iter().copied().eq(0..TASKS));
     assert_eq!(
         echo.slab.free_count(),
-        128,
-        "every buffer is free at the end"
+        128 + 2 * 64,
+        "every buffer of every pool is free at the end"
     );
 }
 
@@ -267,7 +268,8 @@ fn sigkill_mid_stream_reclaims_buffers_and_resets_for_a_new_incarnation() {
         .map(|&(_, len)| (len as usize).div_ceil(512).max(1))
         .sum();
     assert_eq!(echo.slab.held_by(Owner::Supervisor), lent_buffers);
-    assert_eq!(echo.slab.free_count() + lent_buffers, 96);
+    assert_eq!(echo.slab.free_in(Owner::Supervisor) + lent_buffers, 96);
+    assert_eq!(echo.slab.free_in(Owner::Agent(1)), 48);
     eprintln!("reclaimed {reclaimed} buffers from the killed agent");
 
     // Reset both rings and the heartbeat for incarnation 2, requeue the unfinished tasks
@@ -290,7 +292,7 @@ fn sigkill_mid_stream_reclaims_buffers_and_resets_for_a_new_incarnation() {
 
     // Every task completed exactly once (`complete` asserts no duplicates), none lost.
     assert!(echo.completed.iter().copied().eq(0..TASKS));
-    assert_eq!(echo.slab.free_count(), 96);
+    assert_eq!(echo.slab.free_count(), 96 + 2 * 48);
 }
 
 #[test]
@@ -337,7 +339,9 @@ fn killed_holder_loses_exactly_its_buffers_and_heartbeat_goes_stale() {
     assert_eq!(slab.held_by(Owner::Agent(1)), 0);
     slab.check(keep, Owner::Agent(0))
         .expect("the other agent's buffer is untouched");
-    assert_eq!(slab.free_count(), 15);
+    assert_eq!(slab.free_in(Owner::Agent(0)), 7);
+    assert_eq!(slab.free_in(Owner::Agent(1)), 8);
+    assert_eq!(slab.free_in(Owner::Supervisor), 16);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use neuralflow_swarm::cgroup::Limits;
 use neuralflow_swarm::sandbox::{Measure, MeasureState};
 use neuralflow_swarm::supervisor::{Shutdown, Supervisor};
 use neuralflow_swarm::task::{
-    DeathCause, Failure, Outcome, TaskError, TaskKind, TaskSpec, ECHO_XOR,
+    DeathCause, Failure, Outcome, Output, TaskError, TaskKind, TaskSpec, ECHO_XOR,
 };
 use std::time::Duration;
 
@@ -43,11 +43,13 @@ const HOG: TaskKind = TaskKind(2009);
 /// Returns its pid (the test reads the agent's `/proc/PID/status` from outside).
 const PID: TaskKind = TaskKind(2010);
 /// Maps every segment file it inherited read-write, as far as the kernel lets it, and
-/// writes random bytes over all it got for `arg` ms (the shared slab's file excepted, see
-/// the test). Returns how many files it could write and how many were refused.
+/// writes random bytes over all it got for `arg` ms. Returns how many files it could write
+/// and how many were refused.
 const SCRIBBLE: TaskKind = TaskKind(2011);
-/// As [`SCRIBBLE`], the shared slab's file included.
-const SCRIBBLE_ALL: TaskKind = TaskKind(2015);
+/// Exits at step `arg` of the protocol: 0 while running its task; 1 once it has written
+/// its task's completion into its ring by hand; 2 just after its task, between tasks; 3
+/// while its 4 MiB output is being written into its pool.
+const EXIT_AT: TaskKind = TaskKind(2015);
 /// Writes completions into its own from-agent ring for tasks that are not its own: task
 /// `arg` (done before it) and tasks that do not exist, attempts 1 and 2; 32 in all, so
 /// that the ring holds them.
@@ -193,25 +195,16 @@ fn registry() -> Registry {
     })
     .unwrap();
     r.register(SCRIBBLE, "scribble", |ctx: &TaskContext<'_>| {
-        Ok::<_, String>(scribble(ctx.arg(), false))
+        Ok::<_, String>(scribble(ctx.arg()))
     })
     .unwrap();
-    r.register(SCRIBBLE_ALL, "scribble-all", |ctx: &TaskContext<'_>| {
-        Ok::<_, String>(scribble(ctx.arg(), true))
-    })
-    .unwrap();
-    fn scribble(ms: u64, common_too: bool) -> Vec<u8> {
+    fn scribble(ms: u64) -> Vec<u8> {
         let (mut wrote, mut refused) = (0, 0);
         let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(std::process::id());
         // The slot file last: ruining it gets the scribbler killed soon after.
         let mut files = segment_files();
         files.sort_by_key(|(_, name, _)| name.contains("neuralflow-swarm-slot"));
-        for (fd, name, len) in files {
-            // The common file (doorbell and page-buffer slab) is still written by every
-            // agent; giving each its own is the next step, and this test leaves it be.
-            if name.contains("neuralflow-swarm-common") && !common_too {
-                continue;
-            }
+        for (fd, _, len) in files {
             let Some(p) = map_writable(fd, len) else {
                 refused += 1;
                 // Nor may it be written with write(2).
@@ -283,6 +276,45 @@ fn registry() -> Registry {
             std::process::exit(0)
         },
     )
+    .unwrap();
+    r.register(EXIT_AT, "exit-at", |ctx: &TaskContext<'_>| {
+        let exit_soon = |after: Duration| {
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                std::process::exit(0)
+            })
+        };
+        match ctx.arg() {
+            0 => std::process::exit(0),
+            1 => {
+                use neuralflow_swarm::descriptor::Descriptor;
+                use neuralflow_swarm::heartbeat::HeartbeatWord;
+                use neuralflow_swarm::segment::{SLOT_FROM_AGENT_PRODUCER, SLOT_FROM_AGENT_SLOTS};
+                let p = own_slot_file().ok_or("no slot file")?;
+                // SAFETY: the heartbeat line, the from-agent producer side and slots of this
+                // agent's own slot file, inside the mapping (the ring's capacity is 64).
+                unsafe {
+                    let hb = &*p.cast::<HeartbeatWord>();
+                    let (id, attempt) = hb.current().ok_or("no current task")?;
+                    let tail = p.add(SLOT_FROM_AGENT_PRODUCER as usize).cast::<u64>();
+                    let slots = p.add(SLOT_FROM_AGENT_SLOTS as usize).cast::<Descriptor>();
+                    let t = tail.read_volatile();
+                    let d = Descriptor::new(id, attempt, neuralflow_swarm::task::status::OK);
+                    slots.add((t % 64) as usize).write_volatile(d);
+                    tail.write_volatile(t + 1);
+                }
+                std::process::exit(0)
+            }
+            2 => {
+                exit_soon(Duration::from_millis(2));
+                Ok::<_, String>(b"done".to_vec())
+            }
+            _ => {
+                exit_soon(Duration::ZERO);
+                Ok(vec![0xA5; 4 << 20])
+            }
+        }
+    })
     .unwrap();
     r.register(PID, "pid", |_| {
         Ok::<_, String>(std::process::id().to_string().into_bytes())
@@ -603,39 +635,111 @@ fn a_task_whose_agents_hide_it_and_die_is_given_up() {
     assert_eq!(c.deaths.get("exit"), Some(&5), "{c:?}");
 }
 
-/// The one part every agent still writes, the common file (doorbell, slab ledger and
-/// buffers): a scribbler over it can spoil tasks whose data passes through page buffers
-/// (the next step gives each agent buffers of its own), but not the supervisor: every task
-/// ends, as a result or a failure, the ledger's stray words are swept, and the swarm goes
-/// on serving.
-fn scribbling_over_the_shared_slab_does_not_stop_the_supervisor() {
+/// Page buffers by owner: a scribbler writes random bytes over its own pool (and rings,
+/// and the doorbell) while honest tasks pass payloads, outputs, and kept outputs handed on
+/// to later tasks, through page buffers. It cannot reach any of them: every honest task
+/// completes with exactly its own bytes, and once idle every buffer of every pool is free
+/// (the scribbler's own words swept or reclaimed with it).
+fn scribbling_cannot_change_another_tasks_data() {
     let sup = builder(2).build().unwrap();
     let scribblers: Vec<_> = (0..2)
-        .map(|_| sup.submit(TaskSpec::new(SCRIBBLE_ALL, 100)).unwrap())
+        .map(|_| sup.submit(TaskSpec::new(SCRIBBLE, 100)).unwrap())
         .collect();
-    // Echo tasks all the while the scribblers run (and their retries).
+    // Echo tasks of one to four buffers all the while the scribblers run (and their
+    // retries), every other one kept and handed on to a second echo (XOR twice restores
+    // its payload).
     let mut echoes = Vec::new();
     let until = std::time::Instant::now() + Duration::from_millis(600);
     let mut i = 0u64;
     while std::time::Instant::now() < until {
-        echoes.push(
-            sup.submit(TaskSpec::echo(3000 + (i % 5000) as usize, i))
-                .unwrap(),
-        );
+        let spec = TaskSpec::echo(3000 + (i as usize * 7919) % 250_000, i);
+        let payload = spec.bytes().to_vec();
+        let keep = i % 2 == 0;
+        let spec = if keep {
+            spec.with_output(Output::Hold)
+        } else {
+            spec
+        };
+        echoes.push((sup.submit(spec).unwrap(), payload, keep));
         i += 1;
         std::thread::sleep(Duration::from_micros(500));
     }
-    for h in echoes.into_iter().chain(scribblers) {
-        h.wait(Some(WATCHDOG)).expect("every task ends");
+    for (h, payload, keep) in echoes {
+        match h.wait(Some(WATCHDOG)).expect("every task ends") {
+            Outcome::Completed {
+                held: Some(held), ..
+            } if keep => {
+                let again =
+                    TaskSpec::new(neuralflow_swarm::task::kinds::ECHO, 0).with_held(vec![held]);
+                match wait(&sup, again) {
+                    Outcome::Completed { output, .. } => {
+                        assert!(output == payload, "a kept output was changed")
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            Outcome::Completed { output, .. } if !keep => {
+                let back: Vec<u8> = output.iter().map(|b| b ^ ECHO_XOR).collect();
+                assert!(back == payload, "an output was changed");
+            }
+            other => panic!("an honest task failed: {other:?}"),
+        }
+    }
+    for h in scribblers {
+        h.wait(Some(WATCHDOG)).expect("every scribbler ends");
     }
     for _ in 0..10 {
         assert!(wait(&sup, "noop".parse().unwrap()).is_completed());
     }
+    every_buffer_comes_back(&sup);
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 
+/// Waits (a few sweeps at most) until every buffer of every pool is free.
+fn every_buffer_comes_back(sup: &Supervisor) {
+    let slab = sup.segment().slab(0);
+    let all = slab.count() as usize;
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    while slab.free_count() != all && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(slab.free_count(), all, "every page buffer comes back");
+}
+
+/// An agent that exits at each step of the protocol: in its task (a strike, then
+/// quarantine), after publishing its completion by hand (the task completes, with what it
+/// published), between tasks (its task completed; the next agent serves), while writing its
+/// output into its pool (retried, then quarantined, or completed if the output got out
+/// first). Each time only the offender dies, the honest work beside it completes with its
+/// own bytes, and every buffer comes back.
+fn exiting_at_every_step_of_the_protocol_loses_nothing() {
+    let sup = builder(2).ring_capacity(64).build().unwrap();
+    for step in 0..4u64 {
+        let o = beside_honest_work(&sup, TaskSpec::new(EXIT_AT, step));
+        match (step, &o) {
+            (0, Outcome::Failed(Failure::Quarantined(causes))) => {
+                assert_eq!(causes, &[DeathCause::Exit(0); 3])
+            }
+            (1, Outcome::Completed { output, .. }) => assert!(output.is_empty()),
+            (2, Outcome::Completed { output, .. }) => assert_eq!(output, b"done"),
+            (3, Outcome::Completed { output, .. }) => assert!(output == &vec![0xA5; 4 << 20]),
+            (3, Outcome::Failed(Failure::Quarantined(causes))) => {
+                assert!(
+                    causes.iter().all(|c| *c == DeathCause::Exit(0)),
+                    "{causes:?}"
+                )
+            }
+            _ => panic!("step {step}: {o:?}"),
+        }
+        every_buffer_comes_back(&sup);
+    }
+    let c = sup.shutdown(Shutdown::Drain).unwrap();
+    assert!(c.deaths.keys().all(|k| *k == "exit"), "{c:?}");
+}
+
 const TESTS: &[harness::Test] = tests![
-    scribbling_over_the_shared_slab_does_not_stop_the_supervisor,
+    scribbling_cannot_change_another_tasks_data,
+    exiting_at_every_step_of_the_protocol_loses_nothing,
     a_task_whose_agents_hide_it_and_die_is_given_up,
     scribbling_over_the_segment_costs_only_the_scribbler,
     forged_completions_are_discarded,

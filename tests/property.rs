@@ -58,15 +58,12 @@ fn any_corruption() -> impl Strategy<Value = Corruption> {
 }
 
 fn apply(slab: &Slab<Arc<HeapSlab>>, c: &Corruption) {
-    use neuralflow_swarm::slab::SlabStorage;
-    let st = slab.storage();
+    let words = |i: u32| slab.words(i).expect("a buffer of the slab");
     match *c {
-        Corruption::Owner(i, w) => st.owners()[i as usize].store(w, Ordering::Relaxed),
-        Corruption::Generation(i, g) => {
-            st.metas()[i as usize].words().0.store(g, Ordering::Relaxed)
-        }
-        Corruption::Len(i, l) => st.metas()[i as usize].words().1.store(l, Ordering::Relaxed),
-        Corruption::Next(i, n) => st.metas()[i as usize].words().2.store(n, Ordering::Relaxed),
+        Corruption::Owner(i, w) => words(i).0.store(w, Ordering::Relaxed),
+        Corruption::Generation(i, g) => words(i).1.words().0.store(g, Ordering::Relaxed),
+        Corruption::Len(i, l) => words(i).1.words().1.store(l, Ordering::Relaxed),
+        Corruption::Next(i, n) => words(i).1.words().2.store(n, Ordering::Relaxed),
     }
 }
 
@@ -147,7 +144,7 @@ proptest! {
     fn segment_open_survives_garbage_headers(
         edits in prop::collection::vec((0usize..144, any::<u8>()), 1..8),
     ) {
-        let seg = Segment::create(SegmentConfig { agent_slots: 1, ring_capacity: 8, buffer_size: 64, buffer_count: 4 }).unwrap();
+        let seg = Segment::create(SegmentConfig { agent_slots: 1, ring_capacity: 8, buffer_size: 64, buffer_count: 4, agent_buffers: 2 }).unwrap();
         for (off, byte) in &edits {
             seg.scribble_header_for_tests(*off, *byte);
         }

@@ -171,6 +171,7 @@ fn small_segment() -> Result<std::sync::Arc<Segment>, BenchError> {
         ring_capacity: 1024,
         buffer_size: 4096,
         buffer_count: 16,
+        agent_buffers: 8,
     })?)
 }
 

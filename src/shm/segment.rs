@@ -21,26 +21,38 @@
 //!                 Rings         per slot: [to-agent producer side][to-agent slots]
 //!                                         [from-agent consumer side]
 //!
+//!                 Pool          the supervisor's page buffers: its ledger (owner words
+//!                               count × 4 B | BufferMeta count × 16 B), then
+//!                               buffer_count × buffer_size               page aligned
+//!
 //! slot file, one per agent slot (written by that slot's agent and by the supervisor, which
 //! resets it between incarnations; no other agent has it)
 //!   offset 0      HeartbeatWord                                          one line
 //!          128    to-agent consumer side (head, its wake word and sleep flag)
 //!          384    from-agent producer side (tail, ...)
 //!          640    from-agent slots
+//!                 Pool          the agent's page buffers for its outputs: its ledger, then
+//!                               agent_buffers × buffer_size              page aligned
 //!
 //! common file (written by everyone)
 //!   offset 0      doorbell wake word (agents wake the supervisor)        one page
-//!                 Ledger        SlabControl 128 B | owner words count × 4 B | BufferMeta count × 16 B
-//!                 Buffers       buffer_count × buffer_size              page aligned
 //! ```
+//!
+//! Page buffers are numbered in one index space: the supervisor's pool first
+//! (`0..buffer_count`), then each slot's (`agent_buffers` each, in slot order), so a handle
+//! names its pool by its index alone ([`SegmentSlab`]). The supervisor writes what it lends
+//! (payloads, input lists, held outputs) into its own pool, which agents can only read; an
+//! agent writes its outputs into its own pool, and the supervisor claims them from there
+//! (an output it keeps past its task is copied into its own pool first, so that no agent
+//! can change a result once handed over).
 //!
 //! A ring's two sides are written by different owners (see [`RingSide`]), so each lives in
 //! its writer's file, and the other end reads it through its own mapping: the supervisor
 //! maps everything read-write, an agent its own slot file and the common file read-write
 //! and the supervisor's file read-only. A write by an agent into the header, the control
-//! words, the supervisor's side of a ring or another agent's anything is a fault in that
-//! agent (or impossible: it has no mapping), not a change the others see. The common file
-//! (the doorbell, a hint only, and the page-buffer slab) is still written by everyone.
+//! words, the supervisor's side of a ring or its page buffers, or another agent's anything,
+//! is a fault in that agent (or impossible: it has no mapping), not a change the others
+//! see. Only the common file's doorbell, a hint, is written by everyone.
 //!
 //! Every region is named in the header by offset and size (never by pointer). The layout is
 //! a pure function of the [`SegmentConfig`] ([`Layout::compute`]); an agent recomputes it
@@ -57,7 +69,7 @@ use crate::shm::futex::{SleepFlag, WaitPair, WakeWord};
 use crate::shm::heartbeat::HeartbeatWord;
 use crate::shm::plain::SharedLine;
 use crate::shm::ring::{Consumer, Producer, RingSide, RingSides, RingStorage};
-use crate::shm::slab::{BufferMeta, Slab, SlabControl, SlabStorage};
+use crate::shm::slab::{BufferMeta, BufferRef, Owner, Slab, SlabStorage};
 use crate::shm::sync::{AtomicU32, Ordering, UnsafeCell};
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -68,12 +80,14 @@ use std::sync::Arc;
 pub const MAGIC: [u8; 8] = *b"NFSWARM\0";
 /// Layout version; bumped on any change to a shared structure or to what crosses the
 /// rings (2: inline inputs, panicked completions, task-error frames, waiting for room;
-/// 3: files by owner).
-pub const VERSION: u32 = 3;
+/// 3: files by owner; 4: page buffers by owner).
+pub const VERSION: u32 = 4;
 /// Bytes reserved for the header at offset 0 of the supervisor's file.
 pub const HEADER_REGION: u64 = 4096;
 const PAGE: u64 = 4096;
 const LINE: u64 = 128;
+/// Bytes of one buffer's metadata.
+const META: u64 = std::mem::size_of::<BufferMeta>() as u64;
 /// Bytes of one side of a ring.
 const SIDE: u64 = std::mem::size_of::<RingSide>() as u64;
 /// Offset of the heartbeat line in a slot file.
@@ -117,15 +131,19 @@ pub struct SegmentHeader {
     buffer_count: u32,
     /// 0 while the creator builds the segment, 1 once it is ready.
     ready: AtomicU32,
+    agent_buffers: u32,
+    _pad: u32,
     control: Region,
     rings: Region,
     doorbell: Region,
-    ledger: Region,
-    buffers: Region,
+    pool_ledger: Region,
+    pool_buffers: Region,
+    slot_ledger: Region,
+    slot_buffers: Region,
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 144);
+const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 184);
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() as u64 <= HEADER_REGION);
 
 /// The supervisor's words that every agent reads.
@@ -150,8 +168,11 @@ pub struct SegmentConfig {
     pub ring_capacity: u32,
     /// Bytes per page buffer (a multiple of 64).
     pub buffer_size: u32,
-    /// Page buffers in the slab.
+    /// Page buffers in the supervisor's pool (payloads it lends, outputs it keeps).
     pub buffer_count: u32,
+    /// Page buffers in each agent's pool (its outputs until the supervisor takes them):
+    /// the largest output an agent can return.
+    pub agent_buffers: u32,
 }
 
 impl Default for SegmentConfig {
@@ -161,6 +182,7 @@ impl Default for SegmentConfig {
             ring_capacity: 1024,
             buffer_size: 64 * 1024,
             buffer_count: 1024,
+            agent_buffers: 512,
         }
     }
 }
@@ -231,14 +253,53 @@ pub struct Layout {
     pub from_agent_consumer: u64,
     /// The doorbell's wake word (common file).
     pub doorbell: Region,
-    /// Slab control, owner words and buffer metadata (common file).
+    /// The supervisor's page buffers (supervisor's file).
+    pub supervisor_pool: PoolLayout,
+    /// Each agent's page buffers (its slot file).
+    pub slot_pool: PoolLayout,
+}
+
+/// Where one pool of page buffers lies in its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolLayout {
+    /// Buffers in the pool.
+    pub count: u32,
+    /// Owner words and buffer metadata.
     pub ledger: Region,
-    /// Offset of the owner words in the common file.
-    pub owners_offset: u64,
-    /// Offset of the buffer metadata in the common file.
+    /// Offset of the buffer metadata (the owner words are at the ledger's start).
     pub metas_offset: u64,
-    /// The page buffers (common file).
+    /// The buffers.
     pub buffers: Region,
+}
+
+impl PoolLayout {
+    /// A pool of `count` buffers of `size` bytes from `start` (page aligned): the ledger,
+    /// then the buffers on a page boundary. `None` on overflow.
+    fn at(start: u64, count: u32, size: u32) -> Option<PoolLayout> {
+        let n = u64::from(count);
+        let owners = round_up(start, PAGE)?;
+        let metas_offset = round_up(owners.checked_add(n * 4)?, LINE)?;
+        let ledger_end = metas_offset.checked_add(n * META)?;
+        let buffers = Region {
+            offset: round_up(ledger_end, PAGE)?,
+            size: n.checked_mul(u64::from(size))?,
+        };
+        buffers.offset.checked_add(buffers.size)?;
+        Some(PoolLayout {
+            count,
+            ledger: Region {
+                offset: owners,
+                size: ledger_end - owners,
+            },
+            metas_offset,
+            buffers,
+        })
+    }
+
+    /// First byte past the pool, page aligned.
+    fn end(&self) -> Option<u64> {
+        round_up(self.buffers.offset + self.buffers.size, PAGE)
+    }
 }
 
 fn round_up(x: u64, to: u64) -> Option<u64> {
@@ -268,8 +329,19 @@ impl Layout {
                 c.buffer_size
             ));
         }
-        if c.buffer_count == 0 || c.buffer_count == u32::MAX {
-            return bad(format!("buffer_count is {}", c.buffer_count));
+        if c.buffer_count == 0 || c.agent_buffers == 0 {
+            return bad(format!(
+                "buffer_count is {} and agent_buffers {}: each pool needs a buffer",
+                c.buffer_count, c.agent_buffers
+            ));
+        }
+        let indices =
+            u64::from(c.buffer_count) + u64::from(c.agent_buffers) * u64::from(c.agent_slots);
+        if indices >= u64::from(u32::MAX) {
+            return bad(format!(
+                "{indices} page buffers in all: handles name fewer than {}",
+                u32::MAX
+            ));
         }
         let overflow = || SegmentError::BadConfig("segment size overflows".into());
         let desc = std::mem::size_of::<Descriptor>() as u64;
@@ -287,40 +359,28 @@ impl Layout {
             offset: HEADER_REGION + PAGE,
             size: ring_stride.checked_mul(slots).ok_or_else(overflow)?,
         };
-        let supervisor_size = round_up(rings.offset + rings.size, PAGE).ok_or_else(overflow)?;
+        let supervisor_pool = rings
+            .offset
+            .checked_add(rings.size)
+            .and_then(|end| PoolLayout::at(end, c.buffer_count, c.buffer_size))
+            .ok_or_else(overflow)?;
+        let supervisor_size = supervisor_pool.end().ok_or_else(overflow)?;
 
         // A slot file.
-        let slot_size = round_up(SLOT_FROM_AGENT_SLOTS + ring_slots, PAGE).ok_or_else(overflow)?;
+        let slot_pool = PoolLayout::at(
+            SLOT_FROM_AGENT_SLOTS + ring_slots,
+            c.agent_buffers,
+            c.buffer_size,
+        )
+        .ok_or_else(overflow)?;
+        let slot_size = slot_pool.end().ok_or_else(overflow)?;
 
         // The common file.
         let doorbell = Region {
             offset: 0,
             size: std::mem::size_of::<SharedLine<WakeWord>>() as u64,
         };
-        let ledger_off = PAGE;
-        let count = c.buffer_count as u64;
-        let owners_offset = ledger_off + std::mem::size_of::<SlabControl>() as u64;
-        let metas_offset = round_up(owners_offset + count * 4, LINE).ok_or_else(overflow)?;
-        let ledger_end = metas_offset + count * std::mem::size_of::<BufferMeta>() as u64;
-        let ledger = Region {
-            offset: ledger_off,
-            size: ledger_end - ledger_off,
-        };
-        let buffers_off = round_up(ledger_end, PAGE).ok_or_else(overflow)?;
-        let buffers = Region {
-            offset: buffers_off,
-            size: count
-                .checked_mul(c.buffer_size as u64)
-                .ok_or_else(overflow)?,
-        };
-        let common_size = round_up(
-            buffers
-                .offset
-                .checked_add(buffers.size)
-                .ok_or_else(overflow)?,
-            PAGE,
-        )
-        .ok_or_else(overflow)?;
+        let common_size = PAGE;
         let total_size = slot_size
             .checked_mul(slots)
             .and_then(|s| s.checked_add(supervisor_size))
@@ -340,11 +400,14 @@ impl Layout {
             ring_stride,
             from_agent_consumer,
             doorbell,
-            ledger,
-            owners_offset,
-            metas_offset,
-            buffers,
+            supervisor_pool,
+            slot_pool,
         })
+    }
+
+    /// Buffers in the whole index space: the supervisor's pool, then every slot's.
+    pub fn buffer_indices(&self) -> u32 {
+        self.config.buffer_count + self.config.agent_buffers * self.config.agent_slots
     }
 
     /// Offset of `slot`'s ring parts in the supervisor's file.
@@ -627,25 +690,29 @@ impl Segment {
         // NB: reserving the pages up front is what turns "no memory" into an error here
         // instead of a SIGBUS on first touch of some page later. It also charges them to
         // the creator's memory cgroup, not to whichever agent touches a page first.
+        //
+        // An agent's pool is not reserved: its pages are allocated as the agent first writes
+        // them (it takes its lowest free buffers first, so it touches only its peak use), and
+        // charged to the agent's own memory cgroup. A shortage then hits that agent.
+        let total = layout.total_size;
         let sup_fd = new_file("neuralflow-swarm", layout.supervisor_size)?;
-        reserve(&sup_fd, 0, layout.supervisor_size, layout.total_size)?;
+        let buffers = layout.supervisor_pool.buffers;
+        reserve(&sup_fd, 0, buffers.offset, total)?;
         seal(&sup_fd, fixed)?;
         let mut slots = Vec::with_capacity(layout.config.agent_slots as usize);
         for _ in 0..layout.config.agent_slots {
             let fd = new_file("neuralflow-swarm-slot", layout.slot_size)?;
-            reserve(&fd, 0, layout.slot_size, layout.total_size)?;
+            reserve(&fd, 0, layout.slot_pool.buffers.offset, total)?;
             seal(&fd, fixed | SealFlag::F_SEAL_SEAL)?;
             slots.push(Some(Mapped::new(fd, layout.slot_size, true)?));
         }
         let common_fd = new_file("neuralflow-swarm-common", layout.common_size)?;
-        let buffers = layout.buffers.offset.min(layout.common_size);
-        reserve(&common_fd, 0, buffers, layout.total_size)?;
+        reserve(&common_fd, 0, layout.common_size, total)?;
         seal(&common_fd, fixed | SealFlag::F_SEAL_SEAL)?;
-        let rest_fd = common_fd.try_clone().map_err(io("dup segment fd"))?;
-        let (common_size, total) = (layout.common_size, layout.total_size);
+        let rest_fd = sup_fd.try_clone().map_err(io("dup segment fd"))?;
         let rest = std::thread::Builder::new()
             .name("swarm-reserve".into())
-            .spawn(move || reserve(&rest_fd, buffers, common_size - buffers, total))
+            .spawn(move || reserve(&rest_fd, buffers.offset, buffers.size, total))
             .map_err(io("spawn reservation thread"))?;
         let supervisor = Mapped::new(sup_fd, layout.supervisor_size, true)?;
         // Once mapped here, no one can map the supervisor's file writable again (nor write
@@ -771,11 +838,15 @@ impl Segment {
             buffer_size: l.config.buffer_size,
             buffer_count: l.config.buffer_count,
             ready: AtomicU32::new(0),
+            agent_buffers: l.config.agent_buffers,
+            _pad: 0,
             control: l.control,
             rings: l.rings,
             doorbell: l.doorbell,
-            ledger: l.ledger,
-            buffers: l.buffers,
+            pool_ledger: l.supervisor_pool.ledger,
+            pool_buffers: l.supervisor_pool.buffers,
+            slot_ledger: l.slot_pool.ledger,
+            slot_buffers: l.slot_pool.buffers,
         };
         let p = self.supervisor.map.as_mut_ptr() as *mut SegmentHeader;
         // SAFETY: offset 0 of a page-aligned, writable mapping of at least HEADER_REGION
@@ -976,12 +1047,6 @@ impl Segment {
             cursor_start,
         )
     }
-
-    fn common_at<T>(&self, offset: u64) -> *mut T {
-        debug_assert!(offset + std::mem::size_of::<T>() as u64 <= self.layout.common_size);
-        // SAFETY: callers pass offsets from the validated layout, inside the common file.
-        unsafe { self.common.map.as_mut_ptr().add(offset as usize) as *mut T }
-    }
 }
 
 /// A file's size.
@@ -1052,8 +1117,10 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
         ("control", h.control, h.supervisor_size),
         ("rings", h.rings, h.supervisor_size),
         ("doorbell", h.doorbell, h.common_size),
-        ("ledger", h.ledger, h.common_size),
-        ("buffers", h.buffers, h.common_size),
+        ("pool ledger", h.pool_ledger, h.supervisor_size),
+        ("pool buffers", h.pool_buffers, h.supervisor_size),
+        ("slot ledger", h.slot_ledger, h.slot_size),
+        ("slot buffers", h.slot_buffers, h.slot_size),
     ];
     for (name, r, total) in regions {
         if r.offset.checked_add(r.size).is_none_or(|end| end > total) {
@@ -1070,13 +1137,16 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
         ring_capacity: h.ring_capacity,
         buffer_size: h.buffer_size,
         buffer_count: h.buffer_count,
+        agent_buffers: h.agent_buffers,
     })?;
     let expected = [
         layout.control,
         layout.rings,
         layout.doorbell,
-        layout.ledger,
-        layout.buffers,
+        layout.supervisor_pool.ledger,
+        layout.supervisor_pool.buffers,
+        layout.slot_pool.ledger,
+        layout.slot_pool.buffers,
     ];
     for ((name, found, _), expected) in regions.into_iter().zip(expected) {
         if found != expected {
@@ -1149,52 +1219,61 @@ unsafe impl RingStorage<Descriptor> for SegmentRing {
     }
 }
 
-/// The slab inside a segment (its common file).
+/// The page buffers of a segment, by pool: the supervisor's in its file, each agent's in
+/// its slot file. In an agent, the pools of other agents are not found (not mapped), and
+/// the supervisor's pool is mapped read-only.
 #[derive(Debug, Clone)]
 pub struct SegmentSlab {
     segment: Arc<Segment>,
 }
 
-// SAFETY: the ledger arrays and buffers lie in validated, non-overlapping regions of the
-// common file's mapping kept alive by `segment`; both arrays have `buffer_count`
-// (< u32::MAX) entries.
+// SAFETY: every located buffer's words and bytes lie in validated, non-overlapping regions
+// of a mapping that `segment` keeps alive (the pool's ledger and buffers regions, at the
+// offsets of the layout, which was computed here or compared with the header); `locate`
+// returns `None` past the index space and for a slot file this process does not map; each
+// pool lies below `buffer_indices()`, which `Layout::compute` keeps below `u32::MAX`.
 unsafe impl SlabStorage for SegmentSlab {
-    fn control(&self) -> &SlabControl {
-        // SAFETY: start of the ledger region, page aligned; atomics only.
-        unsafe {
-            &*self
-                .segment
-                .common_at::<SlabControl>(self.segment.layout.ledger.offset)
-        }
-    }
-    fn owners(&self) -> &[AtomicU32] {
-        let l = &self.segment.layout;
-        // SAFETY: `buffer_count` owner words at a 128-aligned offset inside the ledger.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.segment.common_at::<AtomicU32>(l.owners_offset),
-                l.config.buffer_count as usize,
-            )
-        }
-    }
-    fn metas(&self) -> &[BufferMeta] {
-        let l = &self.segment.layout;
-        // SAFETY: `buffer_count` metadata entries at a 128-aligned offset inside the ledger.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.segment.common_at::<BufferMeta>(l.metas_offset),
-                l.config.buffer_count as usize,
-            )
-        }
+    fn count(&self) -> u32 {
+        self.segment.layout.buffer_indices()
     }
     fn buffer_size(&self) -> usize {
         self.segment.layout.config.buffer_size as usize
     }
-    fn data_ptr(&self, index: u32) -> *mut u8 {
-        let l = &self.segment.layout;
-        debug_assert!(index < l.config.buffer_count);
-        self.segment
-            .common_at::<u8>(l.buffers.offset + index as u64 * l.config.buffer_size as u64)
+    fn locate(&self, index: u32) -> Option<BufferRef<'_>> {
+        let seg = &*self.segment;
+        let l = &seg.layout;
+        let (file, pool, k) = match index.checked_sub(l.config.buffer_count) {
+            None => (&seg.supervisor, &l.supervisor_pool, index),
+            Some(j) => {
+                let slot = j / l.config.agent_buffers;
+                let file = seg.slots.get(slot as usize)?.as_ref()?;
+                (file, &l.slot_pool, j % l.config.agent_buffers)
+            }
+        };
+        let k = u64::from(k);
+        let base = file.map.as_mut_ptr();
+        // SAFETY: `k < pool.count`, so the owner word, the metadata entry and the buffer lie
+        // inside the pool's ledger and buffers regions of this file's mapping; the words are
+        // atomics, valid for any bit pattern.
+        unsafe {
+            Some(BufferRef {
+                owner: &*(base.add((pool.ledger.offset + k * 4) as usize) as *const AtomicU32),
+                meta: &*(base.add((pool.metas_offset + k * META) as usize) as *const BufferMeta),
+                data: base
+                    .add((pool.buffers.offset + k * u64::from(l.config.buffer_size)) as usize),
+            })
+        }
+    }
+    fn pool(&self, owner: Owner) -> std::ops::Range<u32> {
+        let c = &self.segment.layout.config;
+        match owner {
+            Owner::Supervisor => 0..c.buffer_count,
+            Owner::Agent(slot) if slot < c.agent_slots => {
+                let start = c.buffer_count + slot * c.agent_buffers;
+                start..start + c.agent_buffers
+            }
+            Owner::Agent(_) => c.buffer_count..c.buffer_count,
+        }
     }
 }
 
@@ -1208,6 +1287,7 @@ mod tests {
             ring_capacity: 16,
             buffer_size: 256,
             buffer_count: 8,
+            agent_buffers: 4,
         }
     }
 
@@ -1289,26 +1369,38 @@ mod tests {
                 Err(SegmentError::WrongVersion { found: 99 })
             ));
             (*h).version = VERSION;
-            (*h).buffers.offset = u64::MAX - 10;
+            (*h).pool_buffers.offset = u64::MAX - 10;
             let e = reopen(&seg, 0).unwrap_err();
             assert!(
                 matches!(
                     e,
                     SegmentError::RegionOutOfBounds {
-                        name: "buffers",
+                        name: "pool buffers",
                         ..
                     }
                 ),
                 "{e}"
             );
-            (*h).buffers.offset = seg.layout().buffers.offset;
-            (*h).ledger.offset += 128;
+            (*h).pool_buffers.offset = seg.layout().supervisor_pool.buffers.offset;
+            (*h).slot_ledger.offset += 128;
             let e = reopen(&seg, 0).unwrap_err();
             assert!(
-                matches!(e, SegmentError::RegionMismatch { name: "ledger", .. }),
+                matches!(
+                    e,
+                    SegmentError::RegionMismatch {
+                        name: "slot ledger",
+                        ..
+                    }
+                ),
                 "{e}"
             );
-            (*h).ledger.offset -= 128;
+            (*h).slot_ledger.offset -= 128;
+            (*h).agent_buffers += 1;
+            assert!(matches!(
+                reopen(&seg, 0),
+                Err(SegmentError::RegionMismatch { .. } | SegmentError::SizeMismatch { .. })
+            ));
+            (*h).agent_buffers -= 1;
             (*h).ring_capacity = 3;
             assert!(matches!(reopen(&seg, 0), Err(SegmentError::BadConfig(_))));
             (*h).ring_capacity = 16;
@@ -1422,7 +1514,9 @@ mod tests {
         );
         slab.release_chain(got.buffer, got.len, crate::shm::slab::Owner::Supervisor)
             .unwrap();
-        assert_eq!(slab.free_count(), 8);
+        assert_eq!(slab.free_in(Owner::Supervisor), 8);
+        assert_eq!(slab.free_in(Owner::Agent(1)), 4);
+        assert_eq!(slab.free_count(), 16);
         // The supervisor sees the agent's heartbeat through its own mapping.
         agent.heartbeat(1).unwrap().begin(3, 1234);
         assert_eq!(seg.heartbeat(1).unwrap().reported_pid(), 1234);
@@ -1432,5 +1526,55 @@ mod tests {
         seg.doorbell()
             .sleep(token, Some(std::time::Duration::from_secs(5)));
         seg.doorbell().finish();
+    }
+
+    /// Page buffers by owner: each pool is where the layout says, an agent finds only its
+    /// own and the supervisor's, and allocates only from its own.
+    #[test]
+    fn each_owner_allocates_from_its_own_pool_and_an_agent_sees_no_other() {
+        let seg = Segment::create(small()).unwrap();
+        let agent = reopen(&seg, 1).unwrap();
+        let (sup, mine) = (seg.slab(0), agent.slab(0).lowest_first());
+        assert_eq!(sup.count(), 16);
+        assert_eq!(sup.storage().pool(Owner::Agent(1)), 12..16);
+        assert_eq!(sup.storage().pool(Owner::Agent(7)), 8..8);
+        let h = mine.alloc(Owner::Agent(1)).unwrap();
+        assert_eq!(h.index, 12, "the lowest buffer of its pool first");
+        assert!(
+            mine.alloc(Owner::Agent(0)).is_err(),
+            "slot 0's pool is not mapped here"
+        );
+        assert!(mine.words(8).is_none() && mine.words(11).is_none());
+        assert!(
+            mine.words(0).is_some(),
+            "the supervisor's pool is (read-only)"
+        );
+        // The supervisor sees the agent's words through its own mapping.
+        let (word, _) = sup.words(12).unwrap();
+        assert_eq!(word.load(Ordering::Relaxed), Owner::Agent(1).encode());
+        // A buffer of the supervisor's pool is never an agent's, whatever its word says.
+        let s = sup.alloc(Owner::Supervisor).unwrap();
+        assert!(s.index < 8);
+        sup.words(s.index)
+            .unwrap()
+            .0
+            .store(Owner::Agent(1).encode(), Ordering::Relaxed);
+        assert!(matches!(
+            sup.claim_chain(s.to_raw(), 0, Owner::Agent(1), Owner::Supervisor),
+            Err(crate::shm::slab::SlabError::BadHandle {
+                reason: "outside the holder's own pool",
+                ..
+            })
+        ));
+        // ...and the sweep frees such a word.
+        assert_eq!(sup.sweep(2, |_| false), 1);
+        assert_eq!(sup.free_in(Owner::Supervisor), 8);
+        // The agent's buffers are in its slot file: the layout puts its pool there.
+        let l = seg.layout();
+        assert!(l.slot_pool.buffers.offset + 4 * 256 <= l.slot_size);
+        assert_eq!(
+            l.common_size, 4096,
+            "the common file holds the doorbell only"
+        );
     }
 }

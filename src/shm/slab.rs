@@ -10,9 +10,18 @@
 //! buffer off the list and recording itself as owner would leak that buffer where no ledger
 //! scan can find it. Here, at every instant, each buffer is either free or recorded against
 //! exactly one holder, so when an agent dies the supervisor reclaims exactly its buffers by
-//! scanning the ledger ([`Slab::reclaim`]). To find a free buffer quickly, each process scans
-//! from its own cursor (agents start at different offsets), and the dense owner array keeps a
-//! scan at 16 buffers per cache line.
+//! scanning the ledger ([`Slab::reclaim`]). The dense owner array keeps a scan at 16 buffers
+//! per cache line.
+//!
+//! # Pools by owner
+//!
+//! Buffers are numbered in one index space split into *pools* ([`SlabStorage::pool`]): an
+//! owner allocates only from its own pool, and an agent may hold only buffers of its own
+//! pool (a handle outside it is refused, whatever the ledger says). In the segment each
+//! pool lives in its owner's file, so an agent can write its own buffers and no other's;
+//! the supervisor takes an agent's buffers over only to copy them out. A pool one process
+//! allocates from is best scanned from its first buffer ([`Slab::lowest_first`]), which
+//! keeps the pages it touches to its peak use; a shared one from a cursor per process.
 //!
 //! Each buffer also has a generation, raised on every release, so that a stale handle (one
 //! kept after its buffer was released and reused) fails validation instead of aliasing
@@ -28,17 +37,17 @@
 //!
 //! # Trust
 //!
-//! Agents share this memory and can write any of it. Every handle, length, link and owner
-//! read from the segment is checked before it is used: indices against the buffer count,
-//! generations against the ledger, lengths against the buffer size and the descriptor's
-//! total, chain walks against a hop limit. A failed check is a [`SlabError`], never a panic or
+//! An agent can write its own pool, ledger included. Every handle, length, link and owner
+//! read from the segment is checked before it is used: indices against the index space,
+//! the pools this process maps and the holder's pool, generations against the ledger,
+//! lengths against the buffer size and the descriptor's total, chain walks against a hop
+//! limit. A failed check is a [`SlabError`], never a panic or
 //! an out-of-bounds access.
 //!
 //! Ownership moves between parties with [`Slab::claim_chain`]: the receiver changes the owner
 //! words from the sender to itself before using the buffers, so that a sender that dies
 //! afterwards cannot have them reclaimed from under the receiver.
 
-use crate::shm::plain::SharedLine;
 use crate::shm::sync::{AtomicU32, AtomicU64, Ordering};
 use std::fmt;
 
@@ -136,36 +145,41 @@ impl BufferMeta {
     }
 }
 
-/// Per-slab control block: summary counters, for monitoring only (the owner words are the
-/// truth). Zeroed memory is valid.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct SlabControl {
-    /// Allocations since creation (monotonic; monitoring only).
-    allocs: SharedLine<AtomicU64>,
+/// One buffer's words and bytes, as its storage finds them.
+#[derive(Debug, Clone, Copy)]
+pub struct BufferRef<'a> {
+    /// Its owner word in the ledger.
+    pub owner: &'a AtomicU32,
+    /// Its metadata.
+    pub meta: &'a BufferMeta,
+    /// Its first byte; `buffer_size()` bytes follow.
+    pub data: *mut u8,
 }
-
-#[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<SlabControl>() == 128);
 
 /// Where a slab's ledger and buffers live.
 ///
+/// Buffers are numbered in one index space below [`SlabStorage::count`], split into
+/// *pools*: the buffers an owner allocates from ([`SlabStorage::pool`]). A storage may map
+/// only some pools in this process (an agent maps its own and the supervisor's); the others
+/// are not found.
+///
 /// # Safety
 ///
-/// `owners()` and `metas()` must have the same length, the same on every call, below
-/// `u32::MAX`; `data_ptr(i)` for `i` below that length must point to `buffer_size()` bytes
-/// that stay valid as long as the storage lives and do not overlap other buffers.
+/// `count()` must be the same on every call, below `u32::MAX`; `locate(i)` must return
+/// `None` for `i >= count()`, and otherwise, when it finds the buffer, words and `data`
+/// pointing to `buffer_size()` bytes that stay valid as long as the storage lives and do not
+/// overlap another buffer's; `pool(owner)` must lie below `count()`, be the same on every
+/// call, and every index in it must be found.
 pub unsafe trait SlabStorage {
-    /// The control block.
-    fn control(&self) -> &SlabControl;
-    /// The owner words (the ledger).
-    fn owners(&self) -> &[AtomicU32];
-    /// The per-buffer metadata.
-    fn metas(&self) -> &[BufferMeta];
+    /// Buffers in the index space, mapped here or not.
+    fn count(&self) -> u32;
     /// Bytes per buffer.
     fn buffer_size(&self) -> usize;
-    /// Start of buffer `index`.
-    fn data_ptr(&self, index: u32) -> *mut u8;
+    /// Buffer `index`, or `None` when there is no such buffer in this process's view.
+    fn locate(&self, index: u32) -> Option<BufferRef<'_>>;
+    /// The buffers `owner` allocates from. An agent may hold only buffers of its own pool;
+    /// the supervisor takes buffers of any pool over when it claims a chain.
+    fn pool(&self, owner: Owner) -> std::ops::Range<u32>;
 }
 
 /// What went wrong with a slab operation. Errors about data read from the segment name the
@@ -174,21 +188,21 @@ pub unsafe trait SlabStorage {
 #[non_exhaustive]
 pub enum SlabError {
     /// No free buffer for the request.
-    #[error("page-buffer slab exhausted: {needed} buffer(s) needed, {free} free of {total}")]
+    #[error("page-buffer pool exhausted: {needed} buffer(s) needed, {free} free of {total}")]
     Exhausted {
         /// Buffers the request needed.
         needed: usize,
         /// Buffers free at the time of the scan.
         free: usize,
-        /// Buffers in the slab.
+        /// Buffers in the pool.
         total: usize,
     },
-    /// A payload longer than the whole slab.
-    #[error("payload of {len} bytes exceeds the slab's {max} bytes")]
+    /// A payload longer than the whole pool.
+    #[error("payload of {len} bytes exceeds the pool's {max} bytes")]
     TooLarge {
         /// Requested length.
         len: u64,
-        /// What the slab could hold if empty.
+        /// What the pool could hold if empty.
         max: u64,
     },
     /// A handle whose index is out of range, or whose generation is stale.
@@ -240,27 +254,44 @@ pub struct Slab<S: SlabStorage> {
     storage: S,
     count: u32,
     buffer_size: usize,
-    /// Where this process's next free-buffer scan starts. Process-local.
+    /// Where this process's next free-buffer scan starts, from the start of its pool.
+    /// Process-local.
     cursor: AtomicU32,
+    /// Whether scans go on from the last allocation (spreading processes that share a pool)
+    /// or always start at the pool's first buffer (touching as few pages as the peak use).
+    rotate: bool,
 }
 
 impl<S: SlabStorage> Slab<S> {
     /// A view of the slab in `storage`; `start` spreads the scans of different processes.
     pub fn new(storage: S, start: u32) -> Self {
-        let count = storage.owners().len() as u32;
-        debug_assert_eq!(storage.metas().len(), count as usize);
+        let count = storage.count();
         let buffer_size = storage.buffer_size();
         Self {
             storage,
             count,
             buffer_size,
-            cursor: AtomicU32::new(if count == 0 { 0 } else { start % count }),
+            cursor: AtomicU32::new(start),
+            rotate: true,
         }
     }
 
-    /// Number of buffers.
+    /// This view allocates the lowest free buffers of its pool first, so a pool that one
+    /// process allocates from touches only as many pages as it ever had in use at once.
+    pub fn lowest_first(mut self) -> Self {
+        self.rotate = false;
+        self
+    }
+
+    /// Buffers in the whole index space (every pool).
     pub fn count(&self) -> u32 {
         self.count
+    }
+
+    /// Buffers in the pool `owner` allocates from.
+    pub fn capacity(&self, owner: Owner) -> u32 {
+        let p = self.storage.pool(owner);
+        p.end.saturating_sub(p.start)
     }
 
     /// Bytes per buffer.
@@ -273,54 +304,57 @@ impl<S: SlabStorage> Slab<S> {
         &self.storage
     }
 
-    fn owner_word(&self, index: u32) -> &AtomicU32 {
-        &self.storage.owners()[index as usize]
+    /// Buffer `index`'s owner word and metadata, where this process maps it. Any process
+    /// that maps a pool writable can write these; tests use this to play a misbehaving
+    /// agent.
+    pub fn words(&self, index: u32) -> Option<(&AtomicU32, &BufferMeta)> {
+        self.storage.locate(index).map(|b| (b.owner, b.meta))
     }
 
-    fn meta(&self, index: u32) -> &BufferMeta {
-        &self.storage.metas()[index as usize]
-    }
-
-    /// Allocates one buffer for `owner`. Lock-free: one CAS on success, a bounded scan of the
-    /// ledger to find a candidate.
+    /// Allocates one buffer of `owner`'s pool for `owner`. Lock-free: one CAS on success, a
+    /// bounded scan of the pool's ledger to find a candidate.
     pub fn alloc(&self, owner: Owner) -> Result<PageHandle, SlabError> {
-        let n = self.count;
+        let pool = self.storage.pool(owner);
+        let n = pool.end.saturating_sub(pool.start);
         // Relaxed: the cursor is a process-local hint; any value is correct.
-        let start = self.cursor.load(Ordering::Relaxed);
+        let start = if self.rotate && n > 0 {
+            self.cursor.load(Ordering::Relaxed) % n
+        } else {
+            0
+        };
         let want = owner.encode();
         for step in 0..n {
-            let mut i = start + step;
-            if i >= n {
-                i -= n;
+            let mut k = start + step;
+            if k >= n {
+                k -= n;
             }
-            let word = self.owner_word(i);
+            let i = pool.start + k;
+            let Some(b) = self.storage.locate(i) else {
+                continue;
+            };
             // Relaxed: a pre-check to skip held buffers; the CAS below decides.
-            if word.load(Ordering::Relaxed) != FREE {
+            if b.owner.load(Ordering::Relaxed) != FREE {
                 continue;
             }
             // Acquire: SYNC POINT (buffer released): the previous holder's writes to the
             // buffer and its metadata (generation bump) happen before ours; pairs with the
             // Release in `release_one`.
-            if word
+            if b.owner
                 .compare_exchange(FREE, want, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
             {
-                let next = if i + 1 == n { 0 } else { i + 1 };
-                // Relaxed: process-local hint.
-                self.cursor.store(next, Ordering::Relaxed);
-                let meta = self.meta(i);
+                if self.rotate {
+                    // Relaxed: process-local hint.
+                    self.cursor.store(k + 1, Ordering::Relaxed);
+                }
                 // Relaxed: we own the buffer now; nobody else may touch its metadata, and
                 // the handover to the next holder is ordered by the owner word.
-                meta.len.store(0, Ordering::Relaxed);
-                meta.chain_next
+                b.meta.len.store(0, Ordering::Relaxed);
+                b.meta
+                    .chain_next
                     .store(PageHandle::NIL_RAW, Ordering::Relaxed);
                 // Relaxed: synchronized by the Acquire CAS on the owner word above.
-                let generation = meta.generation.load(Ordering::Relaxed);
-                // Relaxed: monitoring counter.
-                self.storage
-                    .control()
-                    .allocs
-                    .fetch_add(1, Ordering::Relaxed);
+                let generation = b.meta.generation.load(Ordering::Relaxed);
                 return Ok(PageHandle {
                     index: i,
                     generation,
@@ -329,30 +363,32 @@ impl<S: SlabStorage> Slab<S> {
         }
         Err(SlabError::Exhausted {
             needed: 1,
-            free: self.free_count(),
+            free: self.free_in(owner),
             total: n as usize,
         })
     }
 
-    /// Checks a handle against the ledger: in range, current generation, held by `holder`.
-    pub fn check(&self, handle: PageHandle, holder: Owner) -> Result<(), SlabError> {
-        if handle.index >= self.count {
-            return Err(SlabError::BadHandle {
-                raw: handle.to_raw(),
-                holder,
-                reason: "index out of range",
-            });
+    /// Checks a handle against the ledger: a buffer this process maps, in the holder's pool
+    /// if the holder is an agent, at its current generation, held by `holder`. Returns the
+    /// buffer.
+    fn checked(&self, handle: PageHandle, holder: Owner) -> Result<BufferRef<'_>, SlabError> {
+        let bad = |reason| SlabError::BadHandle {
+            raw: handle.to_raw(),
+            holder,
+            reason,
+        };
+        let Some(b) = self.storage.locate(handle.index) else {
+            return Err(bad("no such buffer in this process's view"));
+        };
+        if matches!(holder, Owner::Agent(_)) && !self.storage.pool(holder).contains(&handle.index) {
+            return Err(bad("outside the holder's own pool"));
         }
         // Relaxed: we only compare; the owner word below decides who may act.
-        if self.meta(handle.index).generation.load(Ordering::Relaxed) != handle.generation {
-            return Err(SlabError::BadHandle {
-                raw: handle.to_raw(),
-                holder,
-                reason: "stale generation",
-            });
+        if b.meta.generation.load(Ordering::Relaxed) != handle.generation {
+            return Err(bad("stale generation"));
         }
         // Relaxed: a check; callers that act on the buffer then CAS the owner word.
-        let found = self.owner_word(handle.index).load(Ordering::Relaxed);
+        let found = b.owner.load(Ordering::Relaxed);
         if found != holder.encode() {
             return Err(SlabError::NotOwner {
                 index: handle.index,
@@ -360,22 +396,26 @@ impl<S: SlabStorage> Slab<S> {
                 found: LedgerWord(found),
             });
         }
-        Ok(())
+        Ok(b)
+    }
+
+    /// Checks a handle against the ledger (see [`Slab::claim_chain`] for who may hold what).
+    pub fn check(&self, handle: PageHandle, holder: Owner) -> Result<(), SlabError> {
+        self.checked(handle, holder).map(drop)
     }
 
     /// Releases a buffer held by `holder` (not the rest of its chain).
     pub fn release(&self, handle: PageHandle, holder: Owner) -> Result<(), SlabError> {
-        self.check(handle, holder)?;
-        self.release_one(handle.index, holder)
+        let b = self.checked(handle, holder)?;
+        Self::release_one(b, handle.index, holder)
     }
 
-    fn release_one(&self, index: u32, holder: Owner) -> Result<(), SlabError> {
-        let meta = self.meta(index);
+    fn release_one(b: BufferRef<'_>, index: u32, holder: Owner) -> Result<(), SlabError> {
         // Relaxed: ordered before the owner word's Release below.
-        meta.generation.fetch_add(1, Ordering::Relaxed);
+        b.meta.generation.fetch_add(1, Ordering::Relaxed);
         // Release: SYNC POINT (buffer released): our writes to the buffer and the generation
         // bump are visible to the next allocator; pairs with the Acquire CAS in `alloc`.
-        self.owner_word(index)
+        b.owner
             .compare_exchange(holder.encode(), FREE, Ordering::Release, Ordering::Relaxed)
             .map(|_| ())
             .map_err(|found| {
@@ -390,6 +430,15 @@ impl<S: SlabStorage> Slab<S> {
             })
     }
 
+    /// Releases buffer `index` if the ledger records it against `holder`; whether it did.
+    fn release_if_held(&self, index: u32, holder: Owner) -> bool {
+        self.storage.locate(index).is_some_and(|b| {
+            // Relaxed: a pre-check; `release_one` does the CAS.
+            b.owner.load(Ordering::Relaxed) == holder.encode()
+                && Self::release_one(b, index, holder).is_ok()
+        })
+    }
+
     /// Allocates a chain for a payload of `len` bytes and copies `bytes` into it. Returns the
     /// first handle. On failure nothing stays allocated.
     pub fn write_payload(&self, owner: Owner, bytes: &[u8]) -> Result<PageHandle, SlabError> {
@@ -402,24 +451,31 @@ impl<S: SlabStorage> Slab<S> {
         owner: Owner,
         bytes: &[u8],
     ) -> Result<Vec<PageHandle>, SlabError> {
-        let len = bytes.len() as u64;
-        let max = self.count as u64 * self.buffer_size as u64;
+        self.write_parts(owner, &[bytes])
+    }
+
+    /// As [`Slab::write_payload_handles`], for a payload given in parts (copied one after
+    /// the other into the chain, without first joining them).
+    pub fn write_parts(&self, owner: Owner, parts: &[&[u8]]) -> Result<Vec<PageHandle>, SlabError> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let len = total as u64;
+        let max = u64::from(self.capacity(owner)) * self.buffer_size as u64;
         if len > max {
             return Err(SlabError::TooLarge { len, max });
         }
-        let parts = bytes.len().div_ceil(self.buffer_size).max(1);
-        let mut handles: Vec<PageHandle> = Vec::with_capacity(parts);
-        for _ in 0..parts {
+        let count = total.div_ceil(self.buffer_size).max(1);
+        let mut handles: Vec<PageHandle> = Vec::with_capacity(count);
+        for _ in 0..count {
             match self.alloc(owner) {
                 Ok(h) => handles.push(h),
                 Err(e) => {
                     for h in &handles {
                         // Cannot fail: we hold them; ignore to return the first error.
-                        let _ = self.release_one(h.index, owner);
+                        self.release_if_held(h.index, owner);
                     }
                     return Err(match e {
                         SlabError::Exhausted { free, total, .. } => SlabError::Exhausted {
-                            needed: parts,
+                            needed: count,
                             free: free + handles.len(),
                             total,
                         },
@@ -428,39 +484,51 @@ impl<S: SlabStorage> Slab<S> {
                 }
             }
         }
-        let mut chunks = bytes.chunks(self.buffer_size);
+        let mut source = parts.iter().flat_map(|p| p.chunks(self.buffer_size));
+        let mut pending: &[u8] = &[];
         for (k, h) in handles.iter().enumerate() {
-            let chunk = chunks.next().unwrap_or(&[]);
-            // SAFETY: we hold buffer `h.index` (allocated above, index < count), so nobody
-            // else writes it; `chunk.len() <= buffer_size`; source and destination are
-            // distinct memory.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    chunk.as_ptr(),
-                    self.storage.data_ptr(h.index),
-                    chunk.len(),
-                );
+            let b = self
+                .storage
+                .locate(h.index)
+                .expect("allocated from a mapped pool");
+            // Fill this buffer from the parts, across part boundaries.
+            let mut used = 0usize;
+            while used < self.buffer_size {
+                if pending.is_empty() {
+                    match source.next() {
+                        Some(c) => pending = c,
+                        None => break,
+                    }
+                }
+                let take = pending.len().min(self.buffer_size - used);
+                // SAFETY: we hold buffer `h.index` (allocated above), so nobody else writes
+                // it; `used + take <= buffer_size`; source and destination are distinct.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(pending.as_ptr(), b.data.add(used), take);
+                }
+                used += take;
+                pending = &pending[take..];
             }
-            let meta = self.meta(h.index);
             let next = handles
                 .get(k + 1)
                 .map_or(PageHandle::NIL_RAW, |n| n.to_raw());
             // Relaxed: published to the next holder by the ring's Release store of the
             // descriptor (or the owner-word handover).
-            meta.len.store(chunk.len() as u32, Ordering::Relaxed);
-            meta.chain_next.store(next, Ordering::Relaxed);
+            b.meta.len.store(used as u32, Ordering::Relaxed);
+            b.meta.chain_next.store(next, Ordering::Relaxed);
         }
         Ok(handles)
     }
 
     /// Walks a chain held by `holder`, checking every link, and calls `f` on each buffer's
-    /// handle (as checked against the ledger) with its length. Stops at the first failure.
-    fn walk(
-        &self,
+    /// handle (as checked against the ledger), the buffer and its length. Stops at the
+    /// first failure.
+    fn walk<'s>(
+        &'s self,
         raw: u64,
         total: u64,
         holder: Owner,
-        mut f: impl FnMut(PageHandle, u32) -> Result<(), SlabError>,
+        mut f: impl FnMut(PageHandle, BufferRef<'s>, u32) -> Result<(), SlabError>,
     ) -> Result<(), SlabError> {
         let bad = |reason: String| SlabError::BadChain { holder, reason };
         let mut next = raw;
@@ -476,11 +544,10 @@ impl<S: SlabStorage> Slab<S> {
                 return Err(bad(format!("chain longer than the slab ({hops} links)")));
             }
             hops += 1;
-            self.check(handle, holder)?;
-            let meta = self.meta(handle.index);
+            let b = self.checked(handle, holder)?;
             // Relaxed: the buffer is held by `holder`, whose writes were published to us by
             // the descriptor's ring (Acquire on the tail) or the owner-word handover.
-            let len = meta.len.load(Ordering::Relaxed);
+            let len = b.meta.len.load(Ordering::Relaxed);
             if len as usize > self.buffer_size {
                 return Err(bad(format!(
                     "buffer {} claims {len} bytes, more than its {}",
@@ -493,9 +560,9 @@ impl<S: SlabStorage> Slab<S> {
                     "chain holds more than the {total} bytes named"
                 )));
             }
-            f(handle, len)?;
             // Relaxed: as for `len`.
-            next = meta.chain_next.load(Ordering::Relaxed);
+            next = b.meta.chain_next.load(Ordering::Relaxed);
+            f(handle, b, len)?;
             if seen == total && next == PageHandle::NIL_RAW {
                 return Ok(());
             }
@@ -509,10 +576,11 @@ impl<S: SlabStorage> Slab<S> {
     /// receiver calls this before reading a payload it was handed. On failure, buffers
     /// already moved go back to `from`. Returns the chain's buffers, in order.
     ///
-    /// The links live in memory the sender may still write, so a receiver that keeps the
-    /// chain keeps this list and reads and releases by it ([`Slab::read_handles`],
-    /// [`Slab::release_handles`]): links rewritten afterwards cannot make it read or free
-    /// buffers of another chain.
+    /// An agent may hold buffers of its own pool only, so a chain claimed from an agent is
+    /// all in that agent's pool. The links live in memory the sender may still write, so a
+    /// receiver that keeps the chain keeps this list and reads and releases by it
+    /// ([`Slab::read_handles`], [`Slab::release_handles`]): links rewritten afterwards
+    /// cannot make it read or free buffers of another chain.
     pub fn claim_chain(
         &self,
         raw: u64,
@@ -524,10 +592,10 @@ impl<S: SlabStorage> Slab<S> {
         // the sender can still write. Each is pushed once moved, so a failure moves back
         // exactly these.
         let mut handles: Vec<PageHandle> = Vec::new();
-        let result = self.walk(raw, total, from, |handle, _| {
+        let result = self.walk(raw, total, from, |handle, b, _| {
             // AcqRel: SYNC POINT (buffer handover): Acquire makes the sender's writes to the
             // buffer visible to us; Release publishes ours to whoever takes it next.
-            self.owner_word(handle.index)
+            b.owner
                 .compare_exchange(
                     from.encode(),
                     to.encode(),
@@ -543,13 +611,15 @@ impl<S: SlabStorage> Slab<S> {
         });
         if result.is_err() {
             for h in &handles {
-                // AcqRel: SYNC POINT (buffer handover), back to the sender.
-                let _ = self.owner_word(h.index).compare_exchange(
-                    to.encode(),
-                    from.encode(),
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
+                if let Some(b) = self.storage.locate(h.index) {
+                    // AcqRel: SYNC POINT (buffer handover), back to the sender.
+                    let _ = b.owner.compare_exchange(
+                        to.encode(),
+                        from.encode(),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
             }
         }
         result.map(|()| handles)
@@ -567,9 +637,9 @@ impl<S: SlabStorage> Slab<S> {
         let mut parts = Vec::with_capacity(handles.len());
         let mut seen = 0u64;
         for &h in handles {
-            self.check(h, holder)?;
+            let b = self.checked(h, holder)?;
             // Relaxed: as in `walk`; bounded below whatever its value.
-            let len = self.meta(h.index).len.load(Ordering::Relaxed);
+            let len = b.meta.len.load(Ordering::Relaxed);
             if len as usize > self.buffer_size {
                 return Err(SlabError::BadChain {
                     holder,
@@ -577,8 +647,7 @@ impl<S: SlabStorage> Slab<S> {
                 });
             }
             seen += u64::from(len);
-            // `check` proved the index in range; `len` is bounded above.
-            parts.push(self.part(h.index, len));
+            parts.push(self.part(b, len));
         }
         if seen != total {
             return Err(SlabError::BadChain {
@@ -612,26 +681,24 @@ impl<S: SlabStorage> Slab<S> {
     /// Checks a chain held by `holder` and returns its parts as slices, without copying.
     ///
     /// The slices point into shared memory: they stay meaningful while `holder` keeps the
-    /// buffers (a misbehaving agent that writes a buffer it no longer holds can change the
-    /// bytes, never their bounds).
+    /// buffers (a process that can write a buffer's pool can change its bytes, never their
+    /// bounds).
     pub fn segments(&self, raw: u64, total: u64, holder: Owner) -> Result<Vec<&[u8]>, SlabError> {
         let mut parts = Vec::new();
-        self.walk(raw, total, holder, |handle, len| {
-            parts.push(self.part(handle.index, len));
+        self.walk(raw, total, holder, |_, b, len| {
+            parts.push(self.part(b, len));
             Ok(())
         })?;
         Ok(parts)
     }
 
-    /// The first `len` bytes of buffer `index`, which the caller has checked: `index <
-    /// count`, `len <= buffer_size`.
-    fn part(&self, index: u32, len: u32) -> &[u8] {
-        debug_assert!(index < self.count && len as usize <= self.buffer_size);
-        // SAFETY: the caller checked `index < count` and `len <= buffer_size`, so the range
-        // lies inside buffer `index`, which the storage keeps alive as long as `self`.
-        unsafe {
-            std::slice::from_raw_parts(self.storage.data_ptr(index) as *const u8, len as usize)
-        }
+    /// The first `len` bytes of buffer `b`, where the caller has checked `len <=
+    /// buffer_size`.
+    fn part<'a>(&'a self, b: BufferRef<'a>, len: u32) -> &'a [u8] {
+        debug_assert!(len as usize <= self.buffer_size);
+        // SAFETY: `b` was located by the storage, so `data` points to `buffer_size` bytes
+        // that live as long as `self`; the caller checked `len <= buffer_size`.
+        unsafe { std::slice::from_raw_parts(b.data as *const u8, len as usize) }
     }
 
     /// Checks a chain held by `holder` and copies its payload out.
@@ -643,83 +710,82 @@ impl<S: SlabStorage> Slab<S> {
     /// Releases every buffer of a chain held by `holder`. Returns how many were released.
     pub fn release_chain(&self, raw: u64, total: u64, holder: Owner) -> Result<usize, SlabError> {
         let mut indices = Vec::new();
-        self.walk(raw, total, holder, |PageHandle { index, .. }, _| {
+        self.walk(raw, total, holder, |PageHandle { index, .. }, _, _| {
             indices.push(index);
             Ok(())
         })?;
         for &index in &indices {
-            self.release_one(index, holder)?;
+            if let Some(b) = self.storage.locate(index) {
+                Self::release_one(b, index, holder)?;
+            }
         }
         Ok(indices.len())
     }
 
-    /// Releases every buffer the ledger records against `holder`: the recovery path when an
-    /// agent has died. Returns how many were reclaimed.
+    /// Releases every buffer of `holder`'s pool that the ledger records against `holder`:
+    /// the recovery path when an agent has died. Returns how many were reclaimed.
     pub fn reclaim(&self, holder: Owner) -> usize {
-        let want = holder.encode();
-        let mut reclaimed = 0;
-        for index in 0..self.count {
-            // Relaxed: a pre-check; `release_one` does the CAS.
-            if self.owner_word(index).load(Ordering::Relaxed) == want
-                && self.release_one(index, holder).is_ok()
-            {
-                reclaimed += 1;
-            }
-        }
-        reclaimed
+        self.storage
+            .pool(holder)
+            .filter(|&index| self.release_if_held(index, holder))
+            .count()
     }
 
     /// Frees what the ledger says is held by nobody who can let it go: words naming an
-    /// agent slot at or past `slots`, and, among the supervisor's, the buffers
-    /// `supervisor_holds` does not know (the words were written over: agents share the
-    /// ledger). Returns how many were freed. Call it where no chain is being moved.
+    /// agent slot at or past `slots`, or an agent outside whose pool the buffer lies, and,
+    /// among the supervisor's, the buffers `supervisor_holds` does not know (the words were
+    /// written over by the agent whose pool it is). Returns how many were freed. Call it
+    /// where no chain is being moved.
     pub fn sweep(&self, slots: u32, supervisor_holds: impl Fn(u32) -> bool) -> usize {
         let mut freed = 0;
         for index in 0..self.count {
+            let Some(b) = self.storage.locate(index) else {
+                continue;
+            };
             // Relaxed: a pre-check; `release_one` does the CAS.
-            let word = self.owner_word(index).load(Ordering::Relaxed);
+            let word = b.owner.load(Ordering::Relaxed);
             let stray = match Owner::decode(word) {
                 None => None,
                 Some(Owner::Supervisor) => (!supervisor_holds(index)).then_some(Owner::Supervisor),
-                Some(Owner::Agent(slot)) => (slot >= slots).then_some(Owner::Agent(slot)),
+                Some(agent @ Owner::Agent(slot)) => {
+                    (slot >= slots || !self.storage.pool(agent).contains(&index)).then_some(agent)
+                }
             };
             if let Some(holder) = stray {
-                freed += usize::from(self.release_one(index, holder).is_ok());
+                freed += usize::from(Self::release_one(b, index, holder).is_ok());
             }
         }
         freed
     }
 
-    /// Buffers currently held by `holder`.
+    /// Buffers currently held by `holder`, in every pool this process maps.
     pub fn held_by(&self, holder: Owner) -> usize {
-        self.count_word(holder.encode())
+        self.count_word(0..self.count, holder.encode())
     }
 
-    /// Free buffers.
+    /// Free buffers, in every pool this process maps.
     pub fn free_count(&self) -> usize {
-        self.count_word(FREE)
+        self.count_word(0..self.count, FREE)
     }
 
-    fn count_word(&self, word: u32) -> usize {
-        self.storage
-            .owners()
-            .iter()
+    /// Free buffers in the pool `owner` allocates from.
+    pub fn free_in(&self, owner: Owner) -> usize {
+        self.count_word(self.storage.pool(owner), FREE)
+    }
+
+    fn count_word(&self, indices: std::ops::Range<u32>, word: u32) -> usize {
+        indices
+            .filter_map(|i| self.storage.locate(i))
             // Relaxed: a monitoring snapshot.
-            .filter(|w| w.load(Ordering::Relaxed) == word)
+            .filter(|b| b.owner.load(Ordering::Relaxed) == word)
             .count()
-    }
-
-    /// Allocations since the slab was created (all processes).
-    pub fn total_allocs(&self) -> u64 {
-        // Relaxed: monitoring counter.
-        self.storage.control().allocs.load(Ordering::Relaxed)
     }
 }
 
-/// A slab on the heap, for tests, loom models and in-process benchmarks.
+/// A slab on the heap, for tests, loom models and in-process benchmarks: one pool that
+/// every owner shares.
 #[derive(Debug)]
 pub struct HeapSlab {
-    control: SlabControl,
     owners: Box<[AtomicU32]>,
     metas: Box<[BufferMeta]>,
     data: Box<[std::cell::UnsafeCell<u8>]>,
@@ -734,7 +800,6 @@ impl HeapSlab {
     pub fn new(count: u32, buffer_size: usize) -> Self {
         assert!(count < u32::MAX);
         Self {
-            control: SlabControl::default(),
             owners: (0..count).map(|_| AtomicU32::new(FREE)).collect(),
             metas: (0..count).map(|_| BufferMeta::default()).collect(),
             data: (0..count as usize * buffer_size)
@@ -746,22 +811,25 @@ impl HeapSlab {
 }
 
 // SAFETY: the boxed slices are fixed at construction, of equal length below `u32::MAX`, and
-// the data slice holds exactly `count * buffer_size` bytes.
+// the data slice holds exactly `count * buffer_size` bytes; every index below the count is
+// found, and the one pool is all of them.
 unsafe impl SlabStorage for std::sync::Arc<HeapSlab> {
-    fn control(&self) -> &SlabControl {
-        &self.control
-    }
-    fn owners(&self) -> &[AtomicU32] {
-        &self.owners
-    }
-    fn metas(&self) -> &[BufferMeta] {
-        &self.metas
+    fn count(&self) -> u32 {
+        self.owners.len() as u32
     }
     fn buffer_size(&self) -> usize {
         self.buffer_size
     }
-    fn data_ptr(&self, index: u32) -> *mut u8 {
-        self.data[index as usize * self.buffer_size].get()
+    fn locate(&self, index: u32) -> Option<BufferRef<'_>> {
+        let i = index as usize;
+        Some(BufferRef {
+            owner: self.owners.get(i)?,
+            meta: &self.metas[i],
+            data: self.data[i * self.buffer_size..].as_ptr() as *mut u8,
+        })
+    }
+    fn pool(&self, _: Owner) -> std::ops::Range<u32> {
+        0..self.count()
     }
 }
 
@@ -820,7 +888,9 @@ mod tests {
             .unwrap();
         assert_eq!(taken.len(), 3);
         // The writer points its first buffer at the other chain.
-        s.meta(h.index)
+        s.words(h.index)
+            .unwrap()
+            .1
             .chain_next
             .store(other.to_raw(), Ordering::Relaxed);
         assert_eq!(
@@ -849,7 +919,9 @@ mod tests {
         let agents = s.write_payload(Owner::Agent(1), &[2; 16]).unwrap();
         let stray = s.write_payload(Owner::Supervisor, &[3; 16]).unwrap();
         let bogus = s.alloc(Owner::Agent(0)).unwrap();
-        s.owner_word(bogus.index)
+        s.words(bogus.index)
+            .unwrap()
+            .0
             .store(Owner::Agent(40).encode(), Ordering::Relaxed);
         assert_eq!(s.sweep(2, |i| i == kept.index), 2);
         assert_eq!(s.free_count(), 6);
@@ -900,15 +972,23 @@ mod tests {
         let s = slab(4, 8);
         let h = s.write_payload(Owner::Agent(1), &[7u8; 24]).unwrap();
         // Steal the last link so the walk fails midway.
-        let third = s.storage().metas()[h.index as usize]
+        let third = s
+            .words(h.index)
+            .unwrap()
+            .1
             .chain_next
             .load(Ordering::Relaxed);
         let third = PageHandle::from_raw(third).unwrap();
-        let third = s.storage().metas()[third.index as usize]
+        let third = s
+            .words(third.index)
+            .unwrap()
+            .1
             .chain_next
             .load(Ordering::Relaxed);
         let third = PageHandle::from_raw(third).unwrap();
-        s.storage().owners()[third.index as usize]
+        s.words(third.index)
+            .unwrap()
+            .0
             .store(Owner::Agent(9).encode(), Ordering::Relaxed);
         assert!(s
             .claim_chain(h.to_raw(), 24, Owner::Agent(1), Owner::Supervisor)
@@ -922,16 +1002,22 @@ mod tests {
         let s = slab(2, 8);
         let h = s.write_payload(Owner::Agent(0), &[1u8; 16]).unwrap();
         let second = PageHandle::from_raw(
-            s.storage().metas()[h.index as usize]
+            s.words(h.index)
+                .unwrap()
+                .1
                 .chain_next
                 .load(Ordering::Relaxed),
         )
         .unwrap();
         // Point the second link back at the first: a cycle.
-        s.storage().metas()[second.index as usize]
+        s.words(second.index)
+            .unwrap()
+            .1
             .chain_next
             .store(h.to_raw(), Ordering::Relaxed);
-        s.storage().metas()[second.index as usize]
+        s.words(second.index)
+            .unwrap()
+            .1
             .len
             .store(0, Ordering::Relaxed);
         assert!(matches!(

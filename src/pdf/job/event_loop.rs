@@ -105,7 +105,11 @@ pub fn run(
         chunk: cfg.chunk_pages.max(1),
         timeout: cfg.timeout_per_doc,
         staged: cfg.roles.is_some(),
-        held_budget: sizing::held_budget(sup.segment().slab(0).count()),
+        held_budget: sizing::held_budget(
+            sup.segment()
+                .slab(0)
+                .capacity(crate::shm::slab::Owner::Supervisor),
+        ),
         max_ranges: sizing::max_ranges(agents as usize),
         parked: VecDeque::new(),
         waiting_buffers: 0,

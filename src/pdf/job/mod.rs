@@ -6,9 +6,9 @@
 //!   agents as [`PDF_PAGES`] range tasks, and its line is assembled here once every range
 //!   is in.
 //! - **Specialists** (`--roles`): each range goes Parser → Extractor → Analyzer as three
-//!   tasks, each stage's output held in page buffers and handed to the next stage by the
-//!   supervisor without a copy, and an Aggregator task fans a document's ranges into its
-//!   line (see [`super::stages`]). Agents wait for room when the slab is full, so the
+//!   tasks, each stage's output kept in the supervisor's page buffers and lent to the next
+//!   stage without another copy, and an Aggregator task fans a document's ranges into its
+//!   line (see [`super::stages`]). Kept outputs take the supervisor's buffers, so the
 //!   job bounds the ranges at each stage (`Job::room`, `Job::feed_extractors`) and
 //!   the analyzed ranges waiting for their document (`Job::analyzed`).
 //!

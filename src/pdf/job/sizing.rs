@@ -14,10 +14,10 @@ pub(super) const BUFFER_SIZE: usize = 64 * 1024;
 /// after the other.
 pub(super) const QUEUE_DEPTH: u32 = 2;
 
-/// Page buffers (64 KiB) for `agents` agents: room for every agent's queued replies.
-/// Specialists hold stage outputs in the slab too, so they get more. Smaller is faster to
-/// set up and tear down: the segment is reserved (fallocate) before the first agent
-/// starts.
+/// The supervisor's page buffers (64 KiB) for `agents` agents: room for every agent's
+/// queued inputs; each agent's own pool, for its replies, is half as many. Specialists
+/// keep stage outputs there too, so they get more. Smaller is faster to set up and tear
+/// down: the supervisor's pool is reserved (fallocate) while the first agents start.
 pub(super) fn buffer_count(agents: u32, specialists: bool) -> u32 {
     if specialists {
         (agents * 128).max(1024)
@@ -26,11 +26,11 @@ pub(super) fn buffer_count(agents: u32, specialists: bool) -> u32 {
     }
 }
 
-/// Analyzed ranges waiting for their document stay under a quarter of the slab, and a
-/// Parser gets a new range only while stage outputs take less than another quarter. Those
-/// outputs then grow (an Extractor writes ten times what its Parser did), which the
-/// counts of ranges in flight bound; should they still fill the slab, Analyzers write
-/// into the reserve that held outputs leave (`drains`).
+/// Analyzed ranges waiting for their document stay under a quarter of the supervisor's
+/// pool, and a Parser gets a new range only while stage outputs take less than another
+/// quarter. Those outputs then grow (an Extractor writes ten times what its Parser did),
+/// which the counts of ranges in flight bound; past half of the pool, kept outputs go to
+/// the supervisor's memory, so no stage ever waits for another to make room.
 pub(super) fn held_budget(slab_buffers: u32) -> usize {
     slab_buffers as usize / 4
 }

@@ -1,9 +1,9 @@
 //! Specialists: each range goes Parser → Extractor → Analyzer as three tasks, each
-//! stage's output held in page buffers and handed to the next stage by the supervisor
-//! without a copy, and an Aggregator task fans a document's ranges into its line.
+//! stage's output kept in the supervisor's page buffers and lent to the next stage
+//! without another copy, and an Aggregator task fans a document's ranges into its line.
 //!
-//! Agents wait for room when the slab is full, so the job bounds the ranges at each
-//! stage ([`Job::room`], [`Job::feed_extractors`]) and the analyzed ranges waiting for
+//! Kept outputs take the supervisor's page buffers (past half of them, its memory), so
+//! the job bounds the ranges at each stage ([`Job::room`], [`Job::feed_extractors`]) and the analyzed ranges waiting for
 //! their document ([`Job::analyzed`]); a document whose replies would not fit an agent's
 //! output is assembled here instead of by an Aggregator.
 
@@ -59,8 +59,7 @@ impl Job<'_> {
 
     /// Whether a Parser may be given another range (always, for generalists). Without a
     /// bound on ranges in flight a Parser running ahead queues ranges whose extracted
-    /// glyphs then fill the slab, and the Extractor and the Analyzer both wait for room
-    /// that only they could make.
+    /// glyphs, ten times its output, are all kept at once.
     pub(super) fn room(&self) -> bool {
         !self.staged || self.room_to_parse(self.ranges_in_flight().parsing)
     }
@@ -192,7 +191,7 @@ impl Job<'_> {
         };
         doc.open_tasks += 1;
         // An Analyzer's page JSON is a tenth of the glyphs it reads: it drains.
-        let spec = Self::forward(PDF_ANALYZE, vec![h], Output::HoldDraining);
+        let spec = Self::forward(PDF_ANALYZE, vec![h], Output::Hold);
         self.submit(d, Stage::Analyze, spec)
     }
 

@@ -31,7 +31,8 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
     install_panic_hook();
     let mut rx = seg.consumer(slot, Direction::ToAgent).map_err(seg_err)?;
     let mut tx = seg.producer(slot, Direction::FromAgent).map_err(seg_err)?;
-    let slab = seg.slab(slot.wrapping_mul(0x9E37_79B9));
+    // The agent is the only one to allocate from its pool.
+    let slab = seg.slab(0).lowest_first();
     let me = Owner::Agent(slot);
     let doorbell = seg.doorbell();
     let ring_err = |source| AgentError::Ring { slot, source };
@@ -277,16 +278,9 @@ fn run_one(
             }
         }
     };
-    // Held outputs of tasks that do not drain a pipeline leave the reserve free.
-    let keep_free = if task.flags & flags::KEEP_RESERVE != 0 {
-        slab.count() as usize / 8
-    } else {
-        0
-    };
     let out = Output {
         code,
         bytes: &out,
-        keep_free,
         start,
     };
     reply(slab, me, hb, config, on_full, done, out)
@@ -296,7 +290,6 @@ fn run_one(
 struct Output<'a> {
     code: u32,
     bytes: &'a [u8],
-    keep_free: usize,
     start: Instant,
 }
 
@@ -312,13 +305,13 @@ fn reply(
     let too_large;
     let mut bytes = out.bytes;
     let mut code = out.code;
-    let limit = slab.count() as u64 * slab.buffer_size() as u64 / 2;
+    let limit = u64::from(slab.capacity(me)) * slab.buffer_size() as u64;
     if bytes.len() as u64 > limit {
         too_large = TaskError::new(
             "too_large",
             format!(
-                "output of {} bytes exceeds the {limit} bytes the page-buffer slab carries \
-                 for one output (half of it)",
+                "output of {} bytes exceeds the {limit} bytes of the agent's page-buffer pool \
+                 (see SupervisorBuilder::agent_buffers)",
                 bytes.len()
             ),
         )
@@ -333,21 +326,15 @@ fn reply(
         done.len = 0;
         return Ok(done);
     }
-    let needed = bytes.len().div_ceil(slab.buffer_size());
     let mut waiting = false;
     let h = loop {
-        // A scan of the ledger (about a microsecond per thousand buffers). Another process
-        // may allocate between the scan and the write: the reserve is a policy that keeps
-        // room for draining tasks, not a guarantee to the buffer.
-        if out.keep_free == 0 || slab.free_count() >= needed + out.keep_free {
-            match slab.write_payload(me, bytes) {
-                Ok(h) => break h,
-                Err(SlabError::Exhausted { .. }) => {}
-                Err(e) => return Err(ReplyError::Slab(e)),
-            }
+        match slab.write_payload(me, bytes) {
+            Ok(h) => break h,
+            Err(SlabError::Exhausted { .. }) => {}
+            Err(e) => return Err(ReplyError::Slab(e)),
         }
-        // The supervisor frees buffers as it takes completions: wait for room. The state
-        // tells the supervisor (and `status()`) that this agent is held up by the slab.
+        // The supervisor frees our buffers as it takes our completions: wait for room. The
+        // state tells the supervisor (and `status()`) that this agent is held up by its pool.
         if !waiting {
             waiting = true;
             hb.set_state(AgentState::WaitingForRoom);

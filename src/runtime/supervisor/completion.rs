@@ -60,26 +60,25 @@ impl State {
         let mut held = None;
         let mut output = Vec::new();
         if let Some(raw) = d.payload() {
-            // Checked and taken over, then: a large held output stays in the slab for the
-            // caller without a copy; anything else (an output copied out, a held output
-            // small enough not to keep a whole buffer) is copied and its buffers freed.
-            let inline_max = Stored::inline_max(self.slab.buffer_size()) as u64;
+            // Checked and taken over from the agent's pool, then copied out of it (to the
+            // caller, or to be kept: see `Stored::keep_parts`) and its buffers freed, so the
+            // agent has its room back and cannot change what it handed over.
             let taken = self
                 .slab
                 .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
                 .and_then(|handles| {
-                    if keep && d.len > inline_max {
-                        held = Some(Stored::Chain {
-                            raw,
-                            len: d.len,
-                            handles,
-                        });
-                        return Ok(());
-                    }
-                    let bytes = self.slab.read_handles(&handles, d.len, Owner::Supervisor);
+                    let parts = self
+                        .slab
+                        .handle_segments(&handles, d.len, Owner::Supervisor);
+                    let got = parts.map(|parts| {
+                        if keep {
+                            held = Some(Stored::keep_parts(&self.slab, &parts));
+                        } else {
+                            output = parts.concat();
+                        }
+                    });
                     self.slab.release_handles(&handles, Owner::Supervisor);
-                    output = bytes?;
-                    Ok(())
+                    got
                 });
             if let Err(e) = taken {
                 // The agent broke the protocol: kill it; the task it ran is blamed and the

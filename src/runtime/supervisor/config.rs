@@ -89,6 +89,7 @@ pub struct SupervisorBuilder {
     pub(super) task_timeout: Option<Duration>,
     pub(super) probe_timeout: Duration,
     pub(super) sandbox: SandboxPolicy,
+    pub(super) agent_buffers: Option<u32>,
 }
 
 impl Default for SupervisorBuilder {
@@ -112,7 +113,9 @@ impl Default for SupervisorBuilder {
                 ring_capacity: 1024,
                 buffer_size: 64 * 1024,
                 buffer_count: 1024,
+                agent_buffers: 512,
             },
+            agent_buffers: None,
             agent_spin: 2000,
             wait_spin: Duration::from_micros(100),
             classes: Vec::new(),
@@ -245,6 +248,14 @@ impl SupervisorBuilder {
     pub fn buffers(mut self, size: u32, count: u32) -> Self {
         self.segment.buffer_size = size;
         self.segment.buffer_count = count;
+        self
+    }
+    /// Page buffers in each agent's own pool, where it writes its outputs until the
+    /// supervisor takes them: the largest output an agent can return is this many buffers
+    /// (default half the count given to [`SupervisorBuilder::buffers`]). Its pages are
+    /// allocated as the agent first uses them, against its memory limit.
+    pub fn agent_buffers(mut self, count: u32) -> Self {
+        self.agent_buffers = Some(count);
         self
     }
     /// Descriptors per ring (default 1024).

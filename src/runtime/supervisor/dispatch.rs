@@ -4,7 +4,7 @@
 use super::error::Error;
 use super::state::{Delivery, InFlight, Phase, Shared, State, TaskRecord};
 use super::stored::Stored;
-use crate::runtime::task::{flags, Input, Output, TaskKind, TaskSpec};
+use crate::runtime::task::{flags, Input, TaskKind, TaskSpec};
 use crate::shm::descriptor::Descriptor;
 use crate::shm::segment::Direction;
 use crate::shm::slab::{Owner, PageHandle};
@@ -52,7 +52,10 @@ impl Shared {
         // goes as it is. More than the slab can lend would wait for ever, and every task
         // behind it with it.
         let lent = Stored::lent_len(payload.len(), inputs.iter().map(|h| &st.held[&h.id])) as u64;
-        let (buffers, buffer_size) = (st.slab.count(), st.slab.buffer_size() as u32);
+        let (buffers, buffer_size) = (
+            st.slab.capacity(Owner::Supervisor),
+            st.slab.buffer_size() as u32,
+        );
         let limit = u64::from(buffers / 2) * u64::from(buffer_size);
         if lent > limit {
             return Err(Error::PayloadTooLarge {
@@ -217,15 +220,12 @@ impl State {
     /// always have room for their outputs. A payload is written into the slab once, at its
     /// first attempt, and lent again to later ones.
     pub(super) fn descriptor(&mut self, id: u64) -> Option<Descriptor> {
-        let half = self.slab.count() as usize / 2;
+        let half = self.slab.capacity(Owner::Supervisor) as usize / 2;
         let bs = self.slab.buffer_size();
         let rec = self.tasks.get_mut(&id)?;
         let mut d = Descriptor::new(id, rec.attempt, rec.kind);
         d.arg = rec.arg;
         d.buffer = PageHandle::NIL_RAW;
-        if rec.output == Output::Hold {
-            d.flags |= flags::KEEP_RESERVE;
-        }
         if let [Stored::Chain { raw, len, .. }] = rec.inputs[..] {
             // One held input becomes the input as it is, without a copy.
             d.buffer = raw;

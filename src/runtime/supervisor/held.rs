@@ -2,8 +2,10 @@
 //!
 //! An output of a few KiB does not keep a page buffer (64 KiB by default) for itself: it
 //! is copied into the supervisor's memory when its task completes ([`Stored::Inline`]),
-//! and travels inline in the input list of the task it feeds. Larger outputs stay in the
-//! slab where the agent wrote them ([`Stored::Chain`]) and are handed on without a copy.
+//! and travels inline in the input list of the task it feeds. A larger output is copied
+//! once, out of the pool of the agent that wrote it (which that agent can write for as
+//! long as it lives) into the supervisor's pool ([`Stored::Chain`]), which agents map
+//! read-only: the next stage reads it there without a copy, and no agent can change it.
 
 use super::error::Error;
 use super::state::{Shared, State};
@@ -41,17 +43,7 @@ impl Supervisor {
     /// beside outputs in a fan-in ([`Input::Held`](crate::runtime::task::Input::Held)).
     pub fn hold(&self, bytes: &[u8]) -> Result<Held, Error> {
         let mut st = self.shared.state.lock();
-        let bs = st.slab.buffer_size();
-        let stored = if bytes.len() <= Stored::inline_max(bs) {
-            Stored::Inline(bytes.to_vec())
-        } else {
-            let handles = st.slab.write_payload_handles(Owner::Supervisor, bytes)?;
-            Stored::Chain {
-                raw: handles[0].to_raw(),
-                len: bytes.len() as u64,
-                handles,
-            }
-        };
+        let stored = Stored::keep_parts(&st.slab, &[bytes]);
         Ok(st.keep(stored))
     }
 

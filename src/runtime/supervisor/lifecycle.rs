@@ -25,6 +25,9 @@ impl Supervisor {
             return Err(Error::StartedAsAgent);
         }
         cfg.segment.agent_slots = cfg.agents;
+        cfg.segment.agent_buffers = cfg
+            .agent_buffers
+            .unwrap_or((cfg.segment.buffer_count / 2).max(1));
         let began = Instant::now();
         // A wrong agent executable is found here, before anything is created, and not as
         // a crash loop after the fact.

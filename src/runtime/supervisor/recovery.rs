@@ -46,12 +46,12 @@ impl State {
                         (Some(id), _) => a.current = Some((id, now)),
                         (None, _) => a.current = None,
                     }
-                    // Time spent waiting for room in the slab is not the task's: its clock
-                    // stops meanwhile. The state is the agent's word, so it counts only
-                    // while the slab really is short: an output may take half the slab
-                    // and held ones leave the last eighth, so an agent with more free
-                    // than that is not waiting for room, whatever it says.
-                    let short = self.slab.free_count() < self.slab.count() as usize * 5 / 8;
+                    // An agent waits for room only in its own pool, which the supervisor
+                    // empties as it takes the agent's completions: the wait is shown, but
+                    // it is the task's time (the pool is the agent's to fill). The state
+                    // is the agent's word, so it counts only while its pool is in use.
+                    let me = Owner::Agent(a.slot);
+                    let short = self.slab.free_in(me) < self.slab.capacity(me) as usize;
                     let waiting = short && hb.state() == Some(AgentState::WaitingForRoom);
                     self.watch_room(i, waiting, now);
                     if let Some((id, started)) = self.agents[i].current {
@@ -96,20 +96,15 @@ impl State {
         false
     }
 
-    /// Makes an agent held up by a full slab visible: counted once per episode, and
-    /// reported after a second, naming what holds the buffers.
-    /// While it waits, the running task's run-time clock is held still.
+    /// Makes an agent held up by a full pool visible: counted once per episode, and
+    /// reported after a second.
     fn watch_room(&mut self, i: usize, waiting: bool, now: Instant) {
         let slot = self.agents[i].slot;
         let a = &mut self.agents[i];
-        if let (true, Some(w), Some((id, started))) = (waiting, a.waiting_for_room, a.current) {
-            a.current = Some((id, started + now.duration_since(w.last_seen)));
-        }
         match (a.waiting_for_room, waiting) {
             (None, true) => {
                 a.waiting_for_room = Some(RoomWait {
                     since: now,
-                    last_seen: now,
                     reported: false,
                 });
                 self.counters.slab_waits += 1;
@@ -119,35 +114,21 @@ impl State {
             {
                 let since = w.since;
                 a.waiting_for_room = Some(RoomWait {
-                    last_seen: now,
                     reported: true,
                     ..w
                 });
-                let held: usize = self.held.values().map(Stored::buffers).sum();
-                let inputs: usize = self
-                    .tasks
-                    .values()
-                    .flat_map(|t| &t.inputs)
-                    .map(Stored::buffers)
-                    .sum();
+                let me = Owner::Agent(slot);
                 let msg = format!(
-                    "slot {slot} has waited {:?} for room in the page-buffer slab for a task's \
-                     output: {} of {} buffers free; {held} held by the caller as outputs, \
-                     {inputs} held as inputs of tasks, {} lent as payloads (release or \
-                     consume held outputs, or give the slab more buffers)",
+                    "slot {slot} has waited {:?} for room in its page-buffer pool for a task's \
+                     output: {} of its {} buffers free, the rest holding outputs it has not \
+                     handed over",
                     now.duration_since(since),
-                    self.slab.free_count(),
-                    self.slab.count(),
-                    self.lent_buffers
+                    self.slab.free_in(me),
+                    self.slab.capacity(me),
                 );
                 tracing::warn!("{msg}");
             }
-            (Some(w), true) => {
-                a.waiting_for_room = Some(RoomWait {
-                    last_seen: now,
-                    ..w
-                })
-            }
+            (Some(_), true) => {}
             (Some(_), false) => a.waiting_for_room = None,
             (None, false) => {}
         }

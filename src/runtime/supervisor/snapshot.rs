@@ -5,6 +5,7 @@ use super::stored::Stored;
 use super::Supervisor;
 use crate::runtime::task::TaskKind;
 use crate::shm::heartbeat::AgentState;
+use crate::shm::slab::Owner;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -85,11 +86,12 @@ pub struct Status {
     pub warnings: Vec<String>,
     /// The task kinds the agent executable serves (it said so when probed at build).
     pub kinds: Vec<TaskKind>,
-    /// Page buffers free now.
+    /// Page buffers of the supervisor's pool free now.
     pub slab_free: usize,
     /// Bytes of small held outputs kept in the supervisor's memory instead of the slab.
     pub held_inline_bytes: usize,
-    /// Page buffers in the slab.
+    /// Page buffers in the supervisor's pool (each agent has a pool of its own for its
+    /// outputs, [`SupervisorBuilder::agent_buffers`](super::SupervisorBuilder::agent_buffers)).
     pub slab_buffers: usize,
     /// Why the supervisor stopped, if it did.
     pub fatal: Option<String>,
@@ -164,8 +166,8 @@ impl Supervisor {
                 .sum(),
             warnings: st.warnings.clone(),
             kinds: self.shared.served.iter().map(|&k| TaskKind(k)).collect(),
-            slab_free: st.slab.free_count(),
-            slab_buffers: st.slab.count() as usize,
+            slab_free: st.slab.free_in(Owner::Supervisor),
+            slab_buffers: st.slab.capacity(Owner::Supervisor) as usize,
             fatal: st.fatal.clone(),
         }
     }

@@ -69,8 +69,6 @@ pub(super) struct Agent {
 pub(super) struct RoomWait {
     /// When it was first seen waiting.
     pub(super) since: Instant,
-    /// When it was last seen waiting.
-    pub(super) last_seen: Instant,
     /// Whether the wait has been reported.
     pub(super) reported: bool,
 }

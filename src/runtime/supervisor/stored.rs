@@ -9,7 +9,7 @@ use crate::shm::slab::{Owner, PageHandle, Slab};
 /// Where a held output's bytes are.
 #[derive(Debug)]
 pub(super) enum Stored {
-    /// A chain of page buffers the supervisor owns.
+    /// A chain of page buffers of the supervisor's own pool, which agents can only read.
     Chain {
         /// Its first buffer.
         raw: u64,
@@ -24,6 +24,27 @@ pub(super) enum Stored {
 }
 
 impl Stored {
+    /// Keeps the bytes of `parts` (joined): a small output inline; a larger one in the
+    /// supervisor's pool while that leaves half of the pool free for lent payloads, else in
+    /// the supervisor's memory (lent again, like any inline input, when it is used). Never
+    /// waits: the output's writer is done with it.
+    pub(super) fn keep_parts(slab: &Slab<SegmentSlab>, parts: &[&[u8]]) -> Stored {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let bs = slab.buffer_size();
+        let half = slab.capacity(Owner::Supervisor) as usize / 2;
+        if len > Self::inline_max(bs) && slab.free_in(Owner::Supervisor) >= len.div_ceil(bs) + half
+        {
+            if let Ok(handles) = slab.write_parts(Owner::Supervisor, parts) {
+                return Stored::Chain {
+                    raw: handles[0].to_raw(),
+                    len: len as u64,
+                    handles,
+                };
+            }
+        }
+        Stored::Inline(parts.concat())
+    }
+
     /// The most bytes kept inline for slabs of `buffer_size`-byte buffers: a quarter of a
     /// buffer, at most 4 KiB.
     pub(super) fn inline_max(buffer_size: usize) -> usize {

@@ -28,13 +28,10 @@ pub enum Output {
     #[default]
     Return,
     /// Kept by the supervisor, and the task completes with a [`Held`]: for an output that
-    /// is the next stage's input. It leaves the slab's reserve (its last eighth) free.
+    /// is the next stage's input. The supervisor copies it out of the agent's pool into its
+    /// own (or, past half of its pool, its own memory), so the agent can no longer change
+    /// it and never waits for a later stage to make room.
     Hold,
-    /// Kept like [`Output::Hold`], for a task that turns held inputs into a smaller
-    /// output and whose end frees them: it may take the reserve. When stages that grow
-    /// their data have filled the slab, the stages that shrink it can still finish, and
-    /// their ends make room for the rest.
-    HoldDraining,
 }
 
 impl Output {

@@ -97,11 +97,6 @@ pub mod flags {
     /// native-endian `u64`, each naming a chain the supervisor holds and lends, or an
     /// inline input ([`INLINE_INPUT`]).
     pub const INPUT_LIST: u32 = 1;
-    /// The output will be held in the slab for a later task, and the task does not drain
-    /// a pipeline ([`super::super::Output::Hold`]): it must leave the slab's reserve, the last
-    /// eighth of its buffers, free.
-    pub const KEEP_RESERVE: u32 = 2;
-
     /// In an [`INPUT_LIST`], the first word of a pair whose input is not a chain: its
     /// `length` bytes follow the pair, padded to a multiple of 8. Small held outputs live
     /// in the supervisor's memory, not in a whole page buffer each, and travel this way.
