@@ -555,8 +555,8 @@ fn scribbling_over_the_segment_costs_only_the_scribbler() {
             other => panic!("{other:?}"),
         }
     }
-    // The rogue scenario, scaled down: spin tasks with scribblers among them.
-    let spins: Vec<_> = (0..2000)
+    // The rogue scenario: 20,000 spin tasks with scribblers among them.
+    let spins: Vec<_> = (0..20_000)
         .map(|_| sup.submit("spin:100us".parse().unwrap()).unwrap())
         .collect();
     let scribblers: Vec<_> = (0..3)
@@ -575,7 +575,7 @@ fn scribbling_over_the_segment_costs_only_the_scribbler() {
     let c = sup.shutdown(Shutdown::Drain).unwrap();
     // Only the five scribblers may have failed; every other task completed, once.
     assert!(c.failed <= 5, "{c:?}");
-    assert_eq!(c.completed + c.failed, 2000 + 2 * 41 + 3 + 10, "{c:?}");
+    assert_eq!(c.completed + c.failed, 20_000 + 2 * 41 + 3 + 10, "{c:?}");
 }
 
 /// Completions forged for tasks that are not the forger's (one already done, others that
