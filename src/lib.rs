@@ -9,15 +9,16 @@
 //!    that places them.
 //! 2. [`runtime`]: tasks, the agent loop and its handler registry, process spawning,
 //!    cgroups, and the supervisor.
-//! 3. `pdf`: the PDF extraction core, the reply's wire format, and the `swarm run` job
+//! 3. [`coord`]: coordination above the single task: graphs of tasks.
+//! 4. `pdf`: the PDF extraction core, the reply's wire format, and the `swarm run` job
 //!    built on the runtime (generalist and specialist strategies, checkers, inputs).
-//! 4. `bench`: diagnostics — the benchmark suite and the diagnostic peers.
-//! 5. `cli`: the `swarm` command line's policy (flags to configurations, reports, exit
+//! 5. `bench`: diagnostics — the benchmark suite and the diagnostic peers.
+//! 6. `cli`: the `swarm` command line's policy (flags to configurations, reports, exit
 //!    codes); the binaries only parse, call it and exit.
 //!
-//! Features, both on by default: `pdf` (layer 3, its dependencies and the PDF kinds in
-//! `agent-bin`) and `cli` (layer 5 and the `swarm` binary; implies `pdf`). Without them
-//! the crate is the runtime alone, layers 1, 2 and 4, and an embedder's build pulls in
+//! Features, both on by default: `pdf` (layer 4, its dependencies and the PDF kinds in
+//! `agent-bin`) and `cli` (layer 6 and the `swarm` binary; implies `pdf`). Without them
+//! the crate is the runtime alone, layers 1, 2, 3 and 5, and an embedder's build pulls in
 //! neither lopdf nor clap nor indicatif.
 //!
 //! The layers' modules are also re-exported at the crate root under their own names
@@ -29,6 +30,7 @@ pub mod bench;
 /// The `swarm` command line's policy: flags to configurations, reports, exit codes.
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod coord;
 #[cfg(feature = "pdf")]
 pub mod pdf;
 pub mod runtime;

@@ -1,11 +1,12 @@
 //! Completions from agents: checked, taken over or copied out, and delivered.
 
-use super::state::{Delivery, State};
+use super::state::{Delivery, State, TaskRecord, Timing};
 use super::stored::Stored;
 use crate::runtime::task::{status, DeathCause, Failure, Outcome, TaskError, TaskKind};
 use crate::shm::descriptor::Descriptor;
 use crate::shm::segment::Direction;
 use crate::shm::slab::Owner;
+use std::sync::Arc;
 use std::time::Duration;
 
 impl State {
@@ -52,11 +53,11 @@ impl State {
             }
             return;
         };
-        let keep = d.kind == status::OK
-            && self
-                .tasks
-                .get(&d.task_id)
-                .is_some_and(|t| t.output.is_held());
+        // Kept: for the caller (`Output::Hold`), or for the graph nodes that take it.
+        let (for_caller, on_edges) = self.tasks.get(&d.task_id).map_or((false, false), |t| {
+            (t.output.is_held(), !t.dependents.is_empty())
+        });
+        let keep = d.kind == status::OK && (for_caller || on_edges);
         let mut held = None;
         let mut output = Vec::new();
         if let Some(raw) = d.payload() {
@@ -88,10 +89,13 @@ impl State {
                 return;
             }
         }
-        let held = keep.then(|| {
-            let stored = held.unwrap_or_else(|| Stored::Inline(std::mem::take(&mut output)));
-            self.keep(stored)
-        });
+        let kept =
+            keep.then(|| held.unwrap_or_else(|| Stored::Inline(std::mem::take(&mut output))));
+        let (held, edge) = if on_edges {
+            (None, kept)
+        } else {
+            (kept.map(|stored| self.keep(stored)), None)
+        };
         let agent = &mut self.agents[i];
         agent.in_flight.remove(pos);
         agent.completed += 1;
@@ -115,20 +119,55 @@ impl State {
             )),
             _ => Outcome::Failed(Failure::Task(TaskError::decode(&output))),
         };
-        self.finish(d.task_id, outcome);
+        self.finish_with(d.task_id, outcome, edge);
     }
 
     /// Ends a task: frees its lent payload and delivers its outcome. Each task ends once.
     pub(super) fn finish(&mut self, id: u64, outcome: Outcome) {
-        let Some(rec) = self.tasks.remove(&id) else {
-            return;
-        };
+        self.finish_with(id, outcome, None);
+    }
+
+    /// [`State::finish`], with the output a graph node hands to its dependents (`None`
+    /// for a failure, or for a node without dependents). Dependents that fail with it end
+    /// here too, in a loop, however deep the graph.
+    pub(super) fn finish_with(&mut self, id: u64, outcome: Outcome, edge: Option<Stored>) {
+        let mut ending = vec![(id, outcome, edge)];
+        while let Some((id, outcome, edge)) = ending.pop() {
+            let Some(rec) = self.tasks.remove(&id) else {
+                if let Some(stored) = edge {
+                    stored.release(&self.slab);
+                }
+                continue;
+            };
+            let mut rec = rec;
+            if !rec.dependents.is_empty() {
+                let passed = outcome
+                    .is_completed()
+                    .then(|| Arc::new(edge.unwrap_or(Stored::Inline(Vec::new()))));
+                let dependents = std::mem::take(&mut rec.dependents);
+                let mut failing = Vec::new();
+                self.settle_edges(id, dependents, passed, &mut failing);
+                ending.extend(failing.into_iter().map(|(t, o)| (t, o, None)));
+            } else if let Some(stored) = edge {
+                stored.release(&self.slab);
+            }
+            self.deliver(id, rec, outcome);
+        }
+    }
+
+    /// Frees what an ended task held and hands its outcome to whoever takes it.
+    fn deliver(&mut self, id: u64, rec: TaskRecord, outcome: Outcome) {
         if let Some((_, handles)) = rec.lent {
             self.slab.release_handles(&handles, Owner::Supervisor);
             self.lent_buffers -= handles.len();
         }
         for input in rec.inputs {
-            input.release(&self.slab);
+            self.release_input(input);
+        }
+        if let Some(w) = rec.waiting {
+            for input in w.slots.into_iter().flatten() {
+                self.release_input(input);
+            }
         }
         if outcome.is_completed() {
             self.counters.completed += 1;
@@ -145,7 +184,14 @@ impl State {
                 self.stream.push_back((id, outcome));
             }
             Delivery::Set(set) => match self.sets.get_mut(&set) {
-                Some(q) => q.push_back((id, outcome)),
+                Some(q) => q.push_back((
+                    id,
+                    outcome,
+                    Timing {
+                        dispatched_ns: rec.dispatched_ns,
+                        ended_ns: self.started.elapsed().as_nanos() as u64,
+                    },
+                )),
                 // The set was dropped.
                 None => self.discard(outcome),
             },

@@ -90,6 +90,7 @@ pub struct SupervisorBuilder {
     pub(super) probe_timeout: Duration,
     pub(super) sandbox: SandboxPolicy,
     pub(super) agent_buffers: Option<u32>,
+    pub(super) priority_aging: Duration,
 }
 
 impl Default for SupervisorBuilder {
@@ -116,6 +117,7 @@ impl Default for SupervisorBuilder {
                 agent_buffers: 512,
             },
             agent_buffers: None,
+            priority_aging: Duration::from_secs(1),
             agent_spin: 2000,
             wait_spin: Duration::from_micros(100),
             classes: Vec::new(),
@@ -257,6 +259,18 @@ impl SupervisorBuilder {
     pub fn agent_buffers(mut self, count: u32) -> Self {
         self.agent_buffers = Some(count);
         self
+    }
+    /// The aging step of priorities (default 1 s): a waiting task is never passed by a
+    /// task submitted more than the difference in their priorities times this after it, so
+    /// a low-priority task still runs under a flood of higher ones.
+    pub fn priority_aging(mut self, step: Duration) -> Self {
+        self.priority_aging = step;
+        self
+    }
+
+    /// [`SupervisorBuilder::priority_aging`] in nanoseconds.
+    pub(super) fn priority_aging_ns(&self) -> u64 {
+        self.priority_aging.as_nanos().min(u128::from(u64::MAX)) as u64
     }
     /// Descriptors per ring (default 1024).
     pub fn ring_capacity(mut self, n: u32) -> Self {

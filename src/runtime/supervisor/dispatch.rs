@@ -8,6 +8,7 @@ use crate::runtime::task::{flags, Input, TaskKind, TaskSpec};
 use crate::shm::descriptor::Descriptor;
 use crate::shm::segment::Direction;
 use crate::shm::slab::{Owner, PageHandle};
+use std::sync::Arc;
 
 impl Shared {
     pub(super) fn submit(&self, spec: TaskSpec, delivery: Delivery) -> Result<u64, Error> {
@@ -17,6 +18,7 @@ impl Shared {
             input,
             output,
             timeout,
+            priority,
         } = spec;
         let kind = kind.get();
         // Taken out before the lock: should submit fail, held inputs dropped with these
@@ -69,30 +71,19 @@ impl Shared {
         // none can be given twice).
         let inputs = inputs
             .into_iter()
-            .map(|h| st.held.remove(&h.defuse()).expect("checked above"))
+            .map(|h| Arc::new(st.held.remove(&h.defuse()).expect("checked above")))
             .collect();
         let id = st.next_id;
         st.next_id += 1;
+        let key = st.key_now(priority, self.cfg.priority_aging_ns());
         if delivery == Delivery::Stream {
             st.open_stream += 1;
         }
         st.tasks.insert(
             id,
-            TaskRecord {
-                kind,
-                arg,
-                payload,
-                output,
-                timeout,
-                attempt: 1,
-                blame: Vec::new(),
-                suspect: false,
-                delivery,
-                lent: None,
-                inputs,
-            },
+            TaskRecord::new(kind, arg, payload, output, timeout, delivery, inputs, key),
         );
-        st.pending.push_back(id);
+        st.pending.push(id, key);
         st.dispatch(self);
         Ok(id)
     }
@@ -144,7 +135,7 @@ impl State {
             batch.clear();
             if a.kinds.is_none() {
                 while batch.len() < room {
-                    let Some(&id) = self.pending.front() else {
+                    let Some(id) = self.pending.front() else {
                         break;
                     };
                     let suspect = self.tasks.get(&id).is_some_and(|t| t.suspect);
@@ -163,21 +154,28 @@ impl State {
                     }
                 }
             } else {
-                // A specialist: the oldest pending tasks of the kinds it takes.
-                let mut k = 0;
-                while batch.len() < room && k < self.pending.len() {
-                    let id = self.pending[k];
-                    let (kind, suspect) = self
-                        .tasks
-                        .get(&id)
-                        .map_or((u32::MAX, false), |t| (t.kind, t.suspect));
-                    if !self.agents[i].takes(kind) || (suspect && !(idle && batch.is_empty())) {
-                        k += 1;
+                // A specialist: the first pending tasks of the kinds it takes.
+                let agent = &self.agents[i];
+                let tasks = &self.tasks;
+                let mine: Vec<(u64, bool)> = self
+                    .pending
+                    .iter()
+                    .filter_map(|id| {
+                        let t = tasks.get(&id)?;
+                        agent.takes(t.kind).then_some((id, t.suspect))
+                    })
+                    .take(room + 1)
+                    .collect();
+                for (id, suspect) in mine {
+                    if batch.len() >= room {
+                        break;
+                    }
+                    if suspect && !(idle && batch.is_empty()) {
                         continue;
                     }
                     match self.descriptor(id) {
                         Some(d) => {
-                            self.pending.remove(k);
+                            self.pending.remove(id);
                             batch.push(d);
                         }
                         None => break,
@@ -201,11 +199,15 @@ impl State {
                 }
                 None => 0,
             };
+            let now = self.now_ns();
             for d in &batch[..pushed] {
                 self.agents[i].in_flight.push_back(InFlight {
                     id: d.task_id,
                     attempt: d.attempt,
                 });
+                if let Some(t) = self.tasks.get_mut(&d.task_id) {
+                    t.dispatched_ns = now;
+                }
             }
             for d in batch[pushed..].iter().rev() {
                 self.pending.push_front(d.task_id);
@@ -226,11 +228,13 @@ impl State {
         let mut d = Descriptor::new(id, rec.attempt, rec.kind);
         d.arg = rec.arg;
         d.buffer = PageHandle::NIL_RAW;
-        if let [Stored::Chain { raw, len, .. }] = rec.inputs[..] {
-            // One held input becomes the input as it is, without a copy.
-            d.buffer = raw;
-            d.len = len;
-            return Some(d);
+        if let [one] = &rec.inputs[..] {
+            if let Stored::Chain { raw, len, .. } = **one {
+                // One held input becomes the input as it is, without a copy.
+                d.buffer = raw;
+                d.len = len;
+                return Some(d);
+            }
         }
         if rec.inputs.len() > 1 {
             d.flags |= flags::INPUT_LIST;
@@ -238,7 +242,7 @@ impl State {
         if rec.lent.is_none() {
             // The credit is checked before an input list is built, so a task waiting for
             // credit does not build its list again at every dispatch.
-            let n = Stored::lent_len(rec.payload.len(), rec.inputs.iter());
+            let n = Stored::lent_len(rec.payload.len(), rec.inputs.iter().map(|s| &**s));
             if n == 0 {
                 return Some(d);
             }
@@ -247,10 +251,11 @@ impl State {
                 return None;
             }
             let list;
-            let bytes: &[u8] = match &rec.inputs[..] {
+            let inputs: Vec<&Stored> = rec.inputs.iter().map(|s| &**s).collect();
+            let bytes: &[u8] = match inputs[..] {
                 [] => &rec.payload,
                 [Stored::Inline(b)] => b,
-                many => {
+                ref many => {
                     let mut l = Vec::with_capacity(n);
                     for input in many {
                         input.write_list_entry(&mut l);

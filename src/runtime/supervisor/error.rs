@@ -54,6 +54,10 @@ pub enum Error {
     /// A task spec that contradicts itself.
     #[error("invalid task: {0}")]
     InvalidTask(&'static str),
+    /// A graph that cannot run as given (out of order, a node naming itself, inputs given
+    /// twice), saying which node and why.
+    #[error("invalid graph: {0}")]
+    BadGraph(String),
     /// A payload larger than the slab can lend one task (half its bytes).
     #[error(
         "payload of {len} bytes exceeds the {limit} bytes the page-buffer slab lends one task \

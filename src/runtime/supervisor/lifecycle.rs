@@ -151,7 +151,8 @@ impl Supervisor {
         let state = State {
             agents,
             tasks: HashMap::new(),
-            pending: VecDeque::new(),
+            pending: Default::default(),
+            started: Instant::now(),
             results: HashMap::new(),
             stream: VecDeque::new(),
             next_id: 0,

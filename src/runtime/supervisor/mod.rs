@@ -57,9 +57,11 @@ mod completion;
 mod config;
 mod dispatch;
 mod error;
+mod graph;
 mod handle;
 mod held;
 mod lifecycle;
+mod pending;
 mod probe;
 mod process;
 mod reactor;
@@ -72,9 +74,11 @@ mod typed;
 
 pub use config::{AgentClass, CgroupMode, RestartPolicy, Shutdown, SupervisorBuilder};
 pub use error::{Error, RecvError};
+pub use graph::{GraphNode, GraphRun, NodeEnd};
 pub use handle::TaskHandle;
 pub use probe::ProbeError;
 pub use snapshot::{AgentStatus, Counters, Isolation, Status};
+pub use state::Timing;
 pub use typed::{typed_spec, Joined, TaskResult, TaskSet, TypedHandle};
 
 use crate::runtime::task::{DeathCause, Failure, Outcome, TaskId, TaskSpec};
@@ -130,8 +134,7 @@ impl Supervisor {
         if !st.tasks.contains_key(&id) {
             return false;
         }
-        if let Some(pos) = st.pending.iter().position(|&p| p == id) {
-            st.pending.remove(pos);
+        if st.pending.remove(id) {
         } else if let Some(i) = st
             .agents
             .iter()

@@ -158,10 +158,20 @@ impl State {
     /// every task that needs room. Words naming a real agent are freed when it dies.
     pub(super) fn sweep_ledger(&mut self) {
         let mut mine = std::collections::HashSet::new();
+        let waiting = self
+            .tasks
+            .values()
+            .filter_map(|t| t.waiting.as_ref())
+            .flat_map(|w| w.slots.iter().flatten().map(|s| &**s));
         let chains = self
             .held
             .values()
-            .chain(self.tasks.values().flat_map(|t| &t.inputs));
+            .chain(
+                self.tasks
+                    .values()
+                    .flat_map(|t| t.inputs.iter().map(|s| &**s)),
+            )
+            .chain(waiting);
         for stored in chains {
             if let Stored::Chain { handles, .. } = stored {
                 mine.extend(handles.iter().map(|h| h.index));

@@ -114,14 +114,80 @@ pub(super) struct TaskRecord {
     pub(super) delivery: Delivery,
     /// The payload chain lent to agents: its length and its buffers, in order.
     pub(super) lent: Option<(u64, Vec<crate::shm::slab::PageHandle>)>,
-    /// Held outputs taken over as inputs.
-    pub(super) inputs: Vec<Stored>,
+    /// Held outputs taken over as inputs, in order. An output on the edges of a graph is
+    /// shared by the tasks that take it, and freed by the last of them to end
+    /// ([`State::release_input`]).
+    pub(super) inputs: Vec<Arc<Stored>>,
+    /// Its place in the pending order, kept for when its dependencies are done.
+    pub(super) key: i64,
+    /// The dependencies it still waits on, if it is a graph node that waits.
+    pub(super) waiting: Option<Box<Waiting>>,
+    /// The tasks that take its output as an input: (task, input position).
+    pub(super) dependents: Vec<(u64, usize)>,
+    /// When its last attempt was dispatched, in ns since the supervisor started.
+    pub(super) dispatched_ns: u64,
+}
+
+impl TaskRecord {
+    /// A task's record at submission.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        kind: u32,
+        arg: u64,
+        payload: Vec<u8>,
+        output: Output,
+        timeout: Option<Duration>,
+        delivery: Delivery,
+        inputs: Vec<Arc<Stored>>,
+        key: i64,
+    ) -> Self {
+        Self {
+            kind,
+            arg,
+            payload,
+            output,
+            timeout,
+            attempt: 1,
+            blame: Vec::new(),
+            suspect: false,
+            delivery,
+            lent: None,
+            inputs,
+            key,
+            waiting: None,
+            dependents: Vec::new(),
+            dispatched_ns: 0,
+        }
+    }
+}
+
+/// A graph node's wait for its dependencies.
+#[derive(Debug)]
+pub(super) struct Waiting {
+    /// Its inputs so far, by position: each dependency's output once it completed.
+    pub(super) slots: Vec<Option<Arc<Stored>>>,
+    /// Dependencies not yet ended.
+    pub(super) left: usize,
+    /// Whether a failed dependency leaves an empty input instead of failing it.
+    pub(super) tolerate_failed: bool,
+}
+
+/// When a task of a set was last dispatched and when it ended, in ns since the supervisor
+/// started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Its last attempt's dispatch (0 if it never ran).
+    pub dispatched_ns: u64,
+    /// Its end.
+    pub ended_ns: u64,
 }
 
 pub(super) struct State {
     pub(super) agents: Vec<Agent>,
     pub(super) tasks: HashMap<u64, TaskRecord>,
-    pub(super) pending: VecDeque<u64>,
+    pub(super) pending: super::pending::Pending,
+    /// When the supervisor started: submission times (for priorities) count from here.
+    pub(super) started: Instant,
     pub(super) results: HashMap<u64, Outcome>,
     pub(super) stream: VecDeque<(u64, Outcome)>,
     pub(super) next_id: u64,
@@ -142,8 +208,8 @@ pub(super) struct State {
     /// Outputs kept for the caller, by token.
     pub(super) held: HashMap<u64, Stored>,
     pub(super) next_held: u64,
-    /// Results of task sets, by set.
-    pub(super) sets: HashMap<u64, VecDeque<(u64, Outcome)>>,
+    /// Results of task sets (and graphs), by set.
+    pub(super) sets: HashMap<u64, VecDeque<(u64, Outcome, Timing)>>,
     pub(super) next_set: u64,
     /// Tasks whose handle was dropped before they ended: their outcomes are discarded.
     pub(super) abandoned: HashSet<u64>,

@@ -164,7 +164,7 @@ impl<T: Task> TaskSet<'_, T> {
             st.sets.get_mut(&set).and_then(VecDeque::pop_front)
         });
         match got {
-            Some((id, o)) => {
+            Some((id, o, _)) => {
                 self.open.remove(&id);
                 Joined::Done(TaskId(id), typed_result::<T>(o))
             }

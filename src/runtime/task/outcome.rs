@@ -157,6 +157,13 @@ pub enum Failure {
         /// The last one's cause.
         last: DeathCause,
     },
+    /// A task it depends on (in a graph) failed, so it did not run. The dependency's
+    /// own outcome says why.
+    #[error("not run: its dependency, task {dependency}, failed")]
+    Dependency {
+        /// The dependency that failed (the nearest one, when failures cascade).
+        dependency: super::TaskId,
+    },
 }
 
 fn join(causes: &[DeathCause]) -> String {

@@ -56,6 +56,11 @@ pub struct TaskSpec {
     /// Longest the task may run on an agent before the agent is killed and the task blamed
     /// as a `timeout` (else the supervisor's limit for its kind, if any).
     pub timeout: Option<Duration>,
+    /// Higher runs first; equal ones in submission order (default 0). A waiting task ages:
+    /// it is never passed by a task submitted more than the difference in priority times
+    /// [`SupervisorBuilder::priority_aging`](crate::runtime::supervisor::SupervisorBuilder::priority_aging)
+    /// after it.
+    pub priority: i32,
 }
 
 /// Frees held outputs: the supervisor, as seen by a [`Held`].
@@ -131,6 +136,7 @@ impl TaskSpec {
             input: Input::None,
             output: Output::Return,
             timeout: None,
+            priority: 0,
         }
     }
 
@@ -160,6 +166,12 @@ impl TaskSpec {
     /// The same task with a timeout.
     pub fn with_timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+
+    /// The same task with a priority (higher first; see [`TaskSpec::priority`]).
+    pub fn with_priority(mut self, priority: i32) -> Self {
+        self.priority = priority;
         self
     }
 
@@ -195,6 +207,7 @@ impl TaskSpec {
             input,
             output: self.output,
             timeout: self.timeout,
+            priority: self.priority,
         })
     }
 }

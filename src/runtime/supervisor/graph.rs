@@ -1,0 +1,324 @@
+//! Task graphs: tasks that wait for others and take their outputs as inputs.
+//!
+//! A node is an ordinary task record with the edges beside it: the dependencies it still
+//! waits on ([`Waiting`]) and the tasks that take its output ([`TaskRecord::dependents`]).
+//! A node with dependencies is not pending until the last of them has completed; then its
+//! inputs are their outputs, in the order given, and it is queued with the key it got at
+//! submission (so a graph's nodes age from when the graph came). An output on edges is
+//! kept in the supervisor's keeping once (see [`Stored::keep_parts`]) and shared, without a
+//! copy, by the nodes that take it; the last of them to end frees it. A dependency that
+//! fails fails its dependents with [`Failure::Dependency`], naming it, unless a dependent
+//! tolerates failed dependencies (it then gets an empty input in that place), and so on
+//! down the graph, without recursion.
+//!
+//! Everything happens under the state lock, in the same pass that takes the completion:
+//! a dependent is dispatched as soon as its last parent's completion is taken.
+
+use super::error::Error;
+use super::state::{Delivery, State, TaskRecord, Timing, Waiting};
+use super::stored::Stored;
+use super::Supervisor;
+use crate::runtime::task::{Failure, Input, Outcome, TaskId, TaskKind, TaskSpec};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One node of a graph given to [`Supervisor::submit_graph`].
+#[derive(Debug)]
+pub struct GraphNode {
+    /// The task. A node with dependencies takes its inputs from them: its own input must
+    /// be [`Input::None`]. A node with dependents hands its output to them: its own
+    /// `output` choice applies only when nothing depends on it.
+    pub spec: TaskSpec,
+    /// The nodes whose outputs are its inputs, in order, by position in the list given to
+    /// [`Supervisor::submit_graph`]; each before this node (the list is in topological
+    /// order).
+    pub after: Vec<usize>,
+    /// Whether it runs when a dependency failed, with an empty input in that place,
+    /// instead of failing with [`Failure::Dependency`].
+    pub tolerate_failed: bool,
+}
+
+impl GraphNode {
+    /// A node that runs `spec` after `after`.
+    pub fn new(spec: TaskSpec, after: Vec<usize>) -> Self {
+        Self {
+            spec,
+            after,
+            tolerate_failed: false,
+        }
+    }
+}
+
+/// A graph being run: its nodes' outcomes as they end.
+pub struct GraphRun<'s> {
+    sup: &'s Supervisor,
+    set: u64,
+    /// Task ids by node.
+    ids: Vec<u64>,
+    /// Node by task id, for the nodes not yet joined.
+    open: std::collections::HashMap<u64, usize>,
+}
+
+impl std::fmt::Debug for GraphRun<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GraphRun")
+            .field("nodes", &self.ids.len())
+            .field("open", &self.open.len())
+            .finish()
+    }
+}
+
+/// One node's end, as [`GraphRun::join_next`] gives it.
+#[derive(Debug)]
+pub struct NodeEnd {
+    /// The node, by position in the list given.
+    pub node: usize,
+    /// Its task.
+    pub id: TaskId,
+    /// How it ended. A node with dependents completes with an empty output: its output
+    /// went to them.
+    pub outcome: Outcome,
+    /// When its last attempt was dispatched and when it ended.
+    pub timing: Timing,
+}
+
+impl GraphRun<'_> {
+    /// The task id of `node`.
+    pub fn task_id(&self, node: usize) -> Option<TaskId> {
+        self.ids.get(node).map(|&id| TaskId(id))
+    }
+
+    /// Nodes not yet joined.
+    pub fn open(&self) -> usize {
+        self.open.len()
+    }
+
+    /// The next node to end, waiting at most `timeout`; `None` when every node has been
+    /// joined or the time ran out (tell them apart by [`GraphRun::open`]).
+    pub fn join_next(&mut self, timeout: Option<Duration>) -> Option<NodeEnd> {
+        if self.open.is_empty() {
+            return None;
+        }
+        let set = self.set;
+        let (id, outcome, timing) = self.sup.shared.wait_for(timeout, |st| {
+            st.sets
+                .get_mut(&set)
+                .and_then(std::collections::VecDeque::pop_front)
+        })?;
+        let node = self.open.remove(&id)?;
+        Some(NodeEnd {
+            node,
+            id: TaskId(id),
+            outcome,
+            timing,
+        })
+    }
+
+    /// Waits for every node (at most `timeout` in all) and returns their ends in node
+    /// order; `None` if the time ran out first.
+    pub fn wait_all(mut self, timeout: Option<Duration>) -> Option<Vec<NodeEnd>> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut ends: Vec<Option<NodeEnd>> = (0..self.ids.len()).map(|_| None).collect();
+        while !self.open.is_empty() {
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            let end = self.join_next(left)?;
+            let node = end.node;
+            ends[node] = Some(end);
+        }
+        ends.into_iter().collect()
+    }
+}
+
+impl Drop for GraphRun<'_> {
+    /// Cancels the nodes not yet joined (their dependents fail with them).
+    fn drop(&mut self) {
+        for &id in self.open.keys() {
+            self.sup.cancel(TaskId(id));
+        }
+        let mut st = self.sup.shared.state.lock();
+        let unclaimed = st.sets.remove(&self.set);
+        drop(st);
+        // Dropped unlocked: an outcome's held output frees itself through the lock.
+        drop(unclaimed);
+    }
+}
+
+impl Supervisor {
+    /// Submits a graph of tasks: each node runs once every node in its `after` has
+    /// completed, with their outputs as its inputs. The list must be in topological
+    /// order (every `after` names an earlier node), which also makes a cycle impossible:
+    /// a node naming itself or a later one is refused with [`Error::BadGraph`], as is a
+    /// node with dependencies and an input of its own. Every node ends once, through the
+    /// returned [`GraphRun`].
+    pub fn submit_graph(&self, nodes: Vec<GraphNode>) -> Result<GraphRun<'_>, Error> {
+        for (i, n) in nodes.iter().enumerate() {
+            if let Some(&bad) = n.after.iter().find(|&&p| p >= i) {
+                return Err(Error::BadGraph(format!(
+                    "node {i} depends on node {bad}, which is not before it (the list must \
+                     be in topological order; a cycle cannot be)"
+                )));
+            }
+            if !n.after.is_empty() && !matches!(n.spec.input, Input::None) {
+                return Err(Error::BadGraph(format!(
+                    "node {i} has dependencies and an input of its own: its inputs are its \
+                     dependencies' outputs"
+                )));
+            }
+            let unique: HashSet<usize> = n.after.iter().copied().collect();
+            if unique.len() != n.after.len() {
+                return Err(Error::BadGraph(format!(
+                    "node {i} names a dependency twice"
+                )));
+            }
+        }
+        let sh = &self.shared;
+        let mut st = sh.state.lock();
+        if st.fatal.is_some() || st.stopping {
+            return Err(Error::Stopped);
+        }
+        for n in &nodes {
+            let kind = n.spec.kind.get();
+            if !sh.served.contains(&kind) || !st.agents.iter().any(|a| a.takes(kind)) {
+                return Err(Error::NoAgentForKind(TaskKind(kind)));
+            }
+        }
+        let set = st.next_set;
+        st.next_set += 1;
+        st.sets.insert(set, Default::default());
+        let mut ids = Vec::with_capacity(nodes.len());
+        for (i, node) in nodes.into_iter().enumerate() {
+            let GraphNode {
+                spec,
+                after,
+                tolerate_failed,
+            } = node;
+            let payload = match spec.input {
+                Input::Bytes(b) => b,
+                // Held inputs of a node without dependencies: refused for now (a graph
+                // brings its inputs as bytes or from its own nodes).
+                Input::Held(h) if !h.is_empty() => {
+                    drop(st);
+                    drop(h);
+                    return Err(Error::BadGraph(format!(
+                        "node {i} takes held outputs: a graph's nodes take bytes, or their \
+                         dependencies' outputs"
+                    )));
+                }
+                _ => Vec::new(),
+            };
+            let id = st.next_id;
+            st.next_id += 1;
+            let key = st.key_now(spec.priority, sh.cfg.priority_aging_ns());
+            let waiting = (!after.is_empty()).then(|| {
+                Box::new(Waiting {
+                    slots: vec![None; after.len()],
+                    left: after.len(),
+                    tolerate_failed,
+                })
+            });
+            for (pos, &p) in after.iter().enumerate() {
+                let parent = ids[p];
+                st.tasks
+                    .get_mut(&parent)
+                    .expect("a node of this graph, not yet run")
+                    .dependents
+                    .push((id, pos));
+            }
+            let mut rec = TaskRecord::new(
+                spec.kind.get(),
+                spec.arg,
+                payload,
+                spec.output,
+                spec.timeout,
+                Delivery::Set(set),
+                Vec::new(),
+                key,
+            );
+            rec.waiting = waiting;
+            let ready = rec.waiting.is_none();
+            st.tasks.insert(id, rec);
+            if ready {
+                st.pending.push(id, key);
+            }
+            ids.push(id);
+        }
+        st.dispatch(sh);
+        drop(st);
+        let open = ids.iter().enumerate().map(|(n, &id)| (id, n)).collect();
+        Ok(GraphRun {
+            sup: self,
+            set,
+            ids,
+            open,
+        })
+    }
+}
+
+impl State {
+    /// Hands an ended task's output (`None`: it failed) to its dependents, queueing each
+    /// whose last dependency this was; those that must fail now are pushed on `failures`.
+    pub(super) fn settle_edges(
+        &mut self,
+        id: u64,
+        dependents: Vec<(u64, usize)>,
+        passed: Option<Arc<Stored>>,
+        failures: &mut Vec<(u64, Outcome)>,
+    ) {
+        for (t, pos) in dependents {
+            let Some(rec) = self.tasks.get_mut(&t) else {
+                // It ended already (cancelled, or failed by another dependency).
+                if let Some(s) = passed.clone() {
+                    self.release_input(s);
+                }
+                continue;
+            };
+            let Some(w) = rec.waiting.as_mut() else {
+                continue;
+            };
+            match &passed {
+                Some(s) => w.slots[pos] = Some(s.clone()),
+                None if w.tolerate_failed => {
+                    w.slots[pos] = Some(Arc::new(Stored::Inline(Vec::new())))
+                }
+                None => {
+                    failures.push((
+                        t,
+                        Outcome::Failed(Failure::Dependency {
+                            dependency: TaskId(id),
+                        }),
+                    ));
+                    continue;
+                }
+            }
+            w.left -= 1;
+            if w.left == 0 {
+                let w = rec.waiting.take().expect("waiting above");
+                rec.inputs = w.slots.into_iter().flatten().collect();
+                let key = rec.key;
+                self.pending.push(t, key);
+            }
+        }
+        if let Some(s) = passed {
+            self.release_input(s);
+        }
+    }
+
+    /// Lets one holder of an input go: the last frees it.
+    pub(super) fn release_input(&self, input: Arc<Stored>) {
+        if let Ok(stored) = Arc::try_unwrap(input) {
+            stored.release(&self.slab);
+        }
+    }
+
+    /// The pending-order key of a task submitted now with `priority`.
+    pub(super) fn key_now(&self, priority: i32, aging_ns: u64) -> i64 {
+        let at = self.started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
+        super::pending::Pending::key(at, priority, aging_ns)
+    }
+
+    /// Nanoseconds since the supervisor started.
+    pub(super) fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64
+    }
+}

@@ -1,0 +1,311 @@
+//! Task graphs and priorities end to end, through real agent processes: outputs along
+//! edges in order, failures that name their dependency, cycles refused, priorities with
+//! aging, and a 100,000-node random DAG under SIGKILL chaos.
+
+mod common;
+
+use neuralflow_swarm::coord::{Graph, GraphError, NodeId};
+use neuralflow_swarm::supervisor::{
+    CgroupMode, Error, GraphNode, NodeEnd, Shutdown, Supervisor, SupervisorBuilder,
+};
+use neuralflow_swarm::task::{kinds, Failure, Outcome, TaskSpec, ECHO_XOR};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const WATCHDOG: Duration = common::WATCHDOG;
+
+/// These tests share two cores: one at a time, so their timing holds.
+static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
+fn builder(agents: u32) -> SupervisorBuilder {
+    let required = std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1");
+    Supervisor::builder()
+        .agents(agents)
+        .agent_bin(env!("CARGO_BIN_EXE_agent-bin"))
+        .cgroups(if required {
+            CgroupMode::Required
+        } else {
+            CgroupMode::Auto
+        })
+        .hang_timeout(Duration::from_secs(2))
+}
+
+fn xor(bytes: &[u8]) -> Vec<u8> {
+    bytes.iter().map(|b| b ^ ECHO_XOR).collect()
+}
+
+/// Waits (a few sweeps at most) until every page buffer of every pool is free.
+fn every_buffer_comes_back(sup: &Supervisor) {
+    let slab = sup.segment().slab(0);
+    let all = slab.count() as usize;
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    while slab.free_count() != all && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(slab.free_count(), all, "every page buffer comes back");
+}
+
+fn output(end: &NodeEnd) -> &[u8] {
+    match &end.outcome {
+        Outcome::Completed { output, .. } => output,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// a → (b, c) → d, and e → c: b and c both take a's output (one kept copy, shared), c and d
+/// take theirs in the order given; nodes with dependents hand their outputs on and return nothing.
+#[test]
+fn a_diamond_hands_outputs_along_its_edges_in_order() {
+    let _serial = SERIAL.lock();
+    let sup = builder(2).build().unwrap();
+    for len in [10, 100_000] {
+        let payload = neuralflow_swarm::task::echo_pattern(len, len as u64);
+        let mut g = Graph::new();
+        let d = g.add(TaskSpec::new(kinds::CONCAT, 0));
+        let a = g.add(TaskSpec::new(kinds::ECHO, 0).with_bytes(payload.clone()));
+        let e = g.add(TaskSpec::new(kinds::ECHO, 0).with_bytes(b"second".to_vec()));
+        let b = g.add_after(TaskSpec::new(kinds::ECHO, 0), &[a]);
+        let c = g.add_after(TaskSpec::new(kinds::CONCAT, 0), &[a, e]);
+        g.depend(d, b);
+        g.depend(d, c);
+        let ends = g.submit(&sup).unwrap().wait_all(Some(WATCHDOG)).unwrap();
+        for n in [a, b, c, e] {
+            assert!(output(&ends[n.0]).is_empty(), "{n} handed its output on");
+        }
+        // b: echo of a's output gives the payload back; c: a's output, then e's.
+        let want = [payload.clone(), xor(&payload), xor(b"second")].concat();
+        assert!(output(&ends[d.0]) == want, "d got its inputs in order");
+        // Each node ran after its dependencies ended.
+        for (child, parents) in [(b, vec![a]), (c, vec![a]), (d, vec![b, c])] {
+            for p in parents {
+                assert!(ends[child.0].timing.dispatched_ns >= ends[p.0].timing.ended_ns);
+            }
+        }
+    }
+    every_buffer_comes_back(&sup);
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+/// A dependency that fails fails its dependents, naming it, down the graph; a dependent
+/// that tolerates failed dependencies runs with an empty input in its place; a cancelled
+/// node fails its dependents the same way.
+#[test]
+fn a_failed_dependency_fails_its_dependents_and_names_it() {
+    let _serial = SERIAL.lock();
+    let sup = builder(2).quarantine_after(1).build().unwrap();
+    let mut g = Graph::new();
+    let bad = g.add(TaskSpec::new(kinds::CRASH, 0));
+    let good = g.add(TaskSpec::new(kinds::ECHO, 0).with_bytes(b"kept".to_vec()));
+    let child = g.add_after(TaskSpec::new(kinds::CONCAT, 0), &[good, bad]);
+    let grandchild = g.add_after(TaskSpec::new(kinds::ECHO, 0), &[child]);
+    let tolerant = g.add_after(TaskSpec::new(kinds::CONCAT, 0), &[bad, good]);
+    g.tolerate_failed(tolerant);
+    let mut run = g.submit(&sup).unwrap();
+    let mut ends: Vec<Option<NodeEnd>> = (0..5).map(|_| None).collect();
+    while let Some((n, end)) = run.join_next(Some(WATCHDOG)) {
+        ends[n.0] = Some(end);
+    }
+    drop(run);
+    let ends: Vec<NodeEnd> = ends.into_iter().map(Option::unwrap).collect();
+    assert!(matches!(
+        ends[bad.0].outcome,
+        Outcome::Failed(Failure::Quarantined(_))
+    ));
+    let dependency_of = |n: NodeId| match &ends[n.0].outcome {
+        Outcome::Failed(Failure::Dependency { dependency }) => *dependency,
+        other => panic!("{n}: {other:?}"),
+    };
+    assert_eq!(dependency_of(child), ends[bad.0].id);
+    assert_eq!(dependency_of(grandchild), ends[child.0].id);
+    assert_eq!(output(&ends[tolerant.0]), xor(b"kept"));
+    // Cancelling a node that others wait for fails them too.
+    let nodes = vec![
+        GraphNode::new("sleep:10s".parse().unwrap(), vec![]),
+        GraphNode::new(TaskSpec::new(kinds::NOOP, 0), vec![0]),
+    ];
+    let mut run = sup.submit_graph(nodes).unwrap();
+    assert!(sup.cancel(run.task_id(0).unwrap()));
+    let mut got = Vec::new();
+    while let Some(end) = run.join_next(Some(WATCHDOG)) {
+        got.push(end);
+    }
+    got.sort_by_key(|e| e.node);
+    assert!(matches!(
+        got[0].outcome,
+        Outcome::Failed(Failure::Cancelled(_))
+    ));
+    assert!(
+        matches!(got[1].outcome, Outcome::Failed(Failure::Dependency { dependency }) if dependency == got[0].id)
+    );
+    drop(run);
+    every_buffer_comes_back(&sup);
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+/// A cycle is refused at submit, naming it; so is a list out of topological order given
+/// to the supervisor directly. Nothing of either runs, and the swarm goes on serving.
+#[test]
+fn a_cycle_is_refused_at_submit() {
+    let _serial = SERIAL.lock();
+    let sup = builder(1).build().unwrap();
+    let mut g = Graph::new();
+    let a = g.add(TaskSpec::new(kinds::NOOP, 0));
+    let b = g.add_after(TaskSpec::new(kinds::NOOP, 0), &[a]);
+    g.depend(a, b);
+    match g.submit(&sup) {
+        Err(GraphError::Cycle(c)) => assert_eq!(c.len(), 2),
+        other => panic!("{other:?}"),
+    }
+    let forward = vec![
+        GraphNode::new(TaskSpec::new(kinds::NOOP, 0), vec![1]),
+        GraphNode::new(TaskSpec::new(kinds::NOOP, 0), vec![]),
+    ];
+    assert!(matches!(sup.submit_graph(forward), Err(Error::BadGraph(_))));
+    let with_input = vec![
+        GraphNode::new(TaskSpec::new(kinds::NOOP, 0), vec![]),
+        GraphNode::new(TaskSpec::echo(3, 1), vec![0]),
+    ];
+    assert!(matches!(
+        sup.submit_graph(with_input),
+        Err(Error::BadGraph(_))
+    ));
+    assert_eq!(sup.status().counters.completed, 0);
+    let o = sup
+        .submit(TaskSpec::new(kinds::NOOP, 0))
+        .unwrap()
+        .wait(Some(WATCHDOG));
+    assert!(o.unwrap().is_completed());
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+/// One agent busy with a long task, then low-priority tasks, then high-priority ones: the
+/// high ones run first, in their order. With an aging step of zero, priorities give way
+/// to submission order entirely (every task is as old as its submission).
+#[test]
+fn higher_priorities_run_first_and_aging_bounds_the_wait() {
+    let _serial = SERIAL.lock();
+    for (aging, high_first) in [(Duration::from_secs(60), true), (Duration::ZERO, false)] {
+        let sup = builder(1)
+            .queue_depth(1)
+            .priority_aging(aging)
+            .build()
+            .unwrap();
+        let blocker = sup.submit("sleep:100ms".parse().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let mut order = Vec::new();
+        for (i, p) in [(0u64, 0), (1, 0), (2, 0), (3, 5), (4, 5), (5, 9)] {
+            let spec = TaskSpec::new(kinds::NOOP, i).with_priority(p);
+            order.push((sup.submit_detached(spec).unwrap(), i));
+        }
+        assert!(blocker.wait(Some(WATCHDOG)).unwrap().is_completed());
+        let mut ran = Vec::new();
+        for _ in 0..6 {
+            let (id, o) = sup.recv(Some(WATCHDOG)).unwrap();
+            assert!(o.is_completed());
+            ran.push(order.iter().find(|(t, _)| *t == id).unwrap().1);
+        }
+        let want = if high_first {
+            vec![5, 3, 4, 0, 1, 2]
+        } else {
+            vec![0, 1, 2, 3, 4, 5]
+        };
+        assert_eq!(ran, want, "aging {aging:?}");
+        sup.shutdown(Shutdown::Drain).unwrap();
+    }
+}
+
+/// A random DAG of 100,000 noop nodes, about three parents each, while a thread SIGKILLs
+/// an agent every 150 ms: every node completes exactly once, and none was dispatched
+/// before all its parents had completed.
+#[test]
+fn a_random_dag_under_sigkill_chaos_runs_every_node_once_after_its_parents() {
+    let _serial = SERIAL.lock();
+    const NODES: usize = 100_000;
+    let sup = Arc::new(builder(2).build().unwrap());
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut g = Graph::new();
+    let mut parents: Vec<Vec<usize>> = Vec::with_capacity(NODES);
+    for i in 0..NODES {
+        let mut ps: Vec<usize> = Vec::new();
+        if i > 0 {
+            for _ in 0..(next() % 6) {
+                // Mostly recent nodes, so the graph is deep as well as wide.
+                let back = 1 + (next() as usize % i.min(200));
+                let p = i - back;
+                if !ps.contains(&p) {
+                    ps.push(p);
+                }
+            }
+        }
+        let deps: Vec<NodeId> = ps.iter().map(|&p| NodeId(p)).collect();
+        g.add_after(TaskSpec::new(kinds::NOOP, i as u64), &deps);
+        parents.push(ps);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let kills = Arc::new(AtomicU64::new(0));
+    let killer = {
+        let (sup, stop, kills) = (sup.clone(), stop.clone(), kills.clone());
+        std::thread::spawn(move || {
+            let mut killed = std::collections::HashSet::new();
+            let mut k = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(150));
+                k += 1;
+                let agents = sup.status().agents;
+                let a = &agents[k % agents.len()];
+                if a.pid != 0
+                    && killed.insert(a.pid)
+                    && nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(a.pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    )
+                    .is_ok()
+                {
+                    kills.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    let t = std::time::Instant::now();
+    let mut run = g.submit(&sup).unwrap();
+    let mut ends: Vec<Option<NodeEnd>> = (0..NODES).map(|_| None).collect();
+    while let Some((n, end)) = run.join_next(Some(WATCHDOG)) {
+        assert!(ends[n.0].is_none(), "{n} ended twice");
+        ends[n.0] = Some(end);
+    }
+    let took = t.elapsed();
+    drop(run);
+    stop.store(true, Ordering::Relaxed);
+    killer.join().unwrap();
+    let kills = kills.load(Ordering::Relaxed);
+    let edges: usize = parents.iter().map(Vec::len).sum();
+    eprintln!("{NODES} nodes, {edges} edges in {took:?} with {kills} agents killed");
+    for (i, end) in ends.iter().enumerate() {
+        let end = end
+            .as_ref()
+            .unwrap_or_else(|| panic!("node {i} never ended"));
+        assert!(end.outcome.is_completed(), "node {i}: {:?}", end.outcome);
+        for &p in &parents[i] {
+            let parent = ends[p].as_ref().unwrap();
+            assert!(
+                end.timing.dispatched_ns >= parent.timing.ended_ns,
+                "node {i} dispatched before its parent {p} ended"
+            );
+        }
+    }
+    assert!(kills >= 1, "the chaos thread killed no agent");
+    let c = sup.status().counters;
+    assert_eq!(c.completed, NODES as u64, "{c:?}");
+    every_buffer_comes_back(&sup);
+    Arc::into_inner(sup)
+        .unwrap()
+        .shutdown(Shutdown::Drain)
+        .unwrap();
+}
