@@ -7,17 +7,22 @@
 //! it, where `p'` is the other's priority and `p` its own: that is the aging bound, and
 //! why a low-priority task still runs under a flood of higher ones. The key is fixed at
 //! submission (waiting raises a task's standing by itself, as time passes against newer
-//! keys), so the order is one ordered set, not a queue rescanned as priorities age.
+//! keys), so nothing is rescanned as priorities age.
 //!
 //! A retried task goes to the front, ahead of every key: it has waited already.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, VecDeque};
 
 /// The pending tasks, ordered by key then id.
+///
+/// Most tasks come in key order (equal priorities, keys rising with time) or go to the
+/// front (retries): those stay in a plain queue, two pointer moves each way. Only a task
+/// whose key falls between the queue's ends goes to an ordered set; the front is the lesser
+/// of the two fronts.
 #[derive(Debug, Default)]
 pub(super) struct Pending {
-    order: BTreeSet<(i64, u64)>,
-    keys: HashMap<u64, i64>,
+    lane: VecDeque<(i64, u64)>,
+    tree: BTreeSet<(i64, u64)>,
     /// Keys for the front, falling: each retried task goes ahead of the one before.
     front: i64,
 }
@@ -32,12 +37,17 @@ impl Pending {
         at.saturating_sub(lift).max(i64::MIN / 2 + 1)
     }
 
-    /// Adds a task with its key.
+    /// Adds a task with its key (a task not already pending).
     pub(super) fn push(&mut self, id: u64, key: i64) {
-        if let Some(old) = self.keys.insert(id, key) {
-            self.order.remove(&(old, id));
+        let item = (key, id);
+        match (self.lane.front(), self.lane.back()) {
+            (_, None) => self.lane.push_back(item),
+            (_, Some(&back)) if item > back => self.lane.push_back(item),
+            (Some(&front), _) if item < front => self.lane.push_front(item),
+            _ => {
+                self.tree.insert(item);
+            }
         }
-        self.order.insert((key, id));
     }
 
     /// Adds a task ahead of every other (a retry).
@@ -49,45 +59,73 @@ impl Pending {
         self.push(id, self.front);
     }
 
+    fn first(&self) -> Option<((i64, u64), bool)> {
+        match (self.lane.front(), self.tree.first()) {
+            (Some(&l), Some(&t)) => Some(if l < t { (l, true) } else { (t, false) }),
+            (Some(&l), None) => Some((l, true)),
+            (None, Some(&t)) => Some((t, false)),
+            (None, None) => None,
+        }
+    }
+
     /// The next task to dispatch.
     pub(super) fn front(&self) -> Option<u64> {
-        self.order.first().map(|&(_, id)| id)
+        self.first().map(|((_, id), _)| id)
     }
 
     /// Takes the next task to dispatch.
     pub(super) fn pop_front(&mut self) -> Option<u64> {
-        let (_, id) = self.order.pop_first()?;
-        self.keys.remove(&id);
-        Some(id)
+        let (item, in_lane) = self.first()?;
+        if in_lane {
+            self.lane.pop_front();
+        } else {
+            self.tree.remove(&item);
+        }
+        Some(item.1)
     }
 
-    /// Takes `id` out; whether it was pending.
+    /// Takes `id` out; whether it was pending. A scan: for cancels and specialists, whose
+    /// queues are short.
     pub(super) fn remove(&mut self, id: u64) -> bool {
-        match self.keys.remove(&id) {
-            Some(key) => self.order.remove(&(key, id)),
+        if let Some(pos) = self.lane.iter().position(|&(_, i)| i == id) {
+            self.lane.remove(pos);
+            return true;
+        }
+        match self.tree.iter().find(|&&(_, i)| i == id).copied() {
+            Some(item) => self.tree.remove(&item),
             None => false,
         }
     }
 
     /// The pending tasks in dispatch order.
     pub(super) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
-        self.order.iter().map(|&(_, id)| id)
+        let mut lane = self.lane.iter().peekable();
+        let mut tree = self.tree.iter().peekable();
+        std::iter::from_fn(move || {
+            let next = match (lane.peek(), tree.peek()) {
+                (Some(l), Some(t)) if l < t => lane.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => tree.next(),
+                (Some(_), None) => lane.next(),
+                (None, None) => None,
+            };
+            next.map(|&(_, id)| id)
+        })
     }
 
     /// How many are pending.
     pub(super) fn len(&self) -> usize {
-        self.order.len()
+        self.lane.len() + self.tree.len()
     }
 
     /// Whether none is.
     pub(super) fn is_empty(&self) -> bool {
-        self.order.is_empty()
+        self.lane.is_empty() && self.tree.is_empty()
     }
 
     /// Lets every pending task go.
     pub(super) fn clear(&mut self) {
-        self.order.clear();
-        self.keys.clear();
+        self.lane.clear();
+        self.tree.clear();
     }
 }
 
@@ -131,5 +169,50 @@ mod tests {
         assert_eq!(&order[..at], (1..=9).collect::<Vec<_>>());
         assert!(Pending::key(u64::MAX, i32::MIN, u64::MAX) > i64::MIN / 2);
         assert!(Pending::key(0, i32::MAX, u64::MAX) > i64::MIN / 2);
+    }
+
+    /// Against a sorted list, under pushes in and out of order, retries, pops and removes.
+    #[test]
+    fn the_two_lanes_keep_one_order() {
+        let mut p = Pending::default();
+        let mut model: Vec<(i64, u64)> = Vec::new();
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut front = i64::MIN / 2;
+        for id in 0..5000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            match x % 10 {
+                0 => {
+                    p.push_front(id);
+                    front -= 1;
+                    model.push((front, id));
+                }
+                1 | 2 => {
+                    model.sort();
+                    let want = (!model.is_empty()).then(|| model.remove(0).1);
+                    assert_eq!(p.pop_front(), want);
+                }
+                3 if !model.is_empty() => {
+                    let victim = model[(x >> 8) as usize % model.len()];
+                    model.retain(|&m| m != victim);
+                    assert!(p.remove(victim.1));
+                }
+                _ => {
+                    // Mostly rising keys, some out of order.
+                    let key = if x % 7 == 0 {
+                        (x >> 20) as i64 % 1000
+                    } else {
+                        id as i64 * 10
+                    };
+                    p.push(id, key);
+                    model.push((key, id));
+                }
+            }
+            model.sort();
+            assert_eq!(p.len(), model.len());
+            assert_eq!(p.front(), model.first().map(|m| m.1));
+        }
+        assert!(p.iter().eq(model.iter().map(|m| m.1)));
     }
 }
