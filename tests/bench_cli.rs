@@ -141,3 +141,50 @@ fn bench_tasks_with_a_kind_that_fails_ends_in_bounded_time() {
     assert!(r["deaths"]["oom"].as_u64() >= Some(6), "{r}");
     eprintln!("ended after {took:?}");
 }
+
+/// `swarm bench graph`: every shape's figures under the names users script against, and
+/// the results file's lines, parents before children.
+#[test]
+fn bench_graph_reports_every_shape_and_writes_a_line_per_node() {
+    let dir = std::env::temp_dir().join(format!("swarm-bench-graph-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("nodes.tsv");
+    let (out, _) = swarm(
+        &[
+            "bench",
+            "graph",
+            "--nodes",
+            "3000",
+            "--results",
+            file.to_str().unwrap(),
+            "--json",
+        ],
+        Duration::from_secs(60),
+    );
+    let r = report(&out);
+    for shape in ["random", "chain", "fan"] {
+        let s = &r["shapes"][shape];
+        for field in ["nodes", "edges", "wall_seconds", "nodes_per_second"] {
+            assert!(s[field].is_number(), "{shape}.{field} in {r}");
+        }
+    }
+    assert!(r["shapes"]["chain"]["link_us_p50"].is_number(), "{r}");
+    assert_eq!(r["shapes"]["fan"]["nodes"], 3001);
+    let lines = std::fs::read_to_string(dir.join("nodes.tsv.random")).unwrap();
+    let rows: Vec<Vec<&str>> = lines.lines().map(|l| l.split('\t').collect()).collect();
+    assert_eq!(rows.len(), 3000);
+    let ended: Vec<u64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row.len(), 5, "{row:?}");
+        assert_eq!(row[0], i.to_string());
+        let dispatched: u64 = row[2].parse().unwrap();
+        for p in row[4].split(',').filter(|p| !p.is_empty()) {
+            let p: usize = p.parse().unwrap();
+            assert!(
+                p < i && dispatched >= ended[p],
+                "node {i} before its parent {p}"
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

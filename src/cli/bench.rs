@@ -1,4 +1,4 @@
-//! `swarm bench pipeline|ring|tasks`: the flags, the configurations built from them, and
+//! `swarm bench graph|pipeline|ring|tasks`: the flags, the configurations built from them, and
 //! the reports printed (text, then with `--json` one JSON object as the last line).
 
 use super::args::cgroups_required;
@@ -13,6 +13,9 @@ use std::path::PathBuf;
 /// The benchmarks.
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
+    /// Task graphs of noop tasks: a random DAG, a chain and a fan-in, nodes/s and the
+    /// cost of a link, in one run.
+    Graph(GraphArgs),
     /// PDF extraction: `swarm run` at each agent count against the same code on one
     /// thread in this process (scaling efficiency), specialists, and one long document on
     /// 1 and 2 agents, in one run. Without PATHs, on a generated corpus.
@@ -49,6 +52,35 @@ pub struct PipelineArgs {
     /// Pages per task.
     #[arg(long, default_value_t = 16)]
     pub chunk_pages: u32,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm bench graph`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct GraphArgs {
+    /// One shape (default: all three): random (about three parents a node), chain (each
+    /// node after the one before), fan (independent nodes, then one after them all).
+    #[arg(long, value_parser = crate::bench::graph::Shape::parse)]
+    pub shape: Option<crate::bench::graph::Shape>,
+    /// Nodes per graph.
+    #[arg(long, default_value_t = 100_000)]
+    pub nodes: usize,
+    /// Agent processes.
+    #[arg(long, default_value_t = 2)]
+    pub agents: u32,
+    /// Write a line per node, tab-separated: node id, attempts, the supervisor's
+    /// monotonic ns at its last attempt's dispatch and at that attempt's completion, its
+    /// parents' ids comma-separated. With several shapes, one file each: FILE.random, ...
+    #[arg(long)]
+    pub results: Option<PathBuf>,
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
     pub require_cgroups: bool,
@@ -131,6 +163,22 @@ fn report<R: serde::Serialize>(text: &str, r: &R, json: bool) -> Result<Done, Er
 /// Runs one benchmark.
 pub fn run(command: BenchCommand) -> Result<Done, Error> {
     match command {
+        BenchCommand::Graph(a) => {
+            use crate::bench::graph::{self, GraphBenchConfig, Shape};
+            let cfg = GraphBenchConfig {
+                shapes: a.shape.map_or_else(
+                    || vec![Shape::Random, Shape::Chain, Shape::Fan],
+                    |s| vec![s],
+                ),
+                nodes: a.nodes,
+                agents: a.agents.max(1),
+                results: a.results,
+                require_cgroups: cgroups_required(a.require_cgroups),
+                agent_bin: a.agent_bin,
+            };
+            let r = graph::run(&cfg).map_err(Error::from_library)?;
+            report(&graph::render(&r), &r, a.json)
+        }
         BenchCommand::Pipeline(a) => {
             let cfg = pipeline_config(a.paths.clone(), &a);
             let r = pipeline::run(&cfg).map_err(Error::from_library)?;
