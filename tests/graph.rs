@@ -1,12 +1,16 @@
 //! Task graphs and priorities end to end, through real agent processes: outputs along
 //! edges in order, failures that name their dependency, cycles refused, priorities with
-//! aging, and a 100,000-node random DAG under SIGKILL chaos.
+//! aging, a 100,000-node random DAG under SIGKILL chaos, and the patterns built on graphs.
 
 mod common;
 
-use neuralflow_swarm::coord::{Graph, GraphError, NodeId};
+use neuralflow_swarm::cgroup::Limits;
+use neuralflow_swarm::coord::{
+    Graph, GraphError, MapReduce, NodeId, PatternError, Pipeline, ScatterGather, Vote,
+};
 use neuralflow_swarm::supervisor::{
-    CgroupMode, Error, GraphNode, NodeEnd, Shutdown, Supervisor, SupervisorBuilder,
+    AgentClass, CgroupMode, Error, GraphNode, NodeEnd, Scheduling, Shutdown, Supervisor,
+    SupervisorBuilder,
 };
 use neuralflow_swarm::task::{kinds, Failure, Outcome, TaskSpec, ECHO_XOR};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -308,4 +312,171 @@ fn a_random_dag_under_sigkill_chaos_runs_every_node_once_after_its_parents() {
         .unwrap()
         .shutdown(Shutdown::Drain)
         .unwrap();
+}
+
+/// Map-reduce as a tree (fan-in 4 over 100 inputs: four levels), a pipeline of three
+/// stages over 100 inputs, each through real agents, outputs in order.
+#[test]
+fn map_reduce_and_pipeline_give_their_outputs_in_order() {
+    let _serial = SERIAL.lock();
+    let sup = builder(2).build().unwrap();
+    let inputs: Vec<Vec<u8>> = (0..100u64)
+        .map(|i| neuralflow_swarm::task::echo_pattern(10 + i as usize * 37, i))
+        .collect();
+    let mr = MapReduce {
+        fan_in: 4,
+        ..MapReduce::new(kinds::ECHO, kinds::CONCAT)
+    };
+    let (g, root) = mr.graph(inputs.clone());
+    // 100 → 25 reduce nodes → 6 (and one passed up) → 2 → 1.
+    assert_eq!(g.len(), 100 + 25 + 6 + 2 + 1, "a tree of reduce nodes");
+    assert!(root.is_some());
+    let got = mr.run(&sup, inputs.clone(), Some(WATCHDOG)).unwrap();
+    let want: Vec<u8> = inputs.iter().flat_map(|i| xor(i)).collect();
+    assert!(got == want, "map outputs reduced in input order");
+    // One input: the reduce of one value is the value.
+    assert_eq!(
+        mr.run(&sup, vec![b"x".to_vec()], Some(WATCHDOG)).unwrap(),
+        xor(b"x")
+    );
+    let p = Pipeline::new(vec![kinds::ECHO, kinds::ECHO, kinds::ECHO]);
+    let outs = p.run(&sup, inputs.clone(), Some(WATCHDOG)).unwrap();
+    assert_eq!(outs.len(), 100);
+    for (o, i) in outs.iter().zip(&inputs) {
+        assert_eq!(o.as_ref().unwrap(), &xor(i));
+    }
+    // A stage that fails is reported as the failure, not as its dependents'.
+    let bad = Pipeline::new(vec![kinds::ECHO, kinds::PANIC, kinds::ECHO]);
+    let outs = bad.run(&sup, vec![b"in".to_vec()], Some(WATCHDOG)).unwrap();
+    assert!(matches!(
+        &outs[0],
+        Err(PatternError::Failed {
+            failure: Failure::Panicked(_),
+            ..
+        })
+    ));
+    every_buffer_comes_back(&sup);
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+/// Scatter-gather puts its copies on different agents and waits for all, a quorum, or
+/// its deadline (cancelling the rest); a vote accepts the output a threshold agree on.
+#[test]
+fn scatter_gather_and_vote_spread_over_agents() {
+    let _serial = SERIAL.lock();
+    let sup = builder(3).build().unwrap();
+    let sg = ScatterGather::new(kinds::ECHO, 3);
+    let got = sg.run(&sup, b"same input").unwrap();
+    assert_eq!(got.outputs.len(), 3);
+    let mut slots: Vec<u32> = got.outputs.iter().map(|c| c.slot).collect();
+    slots.sort_unstable();
+    assert_eq!(slots, [0, 1, 2], "one copy on each agent");
+    assert!(got.outputs.iter().all(|c| c.output == xor(b"same input")));
+    // A deadline: sleepers that would take ten seconds are cancelled at 200 ms.
+    let t = std::time::Instant::now();
+    let slow = ScatterGather {
+        arg: 10_000_000_000,
+        deadline: Some(Duration::from_millis(200)),
+        ..ScatterGather::new(kinds::SLEEP, 2)
+    };
+    let got = slow.run(&sup, b"").unwrap();
+    assert!(
+        got.outputs.is_empty() && got.cancelled.len() == 2,
+        "{got:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+    // A quorum of 1 of 3 returns at the first output.
+    let quick = ScatterGather {
+        quorum: Some(1),
+        ..ScatterGather::new(kinds::ECHO, 3)
+    };
+    assert!(!quick.run(&sup, b"q").unwrap().outputs.is_empty());
+    // With one agent being replaced, the copies still spread and all end: the one left
+    // waits for the new agent rather than holding up the others.
+    let pid = sup.status().agents[2].pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let got = ScatterGather::new(kinds::ECHO, 3)
+        .run(&sup, b"again")
+        .unwrap();
+    assert_eq!(got.outputs.len(), 3, "{got:?}");
+    let v = Vote::new(kinds::ECHO, 3, 2).run(&sup, b"ballot").unwrap();
+    assert_eq!(v.output, xor(b"ballot"));
+    assert_eq!(v.agreed.len(), 3);
+    assert!(v.dissent.is_empty() && v.missing.is_empty());
+    let no = Vote::new(kinds::PANIC, 3, 2).run(&sup, b"ballot");
+    assert!(matches!(no, Err(PatternError::NoQuorum(_))), "{no:?}");
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+/// Tasks completed by each slot, over `n` tasks of `task` (submitted at once, once every
+/// agent is ready).
+fn per_slot(sup: &Supervisor, n: usize, task: &str) -> Vec<usize> {
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    while sup.status().agents.iter().any(|a| a.phase != "ready") {
+        assert!(std::time::Instant::now() < deadline, "agents never ready");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let handles: Vec<_> = (0..n)
+        .map(|_| sup.submit(task.parse().unwrap()).unwrap())
+        .collect();
+    let mut counts = vec![0; sup.status().agents.len()];
+    for h in handles {
+        match h.wait(Some(WATCHDOG)).unwrap() {
+            Outcome::Completed { slot, .. } => counts[slot as usize] += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    counts
+}
+
+/// Round-robin gives each agent with room its turn; adaptive learns that an agent held to a
+/// quarter of a core is slow and gives it fewer tasks; every agent lists the kinds it
+/// serves.
+#[test]
+fn strategies_pick_agents_as_they_say() {
+    let _serial = SERIAL.lock();
+    // Queues deep enough that none fills: each agent has its turn, whatever its speed.
+    let sup = builder(3)
+        .scheduling(Scheduling::RoundRobin)
+        .queue_depth(128)
+        .build()
+        .unwrap();
+    let counts = per_slot(&sup, 300, "spin:200us");
+    assert_eq!(counts, [100, 100, 100]);
+    let served = &sup.status().agents[0].serves;
+    assert!(served.contains(&kinds::NOOP) && served.contains(&kinds::ECHO));
+    sup.shutdown(Shutdown::Drain).unwrap();
+
+    let sup = builder(0)
+        .agent_classes(vec![
+            AgentClass::new("slow", 1, None).with_limits(Limits {
+                cpu_cores: Some(0.25),
+                ..Limits::default()
+            }),
+            AgentClass::new("fast", 1, Some(vec![kinds::BUSY, kinds::NOOP])),
+        ])
+        .scheduling(Scheduling::Adaptive)
+        .build()
+        .unwrap();
+    let serves = &sup.status().agents[1].serves;
+    assert_eq!(
+        serves,
+        &[kinds::NOOP, kinds::BUSY],
+        "the fast class's kinds, in registry order"
+    );
+    if sup.status().isolation.cgroups.is_none() {
+        eprintln!("no cgroups here: the CPU quota that makes one agent slow is not applied");
+        sup.shutdown(Shutdown::Drain).unwrap();
+        return;
+    }
+    let counts = per_slot(&sup, 200, "busy:2ms");
+    assert!(
+        counts[1] > 2 * counts[0],
+        "the fast agent takes most: {counts:?}"
+    );
+    sup.shutdown(Shutdown::Drain).unwrap();
 }

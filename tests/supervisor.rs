@@ -625,16 +625,8 @@ fn specialist_classes_get_only_their_kinds_and_held_inputs_survive_kills() {
     let _serial = SERIAL.lock();
     let sup = builder(0)
         .agent_classes(vec![
-            AgentClass {
-                name: "echoer".into(),
-                count: 1,
-                kinds: Some(vec![kinds::ECHO, kinds::SLEEP]),
-            },
-            AgentClass {
-                name: "idler".into(),
-                count: 1,
-                kinds: Some(vec![kinds::NOOP]),
-            },
+            AgentClass::new("echoer", 1, Some(vec![kinds::ECHO, kinds::SLEEP])),
+            AgentClass::new("idler", 1, Some(vec![kinds::NOOP])),
         ])
         .build()
         .unwrap();

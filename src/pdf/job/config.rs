@@ -102,11 +102,7 @@ impl Roles {
             ("aggregator", self.aggregator, PDF_AGGREGATE),
         ]
         .into_iter()
-        .map(|(name, count, kind)| AgentClass {
-            name: name.into(),
-            count,
-            kinds: Some(vec![kind]),
-        })
+        .map(|(name, count, kind)| AgentClass::new(name, count, Some(vec![kind])))
         .collect()
     }
 }

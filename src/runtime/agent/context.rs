@@ -27,8 +27,9 @@ impl TaskContext<'_> {
         self.input
     }
 
-    /// The inputs of a task given several ([`crate::runtime::task::Input::Held`]), in the
-    /// order they were submitted; empty otherwise.
+    /// The held inputs of a task ([`crate::runtime::task::Input::Held`], or a graph node's
+    /// dependencies' outputs), in the order given, one or several; empty for a task given
+    /// bytes or nothing.
     pub fn inputs(&self) -> &[Cow<'_, [u8]>] {
         self.inputs
     }

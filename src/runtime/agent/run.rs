@@ -264,10 +264,17 @@ fn run_one(
             (status::UNKNOWN_KIND, Vec::new())
         }
         (Ok(input), Some(handler)) => {
+            let one;
+            let inputs: &[Cow<'_, [u8]>] = if task.flags & flags::ONE_INPUT != 0 {
+                one = [Cow::Borrowed(&*input)];
+                &one
+            } else {
+                &list
+            };
             let ctx = TaskContext {
                 hb,
                 input: &input,
-                inputs: &list,
+                inputs,
                 arg: task.arg,
                 heartbeat_period: config.heartbeat_period,
             };

@@ -102,7 +102,13 @@ impl State {
         if agent.current.is_some_and(|(id, _)| id == d.task_id) {
             agent.current = None;
         }
-        let attempts = self.tasks.get(&d.task_id).map_or(1, |t| t.attempt);
+        let (attempts, kind) = self
+            .tasks
+            .get(&d.task_id)
+            .map_or((1, 0), |t| (t.attempt, t.kind));
+        if let Some(s) = self.strategy.as_mut() {
+            s.observe(slot, TaskKind(kind), Duration::from_nanos(d.arg));
+        }
         let outcome = match d.kind {
             status::OK => Outcome::Completed {
                 output,
@@ -167,6 +173,14 @@ impl State {
         if let Some(w) = rec.waiting {
             for input in w.slots.into_iter().flatten() {
                 self.release_input(input);
+            }
+        }
+        if let Some(g) = rec.spread {
+            if let Some(entry) = self.spread.get_mut(&g) {
+                entry.1 -= 1;
+                if entry.1 == 0 {
+                    self.spread.remove(&g);
+                }
             }
         }
         if outcome.is_completed() {

@@ -55,7 +55,7 @@ pub enum Shutdown {
 }
 
 /// A group of agents that take only some task kinds (specialists), or any (`kinds: None`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentClass {
     /// A name for status and logs (`parser`, `extractor`, ...).
     pub name: String,
@@ -63,6 +63,27 @@ pub struct AgentClass {
     pub count: u32,
     /// The task kinds they take; `None` takes every kind.
     pub kinds: Option<Vec<TaskKind>>,
+    /// Their cgroup limits, if not the supervisor's ([`SupervisorBuilder::limits`]).
+    pub limits: Option<Limits>,
+}
+
+impl AgentClass {
+    /// `count` agents named `name` taking `kinds` (`None`: every kind), with the
+    /// supervisor's limits.
+    pub fn new(name: &str, count: u32, kinds: Option<Vec<TaskKind>>) -> Self {
+        Self {
+            name: name.into(),
+            count,
+            kinds,
+            limits: None,
+        }
+    }
+
+    /// The same class with limits of its own.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
 }
 
 /// Configures and starts a [`Supervisor`].
@@ -91,6 +112,7 @@ pub struct SupervisorBuilder {
     pub(super) sandbox: SandboxPolicy,
     pub(super) agent_buffers: Option<u32>,
     pub(super) priority_aging: Duration,
+    pub(super) scheduling: super::strategy::Scheduling,
 }
 
 impl Default for SupervisorBuilder {
@@ -118,6 +140,7 @@ impl Default for SupervisorBuilder {
             },
             agent_buffers: None,
             priority_aging: Duration::from_secs(1),
+            scheduling: Default::default(),
             agent_spin: 2000,
             wait_spin: Duration::from_micros(100),
             classes: Vec::new(),
@@ -265,6 +288,13 @@ impl SupervisorBuilder {
     /// a low-priority task still runs under a flood of higher ones.
     pub fn priority_aging(mut self, step: Duration) -> Self {
         self.priority_aging = step;
+        self
+    }
+
+    /// How tasks are given to agents (default least-loaded; see
+    /// [`Scheduling`](super::Scheduling)).
+    pub fn scheduling(mut self, s: super::strategy::Scheduling) -> Self {
+        self.scheduling = s;
         self
     }
 

@@ -19,6 +19,7 @@ impl Shared {
             output,
             timeout,
             priority,
+            spread,
         } = spec;
         let kind = kind.get();
         // Taken out before the lock: should submit fail, held inputs dropped with these
@@ -79,10 +80,9 @@ impl Shared {
         if delivery == Delivery::Stream {
             st.open_stream += 1;
         }
-        st.tasks.insert(
-            id,
-            TaskRecord::new(kind, arg, payload, output, timeout, delivery, inputs, key),
-        );
+        let mut rec = TaskRecord::new(kind, arg, payload, output, timeout, delivery, inputs, key);
+        rec.spread = st.join_spread(spread);
+        st.tasks.insert(id, rec);
         st.pending.push(id, key);
         st.dispatch(self);
         Ok(id)
@@ -93,6 +93,9 @@ impl State {
     pub(super) fn dispatch(&mut self, sh: &Shared) {
         if self.pending.is_empty() || self.stopping || self.fatal.is_some() {
             return;
+        }
+        if self.strategy.is_some() {
+            return self.dispatch_by_strategy(sh);
         }
         let n = self.agents.len();
         let depth = sh.cfg.queue_depth as usize;
@@ -132,15 +135,24 @@ impl State {
             }
             let idle = a.in_flight.is_empty();
             let room = (depth - a.in_flight.len()).min(share);
+            let mut pass_on = false;
             batch.clear();
             if a.kinds.is_none() {
                 while batch.len() < room {
                     let Some(id) = self.pending.front() else {
                         break;
                     };
-                    let suspect = self.tasks.get(&id).is_some_and(|t| t.suspect);
+                    let (suspect, spread) = self
+                        .tasks
+                        .get(&id)
+                        .map_or((false, None), |t| (t.suspect, t.spread));
                     if suspect && !(idle && batch.is_empty()) {
                         break; // it waits for an agent with nothing else
+                    }
+                    if !self.spread_allows(spread, i, &batch) {
+                        // One of its group is here already: another agent takes it.
+                        pass_on = true;
+                        break;
                     }
                     match self.descriptor(id) {
                         Some(d) => {
@@ -157,20 +169,22 @@ impl State {
                 // A specialist: the first pending tasks of the kinds it takes.
                 let agent = &self.agents[i];
                 let tasks = &self.tasks;
-                let mine: Vec<(u64, bool)> = self
+                let mine: Vec<(u64, bool, Option<u64>)> = self
                     .pending
                     .iter()
                     .filter_map(|id| {
                         let t = tasks.get(&id)?;
-                        agent.takes(t.kind).then_some((id, t.suspect))
+                        agent.takes(t.kind).then_some((id, t.suspect, t.spread))
                     })
                     .take(room + 1)
                     .collect();
-                for (id, suspect) in mine {
+                for (id, suspect, spread) in mine {
                     if batch.len() >= room {
                         break;
                     }
-                    if suspect && !(idle && batch.is_empty()) {
+                    if (suspect && !(idle && batch.is_empty()))
+                        || !self.spread_allows(spread, i, &batch)
+                    {
                         continue;
                     }
                     match self.descriptor(id) {
@@ -186,35 +200,144 @@ impl State {
                 }
             }
             if batch.is_empty() {
-                if self.agents[i].kinds.is_some() {
-                    continue; // nothing of its kinds; the next agent may take others
+                if self.agents[i].kinds.is_some() || pass_on {
+                    continue; // nothing for it; the next agent may take others
                 }
                 break;
             }
-            let pushed = match self.agents[i].tx.as_mut().map(|tx| tx.push_batch(&batch)) {
-                Some(Ok(p)) => p,
-                Some(Err(e)) => {
-                    self.ring_fault(i, Direction::ToAgent, e);
-                    0
-                }
-                None => 0,
-            };
-            let now = self.now_ns();
-            for d in &batch[..pushed] {
-                self.agents[i].in_flight.push_back(InFlight {
-                    id: d.task_id,
-                    attempt: d.attempt,
-                });
-                if let Some(t) = self.tasks.get_mut(&d.task_id) {
-                    t.dispatched_ns = now;
-                }
-            }
-            for d in batch[pushed..].iter().rev() {
-                self.pending.push_front(d.task_id);
-            }
+            self.send(i, &batch);
         }
         self.scratch = batch;
         self.order = order;
+    }
+
+    /// Pushes `batch` onto agent `i`'s ring and records it in flight; what the ring did
+    /// not take goes back to the front of the pending order.
+    fn send(&mut self, i: usize, batch: &[Descriptor]) {
+        let pushed = match self.agents[i].tx.as_mut().map(|tx| tx.push_batch(batch)) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                self.ring_fault(i, Direction::ToAgent, e);
+                0
+            }
+            None => 0,
+        };
+        let now = self.now_ns();
+        for d in &batch[..pushed] {
+            self.agents[i].in_flight.push_back(InFlight {
+                id: d.task_id,
+                attempt: d.attempt,
+            });
+            if let Some(t) = self.tasks.get_mut(&d.task_id) {
+                t.dispatched_ns = now;
+                if let Some(g) = t.spread.and_then(|g| self.spread.get_mut(&g)) {
+                    g.0.insert(self.agents[i].slot);
+                }
+            }
+        }
+        for d in batch[pushed..].iter().rev() {
+            self.pending.push_front(d.task_id);
+        }
+    }
+
+    /// Dispatch by a [`Strategy`](super::strategy::Strategy): task by task in the pending
+    /// order, each to the candidate the strategy picks among the agents that can take it
+    /// now. A task no agent can take now is passed over (at most 64 of them a round),
+    /// so that a kind with no free agent does not hold up the others.
+    fn dispatch_by_strategy(&mut self, sh: &Shared) {
+        let depth = sh.cfg.queue_depth as usize;
+        let Some(mut strategy) = self.strategy.take() else {
+            return;
+        };
+        let mut batches: Vec<Vec<Descriptor>> = vec![Vec::new(); self.agents.len()];
+        // Agents given a suspect this round: it runs alone.
+        let mut lone = vec![false; self.agents.len()];
+        let mut passed = Vec::new();
+        let mut candidates = Vec::with_capacity(self.agents.len());
+        let mut skipped = 0;
+        while let Some((key, id)) = self.pending.pop_entry() {
+            let Some(t) = self.tasks.get(&id) else {
+                continue;
+            };
+            let (kind, suspect, spread) = (t.kind, t.suspect, t.spread);
+            candidates.clear();
+            for (i, a) in self.agents.iter().enumerate() {
+                let queued = a.in_flight.len() + batches[i].len();
+                let alone = a.in_flight.len() == 1
+                    && a.in_flight
+                        .front()
+                        .and_then(|f| self.tasks.get(&f.id))
+                        .is_some_and(|t| t.suspect);
+                if a.phase == Phase::Ready
+                    && queued < depth
+                    && a.takes(kind)
+                    && !alone
+                    && !lone[i]
+                    && (!suspect || queued == 0)
+                    && self.spread_allows(spread, i, &batches[i])
+                {
+                    candidates.push((
+                        i,
+                        super::strategy::Candidate {
+                            slot: a.slot,
+                            queued,
+                        },
+                    ));
+                }
+            }
+            if candidates.is_empty() {
+                passed.push((key, id));
+                skipped += 1;
+                if skipped >= 64 {
+                    break;
+                }
+                continue;
+            }
+            let views: Vec<super::strategy::Candidate> =
+                candidates.iter().map(|&(_, c)| c).collect();
+            let pick = strategy
+                .pick(TaskKind(kind), &views)
+                .min(candidates.len() - 1);
+            let i = candidates[pick].0;
+            match self.descriptor(id) {
+                Some(d) => {
+                    batches[i].push(d);
+                    lone[i] |= suspect;
+                }
+                None => {
+                    passed.push((key, id)); // no slab credit for its payload now
+                    break;
+                }
+            }
+        }
+        for (key, id) in passed {
+            self.pending.push(id, key);
+        }
+        for (i, batch) in batches.iter().enumerate() {
+            if !batch.is_empty() {
+                self.send(i, batch);
+            }
+        }
+        self.strategy = Some(strategy);
+    }
+
+    /// Whether a task of spread group `spread` may go to agent `i`, with `batch` about to
+    /// go there too: not while it has had one of the group, unless every agent has.
+    fn spread_allows(&self, spread: Option<u64>, i: usize, batch: &[Descriptor]) -> bool {
+        let Some(g) = spread else {
+            return true;
+        };
+        let Some((slots, _)) = self.spread.get(&g) else {
+            return true;
+        };
+        let slot = self.agents[i].slot;
+        let in_batch = batch.iter().any(|d| {
+            self.tasks
+                .get(&d.task_id)
+                .is_some_and(|t| t.spread == spread)
+        });
+        let had = slots.contains(&slot) || in_batch;
+        !had || slots.len() >= self.agents.len()
     }
 
     /// The descriptor for a task's next attempt, lending its payload (or its input list)
@@ -229,6 +352,7 @@ impl State {
         d.arg = rec.arg;
         d.buffer = PageHandle::NIL_RAW;
         if let [one] = &rec.inputs[..] {
+            d.flags |= flags::ONE_INPUT;
             if let Stored::Chain { raw, len, .. } = **one {
                 // One held input becomes the input as it is, without a copy.
                 d.buffer = raw;

@@ -236,6 +236,7 @@ impl Supervisor {
                 key,
             );
             rec.waiting = waiting;
+            rec.spread = st.join_spread(spec.spread);
             let ready = rec.waiting.is_none();
             st.tasks.insert(id, rec);
             if ready {
@@ -302,6 +303,16 @@ impl State {
         if let Some(s) = passed {
             self.release_input(s);
         }
+    }
+
+    /// Counts a new task into its spread group; the group's number.
+    pub(super) fn join_spread(
+        &mut self,
+        key: Option<crate::runtime::task::SpreadKey>,
+    ) -> Option<u64> {
+        let g = key?.get();
+        self.spread.entry(g).or_default().1 += 1;
+        Some(g)
     }
 
     /// Lets one holder of an input go: the last frees it.

@@ -127,9 +127,15 @@ impl Supervisor {
                 std::iter::repeat_n(kinds, c.count as usize)
             })
             .collect();
+        let limits_of: Vec<Option<crate::runtime::cgroup::Limits>> = cfg
+            .classes
+            .iter()
+            .flat_map(|c| std::iter::repeat_n(c.limits, c.count as usize))
+            .collect();
         let agents = (0..cfg.agents)
             .map(|slot| Agent {
                 kinds: class_of.get(slot as usize).cloned().flatten(),
+                limits: limits_of.get(slot as usize).copied().flatten(),
                 slot,
                 epoch: 0,
                 child: None,
@@ -153,6 +159,8 @@ impl Supervisor {
             tasks: HashMap::new(),
             pending: Default::default(),
             started: Instant::now(),
+            spread: HashMap::new(),
+            strategy: cfg.scheduling.make(),
             results: HashMap::new(),
             stream: VecDeque::new(),
             next_id: 0,

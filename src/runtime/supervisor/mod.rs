@@ -70,6 +70,7 @@ mod recovery;
 mod snapshot;
 mod state;
 mod stored;
+mod strategy;
 mod typed;
 
 pub use config::{AgentClass, CgroupMode, RestartPolicy, Shutdown, SupervisorBuilder};
@@ -79,6 +80,7 @@ pub use handle::TaskHandle;
 pub use probe::ProbeError;
 pub use snapshot::{AgentStatus, Counters, Isolation, Status};
 pub use state::Timing;
+pub use strategy::{Adaptive, Candidate, RoundRobin, Scheduling, Strategy};
 pub use typed::{typed_spec, Joined, TaskResult, TaskSet, TypedHandle};
 
 use crate::runtime::task::{DeathCause, Failure, Outcome, TaskId, TaskSpec};

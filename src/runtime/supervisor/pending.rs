@@ -75,13 +75,18 @@ impl Pending {
 
     /// Takes the next task to dispatch.
     pub(super) fn pop_front(&mut self) -> Option<u64> {
+        self.pop_entry().map(|(_, id)| id)
+    }
+
+    /// Takes the next task to dispatch with its key, to put it back as it was.
+    pub(super) fn pop_entry(&mut self) -> Option<(i64, u64)> {
         let (item, in_lane) = self.first()?;
         if in_lane {
             self.lane.pop_front();
         } else {
             self.tree.remove(&item);
         }
-        Some(item.1)
+        Some(item)
     }
 
     /// Takes `id` out; whether it was pending. A scan: for cancels and specialists, whose

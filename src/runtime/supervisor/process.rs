@@ -126,10 +126,11 @@ impl State {
         ]);
         a.cgroup = None;
         let epoch = a.epoch;
+        let limits = a.limits.unwrap_or(sh.cfg.limits);
         let made = self
             .cgroups
             .as_ref()
-            .map(|m| m.create_agent(slot, epoch, &sh.cfg.limits));
+            .map(|m| m.create_agent(slot, epoch, &limits));
         if let Some(made) = made {
             match made {
                 Ok(g) => {

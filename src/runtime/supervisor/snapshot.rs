@@ -65,6 +65,9 @@ pub struct AgentStatus {
     /// What the agent itself reports (`idle`, `busy`, `waiting_for_room`, ...);
     /// informational, never trusted for decisions.
     pub reported: &'static str,
+    /// The task kinds it serves (its class's, among those the agent executable registers):
+    /// a task goes only to an agent that serves its kind.
+    pub serves: Vec<TaskKind>,
 }
 
 /// A snapshot of the supervisor.
@@ -139,6 +142,13 @@ impl Supervisor {
                         Some(AgentState::Exiting) => "exiting",
                         Some(AgentState::WaitingForRoom) => "waiting_for_room",
                     },
+                    serves: self
+                        .shared
+                        .served
+                        .iter()
+                        .filter(|&&k| a.takes(k))
+                        .map(|&k| TaskKind(k))
+                        .collect(),
                 })
                 .collect(),
             pending: st.pending.len(),

@@ -60,6 +60,8 @@ pub(super) struct Agent {
     pub(super) completed: u64,
     /// The task kinds its class takes; `None` takes all.
     pub(super) kinds: Option<Arc<[u32]>>,
+    /// Its class's cgroup limits, if not the supervisor's.
+    pub(super) limits: Option<crate::runtime::cgroup::Limits>,
     /// Whether the agent reports waiting for room in the slab.
     pub(super) waiting_for_room: Option<RoomWait>,
 }
@@ -126,6 +128,8 @@ pub(super) struct TaskRecord {
     pub(super) dependents: Vec<(u64, usize)>,
     /// When its last attempt was dispatched, in ns since the supervisor started.
     pub(super) dispatched_ns: u64,
+    /// Its spread group ([`crate::runtime::task::TaskSpec::spread`]).
+    pub(super) spread: Option<u64>,
 }
 
 impl TaskRecord {
@@ -157,6 +161,7 @@ impl TaskRecord {
             waiting: None,
             dependents: Vec::new(),
             dispatched_ns: 0,
+            spread: None,
         }
     }
 }
@@ -208,6 +213,10 @@ pub(super) struct State {
     /// Outputs kept for the caller, by token.
     pub(super) held: HashMap<u64, Stored>,
     pub(super) next_held: u64,
+    /// The scheduling strategy, when it is not least-loaded's batch path.
+    pub(super) strategy: Option<Box<dyn super::strategy::Strategy>>,
+    /// Spread groups with open tasks: the slots that have had one, and how many are open.
+    pub(super) spread: HashMap<u64, (HashSet<u32>, usize)>,
     /// Results of task sets (and graphs), by set.
     pub(super) sets: HashMap<u64, VecDeque<(u64, Outcome, Timing)>>,
     pub(super) next_set: u64,

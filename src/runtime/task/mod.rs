@@ -12,7 +12,7 @@ pub use error::TaskError;
 pub use outcome::{DeathCause, Failure, Outcome};
 pub use parse::{parse_duration, parse_size, ParseTaskError};
 pub(crate) use spec::ReleaseHeld;
-pub use spec::{echo_pattern, Held, Input, Output, TaskSpec};
+pub use spec::{echo_pattern, Held, Input, Output, SpreadKey, TaskSpec};
 pub use wire::{flags, kinds, status, TaskId, TaskKind, ECHO_XOR};
 
 #[cfg(test)]

@@ -61,6 +61,33 @@ pub struct TaskSpec {
     /// [`SupervisorBuilder::priority_aging`](crate::runtime::supervisor::SupervisorBuilder::priority_aging)
     /// after it.
     pub priority: i32,
+    /// Tasks with the same key go to different agents, while there is an agent that has
+    /// not had one of them (for scatter-gather and votes: the same input on k agents).
+    pub spread: Option<SpreadKey>,
+}
+
+/// Names a group of tasks to spread over different agents ([`TaskSpec::spread`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpreadKey(u64);
+
+impl SpreadKey {
+    /// A key no other group has.
+    pub fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        // Relaxed: only uniqueness matters.
+        Self(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Its number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for SpreadKey {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Frees held outputs: the supervisor, as seen by a [`Held`].
@@ -137,6 +164,7 @@ impl TaskSpec {
             output: Output::Return,
             timeout: None,
             priority: 0,
+            spread: None,
         }
     }
 
@@ -166,6 +194,12 @@ impl TaskSpec {
     /// The same task with a timeout.
     pub fn with_timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+
+    /// The same task in a spread group (see [`TaskSpec::spread`]).
+    pub fn spread_by(mut self, key: SpreadKey) -> Self {
+        self.spread = Some(key);
         self
     }
 
@@ -208,6 +242,7 @@ impl TaskSpec {
             output: self.output,
             timeout: self.timeout,
             priority: self.priority,
+            spread: self.spread,
         })
     }
 }

@@ -97,6 +97,9 @@ pub mod flags {
     /// native-endian `u64`, each naming a chain the supervisor holds and lends, or an
     /// inline input ([`INLINE_INPUT`]).
     pub const INPUT_LIST: u32 = 1;
+    /// The input is one held output (not bytes given with the task): the handler sees it in
+    /// its inputs too, so that a handler of several inputs reads one the same way.
+    pub const ONE_INPUT: u32 = 2;
     /// In an [`INPUT_LIST`], the first word of a pair whose input is not a chain: its
     /// `length` bytes follow the pair, padded to a multiple of 8. Small held outputs live
     /// in the supervisor's memory, not in a whole page buffer each, and travel this way.
