@@ -188,3 +188,38 @@ fn bench_graph_reports_every_shape_and_writes_a_line_per_node() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `swarm bench sched`: the fields users script against, and high-priority tasks that do
+/// not wait behind the flood.
+#[test]
+fn bench_sched_reports_priorities_and_strategies() {
+    let (out, _) = swarm(
+        &[
+            "bench",
+            "sched",
+            "--low-tasks",
+            "300",
+            "--high-tasks",
+            "20",
+            "--burst",
+            "150",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    let r = report(&out);
+    for field in [
+        "priority_high_wait_us_p99",
+        "priority_low_wait_us_p99",
+        "round_robin_tasks_per_s",
+        "least_loaded_tasks_per_s",
+        "adaptive_tasks_per_s",
+    ] {
+        assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
+    }
+    let (high, low) = (
+        r["priority_high_wait_us_p99"].as_f64().unwrap(),
+        r["priority_low_wait_us_p99"].as_f64().unwrap(),
+    );
+    assert!(high < low, "high-priority tasks jump the flood: {r}");
+}

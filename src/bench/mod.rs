@@ -7,6 +7,7 @@ pub mod peer;
 #[cfg(feature = "pdf")]
 pub mod pipeline;
 pub mod ring;
+pub mod sched;
 pub mod tasks;
 
 pub use ring::{render_ring, ring, RingBenchConfig, RingBenchReport};

@@ -1,4 +1,4 @@
-//! `swarm bench graph|pipeline|ring|tasks`: the flags, the configurations built from them, and
+//! `swarm bench graph|pipeline|ring|sched|tasks`: the flags, the configurations built from them, and
 //! the reports printed (text, then with `--json` one JSON object as the last line).
 
 use super::args::cgroups_required;
@@ -23,6 +23,9 @@ pub enum BenchCommand {
     /// Cross-process message latency and throughput: our ring against crossbeam-channel,
     /// a Unix socket pair and a pipe, in one run.
     Ring(RingArgs),
+    /// The scheduler under contention: priorities under a flood, and round-robin,
+    /// least-loaded and adaptive on agents of unequal CPU quotas, in one run.
+    Sched(SchedArgs),
     /// Tasks through the supervisor: throughput, per-task overhead, idle agent memory,
     /// and SIGKILL-to-replacement time, in one run.
     Tasks(TasksArgs),
@@ -81,6 +84,32 @@ pub struct GraphArgs {
     /// parents' ids comma-separated. With several shapes, one file each: FILE.random, ...
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm bench sched`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct SchedArgs {
+    /// Low-priority tasks in the flood.
+    #[arg(long, default_value_t = 2000)]
+    pub low_tasks: usize,
+    /// High-priority tasks sent while it runs.
+    #[arg(long, default_value_t = 200)]
+    pub high_tasks: usize,
+    /// Run time of a task of the priority phase (a spin), e.g. 1ms.
+    #[arg(long, default_value = "1ms", value_parser = crate::task::parse_duration)]
+    pub low_task: std::time::Duration,
+    /// Tasks in each strategy's burst.
+    #[arg(long, default_value_t = 1200)]
+    pub burst: usize,
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
     pub require_cgroups: bool,
@@ -178,6 +207,19 @@ pub fn run(command: BenchCommand) -> Result<Done, Error> {
             };
             let r = graph::run(&cfg).map_err(Error::from_library)?;
             report(&graph::render(&r), &r, a.json)
+        }
+        BenchCommand::Sched(a) => {
+            use crate::bench::sched::{self, SchedBenchConfig};
+            let cfg = SchedBenchConfig {
+                low_tasks: a.low_tasks.max(1),
+                high_tasks: a.high_tasks.max(1),
+                low_task: a.low_task,
+                burst: a.burst.max(1),
+                require_cgroups: cgroups_required(a.require_cgroups),
+                agent_bin: a.agent_bin,
+            };
+            let r = sched::run(&cfg).map_err(Error::from_library)?;
+            report(&sched::render(&r), &r, a.json)
         }
         BenchCommand::Pipeline(a) => {
             let cfg = pipeline_config(a.paths.clone(), &a);

@@ -202,6 +202,7 @@ impl State {
                     id,
                     outcome,
                     Timing {
+                        submitted_ns: rec.submitted_ns,
                         dispatched_ns: rec.dispatched_ns,
                         ended_ns: self.started.elapsed().as_nanos() as u64,
                     },

@@ -82,6 +82,7 @@ impl Shared {
         }
         let mut rec = TaskRecord::new(kind, arg, payload, output, timeout, delivery, inputs, key);
         rec.spread = st.join_spread(spread);
+        rec.submitted_ns = st.now_ns();
         st.tasks.insert(id, rec);
         st.pending.push(id, key);
         st.dispatch(self);
@@ -269,18 +270,16 @@ impl State {
                         .and_then(|f| self.tasks.get(&f.id))
                         .is_some_and(|t| t.suspect);
                 if a.phase == Phase::Ready
-                    && queued < depth
                     && a.takes(kind)
-                    && !alone
-                    && !lone[i]
-                    && (!suspect || queued == 0)
                     && self.spread_allows(spread, i, &batches[i])
                 {
+                    let room = queued < depth && !alone && !lone[i] && (!suspect || queued == 0);
                     candidates.push((
                         i,
                         super::strategy::Candidate {
                             slot: a.slot,
                             queued,
+                            room,
                         },
                     ));
                 }
@@ -297,7 +296,12 @@ impl State {
                 candidates.iter().map(|&(_, c)| c).collect();
             let pick = strategy
                 .pick(TaskKind(kind), &views)
-                .min(candidates.len() - 1);
+                .filter(|&k| k < views.len() && views[k].room);
+            let Some(pick) = pick else {
+                // It waits, and the tasks behind it with it, until room opens.
+                passed.push((key, id));
+                break;
+            };
             let i = candidates[pick].0;
             match self.descriptor(id) {
                 Some(d) => {

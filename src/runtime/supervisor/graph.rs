@@ -145,6 +145,11 @@ impl Drop for GraphRun<'_> {
 }
 
 impl Supervisor {
+    /// The supervisor's clock: ns since it started, as in [`Timing`].
+    pub fn clock_ns(&self) -> u64 {
+        self.shared.state.lock().now_ns()
+    }
+
     /// Submits a graph of tasks: each node runs once every node in its `after` has
     /// completed, with their outputs as its inputs. The list must be in topological
     /// order (every `after` names an earlier node), which also makes a cycle impossible:
@@ -237,6 +242,7 @@ impl Supervisor {
             );
             rec.waiting = waiting;
             rec.spread = st.join_spread(spec.spread);
+            rec.submitted_ns = st.now_ns();
             let ready = rec.waiting.is_none();
             st.tasks.insert(id, rec);
             if ready {

@@ -126,6 +126,8 @@ pub(super) struct TaskRecord {
     pub(super) waiting: Option<Box<Waiting>>,
     /// The tasks that take its output as an input: (task, input position).
     pub(super) dependents: Vec<(u64, usize)>,
+    /// When it was submitted, in ns since the supervisor started.
+    pub(super) submitted_ns: u64,
     /// When its last attempt was dispatched, in ns since the supervisor started.
     pub(super) dispatched_ns: u64,
     /// Its spread group ([`crate::runtime::task::TaskSpec::spread`]).
@@ -160,6 +162,7 @@ impl TaskRecord {
             key,
             waiting: None,
             dependents: Vec::new(),
+            submitted_ns: 0,
             dispatched_ns: 0,
             spread: None,
         }
@@ -177,10 +180,12 @@ pub(super) struct Waiting {
     pub(super) tolerate_failed: bool,
 }
 
-/// When a task of a set was last dispatched and when it ended, in ns since the supervisor
-/// started.
+/// When a task of a set (or graph) was submitted, last dispatched and ended, in ns since
+/// the supervisor started ([`Supervisor::clock_ns`](super::Supervisor::clock_ns)).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Timing {
+    /// Its submission.
+    pub submitted_ns: u64,
     /// Its last attempt's dispatch (0 if it never ran).
     pub dispatched_ns: u64,
     /// Its end.

@@ -1,18 +1,22 @@
 //! Scheduling strategies: which agent a pending task goes to.
 //!
-//! The supervisor finds the agents that can take a task now (ready, with room in their
-//! queue, serving its kind, not excluded by its spread group or by a suspect's rule) and
-//! asks the strategy to pick one. Built in:
+//! The supervisor finds the agents that could take a task (ready, serving its kind, not
+//! excluded by its spread group), says which have room in their queue now, and asks the
+//! strategy to pick one; a pick without room, or none, makes the task wait (and the
+//! tasks behind it, for this round). Built in:
 //!
 //! - [`Scheduling::LeastLoaded`] (the default): the agent with the fewest tasks queued,
 //!   ties to the lowest slot, so a trickle keeps one agent hot. It runs as a batch per
 //!   agent, the fastest path.
-//! - [`Scheduling::RoundRobin`]: each agent in turn (of those with room in their queue).
-//! - [`Scheduling::Adaptive`]: an expected completion time for each candidate, from a
-//!   moving average of that agent's run time for the task's kind (a new pair starts from
-//!   the kind's average over all agents) times the tasks it has queued plus one; two
-//!   candidates drawn at random, the earlier expected completion wins (power of two
-//!   choices: near the best pick's balance without every task scanning every agent).
+//! - [`Scheduling::RoundRobin`]: each agent in turn, strictly: a task waits for the agent
+//!   whose turn it is (an agent not ready loses its turn), so each gets an equal share
+//!   whatever its speed.
+//! - [`Scheduling::Adaptive`]: an expected completion time for each candidate with room,
+//!   from a moving average of that agent's run time for the task's kind (a new pair
+//!   starts from the kind's average over all agents) times the tasks it has queued plus
+//!   one; the earliest wins. Past eight candidates, two drawn at random are compared
+//!   instead (power of two choices: near the best pick's balance without every task
+//!   scanning every agent).
 //! - [`Scheduling::Custom`]: a [`Strategy`] of the caller's.
 
 use crate::runtime::task::TaskKind;
@@ -20,19 +24,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// An agent that can take the task now, as a strategy sees it.
+/// An agent that could take the task, as a strategy sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Candidate {
     /// Its slot.
     pub slot: u32,
     /// Tasks queued on it or running, including those picked in this round.
     pub queued: usize,
+    /// Whether its queue has room now.
+    pub room: bool,
 }
 
 /// Picks the agent for each task.
 pub trait Strategy: Send {
-    /// Picks one of `candidates` (never empty) for a task of `kind`: an index into it.
-    fn pick(&mut self, kind: TaskKind, candidates: &[Candidate]) -> usize;
+    /// Picks one of `candidates` (never empty, in slot order) for a task of `kind`: an
+    /// index into it. `None`, or a candidate without room, makes the task wait.
+    fn pick(&mut self, kind: TaskKind, candidates: &[Candidate]) -> Option<usize>;
 
     /// A task of `kind` ran for `run_time` on `slot` (as the agent measured it).
     fn observe(&mut self, slot: u32, kind: TaskKind, run_time: Duration) {
@@ -84,14 +91,17 @@ pub struct RoundRobin {
 }
 
 impl Strategy for RoundRobin {
-    fn pick(&mut self, _: TaskKind, candidates: &[Candidate]) -> usize {
-        // The first candidate at or after the slot whose turn it is, wrapping round.
+    fn pick(&mut self, _: TaskKind, candidates: &[Candidate]) -> Option<usize> {
+        // The first candidate at or after the slot whose turn it is, wrapping round. Its
+        // turn passes only when it takes the task.
         let k = candidates
             .iter()
             .position(|c| c.slot >= self.next)
             .unwrap_or(0);
-        self.next = candidates[k].slot + 1;
-        k
+        if candidates[k].room {
+            self.next = candidates[k].slot + 1;
+        }
+        Some(k)
     }
 }
 
@@ -140,21 +150,30 @@ impl Adaptive {
 }
 
 impl Strategy for Adaptive {
-    fn pick(&mut self, kind: TaskKind, candidates: &[Candidate]) -> usize {
-        if candidates.len() == 1 {
-            return 0;
-        }
-        let n = candidates.len() as u64;
-        let a = (self.next() % n) as usize;
-        let mut b = (self.next() % (n - 1)) as usize;
-        if b >= a {
-            b += 1;
-        }
+    fn pick(&mut self, kind: TaskKind, candidates: &[Candidate]) -> Option<usize> {
         let k = kind.get();
-        if self.expected(k, &candidates[b]) < self.expected(k, &candidates[a]) {
-            b
-        } else {
-            a
+        let open: Vec<usize> = (0..candidates.len())
+            .filter(|&i| candidates[i].room)
+            .collect();
+        let better = |s: &Self, a: usize, b: usize| {
+            if s.expected(k, &candidates[b]) < s.expected(k, &candidates[a]) {
+                b
+            } else {
+                a
+            }
+        };
+        match open.len() {
+            0 => None,
+            1..=8 => open.iter().copied().reduce(|a, b| better(self, a, b)),
+            n => {
+                let n = n as u64;
+                let a = (self.next() % n) as usize;
+                let mut b = (self.next() % (n - 1)) as usize;
+                if b >= a {
+                    b += 1;
+                }
+                Some(better(self, open[a], open[b]))
+            }
         }
     }
 
@@ -175,7 +194,11 @@ mod tests {
     use super::*;
 
     fn c(slot: u32, queued: usize) -> Candidate {
-        Candidate { slot, queued }
+        Candidate {
+            slot,
+            queued,
+            room: true,
+        }
     }
 
     #[test]
@@ -183,13 +206,26 @@ mod tests {
         let mut r = RoundRobin::default();
         let all = [c(0, 0), c(1, 5), c(2, 9)];
         let picks: Vec<u32> = (0..6)
-            .map(|_| all[r.pick(TaskKind(1), &all)].slot)
+            .map(|_| all[r.pick(TaskKind(1), &all).unwrap()].slot)
             .collect();
         assert_eq!(picks, [0, 1, 2, 0, 1, 2]);
-        // A busy agent missing from the candidates is skipped, and the turn goes on.
+        // An agent not ready (not a candidate) loses its turn.
         let some = [c(0, 0), c(2, 0)];
-        assert_eq!(some[r.pick(TaskKind(1), &some)].slot, 0);
-        assert_eq!(some[r.pick(TaskKind(1), &some)].slot, 2);
+        assert_eq!(some[r.pick(TaskKind(1), &some).unwrap()].slot, 0);
+        assert_eq!(some[r.pick(TaskKind(1), &some).unwrap()].slot, 2);
+        // One without room keeps its turn: the task waits for it.
+        let mut r = RoundRobin::default();
+        assert_eq!(r.pick(TaskKind(1), &all), Some(0));
+        let full = [
+            c(0, 0),
+            Candidate {
+                room: false,
+                ..c(1, 64)
+            },
+            c(2, 0),
+        ];
+        assert_eq!(r.pick(TaskKind(1), &full), Some(1));
+        assert_eq!(r.pick(TaskKind(1), &full), Some(1));
     }
 
     /// An agent four times slower for a kind gets about a fifth of its tasks, once
@@ -203,8 +239,14 @@ mod tests {
         let mut queued = [0usize; 2];
         for _ in 0..100 {
             let cands = [c(0, queued[0]), c(1, queued[1])];
-            queued[cands[a.pick(kind, &cands)].slot as usize] += 1;
+            queued[cands[a.pick(kind, &cands).unwrap()].slot as usize] += 1;
         }
         assert!(queued[0] < 30 && queued[1] > 70, "{queued:?}");
+        // Without room anywhere, the task waits.
+        let none = [Candidate {
+            room: false,
+            ..c(0, 9)
+        }];
+        assert_eq!(a.pick(kind, &none), None);
     }
 }
