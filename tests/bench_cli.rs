@@ -203,6 +203,10 @@ fn bench_sched_reports_priorities_and_strategies() {
             "20",
             "--burst",
             "150",
+            "--elastic-burst",
+            "400",
+            "--retire-after",
+            "200ms",
             "--json",
         ],
         Duration::from_secs(120),
@@ -214,6 +218,8 @@ fn bench_sched_reports_priorities_and_strategies() {
         "round_robin_tasks_per_s",
         "least_loaded_tasks_per_s",
         "adaptive_tasks_per_s",
+        "scale_up_ms",
+        "scale_down_s",
     ] {
         assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
     }
@@ -222,4 +228,5 @@ fn bench_sched_reports_priorities_and_strategies() {
         r["priority_low_wait_us_p99"].as_f64().unwrap(),
     );
     assert!(high < low, "high-priority tasks jump the flood: {r}");
+    assert_eq!(r["scale_lost_tasks"], 0, "{r}");
 }

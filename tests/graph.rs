@@ -480,3 +480,105 @@ fn strategies_pick_agents_as_they_say() {
     );
     sup.shutdown(Shutdown::Drain).unwrap();
 }
+
+/// Agents running (ready or starting) and parked.
+fn pool(sup: &Supervisor) -> (usize, usize) {
+    let agents = sup.status().agents;
+    let running = agents
+        .iter()
+        .filter(|a| matches!(a.phase, "ready" | "starting" | "dead" | "backoff"))
+        .count();
+    let parked = agents.iter().filter(|a| a.phase == "parked").count();
+    (running, parked)
+}
+
+/// An elastic pool of 1..4 grows while a burst waits, with an agent SIGKILLed every
+/// 150 ms meanwhile, shrinks back to one once idle, and loses or doubles no task.
+#[test]
+fn an_elastic_pool_grows_under_a_burst_and_shrinks_when_idle() {
+    let _serial = SERIAL.lock();
+    let sup = Arc::new(
+        builder(0)
+            .elastic(1, 4)
+            .retire_after(Duration::from_millis(300))
+            .build()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + WATCHDOG;
+    while pool(&sup) != (1, 3) || sup.status().agents[0].phase != "ready" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            sup.status().agents
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (sup, stop) = (sup.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut k = 0usize;
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(150));
+                k += 1;
+                let agents = sup.status().agents;
+                let a = &agents[k % agents.len()];
+                if a.pid != 0 {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(a.pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        })
+    };
+    let ids: Vec<_> = (0..600)
+        .map(|i| {
+            let spec = TaskSpec::new(kinds::SPIN, 2_000_000 + i);
+            sup.submit_detached(spec).unwrap()
+        })
+        .collect();
+    let mut most = 0;
+    let mut done = std::collections::HashMap::new();
+    while done.len() < ids.len() {
+        let (id, o) = sup.recv(Some(WATCHDOG)).unwrap();
+        assert!(o.is_completed(), "{o:?}");
+        assert!(done.insert(id, ()).is_none(), "task {id} ended twice");
+        most = most.max(pool(&sup).0);
+    }
+    stop.store(true, Ordering::Relaxed);
+    killer.join().unwrap();
+    assert!(most >= 3, "the pool grew to {most} only");
+    // Idle: back to one agent, the others parked.
+    while pool(&sup) != (1, 3) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            sup.status().agents
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let c = sup.status().counters;
+    eprintln!(
+        "grew to {most}; added {}, retired {}, restarts {}, deaths {:?}; {:?}",
+        c.agents_added,
+        c.agents_retired,
+        c.agent_restarts,
+        c.deaths,
+        sup.status()
+            .agents
+            .iter()
+            .map(|a| (a.slot, a.epoch, a.restarts))
+            .collect::<Vec<_>>()
+    );
+    assert!(c.agents_added >= 2 && c.agents_retired >= 2, "{c:?}");
+    // Every death was answered by a restart; growing is not restarting.
+    assert_eq!(c.agent_restarts, c.deaths.values().sum::<u64>(), "{c:?}");
+    assert_eq!(c.completed, 600, "{c:?}");
+    // Retiring is not dying: the only deaths are the chaos thread's kills.
+    assert!(c.deaths.keys().all(|k| *k == "signal"), "{c:?}");
+    Arc::into_inner(sup)
+        .unwrap()
+        .shutdown(Shutdown::Drain)
+        .unwrap();
+}

@@ -399,15 +399,22 @@ fn exit_status_says_what_happened() {
 }
 
 /// `swarm demo` needs no input: it generates its corpus, runs it through agents and
-/// checks every page against the words it was generated from.
+/// checks every page against the words it was generated from; on an elastic pool
+/// (`--agents 1..3`) as on a fixed one.
 #[test]
 fn demo_runs_a_generated_corpus_and_every_page_matches_its_text() {
+    for agents in ["2", "1..3"] {
+        demo_with(agents);
+    }
+}
+
+fn demo_with(agents: &str) {
     let dir = tmp("demo");
     let out = swarm()
         .args([
             "demo",
             "--agents",
-            "2",
+            agents,
             "--documents",
             "6",
             "--json",

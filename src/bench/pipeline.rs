@@ -250,6 +250,7 @@ fn swarm_seconds(
 ) -> Result<Measured, RunError> {
     let run = RunConfig {
         agents,
+        min_agents: None,
         files: files.to_vec(),
         memory_limit: None,
         timeout_per_doc: Duration::from_secs(300),

@@ -10,6 +10,9 @@
 //!    least-loaded and adaptive, queues 64 deep (deep enough for the choice to matter:
 //!    with a shallow queue every strategy comes close to sending work wherever room
 //!    opens). Tasks/s of each.
+//! 3. The elastic pool: a burst of `spin:1ms` tasks onto a pool of `1..8` agents: the time
+//!    from the burst to all eight ready, from the last task's end to one agent again (it
+//!    retires agents idle for `--retire-after`), and the tasks lost or doubled.
 
 use crate::runtime::cgroup::Limits;
 use crate::runtime::supervisor::{
@@ -34,6 +37,10 @@ pub struct SchedBenchConfig {
     pub low_task: Duration,
     /// Tasks in each strategy's burst.
     pub burst: usize,
+    /// Tasks in the elastic pool's burst.
+    pub elastic_burst: usize,
+    /// How long an agent of the pool may idle before it retires.
+    pub retire_after: Duration,
     /// Fail without cgroups (the strategies phase needs them to make agents unequal).
     pub require_cgroups: bool,
     /// The agent executable.
@@ -62,6 +69,14 @@ pub struct SchedBenchReport {
     /// Whether the agents' CPU quotas were in force (cgroups); without them the pool is
     /// not unequal and the strategies' figures say little.
     pub quotas_in_force: bool,
+    /// From the burst's first submission to all 8 agents ready (ms).
+    pub scale_up_ms: f64,
+    /// From the last task's end to one agent running again (s).
+    pub scale_down_s: f64,
+    /// Tasks of the burst that did not end exactly once, completed.
+    pub scale_lost_tasks: u64,
+    /// The idle time after which the pool retires an agent (s).
+    pub retire_after_s: f64,
 }
 
 /// Why the benchmark stopped.
@@ -192,6 +207,9 @@ pub fn run(cfg: &SchedBenchConfig) -> Result<SchedBenchReport, SchedBenchError> 
         rates.push(cfg.burst as f64 / t.elapsed().as_secs_f64());
         sup.shutdown(Shutdown::Drain)?;
     }
+
+    // Phase 3: the elastic pool.
+    let (scale_up, scale_down, lost) = elastic(cfg)?;
     Ok(SchedBenchReport {
         low_task_us: cfg.low_task.as_secs_f64() * 1e6,
         priority_high_wait_us_p50: pct(&high, 0.5),
@@ -202,7 +220,72 @@ pub fn run(cfg: &SchedBenchConfig) -> Result<SchedBenchReport, SchedBenchError> 
         adaptive_tasks_per_s: rates[2],
         adaptive_vs_round_robin: rates[2] / rates[0],
         quotas_in_force: quotas,
+        scale_up_ms: scale_up.as_secs_f64() * 1e3,
+        scale_down_s: scale_down.as_secs_f64(),
+        scale_lost_tasks: lost,
+        retire_after_s: cfg.retire_after.as_secs_f64(),
     })
+}
+
+/// Agents of the pool running (not parked) and ready.
+fn pool(sup: &Supervisor) -> (usize, usize) {
+    let agents = sup.status().agents;
+    let running = agents
+        .iter()
+        .filter(|a| !matches!(a.phase, "parked" | "stopped"))
+        .count();
+    let ready = agents.iter().filter(|a| a.phase == "ready").count();
+    (running, ready)
+}
+
+/// The burst onto `1..8`: time to all ready, time back to one, tasks lost.
+fn elastic(cfg: &SchedBenchConfig) -> Result<(Duration, Duration, u64), SchedBenchError> {
+    const MAX: usize = 8;
+    let sup = base(cfg)
+        .elastic(1, MAX as u32)
+        .retire_after(cfg.retire_after)
+        .build()?;
+    let deadline = Instant::now() + WATCHDOG;
+    while pool(&sup) != (1, 1) {
+        if Instant::now() > deadline {
+            return Err(SchedBenchError::Failed(
+                "the pool never settled at one".into(),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let burst: Vec<GraphNode> = (0..cfg.elastic_burst)
+        .map(|_| GraphNode::new(TaskSpec::new(kinds::SPIN, 1_000_000), Vec::new()))
+        .collect();
+    let t = Instant::now();
+    let mut run = sup.submit_graph(burst)?;
+    let mut scale_up = None;
+    let mut ended = vec![0u32; cfg.elastic_burst];
+    while run.open() > 0 {
+        if scale_up.is_none() && pool(&sup).1 == MAX {
+            scale_up = Some(t.elapsed());
+        }
+        if let Some(end) = run.join_next(Some(Duration::from_millis(1))) {
+            if end.outcome.is_completed() {
+                ended[end.node] += 1;
+            }
+        } else if Instant::now() > deadline {
+            return Err(SchedBenchError::Failed("the burst never ended".into()));
+        }
+    }
+    drop(run);
+    let last = Instant::now();
+    let scale_up = scale_up.unwrap_or(WATCHDOG);
+    while pool(&sup).0 > 1 {
+        if last.elapsed() > WATCHDOG {
+            return Err(SchedBenchError::Failed("the pool never shrank".into()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let scale_down = last.elapsed();
+    let lost = ended.iter().filter(|&&n| n != 1).count() as u64;
+    sup.shutdown(Shutdown::Drain)?;
+    Ok((scale_up, scale_down, lost))
 }
 
 /// The report as text.
@@ -211,7 +294,9 @@ pub fn render(r: &SchedBenchReport) -> String {
         "priorities, low tasks of {:.0} µs under a flood: high-priority wait {:.0} µs p50, \
          {:.0} µs p99; low-priority wait {:.0} µs p99\n\
          strategies on agents of 0.25, 0.5 and 1 core{}: round-robin {:.0} tasks/s, \
-         least-loaded {:.0}, adaptive {:.0} ({:.2}x round-robin)\n",
+         least-loaded {:.0}, adaptive {:.0} ({:.2}x round-robin)\n\
+         elastic pool 1..8: all 8 ready {:.1} ms after a burst, back to 1 {:.2} s after it \
+         ended (retiring agents idle {:.1} s), {} tasks lost or doubled\n",
         r.low_task_us,
         r.priority_high_wait_us_p50,
         r.priority_high_wait_us_p99,
@@ -224,6 +309,10 @@ pub fn render(r: &SchedBenchReport) -> String {
         r.round_robin_tasks_per_s,
         r.least_loaded_tasks_per_s,
         r.adaptive_tasks_per_s,
-        r.adaptive_vs_round_robin
+        r.adaptive_vs_round_robin,
+        r.scale_up_ms,
+        r.scale_down_s,
+        r.retire_after_s,
+        r.scale_lost_tasks
     )
 }

@@ -24,20 +24,32 @@ pub fn sandbox_policy(off: bool, require: bool) -> crate::runtime::sandbox::Sand
     }
 }
 
-/// `--agents`: a count of at least one (a swarm of none would do nothing).
-pub fn parse_agents(s: &str) -> Result<u32, String> {
-    match s.parse::<u32>().map_err(|e| e.to_string())? {
-        0 => Err("at least one agent is needed".into()),
+/// `--agents`: a count of at least one (a swarm of none would do nothing), or `MIN..MAX`
+/// for an elastic pool; `(min, max)`, equal for a fixed count.
+pub fn parse_agents(s: &str) -> Result<(u32, u32), String> {
+    let count = |t: &str| match t.trim().parse::<u32>().map_err(|e| format!("{t:?}: {e}"))? {
+        0 => Err("at least one agent is needed".to_string()),
         n => Ok(n),
+    };
+    match s.split_once("..") {
+        None => count(s).map(|n| (n, n)),
+        Some((a, b)) => {
+            let (min, max) = (count(a)?, count(b)?);
+            if min > max {
+                return Err(format!("{s}: the pool's minimum is above its maximum"));
+            }
+            Ok((min, max))
+        }
     }
 }
 
 /// The agents of a swarm, as `run` and `demo` take them.
 #[derive(clap::Args, Debug)]
 pub struct SwarmArgs {
-    /// Agent processes, at least 1 (default: the number of CPUs).
+    /// Agent processes, at least 1 (default: the number of CPUs); `MIN..MAX` for an
+    /// elastic pool that grows while tasks wait and retires agents idle for 2 s.
     #[arg(long, value_parser = parse_agents)]
-    pub agents: Option<u32>,
+    pub agents: Option<(u32, u32)>,
     /// Specialist agents per role, e.g. `parser=1,extractor=4,analyzer=1,aggregator=1`:
     /// pages move Parser → Extractor → Analyzer → Aggregator through page buffers.
     /// Default: generalists (`--agents` of them), each taking a page range end to end.
@@ -61,11 +73,11 @@ pub struct SwarmArgs {
 impl SwarmArgs {
     /// A run of `files` with these agents and the defaults for the rest.
     pub fn config(self, files: Vec<PathBuf>) -> RunConfig {
+        let cpus = crate::spawn::available_cpus().max(1) as u32;
+        let (min, max) = self.agents.unwrap_or((cpus, cpus));
         RunConfig {
-            agents: self
-                .agents
-                .unwrap_or_else(|| crate::spawn::available_cpus() as u32)
-                .max(1),
+            agents: max,
+            min_agents: (min < max).then_some(min),
             files,
             memory_limit: None,
             timeout_per_doc: Duration::from_secs(30),
@@ -84,11 +96,14 @@ mod tests {
 
     #[test]
     fn agents_are_at_least_one() {
-        assert_eq!(parse_agents("3"), Ok(3));
+        assert_eq!(parse_agents("3"), Ok((3, 3)));
+        assert_eq!(parse_agents("2..8"), Ok((2, 8)));
         assert_eq!(
             parse_agents("0"),
             Err("at least one agent is needed".to_string())
         );
         assert!(parse_agents("many").is_err());
+        assert!(parse_agents("0..4").is_err());
+        assert!(parse_agents("5..2").is_err());
     }
 }

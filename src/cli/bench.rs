@@ -110,6 +110,12 @@ pub struct SchedArgs {
     /// Tasks in each strategy's burst.
     #[arg(long, default_value_t = 1200)]
     pub burst: usize,
+    /// Tasks (`spin:1ms`) in the elastic pool's burst.
+    #[arg(long, default_value_t = 4000)]
+    pub elastic_burst: usize,
+    /// How long an agent of the elastic pool may idle before it retires, e.g. 1s.
+    #[arg(long, default_value = "1s", value_parser = crate::task::parse_duration)]
+    pub retire_after: std::time::Duration,
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
     pub require_cgroups: bool,
@@ -215,6 +221,8 @@ pub fn run(command: BenchCommand) -> Result<Done, Error> {
                 high_tasks: a.high_tasks.max(1),
                 low_task: a.low_task,
                 burst: a.burst.max(1),
+                elastic_burst: a.elastic_burst.max(1),
+                retire_after: a.retire_after,
                 require_cgroups: cgroups_required(a.require_cgroups),
                 agent_bin: a.agent_bin,
             };

@@ -9,8 +9,11 @@ use std::time::Duration;
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Agents.
+    /// Agents (an elastic pool's maximum).
     pub agents: u32,
+    /// An elastic pool's minimum: generalists from this many up to `agents` as the queue
+    /// calls for them. `None`: a fixed `agents`.
+    pub min_agents: Option<u32>,
     /// The PDF files.
     pub files: Vec<PathBuf>,
     /// Per-agent memory limit.

@@ -89,6 +89,8 @@ pub fn run(
         );
     if let Some(r) = &cfg.roles {
         b = b.agent_classes(r.classes());
+    } else if let Some(min) = cfg.min_agents {
+        b = b.elastic(min, cfg.agents);
     }
     b = b.sandbox(SandboxPolicy {
         read_paths: super::inputs::read_roots(&cfg.files),

@@ -113,6 +113,9 @@ pub struct SupervisorBuilder {
     pub(super) agent_buffers: Option<u32>,
     pub(super) priority_aging: Duration,
     pub(super) scheduling: super::strategy::Scheduling,
+    pub(super) elastic: Option<(u32, u32)>,
+    pub(super) scale_up_after: Duration,
+    pub(super) retire_after: Duration,
 }
 
 impl Default for SupervisorBuilder {
@@ -141,6 +144,9 @@ impl Default for SupervisorBuilder {
             agent_buffers: None,
             priority_aging: Duration::from_secs(1),
             scheduling: Default::default(),
+            elastic: None,
+            scale_up_after: Duration::from_millis(5),
+            retire_after: Duration::from_secs(2),
             agent_spin: 2000,
             wait_spin: Duration::from_micros(100),
             classes: Vec::new(),
@@ -158,6 +164,7 @@ impl SupervisorBuilder {
     /// order. A task is dispatched only to agents whose class takes its kind.
     pub fn agent_classes(mut self, classes: Vec<AgentClass>) -> Self {
         self.agents = classes.iter().map(|c| c.count).sum::<u32>().max(1);
+        self.elastic = None;
         self.classes = classes;
         self
     }
@@ -165,6 +172,33 @@ impl SupervisorBuilder {
     /// Number of agents (default 2).
     pub fn agents(mut self, n: u32) -> Self {
         self.agents = n.max(1);
+        self.elastic = None;
+        self
+    }
+
+    /// An elastic pool of `min..=max` agents: it starts with `min`, grows at a health
+    /// check (every 10 ms at most) while the oldest pending task has waited past
+    /// [`SupervisorBuilder::scale_up_after`], by as many agents as the queue would fill, and retires an agent idle past
+    /// [`SupervisorBuilder::retire_after`] while more than `min` run, never within that
+    /// time of growing (no spawn-retire thrash). Only idle agents retire: nothing is lost.
+    /// `min == max` is a fixed pool.
+    pub fn elastic(mut self, min: u32, max: u32) -> Self {
+        let max = max.max(1);
+        self.agents = max;
+        self.elastic = (min.max(1) < max).then_some((min.max(1), max));
+        self
+    }
+
+    /// How long the oldest pending task may wait before an elastic pool grows (default
+    /// 5 ms).
+    pub fn scale_up_after(mut self, d: Duration) -> Self {
+        self.scale_up_after = d;
+        self
+    }
+
+    /// How long an agent of an elastic pool may be idle before it is retired (default 2 s).
+    pub fn retire_after(mut self, d: Duration) -> Self {
+        self.retire_after = d;
         self
     }
     /// The agent executable (default: `agent-bin` beside the running executable).

@@ -144,9 +144,16 @@ impl Supervisor {
                 tx: None,
                 rx: None,
                 observer: Observer::new(0, now),
-                phase: Phase::Dead,
+                // An elastic pool starts with its minimum; the other slots wait, parked.
+                phase: if slot < cfg.elastic.map_or(cfg.agents, |(min, _)| min) {
+                    Phase::Dead
+                } else {
+                    Phase::Parked
+                },
                 in_flight: VecDeque::new(),
                 kill_reason: None,
+                idle_since: None,
+                scaled: false,
                 current: None,
                 consecutive_failures: 0,
                 restarts: 0,
@@ -161,6 +168,7 @@ impl Supervisor {
             started: Instant::now(),
             spread: HashMap::new(),
             strategy: cfg.scheduling.make(),
+            last_scale_up: None,
             results: HashMap::new(),
             stream: VecDeque::new(),
             next_id: 0,

@@ -71,7 +71,11 @@ impl State {
         }
         let i = slot as usize;
         let a = &mut self.agents[i];
-        if a.epoch > 0 {
+        if a.phase == Phase::Parked {
+            return None;
+        }
+        let scaled = std::mem::take(&mut a.scaled);
+        if a.epoch > 0 && !scaled {
             a.restarts += 1;
             self.counters.agent_restarts += 1;
         }

@@ -71,6 +71,79 @@ impl State {
                 _ => {}
             }
         }
+        if let Some((min, _)) = sh.cfg.elastic {
+            self.scale(sh, min, now);
+        }
+    }
+
+    /// An elastic pool's decision at a health check: grow, when the oldest pending task has
+    /// waited past `scale_up_after`, by as many agents as the queue would fill beyond those
+    /// already starting (as many as are parked, at most); or retire one agent idle past
+    /// `retire_after`, when more than
+    /// `min` run and the pool has not grown within that time either (no spawn-retire
+    /// thrash). Only an idle agent retires, so nothing it had is lost.
+    fn scale(&mut self, sh: &Shared, min: u32, now: Instant) {
+        let depth = sh.cfg.queue_depth.max(1) as usize;
+        let starting = self
+            .agents
+            .iter()
+            .filter(|a| {
+                matches!(
+                    a.phase,
+                    Phase::Starting(_) | Phase::Dead | Phase::Backoff(_)
+                )
+            })
+            .count();
+        let waited = self
+            .pending
+            .front()
+            .and_then(|id| self.tasks.get(&id))
+            .map(|t| Duration::from_nanos(self.now_ns().saturating_sub(t.submitted_ns)));
+        let wanted = self.pending.len().div_ceil(depth).saturating_sub(starting);
+        if waited.is_some_and(|w| w >= sh.cfg.scale_up_after) && wanted > 0 {
+            let parked: Vec<usize> = (0..self.agents.len())
+                .filter(|&i| self.agents[i].phase == Phase::Parked)
+                .take(wanted)
+                .collect();
+            for i in parked {
+                let a = &mut self.agents[i];
+                a.phase = Phase::Dead;
+                a.scaled = true;
+                self.counters.agents_added += 1;
+                self.last_scale_up = Some(now);
+                tracing::debug!(slot = a.slot, waited = ?waited, "pool grows");
+                self.spawn(sh, i as u32);
+            }
+            return;
+        }
+        let running = self
+            .agents
+            .iter()
+            .filter(|a| !matches!(a.phase, Phase::Parked | Phase::Stopped | Phase::Retiring))
+            .count();
+        for a in &mut self.agents {
+            if a.phase != Phase::Ready || !a.in_flight.is_empty() {
+                a.idle_since = None;
+            } else if a.idle_since.is_none() {
+                a.idle_since = Some(now);
+            }
+        }
+        let calm = self
+            .last_scale_up
+            .is_none_or(|t| now.duration_since(t) >= sh.cfg.retire_after);
+        if running as u32 <= min || !calm || !self.pending.is_empty() {
+            return;
+        }
+        // The highest slot idle long enough goes first, so the pool shrinks from the top.
+        let idle = self.agents.iter().rposition(|a| {
+            a.idle_since
+                .is_some_and(|t| now.duration_since(t) >= sh.cfg.retire_after)
+        });
+        if let Some(i) = idle {
+            tracing::debug!(slot = self.agents[i].slot, "pool shrinks");
+            self.agents[i].phase = Phase::Retiring;
+            self.kill(i, DeathCause::Supervisor);
+        }
     }
 
     /// Moves a starting agent to ready once its heartbeat line says so for its epoch.
@@ -232,7 +305,8 @@ impl State {
             (None, None) => DeathCause::Exit(-1),
         };
         let was_ready = self.agents[i].phase == Phase::Ready;
-        if !self.stopping {
+        let retiring = self.agents[i].phase == Phase::Retiring;
+        if !self.stopping && !retiring {
             *self.counters.deaths.entry(cause.bucket()).or_insert(0) += 1;
             tracing::info!(slot, pid = self.agents[i].pid, %cause, "agent died");
         }
@@ -313,6 +387,13 @@ impl State {
         a.rx = None;
         if self.stopping {
             a.phase = Phase::Stopped;
+            return;
+        }
+        if retiring {
+            a.phase = Phase::Parked;
+            a.idle_since = None;
+            self.counters.agents_retired += 1;
+            // Anything given to it between the decision and its exit went back above.
             return;
         }
         let startup_failure = !was_ready

@@ -18,6 +18,10 @@ pub struct Counters {
     pub failed: u64,
     /// Agents started to replace dead ones.
     pub agent_restarts: u64,
+    /// Agents an elastic pool started as it grew.
+    pub agents_added: u64,
+    /// Agents an elastic pool retired, idle.
+    pub agents_retired: u64,
     /// Task attempts requeued after an agent died.
     pub tasks_retried: u64,
     /// Completions discarded as stale or unknown.
@@ -118,6 +122,8 @@ impl Supervisor {
                         Phase::Backoff(_) => "backoff",
                         Phase::Dead => "dead",
                         Phase::Stopped => "stopped",
+                        Phase::Parked => "parked",
+                        Phase::Retiring => "retiring",
                     },
                     in_flight: a.in_flight.len(),
                     completed: a.completed,

@@ -33,6 +33,10 @@ pub(super) enum Phase {
     Dead,
     /// Stopped for good (shutdown or fatal error).
     Stopped,
+    /// A slot of an elastic pool with no agent, until the queue calls for one.
+    Parked,
+    /// Being retired (it was idle): its exit parks the slot instead of respawning it.
+    Retiring,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +57,10 @@ pub(super) struct Agent {
     pub(super) phase: Phase,
     pub(super) in_flight: VecDeque<InFlight>,
     pub(super) kill_reason: Option<DeathCause>,
+    /// Since when it has had nothing to do (an elastic pool retires it after a while).
+    pub(super) idle_since: Option<Instant>,
+    /// Started by the pool growing, not as a restart.
+    pub(super) scaled: bool,
     /// The task the agent reports running and when we first saw it.
     pub(super) current: Option<(u64, Instant)>,
     pub(super) consecutive_failures: u32,
@@ -220,6 +228,8 @@ pub(super) struct State {
     pub(super) next_held: u64,
     /// The scheduling strategy, when it is not least-loaded's batch path.
     pub(super) strategy: Option<Box<dyn super::strategy::Strategy>>,
+    /// When an elastic pool last grew (it does not shrink within its idle timeout of it).
+    pub(super) last_scale_up: Option<Instant>,
     /// Spread groups with open tasks: the slots that have had one, and how many are open.
     pub(super) spread: HashMap<u64, (HashSet<u32>, usize)>,
     /// Results of task sets (and graphs), by set.
