@@ -9,7 +9,7 @@
 use neuralflow_swarm::agent::{serve_if_agent, Registry, RegistryError, TaskContext};
 use neuralflow_swarm::supervisor::{CgroupMode, Error, Shutdown, Supervisor};
 use neuralflow_swarm::task::{
-    kinds, DeathCause, Failure, Outcome, Output, TaskError, TaskKind, TaskSpec, ECHO_XOR,
+    kinds, DeathCause, Failure, Outcome, Output, SubTask, TaskError, TaskKind, TaskSpec, ECHO_XOR,
 };
 use neuralflow_swarm::typed::Task;
 use std::collections::BTreeMap;
@@ -27,6 +27,15 @@ const FOREVER: TaskKind = TaskKind(1003);
 const NOT_FOUND: TaskKind = TaskKind(1004);
 /// Returns `arg` bytes.
 const BYTES: TaskKind = TaskKind(1005);
+/// Sums little-endian u64s; more than four of them, it splits into halves merged by ADD.
+const SUM: TaskKind = TaskKind(1010);
+/// Adds its inputs (each a little-endian u64).
+const ADD: TaskKind = TaskKind(1011);
+/// Splits into one more of itself, for ever.
+const SPLIT_FOREVER: TaskKind = TaskKind(1012);
+/// With argument 0, splits into 4,096 of itself with argument 1, which split into 4,096
+/// noops each: more subtasks than one task may have below it.
+const SPLIT_WIDE: TaskKind = TaskKind(1013);
 
 /// Word counts of one file.
 type Counts = BTreeMap<String, u64>;
@@ -101,8 +110,49 @@ fn a_dropped_task_set_cancels_what_it_did_not_join() {
     assert_eq!((c.completed, c.failed), (1, 6), "{c:?}");
 }
 
+fn u64s(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect()
+}
+
 fn registry() -> Registry {
     let mut r = Registry::with_synthetic();
+    r.register(SUM, "sum", |ctx| {
+        let input = ctx.input();
+        if input.len() > 4 * 8 {
+            let (a, b) = input.split_at(input.len() / 16 * 8);
+            let parts = vec![
+                SubTask::new(SUM, 0, a.to_vec()),
+                SubTask::new(SUM, 0, b.to_vec()),
+            ];
+            return ctx.split::<String>(parts, ADD, 0);
+        }
+        Ok(u64s(input).iter().sum::<u64>().to_le_bytes().to_vec())
+    })
+    .unwrap();
+    r.register(ADD, "add", |ctx| {
+        let total: u64 = ctx.inputs().iter().flat_map(|i| u64s(i)).sum();
+        Ok::<_, String>(total.to_le_bytes().to_vec())
+    })
+    .unwrap();
+    r.register(SPLIT_WIDE, "split-wide", |ctx| {
+        let (kind, arg) = if ctx.arg() == 0 {
+            (SPLIT_WIDE, 1)
+        } else {
+            (kinds::NOOP, 0)
+        };
+        let parts = (0..4096)
+            .map(|_| SubTask::new(kind, arg, Vec::new()))
+            .collect();
+        ctx.split::<String>(parts, ADD, 0)
+    })
+    .unwrap();
+    r.register(SPLIT_FOREVER, "split-forever", |ctx| {
+        ctx.split::<String>(vec![SubTask::new(SPLIT_FOREVER, 0, Vec::new())], ADD, 0)
+    })
+    .unwrap();
     r.add(CountWords).unwrap();
     r.add(MergeCounts).unwrap();
     r.add(Nap).unwrap();
@@ -473,7 +523,81 @@ fn a_kind_the_agent_does_not_serve_is_refused_at_submit() {
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 
+/// A task that splits itself three levels deep (32 numbers, halved down to four): the
+/// merges get their subtasks' outputs and the sum comes back as the task's output; one
+/// that splits for ever is stopped at the depth limit, failing, without hurting others.
+fn tasks_split_themselves_and_merge_their_subtasks() {
+    let sup = builder(2).build().unwrap();
+    let numbers: Vec<u64> = (1..=32).map(|i| i * 1000 + i).collect();
+    let bytes: Vec<u8> = numbers.iter().flat_map(|n| n.to_le_bytes()).collect();
+    match wait(&sup, TaskSpec::new(SUM, 0).with_bytes(bytes)) {
+        Outcome::Completed { output, .. } => {
+            assert_eq!(u64s(&output), [numbers.iter().sum::<u64>()])
+        }
+        other => panic!("{other:?}"),
+    }
+    // 32 → 2 × 16 → 4 × 8 → 8 × 4: seven splits, three levels.
+    assert_eq!(sup.status().counters.tasks_split, 7);
+    match wait(&sup, TaskSpec::new(SPLIT_FOREVER, 0)) {
+        Outcome::Failed(Failure::Dependency { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        sup.status().counters.tasks_split,
+        7 + u64::from(neuralflow_swarm::task::MAX_SPLIT_DEPTH)
+    );
+    // Under SIGKILL chaos (an agent at once, then every 150 ms while the results come),
+    // 2,000 of them all give their sums.
+    let handles: Vec<_> = (0..2000u64)
+        .map(|k| {
+            let numbers: Vec<u64> = (0..32).map(|i| k * 100 + i).collect();
+            let bytes: Vec<u8> = numbers.iter().flat_map(|n| n.to_le_bytes()).collect();
+            let h = sup.submit(TaskSpec::new(SUM, 0).with_bytes(bytes)).unwrap();
+            (h, numbers.iter().sum::<u64>())
+        })
+        .collect();
+    let mut kills = 0;
+    let mut last_kill: Option<Instant> = None;
+    let kill = |kills: &mut usize| {
+        let agents = sup.status().agents;
+        let a = &agents[*kills % agents.len()];
+        if a.pid != 0 {
+            let pid = nix::unistd::Pid::from_raw(a.pid as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            *kills += 1;
+        }
+    };
+    kill(&mut kills);
+    for (h, want) in handles {
+        let o = loop {
+            if let Some(o) = h.wait(Some(Duration::from_millis(1))) {
+                break o;
+            }
+            if last_kill.is_none_or(|t| t.elapsed() >= Duration::from_millis(150)) {
+                last_kill = Some(Instant::now());
+                kill(&mut kills);
+            }
+        };
+        match o {
+            Outcome::Completed { output, .. } => assert_eq!(u64s(&output), [want]),
+            other => panic!("{other:?}"),
+        }
+    }
+    eprintln!("2000 split sums under {kills} kills");
+    assert!(kills > 0, "no agent was killed");
+    // Wide: the sixteenth split of the second level would pass 65,536 subtasks.
+    let before = sup.status().counters.tasks_split;
+    match wait(&sup, TaskSpec::new(SPLIT_WIDE, 0)) {
+        Outcome::Failed(Failure::Dependency { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(sup.status().counters.tasks_split - before, 16);
+    assert!(wait(&sup, TaskSpec::new(kinds::NOOP, 0)).is_completed());
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
 const TESTS: &[harness::Test] = tests![
+    tasks_split_themselves_and_merge_their_subtasks,
     word_count_map_reduce_in_one_binary_mode,
     a_panicking_handler_fails_its_task_with_the_message,
     an_agent_that_exits_while_running_a_task_blames_that_task,

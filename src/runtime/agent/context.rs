@@ -1,5 +1,6 @@
 //! What a task handler sees while it runs.
 
+use crate::runtime::task::{Split, SubTask, TaskKind};
 use crate::shm::heartbeat::HeartbeatWord;
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ pub struct TaskContext<'a> {
     pub(super) inputs: &'a [Cow<'a, [u8]>],
     pub(super) arg: u64,
     pub(super) heartbeat_period: Duration,
+    pub(super) split: std::cell::RefCell<Option<Split>>,
 }
 
 impl TaskContext<'_> {
@@ -37,6 +39,32 @@ impl TaskContext<'_> {
     /// The task's argument.
     pub fn arg(&self) -> u64 {
         self.arg
+    }
+
+    /// Splits the task instead of finishing it: the supervisor runs `subtasks` (each may
+    /// split in turn, up to [`MAX_SPLIT_DEPTH`](crate::runtime::task::MAX_SPLIT_DEPTH)
+    /// levels), then a task of `merge` with `merge_arg` whose inputs (`ctx.inputs()`) are
+    /// their outputs in order; its outcome is this task's. Return what this returns:
+    ///
+    /// ```ignore
+    /// if ctx.input().len() > 1024 {
+    ///     let (a, b) = ctx.input().split_at(ctx.input().len() / 2);
+    ///     let parts = vec![SubTask::new(SUM, 0, a.to_vec()), SubTask::new(SUM, 0, b.to_vec())];
+    ///     return ctx.split(parts, ADD, 0);
+    /// }
+    /// ```
+    pub fn split<E>(
+        &self,
+        subtasks: Vec<SubTask>,
+        merge: TaskKind,
+        merge_arg: u64,
+    ) -> Result<Vec<u8>, E> {
+        *self.split.borrow_mut() = Some(Split {
+            subtasks,
+            merge,
+            merge_arg,
+        });
+        Ok(Vec::new())
     }
 
     /// The agent's heartbeat period.

@@ -277,9 +277,13 @@ fn run_one(
                 inputs,
                 arg: task.arg,
                 heartbeat_period: config.heartbeat_period,
+                split: Default::default(),
             };
             match call(handler, &ctx) {
-                Ok(Ok(out)) => (status::OK, out),
+                Ok(Ok(out)) => match ctx.split.take() {
+                    Some(split) => (status::SPLIT, split.encode()),
+                    None => (status::OK, out),
+                },
                 Ok(Err(e)) => (status::FAILED, e.encode()),
                 Err(panic) => (status::PANICKED, panic.into_bytes()),
             }

@@ -102,6 +102,10 @@ impl State {
         if agent.current.is_some_and(|(id, _)| id == d.task_id) {
             agent.current = None;
         }
+        if d.kind == status::SPLIT {
+            self.split(d.task_id, &output);
+            return;
+        }
         let (attempts, kind) = self
             .tasks
             .get(&d.task_id)
@@ -157,6 +161,15 @@ impl State {
             } else if let Some(stored) = edge {
                 stored.release(&self.slab);
             }
+            // A split's subtasks still waiting for an agent are of no use once it ended.
+            if let Some(w) = &rec.waiting {
+                for &f in &w.feeders {
+                    if self.pending.remove(f) {
+                        let why = Failure::Cancelled("the task it was split from ended".into());
+                        ending.push((f, Outcome::Failed(why), None));
+                    }
+                }
+            }
             self.deliver(id, rec, outcome);
         }
     }
@@ -174,6 +187,9 @@ impl State {
             for input in w.slots.into_iter().flatten() {
                 self.release_input(input);
             }
+        }
+        if rec.root.is_none() {
+            self.split_budget.remove(&id);
         }
         if let Some(g) = rec.spread {
             if let Some(entry) = self.spread.get_mut(&g) {
@@ -197,6 +213,7 @@ impl State {
                 self.open_stream -= 1;
                 self.stream.push_back((id, outcome));
             }
+            Delivery::Internal => self.discard(outcome),
             Delivery::Set(set) => match self.sets.get_mut(&set) {
                 Some(q) => q.push_back((
                     id,

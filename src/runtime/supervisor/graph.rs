@@ -220,6 +220,7 @@ impl Supervisor {
                     slots: vec![None; after.len()],
                     left: after.len(),
                     tolerate_failed,
+                    feeders: Vec::new(),
                 })
             });
             for (pos, &p) in after.iter().enumerate() {
@@ -319,6 +320,113 @@ impl State {
         let g = key?.get();
         self.spread.entry(g).or_default().1 += 1;
         Some(g)
+    }
+
+    /// A task's handler split it (the completion's payload `wire`): its subtasks are
+    /// queued, each with the task as its dependent, and the task becomes its merge step,
+    /// waiting for them, with the delivery, dependents and place in the order it had. A
+    /// split that does not decode, goes too deep, or names a kind no agent takes fails the
+    /// task.
+    pub(super) fn split(&mut self, id: u64, wire: &[u8]) {
+        use crate::runtime::task::{Split, TaskError, MAX_SPLIT_DEPTH, MAX_SPLIT_TASKS};
+        let fail = |why: String| Outcome::Failed(Failure::Task(TaskError::new("bad_split", why)));
+        let split = match Split::decode(wire) {
+            Ok(s) => s,
+            Err(e) => return self.finish(id, Outcome::Failed(Failure::Task(e))),
+        };
+        let Some(rec) = self.tasks.get(&id) else {
+            return;
+        };
+        if rec.root.is_some_and(|r| !self.tasks.contains_key(&r)) {
+            // What it would split for has ended (failed by a sibling, or cancelled).
+            return self.finish(
+                id,
+                Outcome::Failed(Failure::Cancelled(
+                    "the task it was split from ended".into(),
+                )),
+            );
+        }
+        if rec.depth >= MAX_SPLIT_DEPTH {
+            return self.finish(
+                id,
+                fail(format!(
+                    "split {MAX_SPLIT_DEPTH} levels deep, the most there may be"
+                )),
+            );
+        }
+        let kinds = std::iter::once(split.merge).chain(split.subtasks.iter().map(|s| s.kind));
+        for kind in kinds {
+            if !self.agents.iter().any(|a| a.takes(kind.get())) {
+                return self.finish(id, Outcome::Failed(Failure::UnknownKind(kind)));
+            }
+        }
+        let (key, depth, timeout) = (rec.key, rec.depth + 1, rec.timeout);
+        let root = rec.root.unwrap_or(id);
+        let n = split.subtasks.len();
+        let budget = self.split_budget.entry(root).or_insert(MAX_SPLIT_TASKS);
+        if n > *budget {
+            return self.finish(
+                id,
+                fail(format!(
+                    "more than {MAX_SPLIT_TASKS} subtasks below one task"
+                )),
+            );
+        }
+        *budget -= n;
+        let mut ids = Vec::with_capacity(n);
+        for (pos, sub) in split.subtasks.into_iter().enumerate() {
+            let sid = self.next_id;
+            self.next_id += 1;
+            let mut r = TaskRecord::new(
+                sub.kind.get(),
+                sub.arg,
+                sub.input,
+                crate::runtime::task::Output::Return,
+                timeout,
+                Delivery::Internal,
+                Vec::new(),
+                key,
+            );
+            r.dependents.push((id, pos));
+            r.depth = depth;
+            r.root = Some(root);
+            r.submitted_ns = self.now_ns();
+            self.tasks.insert(sid, r);
+            ids.push(sid);
+        }
+        // The task becomes its merge step: what it was lent and took is done with.
+        let mut rec = self.tasks.remove(&id).expect("looked up above");
+        if let Some((_, handles)) = rec.lent.take() {
+            self.slab
+                .release_handles(&handles, crate::shm::slab::Owner::Supervisor);
+            self.lent_buffers -= handles.len();
+        }
+        for input in std::mem::take(&mut rec.inputs) {
+            self.release_input(input);
+        }
+        rec.kind = split.merge.get();
+        rec.arg = split.merge_arg;
+        rec.payload = Vec::new();
+        rec.attempt = 1;
+        rec.blame.clear();
+        rec.suspect = false;
+        rec.waiting = (n > 0).then(|| {
+            Box::new(Waiting {
+                slots: vec![None; n],
+                left: n,
+                tolerate_failed: false,
+                feeders: ids.clone(),
+            })
+        });
+        let ready = rec.waiting.is_none();
+        self.tasks.insert(id, rec);
+        self.counters.tasks_split += 1;
+        if ready {
+            self.pending.push(id, key);
+        }
+        for sid in ids {
+            self.pending.push(sid, key);
+        }
     }
 
     /// Lets one holder of an input go: the last frees it.

@@ -169,6 +169,7 @@ impl Supervisor {
             spread: HashMap::new(),
             strategy: cfg.scheduling.make(),
             last_scale_up: None,
+            split_budget: HashMap::new(),
             results: HashMap::new(),
             stream: VecDeque::new(),
             next_id: 0,

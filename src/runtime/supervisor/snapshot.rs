@@ -18,6 +18,8 @@ pub struct Counters {
     pub failed: u64,
     /// Agents started to replace dead ones.
     pub agent_restarts: u64,
+    /// Tasks that split themselves into subtasks and a merge step.
+    pub tasks_split: u64,
     /// Agents an elastic pool started as it grew.
     pub agents_added: u64,
     /// Agents an elastic pool retired, idle.

@@ -107,6 +107,8 @@ pub(super) enum Delivery {
     Stream,
     /// To the [`TaskSet`] of this id.
     Set(u64),
+    /// To nobody: a subtask of a split, whose output goes to its merge step only.
+    Internal,
 }
 
 pub(super) struct TaskRecord {
@@ -140,6 +142,10 @@ pub(super) struct TaskRecord {
     pub(super) dispatched_ns: u64,
     /// Its spread group ([`crate::runtime::task::TaskSpec::spread`]).
     pub(super) spread: Option<u64>,
+    /// Levels of splits above it (0 for a task as submitted).
+    pub(super) depth: u32,
+    /// The task first submitted that it comes from by splits (`None`: itself).
+    pub(super) root: Option<u64>,
 }
 
 impl TaskRecord {
@@ -173,6 +179,8 @@ impl TaskRecord {
             submitted_ns: 0,
             dispatched_ns: 0,
             spread: None,
+            depth: 0,
+            root: None,
         }
     }
 }
@@ -186,6 +194,9 @@ pub(super) struct Waiting {
     pub(super) left: usize,
     /// Whether a failed dependency leaves an empty input instead of failing it.
     pub(super) tolerate_failed: bool,
+    /// The subtasks of a split that feed it: cancelled, if still waiting for an agent,
+    /// when it ends first.
+    pub(super) feeders: Vec<u64>,
 }
 
 /// When a task of a set (or graph) was submitted, last dispatched and ended, in ns since
@@ -228,6 +239,9 @@ pub(super) struct State {
     pub(super) next_held: u64,
     /// The scheduling strategy, when it is not least-loaded's batch path.
     pub(super) strategy: Option<Box<dyn super::strategy::Strategy>>,
+    /// Subtasks still allowed below each task that has split (by the task first
+    /// submitted), see [`crate::runtime::task::MAX_SPLIT_TASKS`].
+    pub(super) split_budget: HashMap<u64, usize>,
     /// When an elastic pool last grew (it does not shrink within its idle timeout of it).
     pub(super) last_scale_up: Option<Instant>,
     /// Spread groups with open tasks: the slots that have had one, and how many are open.

@@ -6,6 +6,7 @@ mod error;
 mod outcome;
 mod parse;
 mod spec;
+mod split;
 mod wire;
 
 pub use error::TaskError;
@@ -13,6 +14,7 @@ pub use outcome::{DeathCause, Failure, Outcome};
 pub use parse::{parse_duration, parse_size, ParseTaskError};
 pub(crate) use spec::ReleaseHeld;
 pub use spec::{echo_pattern, Held, Input, Output, SpreadKey, TaskSpec};
+pub use split::{Split, SubTask, MAX_SPLIT_DEPTH, MAX_SPLIT_TASKS, MAX_SUBTASKS};
 pub use wire::{flags, kinds, status, TaskId, TaskKind, ECHO_XOR};
 
 #[cfg(test)]

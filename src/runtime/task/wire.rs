@@ -89,6 +89,9 @@ pub mod status {
     pub const UNKNOWN_KIND: u32 = 2;
     /// The handler panicked; the payload is the panic's message and location.
     pub const PANICKED: u32 = 3;
+    /// The handler split the task; the payload is its subtasks and merge step
+    /// ([`super::super::Split`]).
+    pub const SPLIT: u32 = 4;
 }
 
 /// Descriptor flags (a task descriptor's `flags` field).
