@@ -3,6 +3,8 @@
 //! aging, a 100,000-node random DAG under SIGKILL chaos, and the patterns built on graphs.
 
 mod common;
+#[path = "common/swarm.rs"]
+mod swarm;
 
 use neuralflow_swarm::cgroup::Limits;
 use neuralflow_swarm::coord::{
@@ -13,7 +15,6 @@ use neuralflow_swarm::supervisor::{
     SupervisorBuilder,
 };
 use neuralflow_swarm::task::{kinds, Failure, Outcome, TaskSpec, ECHO_XOR};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,15 +40,8 @@ fn xor(bytes: &[u8]) -> Vec<u8> {
     bytes.iter().map(|b| b ^ ECHO_XOR).collect()
 }
 
-/// Waits (a few sweeps at most) until every page buffer of every pool is free.
 fn every_buffer_comes_back(sup: &Supervisor) {
-    let slab = sup.segment().slab(0);
-    let all = slab.count() as usize;
-    let deadline = std::time::Instant::now() + WATCHDOG;
-    while slab.free_count() != all && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(slab.free_count(), all, "every page buffer comes back");
+    swarm::every_buffer_comes_back(sup, WATCHDOG);
 }
 
 fn output(end: &NodeEnd) -> &[u8] {
@@ -252,31 +246,7 @@ fn a_random_dag_under_sigkill_chaos_runs_every_node_once_after_its_parents() {
         g.add_after(TaskSpec::new(kinds::NOOP, i as u64), &deps);
         parents.push(ps);
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let kills = Arc::new(AtomicU64::new(0));
-    let killer = {
-        let (sup, stop, kills) = (sup.clone(), stop.clone(), kills.clone());
-        std::thread::spawn(move || {
-            let mut killed = std::collections::HashSet::new();
-            let mut k = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(150));
-                k += 1;
-                let agents = sup.status().agents;
-                let a = &agents[k % agents.len()];
-                if a.pid != 0
-                    && killed.insert(a.pid)
-                    && nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(a.pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    )
-                    .is_ok()
-                {
-                    kills.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-    };
+    let chaos = swarm::Chaos::start(sup.clone(), Duration::from_millis(150));
     let t = std::time::Instant::now();
     let mut run = g.submit(&sup).unwrap();
     let mut ends: Vec<Option<NodeEnd>> = (0..NODES).map(|_| None).collect();
@@ -286,9 +256,7 @@ fn a_random_dag_under_sigkill_chaos_runs_every_node_once_after_its_parents() {
     }
     let took = t.elapsed();
     drop(run);
-    stop.store(true, Ordering::Relaxed);
-    killer.join().unwrap();
-    let kills = kills.load(Ordering::Relaxed);
+    let kills = chaos.stop();
     let edges: usize = parents.iter().map(Vec::len).sum();
     eprintln!("{NODES} nodes, {edges} edges in {took:?} with {kills} agents killed");
     for (i, end) in ends.iter().enumerate() {
@@ -513,25 +481,7 @@ fn an_elastic_pool_grows_under_a_burst_and_shrinks_when_idle() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let killer = {
-        let (sup, stop) = (sup.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut k = 0usize;
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(150));
-                k += 1;
-                let agents = sup.status().agents;
-                let a = &agents[k % agents.len()];
-                if a.pid != 0 {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(a.pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-            }
-        })
-    };
+    let chaos = swarm::Chaos::start(sup.clone(), Duration::from_millis(150));
     let ids: Vec<_> = (0..600)
         .map(|i| {
             let spec = TaskSpec::new(kinds::SPIN, 2_000_000 + i);
@@ -546,8 +496,7 @@ fn an_elastic_pool_grows_under_a_burst_and_shrinks_when_idle() {
         assert!(done.insert(id, ()).is_none(), "task {id} ended twice");
         most = most.max(pool(&sup).0);
     }
-    stop.store(true, Ordering::Relaxed);
-    killer.join().unwrap();
+    chaos.stop();
     assert!(most >= 3, "the pool grew to {most} only");
     // Idle: back to one agent, the others parked.
     while pool(&sup) != (1, 3) {

@@ -18,6 +18,8 @@ use std::time::Duration;
 
 #[path = "common/harness.rs"]
 mod harness;
+#[path = "common/swarm.rs"]
+mod swarm;
 use harness::{builder, cgroups_required, sandbox, wait, WATCHDOG};
 
 /// Opens a TCP socket to 127.0.0.1, port `arg`.
@@ -695,15 +697,8 @@ fn scribbling_cannot_change_another_tasks_data() {
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 
-/// Waits (a few sweeps at most) until every buffer of every pool is free.
 fn every_buffer_comes_back(sup: &Supervisor) {
-    let slab = sup.segment().slab(0);
-    let all = slab.count() as usize;
-    let deadline = std::time::Instant::now() + WATCHDOG;
-    while slab.free_count() != all && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(slab.free_count(), all, "every page buffer comes back");
+    swarm::every_buffer_comes_back(sup, WATCHDOG);
 }
 
 /// An agent that exits at each step of the protocol: in its task (a strike, then

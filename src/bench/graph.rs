@@ -166,14 +166,10 @@ pub fn run(cfg: &GraphBenchConfig) -> Result<GraphBenchReport, GraphBenchError> 
         b = b.agent_bin(p);
     }
     let sup = b.build()?;
-    let t0 = Instant::now();
-    while sup.status().agents.iter().any(|a| a.phase != "ready") {
-        if t0.elapsed() > WATCHDOG {
-            return Err(GraphBenchError::Failed(
-                "agents did not become ready".into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    if !super::all_ready(&sup, WATCHDOG) {
+        return Err(GraphBenchError::Failed(
+            "agents did not become ready".into(),
+        ));
     }
     let mut shapes = BTreeMap::new();
     for &shape in &cfg.shapes {

@@ -11,3 +11,19 @@ pub mod sched;
 pub mod tasks;
 
 pub use ring::{render_ring, ring, RingBenchConfig, RingBenchReport};
+
+/// Waits until every agent of `sup` is ready, so that a measurement starts with the swarm
+/// up; `false` if that takes longer than `limit`.
+pub(crate) fn all_ready(
+    sup: &crate::runtime::supervisor::Supervisor,
+    limit: std::time::Duration,
+) -> bool {
+    let t0 = std::time::Instant::now();
+    while sup.status().agents.iter().any(|a| a.phase != "ready") {
+        if t0.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    true
+}

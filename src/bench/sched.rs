@@ -100,16 +100,9 @@ fn base(cfg: &SchedBenchConfig) -> SupervisorBuilder {
 }
 
 fn ready(sup: &Supervisor) -> Result<(), SchedBenchError> {
-    let t0 = Instant::now();
-    while sup.status().agents.iter().any(|a| a.phase != "ready") {
-        if t0.elapsed() > WATCHDOG {
-            return Err(SchedBenchError::Failed(
-                "agents did not become ready".into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    Ok(())
+    super::all_ready(sup, WATCHDOG)
+        .then_some(())
+        .ok_or_else(|| SchedBenchError::Failed("agents did not become ready".into()))
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {

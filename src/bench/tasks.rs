@@ -310,15 +310,11 @@ fn start(cfg: &TasksBenchConfig, sandbox: SandboxPolicy) -> Result<Supervisor, T
         b = b.agent_bin(p);
     }
     let sup = b.build()?;
-    // Wait until every agent is ready, so the phases measure work, not start-up.
-    let t0 = Instant::now();
-    while sup.status().agents.iter().any(|a| a.phase != "ready") {
-        if t0.elapsed() > WATCHDOG {
-            return Err(TasksBenchError::Stalled(
-                "agents did not become ready".into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    // Every agent ready, so the phases measure work, not start-up.
+    if !super::all_ready(&sup, WATCHDOG) {
+        return Err(TasksBenchError::Stalled(
+            "agents did not become ready".into(),
+        ));
     }
     Ok(sup)
 }

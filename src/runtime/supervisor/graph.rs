@@ -133,18 +133,24 @@ impl GraphRun<'_> {
 impl Drop for GraphRun<'_> {
     /// Cancels the nodes not yet joined (their dependents fail with them).
     fn drop(&mut self) {
-        for &id in self.open.keys() {
-            self.sup.cancel(TaskId(id));
-        }
-        let mut st = self.sup.shared.state.lock();
-        let unclaimed = st.sets.remove(&self.set);
-        drop(st);
-        // Dropped unlocked: an outcome's held output frees itself through the lock.
-        drop(unclaimed);
+        self.sup.drop_set(self.set, self.open.keys().copied());
     }
 }
 
 impl Supervisor {
+    /// Ends a set (a task set or a graph run) dropped by its caller: its open tasks are
+    /// cancelled and the outcomes nobody will join let go.
+    pub(super) fn drop_set(&self, set: u64, open: impl Iterator<Item = u64>) {
+        for id in open {
+            self.cancel(TaskId(id));
+        }
+        let mut st = self.shared.state.lock();
+        let unclaimed = st.sets.remove(&set);
+        drop(st);
+        // Dropped unlocked: an outcome's held output frees itself through the lock.
+        drop(unclaimed);
+    }
+
     /// The supervisor's clock: ns since it started, as in [`Timing`].
     pub fn clock_ns(&self) -> u64 {
         self.shared.state.lock().now_ns()

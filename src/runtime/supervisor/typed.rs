@@ -176,14 +176,7 @@ impl<T: Task> TaskSet<'_, T> {
 impl<T: Task> Drop for TaskSet<'_, T> {
     /// Cancels the tasks not yet joined, as a join set aborts its tasks when dropped.
     fn drop(&mut self) {
-        for &id in &self.open {
-            self.sup.cancel(TaskId(id));
-        }
-        let mut st = self.sup.shared.state.lock();
-        let unclaimed = st.sets.remove(&self.set);
-        drop(st);
-        // Dropped unlocked: an outcome's held output frees itself through the lock.
-        drop(unclaimed);
+        self.sup.drop_set(self.set, self.open.iter().copied());
     }
 }
 

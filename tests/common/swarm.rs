@@ -1,0 +1,73 @@
+//! Helpers for tests that drive a supervisor: waiting for every page buffer to come back,
+//! and a chaos thread that SIGKILLs agents.
+#![allow(dead_code)]
+
+use neuralflow_swarm::supervisor::Supervisor;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Waits (a few ledger sweeps at most, `limit` in all) until every page buffer of every
+/// pool is free.
+pub fn every_buffer_comes_back(sup: &Supervisor, limit: Duration) {
+    let slab = sup.segment().slab(0);
+    let all = slab.count() as usize;
+    let deadline = Instant::now() + limit;
+    while slab.free_count() != all && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(slab.free_count(), all, "every page buffer comes back");
+}
+
+/// A thread that SIGKILLs an agent every `period`, each slot in turn, until stopped.
+pub struct Chaos {
+    stop: Arc<AtomicBool>,
+    kills: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Chaos {
+    /// Starts killing `sup`'s agents.
+    pub fn start(sup: Arc<Supervisor>, period: Duration) -> Chaos {
+        let stop = Arc::new(AtomicBool::new(false));
+        let kills = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, kills) = (stop.clone(), kills.clone());
+            std::thread::spawn(move || {
+                // A pid killed and not yet reaped still shows in the status: each once.
+                let mut killed = std::collections::HashSet::new();
+                let mut k = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(period);
+                    k += 1;
+                    let agents = sup.status().agents;
+                    let a = &agents[k % agents.len()];
+                    if a.pid != 0
+                        && killed.insert(a.pid)
+                        && nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(a.pid as i32),
+                            nix::sys::signal::Signal::SIGKILL,
+                        )
+                        .is_ok()
+                    {
+                        kills.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        Chaos {
+            stop,
+            kills,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops it; how many agents it killed.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("the chaos thread");
+        }
+        self.kills.load(Ordering::Relaxed)
+    }
+}
