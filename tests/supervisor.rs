@@ -4,6 +4,8 @@
 //! Tests that need cgroups fail (rather than skip) when `SWARM_REQUIRE_CGROUPS=1`.
 
 mod common;
+#[path = "common/swarm.rs"]
+mod swarm;
 
 use neuralflow_swarm::cgroup::{Hierarchy, Limits};
 use neuralflow_swarm::supervisor::{
@@ -14,7 +16,6 @@ use neuralflow_swarm::task::{
     kinds, DeathCause, Failure, Held, Outcome, Output, TaskId, TaskSpec, ECHO_XOR,
 };
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -84,44 +85,15 @@ fn chaos_kills_every_100ms_lose_and_double_nothing() {
     let ids: Vec<TaskId> = (0..TASKS)
         .map(|_| sup.submit_detached("spin:200us".parse().unwrap()).unwrap())
         .collect();
-    let stop = Arc::new(AtomicBool::new(false));
-    let kills = Arc::new(AtomicU64::new(0));
-    let killer = {
-        let (sup, stop, kills) = (sup.clone(), stop.clone(), kills.clone());
-        std::thread::spawn(move || {
-            let mut rng = 0x2545_F491_4F6C_DD1Du64;
-            // A pid killed and not yet reaped still shows in the status: count each once.
-            let mut killed = std::collections::HashSet::new();
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                let agents = sup.status().agents;
-                let a = &agents[(rng % agents.len() as u64) as usize];
-                if a.pid != 0
-                    && killed.insert(a.pid)
-                    && nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(a.pid as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    )
-                    .is_ok()
-                {
-                    kills.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-    };
+    let chaos = swarm::Chaos::start(sup.clone(), Duration::from_millis(100));
     let got = collect(&sup, TASKS as usize);
-    stop.store(true, Ordering::Relaxed);
-    killer.join().unwrap();
+    let kills = chaos.stop();
     for id in &ids {
         match &got[id] {
             Outcome::Completed { .. } => {}
             other => panic!("task {id}: {other:?}"),
         }
     }
-    let kills = kills.load(Ordering::Relaxed);
     // The last kill may land after the last result: wait for the supervisor to see it.
     let deadline = Instant::now() + WATCHDOG;
     while sup.status().counters.agent_restarts < kills && Instant::now() < deadline {
