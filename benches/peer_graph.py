@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""The peer of `swarm bench graph`: the same three graph shapes of no-op tasks on Dask
+(distributed, a local cluster of worker processes, one thread each), timed the same way:
+from handing the graph over to the last node's end.
+
+    pip install "dask[distributed]"
+    python3 benches/peer_graph.py --nodes 10000 --workers 2 --json
+
+The random shape is the one `swarm bench graph` builds (the same xorshift, the same
+parents), so the two run the same graph. A chain's link here is its mean (wall / nodes):
+Dask does not report when each task ran in the same clock.
+"""
+
+import argparse
+import json
+import time
+
+
+def parents(shape, nodes):
+    if shape == "chain":
+        return [[] if i == 0 else [i - 1] for i in range(nodes)]
+    if shape == "fan":
+        return [[] for _ in range(nodes)] + [list(range(nodes))]
+    x = 0x9E3779B97F4A7C15
+    mask = (1 << 64) - 1
+
+    def nxt():
+        nonlocal x
+        x ^= (x << 13) & mask
+        x ^= x >> 7
+        x ^= (x << 17) & mask
+        return x
+
+    out = []
+    for i in range(nodes):
+        ps = []
+        while len(ps) < min(i, 3):
+            p = i - 1 - (nxt() % min(i, 1000))
+            if p not in ps:
+                ps.append(p)
+        out.append(ps)
+    return out
+
+
+def noop(*_):
+    return None
+
+
+def run(client, shape, nodes):
+    ps = parents(shape, nodes)
+    dsk = {("n", i): (noop, *[("n", p) for p in deps]) for i, deps in enumerate(ps)}
+    keys = list(dsk)
+    start = time.perf_counter()
+    client.get(dsk, keys, sync=True)
+    wall = time.perf_counter() - start
+    n = len(ps)
+    report = {
+        "nodes": n,
+        "edges": sum(len(d) for d in ps),
+        "wall_seconds": wall,
+        "nodes_per_second": n / wall,
+    }
+    if shape == "chain":
+        report["link_us_mean"] = wall / n * 1e6
+    return report
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=10000)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(
+        n_workers=a.workers, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster, Client(cluster) as client:
+        client.get({"warm": (noop,)}, "warm", sync=True)
+        shapes = {s: run(client, s, a.nodes) for s in ("random", "chain", "fan")}
+    for name, r in shapes.items():
+        line = (
+            f"{name:>7}: {r['nodes']} nodes, {r['edges']} edges in {r['wall_seconds']:.3f} s:"
+            f" {r['nodes_per_second']:.0f} nodes/s"
+        )
+        if "link_us_mean" in r:
+            line += f"; a link {r['link_us_mean']:.0f} us (mean)"
+        print(line)
+    if a.json:
+        print(json.dumps({"peer": "dask", "workers": a.workers, "shapes": shapes}))
+
+
+if __name__ == "__main__":
+    main()
