@@ -372,6 +372,10 @@ fn scatter_gather_and_vote_spread_over_agents() {
         .unwrap();
     assert_eq!(got.outputs.len(), 3, "{got:?}");
     let v = Vote::new(kinds::ECHO, 3, 2).run(&sup, b"ballot").unwrap();
+    // A graph node whose input the page buffers could never lend is refused at submit
+    // (it would wait for ever, and everything behind it).
+    let huge = vec![GraphNode::new(TaskSpec::echo(64 << 20, 1), Vec::new())];
+    assert!(matches!(sup.submit_graph(huge), Err(Error::BadGraph(_))));
     assert_eq!(v.output, xor(b"ballot"));
     assert_eq!(v.agreed.len(), 3);
     assert!(v.dissent.is_empty() && v.missing.is_empty());
@@ -530,4 +534,36 @@ fn an_elastic_pool_grows_under_a_burst_and_shrinks_when_idle() {
         .unwrap()
         .shutdown(Shutdown::Drain)
         .unwrap();
+}
+
+/// Copies spread over the agents that can take them: with two generalists and a
+/// specialist of another kind, a third copy goes to a generalist again instead of waiting
+/// for an agent that will never take it.
+#[test]
+fn spread_copies_count_only_agents_that_can_take_them() {
+    let _serial = SERIAL.lock();
+    let sup = builder(0)
+        .agent_classes(vec![
+            AgentClass::new("any", 2, None),
+            AgentClass::new("sleeper", 1, Some(vec![kinds::SLEEP])),
+        ])
+        .build()
+        .unwrap();
+    let sg = ScatterGather {
+        deadline: Some(WATCHDOG),
+        ..ScatterGather::new(kinds::ECHO, 3)
+    };
+    let got = sg.run(&sup, b"x").unwrap();
+    assert_eq!(got.outputs.len(), 3, "{got:?}");
+    assert!(got.outputs.iter().all(|c| c.slot < 2));
+    // And the queue behind them moved on.
+    assert!(wait_one(&sup));
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+fn wait_one(sup: &Supervisor) -> bool {
+    sup.submit(TaskSpec::new(kinds::NOOP, 0))
+        .unwrap()
+        .wait(Some(WATCHDOG))
+        .is_some_and(|o| o.is_completed())
 }

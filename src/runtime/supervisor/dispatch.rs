@@ -143,14 +143,14 @@ impl State {
                     let Some(id) = self.pending.front() else {
                         break;
                     };
-                    let (suspect, spread) = self
+                    let (suspect, spread, kind) = self
                         .tasks
                         .get(&id)
-                        .map_or((false, None), |t| (t.suspect, t.spread));
+                        .map_or((false, None, 0), |t| (t.suspect, t.spread, t.kind));
                     if suspect && !(idle && batch.is_empty()) {
                         break; // it waits for an agent with nothing else
                     }
-                    if !self.spread_allows(spread, i, &batch) {
+                    if !self.spread_allows(spread, kind, i, &batch) {
                         // One of its group is here already: another agent takes it.
                         pass_on = true;
                         break;
@@ -170,21 +170,23 @@ impl State {
                 // A specialist: the first pending tasks of the kinds it takes.
                 let agent = &self.agents[i];
                 let tasks = &self.tasks;
-                let mine: Vec<(u64, bool, Option<u64>)> = self
+                let mine: Vec<(u64, bool, Option<u64>, u32)> = self
                     .pending
                     .iter()
                     .filter_map(|id| {
                         let t = tasks.get(&id)?;
-                        agent.takes(t.kind).then_some((id, t.suspect, t.spread))
+                        agent
+                            .takes(t.kind)
+                            .then_some((id, t.suspect, t.spread, t.kind))
                     })
                     .take(room + 1)
                     .collect();
-                for (id, suspect, spread) in mine {
+                for (id, suspect, spread, kind) in mine {
                     if batch.len() >= room {
                         break;
                     }
                     if (suspect && !(idle && batch.is_empty()))
-                        || !self.spread_allows(spread, i, &batch)
+                        || !self.spread_allows(spread, kind, i, &batch)
                     {
                         continue;
                     }
@@ -224,6 +226,9 @@ impl State {
             None => 0,
         };
         let now = self.now_ns();
+        if pushed > 0 {
+            self.agents[i].idle_since = None;
+        }
         for d in &batch[..pushed] {
             self.agents[i].in_flight.push_back(InFlight {
                 id: d.task_id,
@@ -242,9 +247,10 @@ impl State {
     }
 
     /// Dispatch by a [`Strategy`](super::strategy::Strategy): task by task in the pending
-    /// order, each to the candidate the strategy picks among the agents that can take it
-    /// now. A task no agent can take now is passed over (at most 64 of them a round),
-    /// so that a kind with no free agent does not hold up the others.
+    /// order, each to the candidate the strategy picks among the agents that could take
+    /// it. A task no agent could take (none ready serves its kind) is passed over, at most
+    /// 64 of them a round; one whose pick has no room waits, and the tasks behind it with
+    /// it, until room opens (the order is the strategy's to keep).
     fn dispatch_by_strategy(&mut self, sh: &Shared) {
         let depth = sh.cfg.queue_depth as usize;
         let Some(mut strategy) = self.strategy.take() else {
@@ -271,7 +277,7 @@ impl State {
                         .is_some_and(|t| t.suspect);
                 if a.phase == Phase::Ready
                     && a.takes(kind)
-                    && self.spread_allows(spread, i, &batches[i])
+                    && self.spread_allows(spread, kind, i, &batches[i])
                 {
                     let room = queued < depth && !alone && !lone[i] && (!suspect || queued == 0);
                     candidates.push((
@@ -325,23 +331,37 @@ impl State {
         self.strategy = Some(strategy);
     }
 
-    /// Whether a task of spread group `spread` may go to agent `i`, with `batch` about to
-    /// go there too: not while it has had one of the group, unless every agent has.
-    fn spread_allows(&self, spread: Option<u64>, i: usize, batch: &[Descriptor]) -> bool {
+    /// Whether a task of spread group `spread` (and of `kind`) may go to agent `i`, with
+    /// `batch` about to go there too: not while it has had one of the group, unless every
+    /// agent that could take it (running, serving its kind) has.
+    fn spread_allows(
+        &self,
+        spread: Option<u64>,
+        kind: u32,
+        i: usize,
+        batch: &[Descriptor],
+    ) -> bool {
         let Some(g) = spread else {
             return true;
         };
         let Some((slots, _)) = self.spread.get(&g) else {
             return true;
         };
-        let slot = self.agents[i].slot;
         let in_batch = batch.iter().any(|d| {
             self.tasks
                 .get(&d.task_id)
                 .is_some_and(|t| t.spread == spread)
         });
-        let had = slots.contains(&slot) || in_batch;
-        !had || slots.len() >= self.agents.len()
+        if !slots.contains(&self.agents[i].slot) && !in_batch {
+            return true;
+        }
+        // Had one: only if no other agent that could take it has not.
+        !self.agents.iter().enumerate().any(|(j, a)| {
+            j != i
+                && a.takes(kind)
+                && !matches!(a.phase, Phase::Parked | Phase::Stopped | Phase::Retiring)
+                && !slots.contains(&a.slot)
+        })
     }
 
     /// The descriptor for a task's next attempt, lending its payload (or its input list)

@@ -182,11 +182,29 @@ impl Supervisor {
                     "node {i} names a dependency twice"
                 )));
             }
+            // Held inputs: refused for now (a graph brings its inputs as bytes, or from
+            // its own nodes).
+            if matches!(&n.spec.input, Input::Held(h) if !h.is_empty()) {
+                return Err(Error::BadGraph(format!(
+                    "node {i} takes held outputs: a graph's nodes take bytes, or their \
+                     dependencies' outputs"
+                )));
+            }
         }
         let sh = &self.shared;
         let mut st = sh.state.lock();
         if st.fatal.is_some() || st.stopping {
             return Err(Error::Stopped);
+        }
+        let limit = st.lend_limit();
+        for (i, n) in nodes.iter().enumerate() {
+            let len = n.spec.bytes().len() as u64;
+            if len > limit {
+                return Err(Error::BadGraph(format!(
+                    "node {i}'s input of {len} bytes exceeds the {limit} bytes the page \
+                     buffers lend one task"
+                )));
+            }
         }
         for n in &nodes {
             let kind = n.spec.kind.get();
@@ -198,7 +216,7 @@ impl Supervisor {
         st.next_set += 1;
         st.sets.insert(set, Default::default());
         let mut ids = Vec::with_capacity(nodes.len());
-        for (i, node) in nodes.into_iter().enumerate() {
+        for node in nodes {
             let GraphNode {
                 spec,
                 after,
@@ -206,17 +224,7 @@ impl Supervisor {
             } = node;
             let payload = match spec.input {
                 Input::Bytes(b) => b,
-                // Held inputs of a node without dependencies: refused for now (a graph
-                // brings its inputs as bytes or from its own nodes).
-                Input::Held(h) if !h.is_empty() => {
-                    drop(st);
-                    drop(h);
-                    return Err(Error::BadGraph(format!(
-                        "node {i} takes held outputs: a graph's nodes take bytes, or their \
-                         dependencies' outputs"
-                    )));
-                }
-                _ => Vec::new(),
+                _ => Vec::new(), // none, or no held inputs (refused above)
             };
             let id = st.next_id;
             st.next_id += 1;
@@ -279,6 +287,7 @@ impl State {
         passed: Option<Arc<Stored>>,
         failures: &mut Vec<(u64, Outcome)>,
     ) {
+        let limit = self.lend_limit();
         for (t, pos) in dependents {
             let Some(rec) = self.tasks.get_mut(&t) else {
                 // It ended already (cancelled, or failed by another dependency).
@@ -309,6 +318,22 @@ impl State {
             if w.left == 0 {
                 let w = rec.waiting.take().expect("waiting above");
                 rec.inputs = w.slots.into_iter().flatten().collect();
+                // Inputs the page buffers could never lend would wait for ever, and
+                // every task behind them: it fails instead.
+                let lent = Stored::lent_len(0, rec.inputs.iter().map(|s| &**s)) as u64;
+                if lent > limit {
+                    failures.push((
+                        t,
+                        Outcome::Failed(Failure::Task(crate::runtime::task::TaskError::new(
+                            "too_large",
+                            format!(
+                                "its inputs take {lent} bytes, more than the {limit} the page \
+                                 buffers lend one task"
+                            ),
+                        ))),
+                    ));
+                    continue;
+                }
                 let key = rec.key;
                 self.pending.push(t, key);
             }
@@ -365,6 +390,17 @@ impl State {
             if !self.agents.iter().any(|a| a.takes(kind.get())) {
                 return self.finish(id, Outcome::Failed(Failure::UnknownKind(kind)));
             }
+        }
+        let limit = self.lend_limit();
+        if let Some(big) = split.subtasks.iter().find(|s| s.input.len() as u64 > limit) {
+            return self.finish(
+                id,
+                fail(format!(
+                    "a subtask's input of {} bytes exceeds the {limit} bytes the page buffers \
+                     lend one task",
+                    big.input.len()
+                )),
+            );
         }
         let (key, depth, timeout) = (rec.key, rec.depth + 1, rec.timeout);
         let root = rec.root.unwrap_or(id);
@@ -440,6 +476,12 @@ impl State {
         if let Ok(stored) = Arc::try_unwrap(input) {
             stored.release(&self.slab);
         }
+    }
+
+    /// The most bytes one task may be lent: half the supervisor's pool.
+    pub(super) fn lend_limit(&self) -> u64 {
+        u64::from(self.slab.capacity(crate::shm::slab::Owner::Supervisor) / 2)
+            * self.slab.buffer_size() as u64
     }
 
     /// The pending-order key of a task submitted now with `priority`.
