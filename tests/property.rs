@@ -70,6 +70,77 @@ fn apply(slab: &Slab<Arc<HeapSlab>>, c: &Corruption) {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
+    /// Page buffers by owner: an agent writes payloads into its own pool, then writes
+    /// anything over its pool's ledger words and metadata (all it can write there), and
+    /// the supervisor probes what it is handed. The supervisor's own chains (in its pool,
+    /// which the agent can only read) read back exactly, whatever happened, and nothing
+    /// panics.
+    #[test]
+    fn an_agent_that_scribbles_its_pool_cannot_touch_the_supervisors(
+        mine in prop::collection::vec(1usize..300, 1..3),
+        theirs in prop::collection::vec(0usize..(3 * 64), 0..4),
+        corruptions in prop::collection::vec((0u32..4, 0u8..4, any::<u64>()), 0..8),
+        probes in prop::collection::vec((0u32..20, 0u32..3, any_len()), 1..10),
+    ) {
+        let seg = Segment::create(SegmentConfig {
+            agent_slots: 2,
+            ring_capacity: 8,
+            buffer_size: 64,
+            buffer_count: 8,
+            agent_buffers: 4,
+        })
+        .unwrap();
+        let (s, f, c) = seg.dup_agent_fds(1).unwrap();
+        let agent = Segment::open_agent(1, s, f, c).unwrap();
+        let (sup, own) = (seg.slab(0), agent.slab(0).lowest_first());
+        let kept: Vec<(Vec<PageHandle>, Vec<u8>)> = mine
+            .iter()
+            .enumerate()
+            .filter_map(|(k, &len)| {
+                let bytes = vec![k as u8 + 1; len];
+                let handles = sup.write_payload_handles(Owner::Supervisor, &bytes).ok()?;
+                Some((handles, bytes))
+            })
+            .collect();
+        for len in &theirs {
+            let _ = own.write_payload(Owner::Agent(1), &vec![0xCD; *len]);
+        }
+        // The agent's pool is indices 12..16 in the index space.
+        for &(k, field, v) in &corruptions {
+            let (owner, meta) = own.words(12 + k).expect("its own pool");
+            let (generation, len, next) = meta.words();
+            match field {
+                0 => owner.store(v as u32, Ordering::Relaxed),
+                1 => generation.store(v as u32, Ordering::Relaxed),
+                2 => len.store(v as u32, Ordering::Relaxed),
+                _ => next.store(v, Ordering::Relaxed),
+            }
+        }
+        for (index, generation, len) in probes {
+            let raw = PageHandle { index, generation }.to_raw();
+            if let Ok(handles) = sup.claim_chain(raw, len, Owner::Agent(1), Owner::Supervisor) {
+                prop_assert!(handles.iter().all(|h| (12..16).contains(&h.index)));
+                if let Ok(parts) = sup.handle_segments(&handles, len, Owner::Supervisor) {
+                    prop_assert_eq!(parts.iter().map(|p| p.len() as u64).sum::<u64>(), len);
+                }
+                sup.release_handles(&handles, Owner::Supervisor);
+            }
+        }
+        let held: Vec<u32> = kept
+            .iter()
+            .flat_map(|(handles, _)| handles.iter().map(|h| h.index))
+            .collect();
+        sup.sweep(2, |i| held.contains(&i));
+        sup.reclaim(Owner::Agent(1));
+        for (handles, bytes) in &kept {
+            let raw = handles[0].to_raw();
+            prop_assert_eq!(
+                &sup.read_payload(raw, bytes.len() as u64, Owner::Supervisor).unwrap(),
+                bytes
+            );
+        }
+    }
+
     /// Random payloads written by random holders, then random corruption of the ledger and
     /// chain metadata, then random (handle, length, holder) triples fed to every reader.
     #[test]
