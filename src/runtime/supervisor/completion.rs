@@ -143,13 +143,12 @@ impl State {
     pub(super) fn finish_with(&mut self, id: u64, outcome: Outcome, edge: Option<Stored>) {
         let mut ending = vec![(id, outcome, edge)];
         while let Some((id, outcome, edge)) = ending.pop() {
-            let Some(rec) = self.tasks.remove(&id) else {
+            let Some(mut rec) = self.tasks.remove(&id) else {
                 if let Some(stored) = edge {
                     stored.release(&self.slab);
                 }
                 continue;
             };
-            let mut rec = rec;
             if !rec.dependents.is_empty() {
                 let passed = outcome
                     .is_completed()
@@ -214,19 +213,18 @@ impl State {
                 self.stream.push_back((id, outcome));
             }
             Delivery::Internal => self.discard(outcome),
-            Delivery::Set(set) => match self.sets.get_mut(&set) {
-                Some(q) => q.push_back((
-                    id,
-                    outcome,
-                    Timing {
-                        submitted_ns: rec.submitted_ns,
-                        dispatched_ns: rec.dispatched_ns,
-                        ended_ns: self.started.elapsed().as_nanos() as u64,
-                    },
-                )),
-                // The set was dropped.
-                None => self.discard(outcome),
-            },
+            Delivery::Set(set) => {
+                let timing = Timing {
+                    submitted_ns: rec.submitted_ns,
+                    dispatched_ns: rec.dispatched_ns,
+                    ended_ns: self.now_ns(),
+                };
+                match self.sets.get_mut(&set) {
+                    Some(q) => q.push_back((id, outcome, timing)),
+                    // The set was dropped.
+                    None => self.discard(outcome),
+                }
+            }
         }
     }
 

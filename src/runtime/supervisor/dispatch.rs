@@ -59,7 +59,7 @@ impl Shared {
             st.slab.capacity(Owner::Supervisor),
             st.slab.buffer_size() as u32,
         );
-        let limit = u64::from(buffers / 2) * u64::from(buffer_size);
+        let limit = st.lend_limit();
         if lent > limit {
             return Err(Error::PayloadTooLarge {
                 len: lent,
@@ -124,14 +124,8 @@ impl State {
             if a.phase != Phase::Ready || a.in_flight.len() >= depth {
                 continue;
             }
-            // A suspect runs alone: nothing joins it on its agent (so an agent with a
-            // suspect has that one task only).
-            if a.in_flight.len() == 1
-                && a.in_flight
-                    .front()
-                    .and_then(|f| self.tasks.get(&f.id))
-                    .is_some_and(|t| t.suspect)
-            {
+            // A suspect runs alone: nothing joins it on its agent.
+            if a.runs_suspect(&self.tasks) {
                 continue;
             }
             let idle = a.in_flight.is_empty();
@@ -260,7 +254,9 @@ impl State {
         // Agents given a suspect this round: it runs alone.
         let mut lone = vec![false; self.agents.len()];
         let mut passed = Vec::new();
-        let mut candidates = Vec::with_capacity(self.agents.len());
+        // The candidates for one task, and the agent each is, reused task after task.
+        let mut candidates: Vec<super::strategy::Candidate> = Vec::with_capacity(self.agents.len());
+        let mut agent_of: Vec<usize> = Vec::with_capacity(self.agents.len());
         let mut skipped = 0;
         while let Some((key, id)) = self.pending.pop_entry() {
             let Some(t) = self.tasks.get(&id) else {
@@ -268,26 +264,21 @@ impl State {
             };
             let (kind, suspect, spread) = (t.kind, t.suspect, t.spread);
             candidates.clear();
+            agent_of.clear();
             for (i, a) in self.agents.iter().enumerate() {
                 let queued = a.in_flight.len() + batches[i].len();
-                let alone = a.in_flight.len() == 1
-                    && a.in_flight
-                        .front()
-                        .and_then(|f| self.tasks.get(&f.id))
-                        .is_some_and(|t| t.suspect);
                 if a.phase == Phase::Ready
                     && a.takes(kind)
                     && self.spread_allows(spread, kind, i, &batches[i])
                 {
-                    let room = queued < depth && !alone && !lone[i] && (!suspect || queued == 0);
-                    candidates.push((
-                        i,
-                        super::strategy::Candidate {
-                            slot: a.slot,
-                            queued,
-                            room,
-                        },
-                    ));
+                    let alone = a.runs_suspect(&self.tasks) || lone[i];
+                    let room = queued < depth && !alone && (!suspect || queued == 0);
+                    candidates.push(super::strategy::Candidate {
+                        slot: a.slot,
+                        queued,
+                        room,
+                    });
+                    agent_of.push(i);
                 }
             }
             if candidates.is_empty() {
@@ -298,17 +289,15 @@ impl State {
                 }
                 continue;
             }
-            let views: Vec<super::strategy::Candidate> =
-                candidates.iter().map(|&(_, c)| c).collect();
             let pick = strategy
-                .pick(TaskKind(kind), &views)
-                .filter(|&k| k < views.len() && views[k].room);
+                .pick(TaskKind(kind), &candidates)
+                .filter(|&k| k < candidates.len() && candidates[k].room);
             let Some(pick) = pick else {
                 // It waits, and the tasks behind it with it, until room opens.
                 passed.push((key, id));
                 break;
             };
-            let i = candidates[pick].0;
+            let i = agent_of[pick];
             match self.descriptor(id) {
                 Some(d) => {
                     batches[i].push(d);
@@ -357,10 +346,7 @@ impl State {
         }
         // Had one: only if no other agent that could take it has not.
         !self.agents.iter().enumerate().any(|(j, a)| {
-            j != i
-                && a.takes(kind)
-                && !matches!(a.phase, Phase::Parked | Phase::Stopped | Phase::Retiring)
-                && !slots.contains(&a.slot)
+            j != i && a.takes(kind) && a.phase.is_running() && !slots.contains(&a.slot)
         })
     }
 
@@ -377,10 +363,10 @@ impl State {
         d.buffer = PageHandle::NIL_RAW;
         if let [one] = &rec.inputs[..] {
             d.flags |= flags::ONE_INPUT;
-            if let Stored::Chain { raw, len, .. } = **one {
+            if let Stored::Chain { len, handles } = &**one {
                 // One held input becomes the input as it is, without a copy.
-                d.buffer = raw;
-                d.len = len;
+                d.buffer = handles[0].to_raw();
+                d.len = *len;
                 return Some(d);
             }
         }

@@ -486,8 +486,7 @@ impl State {
 
     /// The pending-order key of a task submitted now with `priority`.
     pub(super) fn key_now(&self, priority: i32, aging_ns: u64) -> i64 {
-        let at = self.started.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-        super::pending::Pending::key(at, priority, aging_ns)
+        super::pending::Pending::key(self.now_ns(), priority, aging_ns)
     }
 
     /// Nanoseconds since the supervisor started.

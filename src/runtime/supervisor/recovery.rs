@@ -116,11 +116,7 @@ impl State {
             }
             return;
         }
-        let running = self
-            .agents
-            .iter()
-            .filter(|a| !matches!(a.phase, Phase::Parked | Phase::Stopped | Phase::Retiring))
-            .count();
+        let running = self.agents.iter().filter(|a| a.phase.is_running()).count();
         for a in &mut self.agents {
             if a.phase != Phase::Ready || !a.in_flight.is_empty() {
                 a.idle_since = None;

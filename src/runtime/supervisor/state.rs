@@ -83,7 +83,24 @@ pub(super) struct RoomWait {
     pub(super) reported: bool,
 }
 
+impl Phase {
+    /// Whether the slot has an agent, or is getting one (not parked, retiring or stopped).
+    pub(super) fn is_running(self) -> bool {
+        !matches!(self, Phase::Parked | Phase::Stopped | Phase::Retiring)
+    }
+}
+
 impl Agent {
+    /// Whether it runs a suspect, which runs alone: nothing joins it.
+    pub(super) fn runs_suspect(&self, tasks: &HashMap<u64, TaskRecord>) -> bool {
+        self.in_flight.len() == 1
+            && self
+                .in_flight
+                .front()
+                .and_then(|f| tasks.get(&f.id))
+                .is_some_and(|t| t.suspect)
+    }
+
     pub(super) fn takes(&self, kind: u32) -> bool {
         self.kinds.as_ref().is_none_or(|k| k.contains(&kind))
     }

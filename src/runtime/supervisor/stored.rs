@@ -10,9 +10,8 @@ use crate::shm::slab::{Owner, PageHandle, Slab};
 #[derive(Debug)]
 pub(super) enum Stored {
     /// A chain of page buffers of the supervisor's own pool, which agents can only read.
+    /// Never empty: a chain has at least one buffer.
     Chain {
-        /// Its first buffer.
-        raw: u64,
         /// Its length.
         len: u64,
         /// Its buffers, in order, as taken: read and freed by this list, never by the
@@ -36,7 +35,6 @@ impl Stored {
         {
             if let Ok(handles) = slab.write_parts(Owner::Supervisor, parts) {
                 return Stored::Chain {
-                    raw: handles[0].to_raw(),
                     len: len as u64,
                     handles,
                 };
@@ -95,8 +93,8 @@ impl Stored {
     /// Appends its entry to an input list.
     pub(super) fn write_list_entry(&self, list: &mut Vec<u8>) {
         match self {
-            Stored::Chain { raw, len, .. } => {
-                list.extend_from_slice(&raw.to_ne_bytes());
+            Stored::Chain { len, handles } => {
+                list.extend_from_slice(&handles[0].to_raw().to_ne_bytes());
                 list.extend_from_slice(&len.to_ne_bytes());
             }
             Stored::Inline(b) => {
