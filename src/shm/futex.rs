@@ -117,65 +117,13 @@ impl WakeWord {
     #[cold]
     fn wake_slow(&self) {
         // NB: the flag is left for the sleeper to clear (see the module docs).
-        // Release: orders nothing the sleeper relies on (the ring index carries the data's
-        // visibility); Release is the cheapest order that keeps the bump after the flag store.
-        self.seq.fetch_add(1, Ordering::Release);
+        // Relaxed: F2 has ordered the publish before this; the bump carries no data, only
+        // a new value for `futex_wait` to compare (the ring index carries the visibility).
+        self.seq.fetch_add(1, Ordering::Relaxed);
         #[cfg(not(loom))]
         futex_wake(&self.seq);
         #[cfg(loom)]
         self.model.wake();
-    }
-}
-
-/// A wake word and its sleep flag side by side, for a word whose sides share memory (the
-/// supervisor's doorbell, rings on the heap).
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct WaitWord {
-    word: WakeWord,
-    flag: SleepFlag,
-}
-
-#[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<WaitWord>() == 8);
-
-impl WaitWord {
-    /// An idle wait word.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Both halves, as the protocol takes them.
-    #[inline]
-    pub fn pair(&self) -> WaitPair<'_> {
-        WaitPair {
-            word: &self.word,
-            flag: &self.flag,
-        }
-    }
-
-    /// See [`WaitPair::prepare`].
-    #[inline]
-    pub fn prepare(&self) -> u32 {
-        self.pair().prepare()
-    }
-
-    /// See [`WaitPair::sleep`].
-    #[inline]
-    pub fn sleep(&self, token: u32, timeout: Option<Duration>) {
-        self.pair().sleep(token, timeout)
-    }
-
-    /// See [`WaitPair::finish`].
-    #[inline]
-    pub fn finish(&self) {
-        self.pair().finish()
-    }
-
-    /// See [`WaitPair::wake`].
-    #[inline]
-    pub fn wake(&self) {
-        self.pair().wake()
     }
 }
 

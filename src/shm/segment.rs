@@ -641,6 +641,9 @@ pub struct Segment {
     slots: Box<[Option<Mapped>]>,
     /// Ring endpoints held in this process: `(slot * 2 + dir) * 2 + side`.
     endpoints: Box<[AtomicBool]>,
+    /// Whether this process created the segment (the supervisor, which maps every file
+    /// writable) rather than opened it as an agent.
+    creator: bool,
 }
 
 /// A new memory file of `size` bytes, sealed against resizing (and against further seals
@@ -727,6 +730,7 @@ impl Segment {
             common: Mapped::new(common_fd, layout.common_size, true)?,
             slots: slots.into_boxed_slice(),
             endpoints: new_endpoints(layout.config.agent_slots),
+            creator: true,
         };
         seg.initialise();
         Ok((Arc::new(seg), Reservation(rest)))
@@ -747,7 +751,7 @@ impl Segment {
         }
         let supervisor = Mapped::new(segment, size, false)?;
         // SAFETY: the mapping is at least HEADER_REGION bytes and page aligned, so a
-        // SegmentHeader (144 bytes, align 8) fits at offset 0. Its fields are integers (and
+        // SegmentHeader (184 bytes, align 8) fits at offset 0. Its fields are integers (and
         // one atomic), valid for any bit pattern; it is only read.
         let header = unsafe { &*(supervisor.map.as_ptr() as *const SegmentHeader) };
         let layout = validate(header, size)?;
@@ -778,6 +782,7 @@ impl Segment {
             common: Mapped::new(common, layout.common_size, true)?,
             slots: slots.into_boxed_slice(),
             endpoints: new_endpoints(layout.config.agent_slots),
+            creator: false,
         }))
     }
 
@@ -1231,7 +1236,9 @@ pub struct SegmentSlab {
 // of a mapping that `segment` keeps alive (the pool's ledger and buffers regions, at the
 // offsets of the layout, which was computed here or compared with the header); `locate`
 // returns `None` past the index space and for a slot file this process does not map; each
-// pool lies below `buffer_indices()`, which `Layout::compute` keeps below `u32::MAX`.
+// pool lies below `buffer_indices()`, which `Layout::compute` keeps below `u32::MAX`, and is
+// offered only where its file is mapped writable here (the supervisor's pool in its
+// creator, a slot's where its slot file is mapped, always read-write).
 unsafe impl SlabStorage for SegmentSlab {
     fn count(&self) -> u32 {
         self.segment.layout.buffer_indices()
@@ -1265,14 +1272,18 @@ unsafe impl SlabStorage for SegmentSlab {
         }
     }
     fn pool(&self, owner: Owner) -> std::ops::Range<u32> {
-        let c = &self.segment.layout.config;
+        // Only pools this process maps writable: in an agent, its own alone (the
+        // supervisor's is read-only there, the others are not mapped).
+        let seg = &*self.segment;
+        let c = &seg.layout.config;
+        let none = c.buffer_count..c.buffer_count;
         match owner {
-            Owner::Supervisor => 0..c.buffer_count,
-            Owner::Agent(slot) if slot < c.agent_slots => {
+            Owner::Supervisor if seg.creator => 0..c.buffer_count,
+            Owner::Agent(slot) if seg.slots.get(slot as usize).is_some_and(Option::is_some) => {
                 let start = c.buffer_count + slot * c.agent_buffers;
                 start..start + c.agent_buffers
             }
-            Owner::Agent(_) => c.buffer_count..c.buffer_count,
+            _ => none,
         }
     }
 }

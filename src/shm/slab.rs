@@ -169,7 +169,8 @@ pub struct BufferRef<'a> {
 /// `None` for `i >= count()`, and otherwise, when it finds the buffer, words and `data`
 /// pointing to `buffer_size()` bytes that stay valid as long as the storage lives and do not
 /// overlap another buffer's; `pool(owner)` must lie below `count()`, be the same on every
-/// call, and every index in it must be found.
+/// call, and every index in it must be found with words this process may write (a pool
+/// mapped read-only here is not anyone's pool in this view).
 pub unsafe trait SlabStorage {
     /// Buffers in the index space, mapped here or not.
     fn count(&self) -> u32;
@@ -338,7 +339,7 @@ impl<S: SlabStorage> Slab<S> {
             }
             // Acquire: SYNC POINT (buffer released): the previous holder's writes to the
             // buffer and its metadata (generation bump) happen before ours; pairs with the
-            // Release in `release_one`.
+            // Release in `release_one`. Relaxed on failure: the word is only skipped.
             if b.owner
                 .compare_exchange(FREE, want, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
@@ -415,6 +416,7 @@ impl<S: SlabStorage> Slab<S> {
         b.meta.generation.fetch_add(1, Ordering::Relaxed);
         // Release: SYNC POINT (buffer released): our writes to the buffer and the generation
         // bump are visible to the next allocator; pairs with the Acquire CAS in `alloc`.
+        // Relaxed on failure: the word found is only reported.
         b.owner
             .compare_exchange(holder.encode(), FREE, Ordering::Release, Ordering::Relaxed)
             .map(|_| ())
@@ -593,8 +595,11 @@ impl<S: SlabStorage> Slab<S> {
         // exactly these.
         let mut handles: Vec<PageHandle> = Vec::new();
         let result = self.walk(raw, total, from, |handle, b, _| {
-            // AcqRel: SYNC POINT (buffer handover): Acquire makes the sender's writes to the
-            // buffer visible to us; Release publishes ours to whoever takes it next.
+            // AcqRel: SYNC POINT (buffer handover). The sender's writes reach us through the
+            // ring ("slots written", Acquire on its tail); Acquire here also pairs with the
+            // Release of `release_one` ("buffer released") for a buffer freed and taken
+            // again, and Release publishes ours to the next holder's Acquire in `alloc` or
+            // here. Relaxed on failure: the word found is only reported.
             b.owner
                 .compare_exchange(
                     from.encode(),
@@ -612,7 +617,8 @@ impl<S: SlabStorage> Slab<S> {
         if result.is_err() {
             for h in &handles {
                 if let Some(b) = self.storage.locate(h.index) {
-                    // AcqRel: SYNC POINT (buffer handover), back to the sender.
+                    // AcqRel: SYNC POINT (buffer handover), back to the sender, as above.
+                    // Relaxed on failure: a word changed meanwhile is left as it is.
                     let _ = b.owner.compare_exchange(
                         to.encode(),
                         from.encode(),
