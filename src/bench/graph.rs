@@ -206,23 +206,12 @@ fn run_shape(
     }
     let n = parents.len();
     let start = Instant::now();
-    let mut run = g.submit(sup)?;
-    let mut ends: Vec<Option<NodeEnd>> = (0..n).map(|_| None).collect();
-    while run.open() > 0 {
-        let (id, end) = run
-            .join_next(Some(WATCHDOG))
-            .ok_or_else(|| GraphBenchError::Failed(format!("{} nodes never ended", run.open())))?;
-        if !end.outcome.is_completed() {
-            return Err(GraphBenchError::Failed(format!("{id}: {:?}", end.outcome)));
-        }
-        ends[id.0] = Some(end);
-    }
+    let ends = super::all_completed(g.submit(sup)?.wait_all(Some(WATCHDOG)))
+        .map_err(GraphBenchError::Failed)?;
     let wall = start.elapsed().as_secs_f64();
-    drop(run);
-    let ends: Vec<NodeEnd> = ends.into_iter().flatten().collect();
     let attempts = |e: &NodeEnd| match e.outcome {
         Outcome::Completed { attempts, .. } => attempts,
-        Outcome::Failed(_) => 0,
+        Outcome::Failed(_) => unreachable!("all completed, checked above"),
     };
     if let Some(path) = results {
         let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);
@@ -245,8 +234,10 @@ fn run_shape(
             .map(|w| w[1].timing.ended_ns.saturating_sub(w[0].timing.ended_ns) as f64 / 1e3)
             .collect();
         links.sort_by(f64::total_cmp);
-        let at = |p: f64| links[((links.len() - 1) as f64 * p).round() as usize];
-        (Some(at(0.5)), Some(at(0.99)))
+        (
+            Some(super::pct(&links, 0.5)),
+            Some(super::pct(&links, 0.99)),
+        )
     } else {
         (None, None)
     };

@@ -27,3 +27,23 @@ pub(crate) fn all_ready(
     }
     true
 }
+
+/// The `p` quantile (0 to 1) of `sorted` samples, nearest rank; 0 for none.
+pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Every end of a graph's run, each completed, or what stopped it: a node that failed, or
+/// the run not ending in time (`None`).
+pub(crate) fn all_completed(
+    ends: Option<Vec<crate::runtime::supervisor::NodeEnd>>,
+) -> Result<Vec<crate::runtime::supervisor::NodeEnd>, String> {
+    let ends = ends.ok_or("the graph did not end in time")?;
+    match ends.iter().find(|e| !e.outcome.is_completed()) {
+        Some(bad) => Err(format!("task {}: {:?}", bad.id, bad.outcome)),
+        None => Ok(ends),
+    }
+}

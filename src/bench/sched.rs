@@ -14,6 +14,7 @@
 //!    from the burst to all eight ready, from the last task's end to one agent again (it
 //!    retires agents idle for `--retire-after`), and the tasks lost or doubled.
 
+use super::pct;
 use crate::runtime::cgroup::Limits;
 use crate::runtime::supervisor::{
     AgentClass, GraphNode, NodeEnd, Scheduling, Shutdown, Supervisor, SupervisorBuilder,
@@ -73,7 +74,7 @@ pub struct SchedBenchReport {
     pub scale_up_ms: f64,
     /// From the last task's end to one agent running again (s).
     pub scale_down_s: f64,
-    /// Tasks of the burst that did not end exactly once, completed.
+    /// Tasks of the burst that did not complete (a run ends each task once).
     pub scale_lost_tasks: u64,
     /// The idle time after which the pool retires an agent (s).
     pub retire_after_s: f64,
@@ -105,22 +106,9 @@ fn ready(sup: &Supervisor) -> Result<(), SchedBenchError> {
         .ok_or_else(|| SchedBenchError::Failed("agents did not become ready".into()))
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// Every end of a run, or the reason one failed.
 fn ends(run: crate::runtime::supervisor::GraphRun<'_>) -> Result<Vec<NodeEnd>, SchedBenchError> {
-    let ends = run
-        .wait_all(Some(WATCHDOG))
-        .ok_or_else(|| SchedBenchError::Failed("tasks did not end".into()))?;
-    if let Some(bad) = ends.iter().find(|e| !e.outcome.is_completed()) {
-        return Err(SchedBenchError::Failed(format!("{:?}", bad.outcome)));
-    }
-    Ok(ends)
+    super::all_completed(run.wait_all(Some(WATCHDOG))).map_err(SchedBenchError::Failed)
 }
 
 fn waits_us(ends: &[NodeEnd]) -> Vec<f64> {
@@ -132,7 +120,7 @@ fn waits_us(ends: &[NodeEnd]) -> Vec<f64> {
     w
 }
 
-/// Runs both phases.
+/// Runs the three phases.
 pub fn run(cfg: &SchedBenchConfig) -> Result<SchedBenchReport, SchedBenchError> {
     // Phase 1: priorities.
     let sup = base(cfg).agents(2).queue_depth(1).build()?;
@@ -253,22 +241,26 @@ fn elastic(cfg: &SchedBenchConfig) -> Result<(Duration, Duration, u64), SchedBen
     let t = Instant::now();
     let mut run = sup.submit_graph(burst)?;
     let mut scale_up = None;
-    let mut ended = vec![0u32; cfg.elastic_burst];
+    // A run yields each task once: what is lost is what did not complete.
+    let mut completed = 0u64;
     while run.open() > 0 {
         if scale_up.is_none() && pool(&sup).1 == MAX {
             scale_up = Some(t.elapsed());
         }
         if let Some(end) = run.join_next(Some(Duration::from_millis(1))) {
-            if end.outcome.is_completed() {
-                ended[end.node] += 1;
-            }
+            completed += u64::from(end.outcome.is_completed());
         } else if Instant::now() > deadline {
             return Err(SchedBenchError::Failed("the burst never ended".into()));
         }
     }
     drop(run);
     let last = Instant::now();
-    let scale_up = scale_up.unwrap_or(WATCHDOG);
+    let scale_up = scale_up.ok_or_else(|| {
+        SchedBenchError::Failed(format!(
+            "the pool never had all {MAX} agents ready: a burst of {} was too small to need them",
+            cfg.elastic_burst
+        ))
+    })?;
     while pool(&sup).0 > 1 {
         if last.elapsed() > WATCHDOG {
             return Err(SchedBenchError::Failed("the pool never shrank".into()));
@@ -276,7 +268,7 @@ fn elastic(cfg: &SchedBenchConfig) -> Result<(Duration, Duration, u64), SchedBen
         std::thread::sleep(Duration::from_millis(5));
     }
     let scale_down = last.elapsed();
-    let lost = ended.iter().filter(|&&n| n != 1).count() as u64;
+    let lost = cfg.elastic_burst as u64 - completed;
     sup.shutdown(Shutdown::Drain)?;
     Ok((scale_up, scale_down, lost))
 }
@@ -289,7 +281,7 @@ pub fn render(r: &SchedBenchReport) -> String {
          strategies on agents of 0.25, 0.5 and 1 core{}: round-robin {:.0} tasks/s, \
          least-loaded {:.0}, adaptive {:.0} ({:.2}x round-robin)\n\
          elastic pool 1..8: all 8 ready {:.1} ms after a burst, back to 1 {:.2} s after it \
-         ended (retiring agents idle {:.1} s), {} tasks lost or doubled\n",
+         ended (retiring agents idle {:.1} s), {} tasks lost\n",
         r.low_task_us,
         r.priority_high_wait_us_p50,
         r.priority_high_wait_us_p99,

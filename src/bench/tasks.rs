@@ -10,6 +10,7 @@
 //! 3. Idle memory: resident set of each agent after the swarm has gone quiet.
 //! 4. Respawn: an agent is SIGKILLed; time until its replacement is ready for work.
 
+use super::pct;
 use crate::runtime::cgroup::Limits;
 use crate::runtime::sandbox::SandboxPolicy;
 use crate::runtime::supervisor::RecvError;
@@ -121,13 +122,6 @@ pub enum TasksBenchError {
     /// Something did not finish.
     #[error("{0}")]
     Stalled(String),
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 fn rss_kib(pid: u32) -> (u64, u64) {

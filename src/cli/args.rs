@@ -47,7 +47,8 @@ pub fn parse_agents(s: &str) -> Result<(u32, u32), String> {
 #[derive(clap::Args, Debug)]
 pub struct SwarmArgs {
     /// Agent processes, at least 1 (default: the number of CPUs); `MIN..MAX` for an
-    /// elastic pool that grows while tasks wait and retires agents idle for 2 s.
+    /// elastic pool of generalists that grows while tasks wait and retires agents idle for
+    /// 2 s (with `--roles`, each role's count is fixed and this is not used).
     #[arg(long, value_parser = parse_agents)]
     pub agents: Option<(u32, u32)>,
     /// Specialist agents per role, e.g. `parser=1,extractor=4,analyzer=1,aggregator=1`:

@@ -23,8 +23,9 @@ pub enum BenchCommand {
     /// Cross-process message latency and throughput: our ring against crossbeam-channel,
     /// a Unix socket pair and a pipe, in one run.
     Ring(RingArgs),
-    /// The scheduler under contention: priorities under a flood, and round-robin,
-    /// least-loaded and adaptive on agents of unequal CPU quotas, in one run.
+    /// The scheduler under contention: priorities under a flood, round-robin,
+    /// least-loaded and adaptive on agents of unequal CPU quotas, and an elastic pool's
+    /// growth and shrinking, in one run.
     Sched(SchedArgs),
     /// Tasks through the supervisor: throughput, per-task overhead, idle agent memory,
     /// and SIGKILL-to-replacement time, in one run.

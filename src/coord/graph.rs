@@ -33,6 +33,9 @@ pub enum GraphError {
         /// The node named.
         missing: NodeId,
     },
+    /// A node was given dependencies or a setting, but is not in the graph.
+    #[error("{0} is not in the graph")]
+    NoSuchNode(NodeId),
     /// A node depends on the same node twice.
     #[error("{node} depends on {twice} twice")]
     Duplicate {
@@ -65,6 +68,9 @@ struct Node {
 #[derive(Debug, Default)]
 pub struct Graph {
     nodes: Vec<Node>,
+    /// The first node named by [`Graph::depend`] or [`Graph::tolerate_failed`] that is
+    /// not in the graph: refused by [`Graph::order`].
+    missing: Option<NodeId>,
 }
 
 impl Graph {
@@ -93,16 +99,18 @@ impl Graph {
     /// Makes `node` depend on `on` too (its output the next input): any two nodes, in
     /// any order, so a cycle can be written; [`Graph::submit`] refuses it.
     pub fn depend(&mut self, node: NodeId, on: NodeId) {
-        if let Some(n) = self.nodes.get_mut(node.0) {
-            n.after.push(on);
+        match self.nodes.get_mut(node.0) {
+            Some(n) => n.after.push(on),
+            None => self.missing = self.missing.or(Some(node)),
         }
     }
 
     /// Lets `node` run when a dependency failed, with an empty input in its place,
     /// instead of failing with it.
     pub fn tolerate_failed(&mut self, node: NodeId) {
-        if let Some(n) = self.nodes.get_mut(node.0) {
-            n.tolerate_failed = true;
+        match self.nodes.get_mut(node.0) {
+            Some(n) => n.tolerate_failed = true,
+            None => self.missing = self.missing.or(Some(node)),
         }
     }
 
@@ -119,6 +127,9 @@ impl Graph {
     /// The nodes in a topological order (dependencies first; among nodes ready at once,
     /// the lower id first), or why there is none.
     pub fn order(&self) -> Result<Vec<NodeId>, GraphError> {
+        if let Some(node) = self.missing {
+            return Err(GraphError::NoSuchNode(node));
+        }
         let n = self.nodes.len();
         let mut indegree = vec![0usize; n];
         let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
@@ -237,13 +248,11 @@ impl Run<'_> {
     }
 
     /// Every node's end, by node id; `None` if `timeout` ran out first.
-    pub fn wait_all(mut self, timeout: Option<Duration>) -> Option<Vec<NodeEnd>> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    pub fn wait_all(self, timeout: Option<Duration>) -> Option<Vec<NodeEnd>> {
+        // The run's ends come in submitted order; put each at its node's id.
         let mut ends: Vec<Option<NodeEnd>> = (0..self.order.len()).map(|_| None).collect();
-        while self.open() > 0 {
-            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
-            let (id, end) = self.join_next(left)?;
-            ends[id.0] = Some(end);
+        for (k, end) in self.run.wait_all(timeout)?.into_iter().enumerate() {
+            ends[self.order[k].0] = Some(end);
         }
         ends.into_iter().collect()
     }
@@ -301,6 +310,10 @@ mod tests {
         let a = g.add(noop());
         g.depend(a, NodeId(7));
         assert!(matches!(g.order(), Err(GraphError::UnknownNode { .. })));
+        let mut g = Graph::new();
+        g.add(noop());
+        g.depend(NodeId(3), NodeId(0));
+        assert!(matches!(g.order(), Err(GraphError::NoSuchNode(NodeId(3)))));
         let mut g = Graph::new();
         let a = g.add(noop());
         let b = g.add_after(noop(), &[a, a]);

@@ -255,7 +255,8 @@ impl ScatterGather {
             cancelled: Vec::new(),
         };
         let mut ended = vec![false; self.copies];
-        while got.outputs.len() < quorum && run.open() > 0 {
+        // Until the quorum has come, or can no longer come.
+        while got.outputs.len() < quorum && got.outputs.len() + run.open() >= quorum {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if left.is_some_and(|l| l.is_zero()) {
                 break;
@@ -346,7 +347,8 @@ impl Vote {
             .map(|(c, _)| *c)
             .chain(got.cancelled.iter().copied())
             .collect();
-        let best = tally.iter().max_by_key(|(_, who)| who.len());
+        // The largest tally; on a tie the first to come (`max_by_key` keeps the last).
+        let best = tally.iter().rev().max_by_key(|(_, who)| who.len());
         match best {
             Some((out, who)) if who.len() >= self.threshold.max(1) => Ok(Verdict {
                 output: out.to_vec(),

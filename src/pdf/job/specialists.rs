@@ -190,7 +190,6 @@ impl Job<'_> {
             return Ok(());
         };
         doc.open_tasks += 1;
-        // An Analyzer's page JSON is a tenth of the glyphs it reads: it drains.
         let spec = Self::forward(PDF_ANALYZE, vec![h], Output::Hold);
         self.submit(d, Stage::Analyze, spec)
     }
