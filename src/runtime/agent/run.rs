@@ -79,23 +79,20 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
             }
             hb.set_state(AgentState::Busy);
             hb.set_current(Some((task.task_id, task.attempt)));
-            let mut on_full = || flush(&mut tx, &mut outbox, doorbell, config);
-            let done = match run_one(task, registry, &slab, me, hb, config, &mut on_full) {
+            let done = match run_one(task, registry, &slab, me, hb, config, doorbell) {
                 Ok(done) => done,
-                Err(e) => {
+                Err(source) => {
                     // The runtime's own failure, not the task's: no blame for it.
                     hb.set_current(None);
-                    return Err(match e {
-                        ReplyError::Slab(source) => AgentError::Slab { slot, source },
-                        ReplyError::Ring(source) => AgentError::Ring { slot, source },
-                    });
+                    return Err(AgentError::Slab { slot, source });
                 }
             };
             hb.set_current(None);
             hb.task_done();
             outbox.push(done);
-            // Batch completions of short tasks; publish at once after a long one, or at
-            // the end of the batch.
+            // One wake-up for a run of short tasks: flush (publish and ring) at once after
+            // a long one, or at the end of the batch; otherwise the next task's start
+            // publishes this one without ringing.
             let last = i + 1 == inbox.len();
             if last || last_flush.elapsed() > Duration::from_micros(20) {
                 flush(&mut tx, &mut outbox, doorbell, config).map_err(ring_err)?;
@@ -132,13 +129,6 @@ fn publish<S: RingStorage<Descriptor>>(
     outbox.clear();
     Ok(())
 }
-
-enum ReplyError {
-    Slab(SlabError),
-    Ring(RingCorrupt),
-}
-
-type OnFull<'a> = dyn FnMut() -> Result<(), RingCorrupt> + 'a;
 
 thread_local! {
     /// Where the last panic on this thread happened, set by the panic hook.
@@ -219,8 +209,9 @@ fn read_input_list<'s>(
     Ok(out)
 }
 
-/// Runs one task and builds its completion. `on_full` publishes held completions, so the
-/// supervisor can free buffers while we wait for room in the slab.
+/// Runs one task and builds its completion. Earlier completions are published before a
+/// task starts, so while its output waits for room in our pool the `doorbell` is rung for
+/// the supervisor to take them (and free their buffers).
 fn run_one(
     task: &Descriptor,
     registry: &Registry,
@@ -228,8 +219,8 @@ fn run_one(
     me: Owner,
     hb: &HeartbeatWord,
     config: &AgentConfig,
-    on_full: &mut OnFull<'_>,
-) -> Result<Descriptor, ReplyError> {
+    doorbell: crate::shm::futex::WaitPair<'_>,
+) -> Result<Descriptor, SlabError> {
     let mut done = Descriptor::new(task.task_id, task.attempt, status::OK);
     let start = Instant::now();
     // The input is lent: it stays the supervisor's, we only read it. A payload that fits
@@ -294,7 +285,7 @@ fn run_one(
         bytes: &out,
         start,
     };
-    reply(slab, me, hb, config, on_full, done, out)
+    reply(slab, me, hb, config, doorbell, done, out)
 }
 
 /// A finished task's result, to be written into page buffers.
@@ -309,10 +300,10 @@ fn reply(
     me: Owner,
     hb: &HeartbeatWord,
     config: &AgentConfig,
-    on_full: &mut OnFull<'_>,
+    doorbell: crate::shm::futex::WaitPair<'_>,
     mut done: Descriptor,
     out: Output<'_>,
-) -> Result<Descriptor, ReplyError> {
+) -> Result<Descriptor, SlabError> {
     let too_large;
     let mut bytes = out.bytes;
     let mut code = out.code;
@@ -342,7 +333,7 @@ fn reply(
         match slab.write_payload(me, bytes) {
             Ok(h) => break h,
             Err(SlabError::Exhausted { .. }) => {}
-            Err(e) => return Err(ReplyError::Slab(e)),
+            Err(e) => return Err(e),
         }
         // The supervisor frees our buffers as it takes our completions: wait for room. The
         // state tells the supervisor (and `status()`) that this agent is held up by its pool.
@@ -350,7 +341,7 @@ fn reply(
             waiting = true;
             hb.set_state(AgentState::WaitingForRoom);
         }
-        on_full().map_err(ReplyError::Ring)?;
+        doorbell.wake();
         std::thread::sleep(config.heartbeat_period / 50);
     };
     if waiting {
