@@ -11,7 +11,7 @@ use neuralflow_swarm::coord::{
     Graph, GraphError, MapReduce, NodeId, PatternError, Pipeline, ScatterGather, Vote,
 };
 use neuralflow_swarm::supervisor::{
-    AgentClass, CgroupMode, Error, GraphNode, NodeEnd, Scheduling, Shutdown, Supervisor,
+    AgentClass, CgroupMode, Error, GraphFlow, GraphNode, NodeEnd, Scheduling, Shutdown, Supervisor,
     SupervisorBuilder,
 };
 use neuralflow_swarm::task::{kinds, Failure, Outcome, TaskSpec, ECHO_XOR};
@@ -137,6 +137,111 @@ fn a_failed_dependency_fails_its_dependents_and_names_it() {
         matches!(got[1].outcome, Outcome::Failed(Failure::Dependency { dependency }) if dependency == got[0].id)
     );
     drop(run);
+    every_buffer_comes_back(&sup);
+    sup.shutdown(Shutdown::Drain).unwrap();
+}
+
+/// Flow control: with one source at a time, the next source starts only once the one
+/// before has ended, while its slow consumer may still run; with an edge limit too, only
+/// once that consumer has ended (its input no longer waits on an edge).
+#[test]
+fn graph_flow_lets_sources_in_within_its_limits() {
+    let _serial = SERIAL.lock();
+    let chains = 6;
+    // (source, consumer) ends by chain, sorted by the source's dispatch.
+    let run = |flow: GraphFlow| {
+        let sup = builder(2).graph_flow(flow).build().unwrap();
+        let mut nodes = Vec::new();
+        for c in 0..chains {
+            // 100 KiB: kept in page buffers, not inline.
+            let payload = vec![c as u8; 100 << 10];
+            nodes.push(GraphNode::new(
+                TaskSpec::new(kinds::ECHO, 0).with_bytes(payload),
+                vec![],
+            ));
+            nodes.push(GraphNode::new("sleep:30ms".parse().unwrap(), vec![2 * c]));
+        }
+        let ends = sup
+            .submit_graph(nodes)
+            .unwrap()
+            .wait_all(Some(WATCHDOG))
+            .unwrap();
+        for e in &ends {
+            assert!(e.outcome.is_completed(), "{e:?}");
+        }
+        let mut pairs: Vec<(&NodeEnd, &NodeEnd)> = (0..chains)
+            .map(|c| (&ends[2 * c], &ends[2 * c + 1]))
+            .collect();
+        pairs.sort_by_key(|(s, _)| s.timing.dispatched_ns);
+        let timings: Vec<_> = pairs.iter().map(|(s, c)| (s.timing, c.timing)).collect();
+        drop(ends);
+        every_buffer_comes_back(&sup);
+        sup.shutdown(Shutdown::Drain).unwrap();
+        timings
+    };
+    let one = run(GraphFlow {
+        sources: Some(1),
+        edge_bytes: None,
+    });
+    let mut overlapped = false;
+    for w in one.windows(2) {
+        let ((s0, c0), (s1, _)) = (w[0], w[1]);
+        assert!(s1.dispatched_ns >= s0.ended_ns, "{one:?}");
+        overlapped |= s1.dispatched_ns < c0.ended_ns;
+    }
+    assert!(overlapped, "a source never ran beside a consumer: {one:?}");
+    let bytes = run(GraphFlow {
+        sources: Some(1),
+        edge_bytes: Some(1),
+    });
+    for w in bytes.windows(2) {
+        let ((_, c0), (s1, _)) = (w[0], w[1]);
+        assert!(s1.dispatched_ns >= c0.ended_ns, "{bytes:?}");
+    }
+}
+
+/// A detached graph's ends come through `recv`, and a node takes held outputs before its
+/// dependencies' outputs.
+#[test]
+fn a_detached_graph_takes_held_inputs_first_and_ends_through_recv() {
+    let _serial = SERIAL.lock();
+    let sup = builder(2).build().unwrap();
+    let head = sup.hold(b"head:").unwrap();
+    let nodes = vec![
+        GraphNode::new(
+            TaskSpec::new(kinds::ECHO, 0).with_bytes(b"x".to_vec()),
+            vec![],
+        ),
+        GraphNode::new(
+            TaskSpec::new(kinds::CONCAT, 0).with_held(vec![head]),
+            vec![0],
+        ),
+    ];
+    let ids = sup.submit_graph_detached(nodes).unwrap();
+    let mut outputs = std::collections::HashMap::new();
+    for _ in 0..2 {
+        let (id, outcome) = sup.recv(Some(WATCHDOG)).unwrap();
+        match outcome {
+            Outcome::Completed { output, .. } => outputs.insert(id, output),
+            other => panic!("{other:?}"),
+        };
+    }
+    assert_eq!(outputs[&ids[0]], b"");
+    let mut want = b"head:".to_vec();
+    want.extend(xor(b"x"));
+    assert_eq!(outputs[&ids[1]], want);
+    // Input bytes beside dependencies are refused, and nothing of the graph runs.
+    let bad = vec![
+        GraphNode::new(TaskSpec::new(kinds::NOOP, 0), vec![]),
+        GraphNode::new(
+            TaskSpec::new(kinds::ECHO, 0).with_bytes(b"y".to_vec()),
+            vec![0],
+        ),
+    ];
+    assert!(matches!(
+        sup.submit_graph_detached(bad),
+        Err(Error::BadGraph(_))
+    ));
     every_buffer_comes_back(&sup);
     sup.shutdown(Shutdown::Drain).unwrap();
 }

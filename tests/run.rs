@@ -536,9 +536,9 @@ fn fonts_and_form_fields_give_whole_words() {
     }
 }
 
-/// A document whose line is larger than one agent output may be (a quarter of the slab)
-/// is assembled by the job from the analyzers' held replies, and still matches the
-/// generalists byte for byte.
+/// A document whose line might not fit one agent output (more pages than the
+/// Aggregator's pool allows at 64 KiB a page) is assembled by the job from the analyzers'
+/// held replies, and still matches the generalists byte for byte.
 #[test]
 fn specialists_assemble_a_huge_document_themselves() {
     let dir = tmp("huge");
@@ -565,12 +565,11 @@ fn specialists_assemble_a_huge_document_themselves() {
     assert_eq!(g, s);
 
     // The Analyzer stalls (SIGSTOP for 3 s) while the Parser and the Extractor go on.
-    // Extracted glyphs are ten times the parsed pages: unless the job bounds the ranges in
-    // flight, they fill the slab, the Extractor and the Analyzer both wait for room, and
-    // the document ends as a timeout. With ranges of 64 pages (14 MB of glyphs
-    // each), the 8 ranges the job allows still fill it: the Analyzer must then write into
-    // the reserve that the others leave it. It must end ok and identical. (Its deadline is
-    // long, so that a slow machine is not taken for a stuck pipeline.)
+    // Extracted glyphs are ten times the parsed pages: the supervisor's graph flow control
+    // lets no new range in while stage outputs wait, and kept outputs past half of its
+    // pool go to its memory, so no stage waits for room. With ranges of 64 pages (14 MB of
+    // glyphs each) it must end ok and identical. (Its deadline is long, so that a slow
+    // machine is not taken for a stuck pipeline.)
     let stalled = dir.join("huge-stalled.jsonl");
     let mut child = swarm()
         .args(["run", "--roles", ROLES, "--chunk-pages", "64"])

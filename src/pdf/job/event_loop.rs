@@ -11,7 +11,7 @@ use crate::runtime::sandbox::{SandboxPolicy, SandboxReport};
 use crate::supervisor::{RecvError, Shutdown, Supervisor};
 use crate::task::{DeathCause, Failure, Outcome, TaskId};
 use serde::Serialize;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,7 @@ pub fn run(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RunSummary, RunError> {
     let agents_asked = cfg.roles.map_or(cfg.agents, |r| r.total());
+    let buffers = sizing::buffer_count(agents_asked, cfg.roles.is_some());
     let mut b = Supervisor::builder()
         .agents(cfg.agents)
         .limits(Limits {
@@ -83,12 +84,11 @@ pub fn run(
         // Page ranges take milliseconds: waiting for them need not poll.
         .wait_spin(Duration::ZERO)
         .queue_depth(QUEUE_DEPTH)
-        .buffers(
-            BUFFER_SIZE as u32,
-            sizing::buffer_count(agents_asked, cfg.roles.is_some()),
-        );
+        .buffers(BUFFER_SIZE as u32, buffers);
     if let Some(r) = &cfg.roles {
-        b = b.agent_classes(r.classes());
+        b = b
+            .agent_classes(r.classes())
+            .graph_flow(sizing::graph_flow(agents_asked, buffers));
     } else if let Some(min) = cfg.min_agents {
         b = b.elastic(min, cfg.agents);
     }
@@ -107,14 +107,7 @@ pub fn run(
         chunk: cfg.chunk_pages.max(1),
         timeout: cfg.timeout_per_doc,
         staged: cfg.roles.is_some(),
-        held_budget: sizing::held_budget(
-            sup.segment()
-                .slab(0)
-                .capacity(crate::shm::slab::Owner::Supervisor),
-        ),
-        max_ranges: sizing::max_ranges(agents as usize),
-        parked: VecDeque::new(),
-        waiting_buffers: 0,
+        aggregated_pages_max: sizing::aggregated_pages_max(buffers),
         docs: HashMap::new(),
         task_doc: HashMap::new(),
         agents: agents as usize,
@@ -130,14 +123,10 @@ pub fn run(
     let window = sizing::window(agents as usize);
     loop {
         // Keep a window of documents in flight.
-        while next < cfg.files.len() && job.docs.len() < window && job.room() {
+        while next < cfg.files.len() && job.docs.len() < window {
             let last = next + 1 == cfg.files.len();
             job.start(next, cfg.files[next].display().to_string(), last)?;
             next += 1;
-        }
-        if job.staged {
-            job.feed_extractors()?;
-            job.feed_parsers()?;
         }
         if job.docs.is_empty() {
             break;
@@ -161,10 +150,7 @@ pub fn run(
         let finished: Vec<usize> = job
             .docs
             .iter()
-            .filter(|(_, d)| {
-                // Ranges still to feed keep a document open while others fill the pipeline.
-                d.open_tasks == 0 && d.checking == 0 && (d.todo.is_empty() || d.asm.error.is_some())
-            })
+            .filter(|(_, d)| d.open_tasks == 0 && d.checking == 0)
             .map(|(k, _)| *k)
             .collect();
         for k in finished {
@@ -221,7 +207,11 @@ impl Job<'_> {
         let (output, held) = match outcome {
             Outcome::Completed { output, held, .. } => (output, held),
             Outcome::Failed(f) => {
-                doc.asm.fail(PdfError::new(failure_kind(&f), f.to_string()));
+                // The first failure is the document's; the rest of it is let go.
+                if doc.asm.error.is_none() {
+                    doc.asm.fail(PdfError::new(failure_kind(&f), f.to_string()));
+                    self.let_go_queued(d);
+                }
                 return Ok(());
             }
         };
@@ -233,12 +223,18 @@ impl Job<'_> {
         }
         match stage {
             Stage::Doc | Stage::Pages => self.replied(d, stage, output)?,
-            Stage::Parse { first_range } => self.parsed(d, first_range, held)?,
-            Stage::Extract => self.extracted(d, held)?,
-            Stage::Analyze => self.analyzed(d, held)?,
-            Stage::Aggregate => self.aggregated(d, output),
+            Stage::Parse { first_range: true } => self.parsed(d, held)?,
+            _ => self.staged(d, stage, output, held),
         }
         Ok(())
+    }
+
+    /// A failed document's tasks that have not started: cancelled, so they take no agent's
+    /// time; those running end by themselves.
+    fn let_go_queued(&mut self, d: usize) {
+        for (&id, _) in self.task_doc.iter().filter(|(_, (doc, _))| *doc == d) {
+            self.sup.cancel_queued(id);
+        }
     }
 
     /// Deadlines: a document past its budget ends now as a timeout, and its tasks are
@@ -276,9 +272,9 @@ impl Job<'_> {
     /// in (generalists, documents that failed part way, and documents too big for one
     /// agent output).
     fn finish(&mut self, mut doc: Doc) -> (Vec<u8>, u64, bool) {
-        if let Some(line) = self.let_go(&mut doc) {
-            return line;
+        match doc.line.take() {
+            Some(line) if doc.asm.error.is_none() => line,
+            _ => doc.asm.render(),
         }
-        doc.asm.render()
     }
 }

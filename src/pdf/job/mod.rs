@@ -5,12 +5,12 @@
 //!   count pages, extract the first chunk); a document longer than a chunk is spread over
 //!   agents as [`PDF_PAGES`] range tasks, and its line is assembled here once every range
 //!   is in.
-//! - **Specialists** (`--roles`): each range goes Parser → Extractor → Analyzer as three
-//!   tasks, each stage's output kept in the supervisor's page buffers and lent to the next
-//!   stage without another copy, and an Aggregator task fans a document's ranges into its
-//!   line (see [`super::stages`]). Kept outputs take the supervisor's buffers, so the
-//!   job bounds the ranges at each stage (`Job::room`, `Job::feed_extractors`) and
-//!   the analyzed ranges waiting for their document (`Job::analyzed`).
+//! - **Specialists** (`--roles`): once a Parser has told a document's page count, the
+//!   document is a task graph: each range goes Parser → Extractor → Analyzer, each
+//!   stage's output kept in the supervisor's page buffers and lent to the next stage
+//!   without another copy, and an Aggregator fans the ranges into the line (see
+//!   [`super::stages`]). How far the Parsers run ahead is the supervisor's graph flow
+//!   control, so the job routes outcomes and nothing else.
 //!
 //! A document that exceeds its time budget, or whose tasks keep killing their agents, ends
 //! as an error line; nothing else is held up by it.
@@ -30,7 +30,7 @@
 //! checkers      threads that check generalists' replies off the job thread
 //! state         the job's documents and tasks, and how a task is submitted
 //! generalists   one-stage tasks: a document's first chunk, then its ranges
-//! specialists   Parser -> Extractor -> Analyzer -> Aggregator, bounded at each stage
+//! specialists   a document as a graph: Parser -> Extractor -> Analyzer -> Aggregator
 //! event_loop    run(): documents in, outcomes routed, deadlines, lines out
 //! ```
 //!

@@ -1,8 +1,8 @@
-//! How big the job makes things, from the number of agents: page buffers, the budgets of
-//! held outputs, the ranges in flight at each stage, the window of open documents, and
-//! how a document is cut into ranges.
+//! How big the job makes things, from the number of agents: page buffers, how far the
+//! specialists' Parsers may run ahead, the window of open documents, and how a document
+//! is cut into ranges.
 
-use crate::task::Held;
+use crate::supervisor::GraphFlow;
 
 /// The page-buffer size `swarm run` asks for.
 pub(super) const BUFFER_SIZE: usize = 64 * 1024;
@@ -26,28 +26,31 @@ pub(super) fn buffer_count(agents: u32, specialists: bool) -> u32 {
     }
 }
 
-/// Analyzed ranges waiting for their document stay under a quarter of the supervisor's
-/// pool, and a Parser gets a new range only while stage outputs take less than another
-/// quarter. Those outputs then grow (an Extractor writes ten times what its Parser did),
-/// which the counts of ranges in flight bound; past half of the pool, kept outputs go to
-/// the supervisor's memory, so no stage ever waits for another to make room.
-pub(super) fn held_budget(slab_buffers: u32) -> usize {
-    slab_buffers as usize / 4
+/// How far specialists' Parsers run ahead: two ranges a agent at the Parsers keep every
+/// stage busy, and no new range goes to them while the stage outputs waiting for the next
+/// stage take a quarter of the supervisor's pool of `buffers`. Those outputs then grow (an
+/// Extractor writes ten times what its Parser did); past half of the pool, kept outputs
+/// go to the supervisor's memory, so no stage ever waits for another to make room.
+pub(super) fn graph_flow(agents: u32, buffers: u32) -> GraphFlow {
+    GraphFlow {
+        sources: Some((agents as usize * 2).max(4)),
+        edge_bytes: Some(u64::from(buffers / 4) * BUFFER_SIZE as u64),
+    }
 }
 
-/// Specialists' ranges in flight at each stage: two per agent keep every stage busy.
-pub(super) fn max_ranges(agents: usize) -> usize {
-    (agents * 2).max(4)
+/// A line takes at most this much a page (the densest real page seen takes 18 KB).
+const LINE_BYTES_A_PAGE: u64 = 64 * 1024;
+
+/// The longest document an Aggregator assembles: its line must fit the Aggregator's
+/// output, at most its pool (half of the supervisor's `buffers`).
+pub(super) fn aggregated_pages_max(buffers: u32) -> u32 {
+    let output = u64::from(buffers / 2) * BUFFER_SIZE as u64;
+    u32::try_from(output / LINE_BYTES_A_PAGE).unwrap_or(u32::MAX)
 }
 
 /// Documents open at once.
 pub(super) fn window(agents: usize) -> usize {
     (agents * 4).max(8)
-}
-
-/// Page buffers a held output takes.
-pub(super) fn buffers(h: &Held) -> usize {
-    (h.len().div_ceil(BUFFER_SIZE as u64) as usize).max(1)
 }
 
 /// Page ranges of `chunk` pages from `first` to `last`.

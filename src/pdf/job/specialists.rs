@@ -1,29 +1,28 @@
-//! Specialists: each range goes Parser → Extractor → Analyzer as three tasks, each
-//! stage's output kept in the supervisor's page buffers and lent to the next stage
-//! without another copy, and an Aggregator task fans a document's ranges into its line.
+//! Specialists: a document is a task graph on the coordination layer. Its first range
+//! goes to a Parser alone, which tells its page count; then the rest of the document is
+//! one graph:
 //!
-//! Kept outputs take the supervisor's page buffers (past half of them, its memory), so
-//! the job bounds the ranges at each stage ([`Job::room`], [`Job::feed_extractors`]) and the analyzed ranges waiting for
-//! their document ([`Job::analyzed`]); a document whose replies would not fit an agent's
-//! output is assembled here instead of by an Aggregator.
+//! ```text
+//! Extract(range 1's parse) → Analyze ─┐
+//! Parse(range k) → Extract → Analyze ─┼→ Aggregate(path, replies in range order) → line
+//!              …                      ┘
+//! ```
+//!
+//! Every stage's output stays in the supervisor's keeping and goes to the next stage as
+//! its input without another copy; the supervisor frees each once its stage is done.
+//! How far the Parsers run ahead is the supervisor's graph flow control
+//! ([`GraphFlow`](crate::supervisor::GraphFlow), set by the event loop), not the job's.
+//! A document too long for its line to be sure to fit an agent's output has no Aggregator:
+//! its Analyzers' replies come back here and are assembled by the same code.
 
-use super::sizing::{buffers, ranges};
+use super::sizing::ranges;
 use super::state::{Doc, Job, Stage};
 use super::validate::{bad_frame, bad_reply, check_line, check_reply, too_many_pages, MAX_PAGES};
 use crate::pdf::frames::{Parsed, PARSED_HEAD};
 use crate::pdf::stages::{PDF_AGGREGATE, PDF_ANALYZE, PDF_EXTRACT, PDF_PARSE};
 use crate::pdf::wire::Assembly;
-use crate::supervisor::{Error, Supervisor};
-use crate::task::{Held, Output};
-
-/// Specialists' page ranges at each stage.
-#[derive(Debug, Default)]
-struct InFlight {
-    /// At a Parser, or parsed and parked.
-    parsing: usize,
-    extracting: usize,
-    analyzing: usize,
-}
+use crate::supervisor::{Error, GraphNode, Supervisor};
+use crate::task::{Held, Output, TaskSpec};
 
 impl Job<'_> {
     /// Starts document `d` with its first range at a Parser; the page count comes back
@@ -34,112 +33,9 @@ impl Job<'_> {
         self.submit(d, Stage::Parse { first_range: true }, spec)
     }
 
-    /// Specialists' ranges in flight.
-    fn ranges_in_flight(&self) -> InFlight {
-        let mut n = InFlight {
-            parsing: self.parked.len(),
-            ..InFlight::default()
-        };
-        for (_, stage) in self.task_doc.values() {
-            match stage {
-                Stage::Parse { .. } => n.parsing += 1,
-                Stage::Extract => n.extracting += 1,
-                Stage::Analyze => n.analyzing += 1,
-                _ => {}
-            }
-        }
-        n
-    }
-
-    /// Stage outputs in the slab: all held buffers but the analyzed replies waiting for
-    /// their document.
-    fn staged_buffers(&self) -> usize {
-        self.sup.held_buffers().saturating_sub(self.waiting_buffers)
-    }
-
-    /// Whether a Parser may be given another range (always, for generalists). Without a
-    /// bound on ranges in flight a Parser running ahead queues ranges whose extracted
-    /// glyphs, ten times its output, are all kept at once.
-    pub(super) fn room(&self) -> bool {
-        !self.staged || self.room_to_parse(self.ranges_in_flight().parsing)
-    }
-
-    /// [`Self::room`], given the ranges at the Parser.
-    fn room_to_parse(&self, parsing: usize) -> bool {
-        parsing < self.max_ranges && self.staged_buffers() < self.held_budget
-    }
-
-    /// Parsed ranges go on to the Extractors while fewer than `max_ranges` are between
-    /// the Extractor and the Analyzer; the rest wait, parked, in the order they came. A
-    /// parked range counts as an open task of its document.
-    pub(super) fn feed_extractors(&mut self) -> Result<(), Error> {
-        // Ranges of documents that failed or ran out of time meanwhile are let go at once,
-        // so their documents end now and their buffers come back.
-        // A range let go is dropped, which frees it.
-        let docs = &mut self.docs;
-        self.parked.retain(|(d, _)| match docs.get_mut(d) {
-            Some(doc) if doc.asm.error.is_none() => true,
-            gone => {
-                if let Some(doc) = gone {
-                    doc.open_tasks -= 1;
-                }
-                false
-            }
-        });
-        let n = self.ranges_in_flight();
-        let mut later = n.extracting + n.analyzing;
-        while later < self.max_ranges {
-            let Some((d, h)) = self.parked.pop_front() else {
-                break;
-            };
-            let spec = Self::forward(PDF_EXTRACT, vec![h], Output::Hold);
-            self.submit(d, Stage::Extract, spec)?;
-            later += 1;
-        }
-        Ok(())
-    }
-
-    /// Hands parsers the next ranges while page buffers have room.
-    pub(super) fn feed_parsers(&mut self) -> Result<(), Error> {
-        let mut waiting: Vec<usize> = self
-            .docs
-            .iter()
-            .filter(|(_, doc)| !doc.todo.is_empty() && doc.asm.error.is_none())
-            .map(|(k, _)| *k)
-            .collect();
-        waiting.sort_unstable();
-        let mut parsing = self.ranges_in_flight().parsing;
-        for d in waiting {
-            while self.room_to_parse(parsing) {
-                let doc = self.docs.get_mut(&d).expect("listed above");
-                let Some((first, last)) = doc.todo.pop_front() else {
-                    break;
-                };
-                doc.open_tasks += 1;
-                let spec = Self::request(PDF_PARSE, &doc.asm.path, first, last);
-                self.submit(d, Stage::Parse { first_range: false }, spec)?;
-                parsing += 1;
-            }
-        }
-        Ok(())
-    }
-
-    /// An Aggregator's line, checked before it is believed.
-    pub(super) fn aggregated(&mut self, d: usize, output: Vec<u8>) {
-        let doc = self.docs.get_mut(&d).expect("checked by the caller");
-        match check_line(&doc.asm.path, output) {
-            Ok(line) => doc.line = Some(line),
-            Err(e) => doc.asm.fail(e),
-        }
-    }
-
-    /// A parser's range, passed on to an extractor.
-    pub(super) fn parsed(
-        &mut self,
-        d: usize,
-        first_range: bool,
-        held: Option<Held>,
-    ) -> Result<(), Error> {
+    /// The first range parsed: its frame's head tells the page count, and the document's
+    /// graph goes in.
+    pub(super) fn parsed(&mut self, d: usize, held: Option<Held>) -> Result<(), Error> {
         let doc = self.docs.get_mut(&d).expect("checked by the caller");
         let Some(h) = held else {
             doc.asm.fail(bad_frame("the parser returned nothing"));
@@ -172,83 +68,91 @@ impl Job<'_> {
             doc.asm.fail(e);
             return Ok(());
         }
-        if first_range {
-            doc.asm.page_count = page_count;
-            doc.todo = ranges(self.chunk + 1, page_count, self.chunk).collect();
-            doc.ranges = 1 + doc.todo.len();
-        }
-        doc.open_tasks += 1;
-        self.parked.push_back((d, h));
-        self.feed_extractors()
-    }
-
-    /// An extracted range, passed on to an analyzer.
-    pub(super) fn extracted(&mut self, d: usize, held: Option<Held>) -> Result<(), Error> {
-        let doc = self.docs.get_mut(&d).expect("checked by the caller");
-        let Some(h) = held else {
-            doc.asm.fail(bad_frame("the extractor returned nothing"));
-            return Ok(());
-        };
-        doc.open_tasks += 1;
-        let spec = Self::forward(PDF_ANALYZE, vec![h], Output::Hold);
-        self.submit(d, Stage::Analyze, spec)
-    }
-
-    /// A range analyzed; once all are, the aggregator gets them.
-    pub(super) fn analyzed(&mut self, d: usize, held: Option<Held>) -> Result<(), Error> {
-        let doc = self.docs.get_mut(&d).expect("checked by the caller");
-        let Some(h) = held else {
-            doc.asm.fail(bad_frame("the analyzer returned nothing"));
-            return Ok(());
-        };
-        doc.arrived += 1;
-        // Replies past the waiting budget (a document whose line would not fit an agent's
-        // output, or many documents at once) are taken out of the page buffers now, and
-        // their document is assembled here, from the same replies by the same code.
-        let n = buffers(&h);
-        if !doc.local && self.waiting_buffers + n > self.held_budget {
-            doc.local = true;
-            self.waiting_buffers -= std::mem::take(&mut doc.waiting);
-            for h in std::mem::take(&mut doc.analyzed) {
-                take_reply(self.sup, &mut doc.asm, h);
-            }
-        }
-        if doc.local {
-            take_reply(self.sup, &mut doc.asm, h);
+        doc.asm.page_count = page_count;
+        doc.local = page_count > self.aggregated_pages_max;
+        let aggregate = if doc.local {
+            None
         } else {
-            doc.analyzed.push(h);
-            doc.waiting += n;
-            self.waiting_buffers += n;
-        }
-        if doc.arrived < doc.ranges || doc.local {
-            return Ok(());
-        }
-        // The replies stay counted as waiting while the Aggregator reads them: they are
-        // in the slab until the document ends.
-        let Ok(path) = self.sup.hold(doc.asm.path.as_bytes()) else {
-            return Ok(()); // no room for even the path: assembled here
+            Some(self.sup.hold(doc.asm.path.as_bytes())?)
         };
-        let mut inputs = vec![path];
-        inputs.append(&mut doc.analyzed);
-        doc.open_tasks += 1;
-        self.submit(
-            d,
-            Stage::Aggregate,
-            Self::forward(PDF_AGGREGATE, inputs, Output::Return),
-        )
+        let path = doc.asm.path.clone();
+        self.submit_document(d, &path, page_count, h, aggregate)
     }
 
-    /// What a finished document leaves: its buffers' budget back, and its line if the
-    /// Aggregator wrote it; otherwise its analyzed replies, taken into its assembly.
-    pub(super) fn let_go(&mut self, doc: &mut Doc) -> Option<(Vec<u8>, u64, bool)> {
-        self.waiting_buffers -= std::mem::take(&mut doc.waiting);
-        if let Some(line) = doc.line.take() {
-            return Some(line);
+    /// The graph of document `d` past its first parse (`first`): each range's stages,
+    /// and the Aggregator over the `path` held for it, if it has one.
+    fn submit_document(
+        &mut self,
+        d: usize,
+        path: &str,
+        page_count: u32,
+        first: Held,
+        path_held: Option<Held>,
+    ) -> Result<(), Error> {
+        // Analyzers' replies come back here when there is no Aggregator.
+        let reply = if path_held.is_some() {
+            Output::Return
+        } else {
+            Output::Hold
+        };
+        let mut nodes = Vec::new();
+        let mut stages = Vec::new();
+        let mut node = |nodes: &mut Vec<GraphNode>, stage: Stage, spec: TaskSpec, after| {
+            nodes.push(GraphNode::new(
+                TaskSpec {
+                    timeout: Some(self.timeout),
+                    ..spec
+                },
+                after,
+            ));
+            stages.push(stage);
+            nodes.len() - 1
+        };
+        let mut analyzed = Vec::new();
+        let extract = TaskSpec::new(PDF_EXTRACT, 0).with_held(vec![first]);
+        let e = node(&mut nodes, Stage::Extract, extract, vec![]);
+        let analyze = TaskSpec::new(PDF_ANALYZE, 0).with_output(reply);
+        analyzed.push(node(&mut nodes, Stage::Analyze, analyze, vec![e]));
+        for (from, to) in ranges(self.chunk + 1, page_count, self.chunk) {
+            let parse = Self::request(PDF_PARSE, path, from, to);
+            let p = node(
+                &mut nodes,
+                Stage::Parse { first_range: false },
+                parse,
+                vec![],
+            );
+            let extract = TaskSpec::new(PDF_EXTRACT, 0);
+            let e = node(&mut nodes, Stage::Extract, extract, vec![p]);
+            let analyze = TaskSpec::new(PDF_ANALYZE, 0).with_output(reply);
+            analyzed.push(node(&mut nodes, Stage::Analyze, analyze, vec![e]));
         }
-        for h in doc.analyzed.drain(..) {
-            take_reply(self.sup, &mut doc.asm, h);
+        if let Some(path) = path_held {
+            let aggregate = TaskSpec::new(PDF_AGGREGATE, 0).with_held(vec![path]);
+            node(&mut nodes, Stage::Aggregate, aggregate, analyzed);
         }
-        None
+        let ids = self.sup.submit_graph_detached(nodes)?;
+        self.docs.get_mut(&d).expect("present").open_tasks += ids.len();
+        for (id, stage) in ids.into_iter().zip(stages) {
+            self.task_doc.insert(id, (d, stage));
+        }
+        Ok(())
+    }
+
+    /// A node of a document's graph ended well: the Aggregator's line, or without one an
+    /// Analyzer's reply; the other nodes handed their outputs on.
+    pub(super) fn staged(&mut self, d: usize, stage: Stage, output: Vec<u8>, held: Option<Held>) {
+        let doc = self.docs.get_mut(&d).expect("checked by the caller");
+        match stage {
+            Stage::Aggregate => match check_line(&doc.asm.path, output) {
+                Ok(line) => doc.line = Some(line),
+                Err(e) => doc.asm.fail(e),
+            },
+            Stage::Analyze if doc.local => match held {
+                Some(h) => take_reply(self.sup, &mut doc.asm, h),
+                None => doc.asm.fail(bad_frame("the analyzer returned nothing")),
+            },
+            _ => {}
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use super::checkers::Checkers;
 use crate::pdf::stages::PDF_PARSE;
 use crate::pdf::wire::{Assembly, PageRequest};
 use crate::supervisor::Supervisor;
-use crate::task::{Held, Output, TaskId, TaskKind, TaskSpec};
-use std::collections::{HashMap, VecDeque};
+use crate::task::{Output, TaskId, TaskKind, TaskSpec};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// A document in flight.
@@ -15,18 +15,8 @@ pub(super) struct Doc {
     pub(super) asm: Assembly,
     pub(super) started: Instant,
     pub(super) open_tasks: usize,
-    /// Specialists: page ranges not yet given to a parser.
-    pub(super) todo: VecDeque<(u32, u32)>,
-    /// Specialists: ranges in all (known after the first parse), ranges analyzed, and
-    /// the Analyzer's replies held in page buffers for the Aggregator.
-    pub(super) ranges: usize,
-    pub(super) arrived: usize,
-    pub(super) analyzed: Vec<Held>,
-    /// Page buffers its analyzed replies take, until the document ends (also while the
-    /// Aggregator reads them).
-    pub(super) waiting: usize,
-    /// Specialists: the document is assembled here, not by an Aggregator; its replies are
-    /// taken out of the page buffers as they come.
+    /// Specialists: the document is assembled here, not by an Aggregator; its Analyzers'
+    /// replies are taken out of the page buffers as they come.
     pub(super) local: bool,
     /// Specialists: the Aggregator's line, checked.
     pub(super) line: Option<(Vec<u8>, u64, bool)>,
@@ -42,11 +32,6 @@ impl Doc {
             asm: Assembly::new(path),
             started: Instant::now(),
             open_tasks: 1,
-            todo: VecDeque::new(),
-            ranges: 0,
-            arrived: 0,
-            analyzed: Vec::new(),
-            waiting: 0,
             local: false,
             line: None,
             speculated: 0,
@@ -76,16 +61,9 @@ pub(super) struct Job<'s> {
     pub(super) chunk: u32,
     pub(super) timeout: Duration,
     pub(super) staged: bool,
-    pub(super) held_budget: usize,
-    /// Specialists: most page ranges at the Parser (queued, or parsed and waiting for an
-    /// Extractor), and most between the Extractor and the Analyzer.
-    pub(super) max_ranges: usize,
-    /// Specialists: parsed ranges waiting for room at the Extractors.
-    pub(super) parked: VecDeque<(usize, Held)>,
-    /// Buffers of analyzed ranges waiting for the rest of their document or for its
-    /// Aggregator: not counted against the stage budget, which would otherwise stop the
-    /// very parses they wait for, but kept under a budget of their own.
-    pub(super) waiting_buffers: usize,
+    /// Specialists: documents longer than this are assembled here, not by an Aggregator
+    /// (their line might not fit an agent's output).
+    pub(super) aggregated_pages_max: u32,
     pub(super) docs: HashMap<usize, Doc>,
     pub(super) task_doc: HashMap<TaskId, (usize, Stage)>,
     /// Agents in the swarm.
@@ -125,10 +103,5 @@ impl Job<'_> {
         TaskSpec::new(kind, 0)
             .with_bytes(serde_json::to_vec(&req).unwrap_or_default())
             .with_output(output)
-    }
-
-    /// A task of `kind` on held outputs.
-    pub(super) fn forward(kind: TaskKind, inputs: Vec<Held>, output: Output) -> TaskSpec {
-        TaskSpec::new(kind, 0).with_held(inputs).with_output(output)
     }
 }

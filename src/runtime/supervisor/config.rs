@@ -116,6 +116,7 @@ pub struct SupervisorBuilder {
     pub(super) elastic: Option<(u32, u32)>,
     pub(super) scale_up_after: Duration,
     pub(super) retire_after: Duration,
+    pub(super) graph_flow: super::flow::GraphFlow,
 }
 
 impl Default for SupervisorBuilder {
@@ -147,6 +148,7 @@ impl Default for SupervisorBuilder {
             elastic: None,
             scale_up_after: Duration::from_millis(5),
             retire_after: Duration::from_secs(2),
+            graph_flow: Default::default(),
             agent_spin: 2000,
             wait_spin: Duration::from_micros(100),
             classes: Vec::new(),
@@ -322,6 +324,15 @@ impl SupervisorBuilder {
     /// a low-priority task still runs under a flood of higher ones.
     pub fn priority_aging(mut self, step: Duration) -> Self {
         self.priority_aging = step;
+        self
+    }
+
+    /// Flow control for graphs (default none): at most `sources` graph sources running at
+    /// once, and none let in while outputs on edges to runnable nodes take `edge_bytes` or
+    /// more (see [`GraphFlow`](super::GraphFlow)). For graphs whose first stages outrun
+    /// their later ones.
+    pub fn graph_flow(mut self, flow: super::flow::GraphFlow) -> Self {
+        self.graph_flow = flow;
         self
     }
 

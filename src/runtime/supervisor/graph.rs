@@ -137,6 +137,13 @@ impl Drop for GraphRun<'_> {
     }
 }
 
+/// A node taken apart for submission: its input out of its spec.
+struct Part {
+    node: GraphNode,
+    payload: Vec<u8>,
+    held: Vec<crate::runtime::task::Held>,
+}
+
 impl Supervisor {
     /// Ends a set (a task set or a graph run) dropped by its caller: its open tasks are
     /// cancelled and the outcomes nobody will join let go.
@@ -160,9 +167,45 @@ impl Supervisor {
     /// completed, with their outputs as its inputs. The list must be in topological
     /// order (every `after` names an earlier node), which also makes a cycle impossible:
     /// a node naming itself or a later one is refused with [`Error::BadGraph`], as is a
-    /// node with dependencies and an input of its own. Every node ends once, through the
-    /// returned [`GraphRun`].
+    /// node with dependencies and input bytes of its own. A node may take held outputs
+    /// ([`Input::Held`]): they come first among its inputs, its dependencies' outputs
+    /// after them. Every node ends once, through the returned [`GraphRun`].
     pub fn submit_graph(&self, nodes: Vec<GraphNode>) -> Result<GraphRun<'_>, Error> {
+        let mut set = 0;
+        let ids = self.submit_nodes(nodes, |st| {
+            set = st.next_set;
+            st.next_set += 1;
+            st.sets.insert(set, Default::default());
+            Delivery::Set(set)
+        })?;
+        let open = ids.iter().enumerate().map(|(n, &id)| (id, n)).collect();
+        Ok(GraphRun {
+            sup: self,
+            set,
+            ids,
+            open,
+        })
+    }
+
+    /// [`Supervisor::submit_graph`], with every node's outcome going to
+    /// [`Supervisor::recv`] like a detached task's, so that a caller running many graphs
+    /// (and tasks) at once takes all their ends in one place. The task ids are by node.
+    pub fn submit_graph_detached(&self, nodes: Vec<GraphNode>) -> Result<Vec<TaskId>, Error> {
+        let n = nodes.len();
+        let ids = self.submit_nodes(nodes, |st| {
+            st.open_stream += n;
+            Delivery::Stream
+        })?;
+        Ok(ids.into_iter().map(TaskId).collect())
+    }
+
+    /// Checks and queues a graph's nodes, all delivered as `delivery` says (called under
+    /// the lock once every check has passed); their task ids, by node.
+    fn submit_nodes(
+        &self,
+        nodes: Vec<GraphNode>,
+        delivery: impl FnOnce(&mut State) -> Delivery,
+    ) -> Result<Vec<u64>, Error> {
         for (i, n) in nodes.iter().enumerate() {
             if let Some(&bad) = n.after.iter().find(|&&p| p >= i) {
                 return Err(Error::BadGraph(format!(
@@ -170,10 +213,10 @@ impl Supervisor {
                      be in topological order; a cycle cannot be)"
                 )));
             }
-            if !n.after.is_empty() && !matches!(n.spec.input, Input::None) {
+            if !n.after.is_empty() && matches!(n.spec.input, Input::Bytes(_)) {
                 return Err(Error::BadGraph(format!(
-                    "node {i} has dependencies and an input of its own: its inputs are its \
-                     dependencies' outputs"
+                    "node {i} has dependencies and input bytes of its own: its inputs are \
+                     held outputs and its dependencies' outputs"
                 )));
             }
             let unique: HashSet<usize> = n.after.iter().copied().collect();
@@ -182,50 +225,64 @@ impl Supervisor {
                     "node {i} names a dependency twice"
                 )));
             }
-            // Held inputs: refused for now (a graph brings its inputs as bytes, or from
-            // its own nodes).
-            if matches!(&n.spec.input, Input::Held(h) if !h.is_empty()) {
-                return Err(Error::BadGraph(format!(
-                    "node {i} takes held outputs: a graph's nodes take bytes, or their \
-                     dependencies' outputs"
-                )));
-            }
         }
+        // Taken apart before the lock: should submission fail, held inputs dropped with
+        // these locals free themselves through the lock, after it is released.
+        let parts: Vec<Part> = nodes
+            .into_iter()
+            .map(|mut node| {
+                let (payload, held) = match std::mem::replace(&mut node.spec.input, Input::None) {
+                    Input::None => (Vec::new(), Vec::new()),
+                    Input::Bytes(b) => (b, Vec::new()),
+                    Input::Held(h) => (Vec::new(), h),
+                };
+                Part {
+                    node,
+                    payload,
+                    held,
+                }
+            })
+            .collect();
         let sh = &self.shared;
         let mut st = sh.state.lock();
         if st.fatal.is_some() || st.stopping {
             return Err(Error::Stopped);
         }
         let limit = st.lend_limit();
-        for (i, n) in nodes.iter().enumerate() {
-            let len = n.spec.bytes().len() as u64;
+        let owner = st.owner.clone();
+        for (i, p) in parts.iter().enumerate() {
+            let (kind, payload, held) = (p.node.spec.kind.get(), &p.payload, &p.held);
+            if held
+                .iter()
+                .any(|h| !h.is_of(&owner) || !st.held.contains_key(&h.id))
+            {
+                return Err(Error::UnknownHeld);
+            }
+            let len = Stored::lent_len(payload.len(), held.iter().map(|h| &st.held[&h.id])) as u64;
             if len > limit {
                 return Err(Error::BadGraph(format!(
                     "node {i}'s input of {len} bytes exceeds the {limit} bytes the page \
                      buffers lend one task"
                 )));
             }
-        }
-        for n in &nodes {
-            let kind = n.spec.kind.get();
             if !sh.served.contains(&kind) || !st.agents.iter().any(|a| a.takes(kind)) {
                 return Err(Error::NoAgentForKind(TaskKind(kind)));
             }
         }
-        let set = st.next_set;
-        st.next_set += 1;
-        st.sets.insert(set, Default::default());
-        let mut ids = Vec::with_capacity(nodes.len());
-        for node in nodes {
+        let delivery = delivery(&mut st);
+        let mut ids = Vec::with_capacity(parts.len());
+        let mut ready = Vec::new();
+        for Part {
+            node,
+            payload,
+            held,
+        } in parts
+        {
             let GraphNode {
                 spec,
                 after,
                 tolerate_failed,
             } = node;
-            let payload = match spec.input {
-                Input::Bytes(b) => b,
-                _ => Vec::new(), // none, or no held inputs (refused above)
-            };
             let id = st.next_id;
             st.next_id += 1;
             let key = st.key_now(spec.priority, sh.cfg.priority_aging_ns());
@@ -245,35 +302,38 @@ impl Supervisor {
                     .dependents
                     .push((id, pos));
             }
+            // Taken over: each token leaves the caller's table (checked above).
+            let inputs = held
+                .into_iter()
+                .map(|h| Arc::new(st.held.remove(&h.defuse()).expect("checked above")))
+                .collect();
             let mut rec = TaskRecord::new(
                 spec.kind.get(),
                 spec.arg,
                 payload,
                 spec.output,
                 spec.timeout,
-                Delivery::Set(set),
-                Vec::new(),
+                delivery,
+                inputs,
                 key,
             );
             rec.waiting = waiting;
             rec.spread = st.join_spread(spec.spread);
             rec.submitted_ns = st.now_ns();
-            let ready = rec.waiting.is_none();
-            st.tasks.insert(id, rec);
-            if ready {
-                st.pending.push(id, key);
+            if rec.waiting.is_none() {
+                ready.push(id);
             }
+            st.tasks.insert(id, rec);
             ids.push(id);
         }
+        // Known only now, with every edge in: which ready nodes are sources.
+        for id in ready {
+            st.queue_ready(id, &sh.cfg.graph_flow);
+        }
+        st.admit_sources(&sh.cfg.graph_flow);
         st.dispatch(sh);
         drop(st);
-        let open = ids.iter().enumerate().map(|(n, &id)| (id, n)).collect();
-        Ok(GraphRun {
-            sup: self,
-            set,
-            ids,
-            open,
-        })
+        Ok(ids)
     }
 }
 
@@ -317,7 +377,8 @@ impl State {
             w.left -= 1;
             if w.left == 0 {
                 let w = rec.waiting.take().expect("waiting above");
-                rec.inputs = w.slots.into_iter().flatten().collect();
+                // Its own held inputs first, then its dependencies' outputs.
+                rec.inputs.extend(w.slots.into_iter().flatten());
                 // Inputs the page buffers could never lend would wait for ever, and
                 // every task behind them: it fails instead.
                 let lent = Stored::lent_len(0, rec.inputs.iter().map(|s| &**s)) as u64;
@@ -334,6 +395,10 @@ impl State {
                     ));
                     continue;
                 }
+                // Outputs on edges to a task that can run now: what graph flow control
+                // weighs before it lets another source in.
+                rec.staged = rec.inputs.iter().map(|s| s.len()).sum();
+                self.edge_bytes += rec.staged;
                 let key = rec.key;
                 self.pending.push(t, key);
             }
@@ -446,6 +511,8 @@ impl State {
         for input in std::mem::take(&mut rec.inputs) {
             self.release_input(input);
         }
+        // Still a source, if it was one, until its merge ends; its inputs are let go.
+        self.leave_flow(false, std::mem::take(&mut rec.staged));
         rec.kind = split.merge.get();
         rec.arg = split.merge_arg;
         rec.payload = Vec::new();

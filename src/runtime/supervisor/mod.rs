@@ -57,6 +57,7 @@ mod completion;
 mod config;
 mod dispatch;
 mod error;
+mod flow;
 mod graph;
 mod handle;
 mod held;
@@ -75,6 +76,7 @@ mod typed;
 
 pub use config::{AgentClass, CgroupMode, RestartPolicy, Shutdown, SupervisorBuilder};
 pub use error::{Error, RecvError};
+pub use flow::GraphFlow;
 pub use graph::{GraphNode, GraphRun, NodeEnd};
 pub use handle::TaskHandle;
 pub use probe::ProbeError;
@@ -123,6 +125,28 @@ impl Supervisor {
     /// Submits a task whose result comes through [`Supervisor::recv`]. Returns its id.
     pub fn submit_detached(&self, spec: TaskSpec) -> Result<TaskId, Error> {
         self.shared.submit(spec, Delivery::Stream).map(TaskId)
+    }
+
+    /// Cancels a task unless an agent has it already (running, or queued on its ring):
+    /// one waiting for an agent, for its dependencies or for flow control ends now as
+    /// [`Failure::Cancelled`], its dependents with it. Returns whether it was cancelled.
+    /// Unlike [`Supervisor::cancel`] it never stops an agent.
+    pub fn cancel_queued(&self, id: TaskId) -> bool {
+        let id = id.get();
+        let mut st = self.shared.state.lock();
+        let given = st
+            .agents
+            .iter()
+            .any(|a| a.in_flight.iter().any(|f| f.id == id));
+        if given || !st.tasks.contains_key(&id) {
+            return false;
+        }
+        st.pending.remove(id);
+        st.finish(
+            id,
+            Outcome::Failed(Failure::Cancelled("cancelled by the caller".into())),
+        );
+        true
     }
 
     /// Cancels a task: it ends now as [`Failure::Cancelled`] and is not retried. A task

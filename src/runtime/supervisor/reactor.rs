@@ -119,6 +119,7 @@ impl State {
             self.last_sweep = now;
             self.sweep_ledger();
         }
+        self.admit_sources(&sh.cfg.graph_flow);
         self.dispatch(sh);
         if self.counters.completed + self.counters.failed != before {
             sh.cv.notify_all();

@@ -421,6 +421,7 @@ impl State {
             self.finish(id, Outcome::Failed(Failure::Cancelled(why.to_string())));
         }
         self.pending.clear();
+        self.sources.clear();
         for a in &mut self.agents {
             a.in_flight.clear();
         }

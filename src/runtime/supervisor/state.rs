@@ -163,6 +163,10 @@ pub(super) struct TaskRecord {
     pub(super) depth: u32,
     /// The task first submitted that it comes from by splits (`None`: itself).
     pub(super) root: Option<u64>,
+    /// A graph source let in by flow control: counted running until it ends.
+    pub(super) source: bool,
+    /// Bytes of edge outputs among its inputs, counted by flow control until it ends.
+    pub(super) staged: u64,
 }
 
 impl TaskRecord {
@@ -198,6 +202,8 @@ impl TaskRecord {
             spread: None,
             depth: 0,
             root: None,
+            source: false,
+            staged: 0,
         }
     }
 }
@@ -259,6 +265,11 @@ pub(super) struct State {
     /// Subtasks still allowed below each task that has split (by the task first
     /// submitted), see [`crate::runtime::task::MAX_SPLIT_TASKS`].
     pub(super) split_budget: HashMap<u64, usize>,
+    /// Graph sources waiting for flow control to let them in, in the pending order
+    /// ([`super::flow`]); those running, and the bytes on edges to runnable nodes.
+    pub(super) sources: std::collections::BTreeSet<(i64, u64)>,
+    pub(super) sources_running: usize,
+    pub(super) edge_bytes: u64,
     /// When an elastic pool last grew (it does not shrink within its idle timeout of it).
     pub(super) last_scale_up: Option<Instant>,
     /// Spread groups with open tasks: the slots that have had one, and how many are open.
