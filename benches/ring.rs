@@ -23,6 +23,8 @@ fn push_pop(c: &mut Criterion) {
         buffer_size: 4096,
         buffer_count: 4,
         agent_buffers: 2,
+        topics: 4,
+        topic_capacity: 256,
     })
     .unwrap();
     let mut stx = seg.producer(0, Direction::ToAgent).unwrap();

@@ -13,6 +13,8 @@ fn segment(buffers: u32) -> std::sync::Arc<Segment> {
         buffer_size: 64 * 1024,
         buffer_count: buffers,
         agent_buffers: buffers,
+        topics: 4,
+        topic_capacity: 256,
     })
     .unwrap()
 }

@@ -21,6 +21,8 @@ fn config(buffers: u32, buffer_size: u32) -> SegmentConfig {
         buffer_size,
         buffer_count: buffers,
         agent_buffers: buffers / 2,
+        topics: 4,
+        topic_capacity: 256,
     }
 }
 

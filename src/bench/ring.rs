@@ -172,6 +172,8 @@ fn small_segment() -> Result<std::sync::Arc<Segment>, BenchError> {
         buffer_size: 4096,
         buffer_count: 16,
         agent_buffers: 8,
+        topics: 4,
+        topic_capacity: 256,
     })?)
 }
 

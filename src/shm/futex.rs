@@ -111,6 +111,22 @@ impl WaitPair<'_> {
             self.word.wake_slow();
         }
     }
+
+    /// [`WaitPair::wake`] for many sleepers on one word (the readers of a bus topic): one
+    /// fence, then one wake-up if any of `flags` is set.
+    #[inline]
+    pub fn wake_any<'f>(word: &WakeWord, flags: impl Iterator<Item = &'f SleepFlag>) {
+        // SYNC POINT (F2): as in `wake`, for every flag read below; pairs with F1 in each
+        // sleeper's `prepare`.
+        fence(Ordering::SeqCst);
+        // Relaxed: ordered by F2 above.
+        if flags
+            .into_iter()
+            .any(|f| f.waiting.load(Ordering::Relaxed) != 0)
+        {
+            word.wake_slow();
+        }
+    }
 }
 
 impl WakeWord {

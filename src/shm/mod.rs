@@ -3,6 +3,7 @@
 //! - Primitives: [`plain`] (what may live in shared memory), the loom-swappable [`sync`]
 //!   shims, [`futex`] wait words.
 //! - Building blocks generic over their storage: [`ring`] (SPSC descriptor rings),
+//!   [`bus`] (broadcast rings: one writer, readers that never hold it up),
 //!   [`slab`] (page buffers and their ownership ledger), [`heartbeat`] words, and the
 //!   [`descriptor`] that travels through rings.
 //! - [`segment`]: the memfd segment that places those blocks in one mapping shared by the
@@ -10,6 +11,7 @@
 //!
 //! Nothing here knows about tasks, agents or processes beyond "another process maps this".
 
+pub mod bus;
 pub mod descriptor;
 pub mod futex;
 pub mod heartbeat;

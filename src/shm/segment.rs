@@ -20,6 +20,8 @@
 //!                 Control       shutdown word, the doorbell's sleep flag  one 4 KiB page
 //!                 Rings         per slot: [to-agent producer side][to-agent slots]
 //!                                         [from-agent consumer side]
+//!                 Topics        per topic: its name (one line), its BusHeader, its
+//!                               BusSlots (topic_capacity × 256 B): see [`crate::shm::bus`]
 //!
 //!                 Pool          the supervisor's page buffers: its ledger (owner words
 //!                               count × 4 B | BufferMeta count × 16 B), then
@@ -31,6 +33,7 @@
 //!          128    to-agent consumer side (head, its wake word and sleep flag)
 //!          384    from-agent producer side (tail, ...)
 //!          640    from-agent slots
+//!                 Bus flags     the agent's sleep flag for each topic (4 B each)
 //!                 Pool          the agent's page buffers for its outputs: its ledger, then
 //!                               agent_buffers × buffer_size              page aligned
 //!
@@ -64,6 +67,7 @@
 //! then sets `ready` with a Release store; openers Acquire `ready` before trusting anything.
 //! The supervisor never rereads the header after creation: it keeps its own [`Layout`].
 
+use crate::shm::bus::{BusHeader, BusSlot};
 use crate::shm::descriptor::Descriptor;
 use crate::shm::futex::{SleepFlag, WaitPair, WakeWord};
 use crate::shm::heartbeat::HeartbeatWord;
@@ -80,8 +84,8 @@ use std::sync::Arc;
 pub const MAGIC: [u8; 8] = *b"NFSWARM\0";
 /// Layout version; bumped on any change to a shared structure or to what crosses the
 /// rings (2: inline inputs, panicked completions, task-error frames, waiting for room;
-/// 3: files by owner; 4: page buffers by owner).
-pub const VERSION: u32 = 4;
+/// 3: files by owner; 4: page buffers by owner; 5: bus topics).
+pub const VERSION: u32 = 5;
 /// Bytes reserved for the header at offset 0 of the supervisor's file.
 pub const HEADER_REGION: u64 = 4096;
 const PAGE: u64 = 4096;
@@ -90,6 +94,10 @@ const LINE: u64 = 128;
 const META: u64 = std::mem::size_of::<BufferMeta>() as u64;
 /// Bytes of one side of a ring.
 const SIDE: u64 = std::mem::size_of::<RingSide>() as u64;
+/// Bytes of a topic's name line: its length, then up to [`TOPIC_NAME_MAX`] bytes.
+const TOPIC_NAME: u64 = LINE;
+/// Bytes of a topic's header.
+const BUS_HEADER: u64 = std::mem::size_of::<BusHeader>() as u64;
 /// Offset of the heartbeat line in a slot file.
 pub const SLOT_HEARTBEAT: u64 = 0;
 /// Offset of the to-agent ring's consumer side in a slot file.
@@ -103,6 +111,10 @@ pub const SLOT_FROM_AGENT_SLOTS: u64 = SLOT_FROM_AGENT_PRODUCER + SIDE;
 pub const MAX_AGENT_SLOTS: u32 = 4096;
 /// Largest ring capacity.
 pub const MAX_RING_CAPACITY: u32 = 1 << 20;
+/// Most bus topics a segment can have.
+pub const MAX_TOPICS: u32 = 256;
+/// Largest topic capacity (messages kept).
+pub const MAX_TOPIC_CAPACITY: u32 = 1 << 16;
 
 /// An offset and a size inside one of the segment's files.
 #[repr(C)]
@@ -132,6 +144,8 @@ pub struct SegmentHeader {
     /// 0 while the creator builds the segment, 1 once it is ready.
     ready: AtomicU32,
     agent_buffers: u32,
+    topics: u32,
+    topic_capacity: u32,
     _pad: u32,
     control: Region,
     rings: Region,
@@ -140,10 +154,12 @@ pub struct SegmentHeader {
     pool_buffers: Region,
     slot_ledger: Region,
     slot_buffers: Region,
+    bus: Region,
+    slot_bus_flags: Region,
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 184);
+const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 224);
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() as u64 <= HEADER_REGION);
 
 /// The supervisor's words that every agent reads.
@@ -173,6 +189,10 @@ pub struct SegmentConfig {
     /// Page buffers in each agent's pool (its outputs until the supervisor takes them):
     /// the largest output an agent can return.
     pub agent_buffers: u32,
+    /// Bus topics (each a broadcast ring the supervisor writes and everyone reads).
+    pub topics: u32,
+    /// Messages each topic keeps (a power of two, at least 2).
+    pub topic_capacity: u32,
 }
 
 impl Default for SegmentConfig {
@@ -183,6 +203,8 @@ impl Default for SegmentConfig {
             buffer_size: 64 * 1024,
             buffer_count: 1024,
             agent_buffers: 512,
+            topics: 4,
+            topic_capacity: 256,
         }
     }
 }
@@ -257,6 +279,12 @@ pub struct Layout {
     pub supervisor_pool: PoolLayout,
     /// Each agent's page buffers (its slot file).
     pub slot_pool: PoolLayout,
+    /// The topics (supervisor's file): `topics × topic_stride` bytes.
+    pub bus: Region,
+    /// Bytes per topic in `bus`: its name line, its header, its slots.
+    pub topic_stride: u64,
+    /// The agent's sleep flag for each topic (each slot file).
+    pub slot_bus_flags: Region,
 }
 
 /// Where one pool of page buffers lies in its file.
@@ -329,6 +357,17 @@ impl Layout {
                 c.buffer_size
             ));
         }
+        if c.topics > MAX_TOPICS {
+            return bad(format!("topics is {}, at most {MAX_TOPICS}", c.topics));
+        }
+        if !c.topic_capacity.is_power_of_two()
+            || !(2..=MAX_TOPIC_CAPACITY).contains(&c.topic_capacity)
+        {
+            return bad(format!(
+                "topic_capacity is {}, must be a power of two from 2 to {MAX_TOPIC_CAPACITY}",
+                c.topic_capacity
+            ));
+        }
         if c.buffer_count == 0 || c.agent_buffers == 0 {
             return bad(format!(
                 "buffer_count is {} and agent_buffers {}: each pool needs a buffer",
@@ -359,16 +398,27 @@ impl Layout {
             offset: HEADER_REGION + PAGE,
             size: ring_stride.checked_mul(slots).ok_or_else(overflow)?,
         };
-        let supervisor_pool = rings
+        let topic_stride = TOPIC_NAME
+            + BUS_HEADER
+            + u64::from(c.topic_capacity) * std::mem::size_of::<BusSlot>() as u64;
+        let bus = Region {
+            offset: round_up(rings.offset + rings.size, PAGE).ok_or_else(overflow)?,
+            size: topic_stride * u64::from(c.topics),
+        };
+        let supervisor_pool = bus
             .offset
-            .checked_add(rings.size)
+            .checked_add(bus.size)
             .and_then(|end| PoolLayout::at(end, c.buffer_count, c.buffer_size))
             .ok_or_else(overflow)?;
         let supervisor_size = supervisor_pool.end().ok_or_else(overflow)?;
 
         // A slot file.
+        let slot_bus_flags = Region {
+            offset: round_up(SLOT_FROM_AGENT_SLOTS + ring_slots, LINE).ok_or_else(overflow)?,
+            size: u64::from(c.topics) * 4,
+        };
         let slot_pool = PoolLayout::at(
-            SLOT_FROM_AGENT_SLOTS + ring_slots,
+            slot_bus_flags.offset + slot_bus_flags.size,
             c.agent_buffers,
             c.buffer_size,
         )
@@ -402,6 +452,9 @@ impl Layout {
             doorbell,
             supervisor_pool,
             slot_pool,
+            bus,
+            topic_stride,
+            slot_bus_flags,
         })
     }
 
@@ -662,6 +715,9 @@ fn seal(fd: &OwnedFd, flags: nix::fcntl::SealFlag) -> Result<(), SegmentError> {
         .map_err(os("seal segment"))
 }
 
+mod topics;
+pub use topics::{SegmentBus, TopicError, TOPIC_NAME_MAX};
+
 impl Segment {
     /// Creates, reserves, seals, maps and initialises a new segment.
     pub fn create(config: SegmentConfig) -> Result<Arc<Segment>, SegmentError> {
@@ -844,6 +900,8 @@ impl Segment {
             buffer_count: l.config.buffer_count,
             ready: AtomicU32::new(0),
             agent_buffers: l.config.agent_buffers,
+            topics: l.config.topics,
+            topic_capacity: l.config.topic_capacity,
             _pad: 0,
             control: l.control,
             rings: l.rings,
@@ -852,6 +910,8 @@ impl Segment {
             pool_buffers: l.supervisor_pool.buffers,
             slot_ledger: l.slot_pool.ledger,
             slot_buffers: l.slot_pool.buffers,
+            bus: l.bus,
+            slot_bus_flags: l.slot_bus_flags,
         };
         let p = self.supervisor.map.as_mut_ptr() as *mut SegmentHeader;
         // SAFETY: offset 0 of a page-aligned, writable mapping of at least HEADER_REGION
@@ -1126,6 +1186,8 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
         ("pool buffers", h.pool_buffers, h.supervisor_size),
         ("slot ledger", h.slot_ledger, h.slot_size),
         ("slot buffers", h.slot_buffers, h.slot_size),
+        ("bus", h.bus, h.supervisor_size),
+        ("slot bus flags", h.slot_bus_flags, h.slot_size),
     ];
     for (name, r, total) in regions {
         if r.offset.checked_add(r.size).is_none_or(|end| end > total) {
@@ -1143,6 +1205,8 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
         buffer_size: h.buffer_size,
         buffer_count: h.buffer_count,
         agent_buffers: h.agent_buffers,
+        topics: h.topics,
+        topic_capacity: h.topic_capacity,
     })?;
     let expected = [
         layout.control,
@@ -1152,6 +1216,8 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
         layout.supervisor_pool.buffers,
         layout.slot_pool.ledger,
         layout.slot_pool.buffers,
+        layout.bus,
+        layout.slot_bus_flags,
     ];
     for ((name, found, _), expected) in regions.into_iter().zip(expected) {
         if found != expected {
@@ -1299,6 +1365,8 @@ mod tests {
             buffer_size: 256,
             buffer_count: 8,
             agent_buffers: 4,
+            topics: 4,
+            topic_capacity: 256,
         }
     }
 

@@ -141,6 +141,8 @@ impl Default for SupervisorBuilder {
                 buffer_size: 64 * 1024,
                 buffer_count: 1024,
                 agent_buffers: 512,
+                topics: 4,
+                topic_capacity: 256,
             },
             agent_buffers: None,
             priority_aging: Duration::from_secs(1),
