@@ -230,3 +230,39 @@ fn bench_sched_reports_priorities_and_strategies() {
     assert!(high < low, "high-priority tasks jump the flood: {r}");
     assert_eq!(r["scale_lost_tasks"], 0, "{r}");
 }
+
+/// `swarm bench bus` reports every field it names, a stopped subscriber told it lagged,
+/// and iceoryx2 in the same run (its peer program is built with the tests' examples).
+#[test]
+fn bench_bus_reports_latency_rates_a_lag_and_iceoryx2() {
+    let (out, _) = swarm(
+        &[
+            "bench",
+            "bus",
+            "--samples",
+            "500",
+            "--messages",
+            "20000",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    let r = report(&out);
+    for field in [
+        "bus_one_way_ns_p50",
+        "bus_one_way_ns_p99",
+        "bus_msgs_per_s",
+        "bus_msgs_per_s_with_stopped_subscriber",
+        "iceoryx2_one_way_ns_p50",
+    ] {
+        assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
+    }
+    assert!(
+        r["subscribers_4"]["bus_one_way_ns_p50"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0),
+        "{r}"
+    );
+    // 20,000 messages into 4,096 slots, five rounds, past a stopped reader.
+    assert!(r["lagged_reported"].as_u64().is_some_and(|n| n > 0), "{r}");
+}

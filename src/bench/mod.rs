@@ -2,6 +2,7 @@
 //! measured in one run, so that ratios survive a noisy machine) and the diagnostic
 //! [`peer`] loops that the cross-process tests and `swarm bench ring` start in agents.
 
+pub mod bus;
 pub mod graph;
 pub mod peer;
 #[cfg(feature = "pdf")]

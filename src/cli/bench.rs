@@ -1,4 +1,4 @@
-//! `swarm bench graph|pipeline|ring|sched|tasks`: the flags, the configurations built from them, and
+//! `swarm bench bus|graph|pipeline|ring|sched|tasks`: the flags, the configurations built from them, and
 //! the reports printed (text, then with `--json` one JSON object as the last line).
 
 use super::args::cgroups_required;
@@ -13,6 +13,9 @@ use std::path::PathBuf;
 /// The benchmarks.
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
+    /// The shared-memory bus: one-way time from the supervisor to 1 and 4 subscribers in
+    /// agents, messages/s, a stopped subscriber, and iceoryx2 in the same run.
+    Bus(BusArgs),
     /// Task graphs of noop tasks: a random DAG, a chain and a fan-in, nodes/s and the
     /// cost of a link, in one run.
     Graph(GraphArgs),
@@ -85,6 +88,32 @@ pub struct GraphArgs {
     /// parents' ids comma-separated. With several shapes, one file each: FILE.random, ...
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm bench bus`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct BusArgs {
+    /// Stamped messages per one-way measurement.
+    #[arg(long, default_value_t = 20_000)]
+    pub samples: u64,
+    /// Time between stamped messages, e.g. 100us.
+    #[arg(long, default_value = "100us", value_parser = crate::task::parse_duration)]
+    pub gap: std::time::Duration,
+    /// Messages of each throughput measurement.
+    #[arg(long, default_value_t = 500_000)]
+    pub messages: u64,
+    /// The iceoryx2 peer program (default: `examples/iceoryx2_bus` beside this one).
+    #[arg(long)]
+    pub iceoryx2: Option<PathBuf>,
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
     pub require_cgroups: bool,
@@ -214,6 +243,19 @@ pub fn run(command: BenchCommand) -> Result<Done, Error> {
             };
             let r = graph::run(&cfg).map_err(Error::from_library)?;
             report(&graph::render(&r), &r, a.json)
+        }
+        BenchCommand::Bus(a) => {
+            use crate::bench::bus::{self, BusBenchConfig};
+            let cfg = BusBenchConfig {
+                samples: a.samples.max(1),
+                gap: a.gap,
+                messages: a.messages.max(1),
+                require_cgroups: cgroups_required(a.require_cgroups),
+                agent_bin: a.agent_bin,
+                iceoryx2: a.iceoryx2,
+            };
+            let r = bus::run(&cfg).map_err(Error::from_library)?;
+            report(&bus::render(&r), &r, a.json)
         }
         BenchCommand::Sched(a) => {
             use crate::bench::sched::{self, SchedBenchConfig};

@@ -398,6 +398,10 @@ impl<S: BusStorage> BusReader<S> {
             if i < spins {
                 i += 1;
                 crate::shm::sync::spin_loop();
+                // Check the clock only now and then while spinning.
+                if i % 1024 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(BusError::Empty);
+                }
                 continue;
             }
             let left = match deadline {

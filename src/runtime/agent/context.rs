@@ -13,9 +13,10 @@ pub struct TaskContext<'a> {
     pub(super) arg: u64,
     pub(super) heartbeat_period: Duration,
     pub(super) split: std::cell::RefCell<Option<Split>>,
+    pub(super) bus: &'a super::Bus<'a>,
 }
 
-impl TaskContext<'_> {
+impl<'a> TaskContext<'a> {
     /// One heartbeat. Handlers need not call it: a thread of the agent proves the process
     /// alive on its own (see [`super`]). It stays for handlers that want to, and costs a
     /// single store.
@@ -34,6 +35,12 @@ impl TaskContext<'_> {
     /// bytes or nothing.
     pub fn inputs(&self) -> &[Cow<'_, [u8]>] {
         self.inputs
+    }
+
+    /// The bus: publish, subscribe, read; report progress; ask whether the task was
+    /// cancelled (see [`super::Bus`]).
+    pub fn bus(&self) -> &super::Bus<'a> {
+        self.bus
     }
 
     /// The task's argument.

@@ -51,6 +51,7 @@
 
 use crate::runtime::sandbox::SandboxPolicy;
 
+mod bus;
 mod config;
 mod context;
 mod liveness;
@@ -58,6 +59,7 @@ mod registry;
 mod run;
 mod synthetic;
 
+pub use bus::{Bus, PublishError};
 pub use config::{
     probe_line, probe_sandbox, sandbox_line, AgentConfig, ArgsError, AGENT_FLAG, PROBE_ENV,
     PROBE_FLAG, SANDBOX_LINE,

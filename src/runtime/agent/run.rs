@@ -30,11 +30,17 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
     start_beater(seg.clone(), slot, config.heartbeat_period).map_err(thread_err)?;
     install_panic_hook();
     let mut rx = seg.consumer(slot, Direction::ToAgent).map_err(seg_err)?;
-    let mut tx = seg.producer(slot, Direction::FromAgent).map_err(seg_err)?;
+    let tx = seg.producer(slot, Direction::FromAgent).map_err(seg_err)?;
     // The agent is the only one to allocate from its pool.
     let slab = seg.slab(0).lowest_first();
     let me = Owner::Agent(slot);
     let doorbell = seg.doorbell();
+    let bus = super::Bus::new(&seg, &slab, me, hb, config, doorbell, tx).map_err(|e| {
+        AgentError::Segment {
+            slot,
+            source: crate::shm::segment::SegmentError::BadConfig(e.to_string()),
+        }
+    })?;
     let ring_err = |source| AgentError::Ring { slot, source };
     // Last, before the first task: give up everything a document could abuse.
     crate::runtime::sandbox::apply(&config.sandbox)
@@ -63,23 +69,35 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
         rx.pop_batch(&mut inbox, 64).map_err(ring_err)?;
         let mut last_flush = Instant::now();
         for (i, task) in inbox.iter().enumerate() {
+            // What the supervisor said on the bus since: cancels, shutdown.
+            bus.read_control();
             // Relaxed: as above.
-            let stopping = seg.control().shutdown.load(Ordering::Relaxed) != 0;
+            let stopping =
+                seg.control().shutdown.load(Ordering::Relaxed) != 0 || bus.shutting_down();
             if task.kind == kinds::STOP.get() || stopping {
-                flush(&mut tx, &mut outbox, doorbell, config).map_err(ring_err)?;
+                flush(&mut bus.tx.borrow_mut(), &mut outbox, doorbell, config).map_err(ring_err)?;
                 hb.set_state(AgentState::Exiting);
                 return Ok(());
+            }
+            if bus.is_cancelled(task.task_id) {
+                // Cancelled while it waited here: its (discarded) end says so, unrun.
+                let mut done = Descriptor::new(task.task_id, task.attempt, status::FAILED);
+                done.buffer = PageHandle::NIL_RAW;
+                outbox.push(done);
+                continue;
             }
             // What is done is published before the next task starts (the doorbell waits
             // for the rules below): should this task kill the agent, the supervisor then
             // holds every earlier result, and the oldest task still out is this one, so
             // the blame cannot fall on a task that finished.
             if !outbox.is_empty() {
-                publish(&mut tx, &mut outbox, doorbell, config).map_err(ring_err)?;
+                publish(&mut bus.tx.borrow_mut(), &mut outbox, doorbell, config)
+                    .map_err(ring_err)?;
             }
             hb.set_state(AgentState::Busy);
             hb.set_current(Some((task.task_id, task.attempt)));
-            let done = match run_one(task, registry, &slab, me, hb, config, doorbell) {
+            bus.current.set((task.task_id, task.attempt));
+            let done = match run_one(task, registry, &slab, me, hb, config, doorbell, &bus) {
                 Ok(done) => done,
                 Err(source) => {
                     // The runtime's own failure, not the task's: no blame for it.
@@ -95,9 +113,13 @@ pub fn run(config: &AgentConfig, registry: &Registry) -> Result<(), AgentError> 
             // publishes this one without ringing.
             let last = i + 1 == inbox.len();
             if last || last_flush.elapsed() > Duration::from_micros(20) {
-                flush(&mut tx, &mut outbox, doorbell, config).map_err(ring_err)?;
+                flush(&mut bus.tx.borrow_mut(), &mut outbox, doorbell, config).map_err(ring_err)?;
                 last_flush = Instant::now();
             }
+        }
+        // A batch that ended on a skipped task still has its end to give.
+        if !outbox.is_empty() {
+            flush(&mut bus.tx.borrow_mut(), &mut outbox, doorbell, config).map_err(ring_err)?;
         }
         hb.set_state(AgentState::Idle);
     }
@@ -212,6 +234,7 @@ fn read_input_list<'s>(
 /// Runs one task and builds its completion. Earlier completions are published before a
 /// task starts, so while its output waits for room in our pool the `doorbell` is rung for
 /// the supervisor to take them (and free their buffers).
+#[allow(clippy::too_many_arguments)]
 fn run_one(
     task: &Descriptor,
     registry: &Registry,
@@ -220,6 +243,7 @@ fn run_one(
     hb: &HeartbeatWord,
     config: &AgentConfig,
     doorbell: crate::shm::futex::WaitPair<'_>,
+    bus: &super::Bus<'_>,
 ) -> Result<Descriptor, SlabError> {
     let mut done = Descriptor::new(task.task_id, task.attempt, status::OK);
     let start = Instant::now();
@@ -269,6 +293,7 @@ fn run_one(
                 arg: task.arg,
                 heartbeat_period: config.heartbeat_period,
                 split: Default::default(),
+                bus,
             };
             match call(handler, &ctx) {
                 Ok(Ok(out)) => match ctx.split.take() {
@@ -328,25 +353,7 @@ fn reply(
         done.len = 0;
         return Ok(done);
     }
-    let mut waiting = false;
-    let h = loop {
-        match slab.write_payload(me, bytes) {
-            Ok(h) => break h,
-            Err(SlabError::Exhausted { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        // The supervisor frees our buffers as it takes our completions: wait for room. The
-        // state tells the supervisor (and `status()`) that this agent is held up by its pool.
-        if !waiting {
-            waiting = true;
-            hb.set_state(AgentState::WaitingForRoom);
-        }
-        doorbell.wake();
-        std::thread::sleep(config.heartbeat_period / 50);
-    };
-    if waiting {
-        hb.set_state(AgentState::Busy);
-    }
+    let h = super::bus::write_own(slab, me, hb, config, doorbell, bytes)?;
     done.buffer = h.to_raw();
     done.len = bytes.len() as u64;
     Ok(done)

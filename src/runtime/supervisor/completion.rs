@@ -34,6 +34,9 @@ impl State {
     }
 
     pub(super) fn on_completion(&mut self, i: usize, d: &Descriptor) {
+        if d.kind == status::PUBLISH {
+            return self.relay(i, d);
+        }
         let slot = self.agents[i].slot;
         let agent = &mut self.agents[i];
         let pos = agent

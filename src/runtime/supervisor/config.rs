@@ -117,6 +117,7 @@ pub struct SupervisorBuilder {
     pub(super) scale_up_after: Duration,
     pub(super) retire_after: Duration,
     pub(super) graph_flow: super::flow::GraphFlow,
+    pub(super) topics: Vec<String>,
 }
 
 impl Default for SupervisorBuilder {
@@ -151,6 +152,7 @@ impl Default for SupervisorBuilder {
             scale_up_after: Duration::from_millis(5),
             retire_after: Duration::from_secs(2),
             graph_flow: Default::default(),
+            topics: Vec::new(),
             agent_spin: 2000,
             wait_spin: Duration::from_micros(100),
             classes: Vec::new(),
@@ -335,6 +337,21 @@ impl SupervisorBuilder {
     /// their later ones.
     pub fn graph_flow(mut self, flow: super::flow::GraphFlow) -> Self {
         self.graph_flow = flow;
+        self
+    }
+
+    /// A bus topic of the embedder's (up to 64 bytes of name; the runtime's own,
+    /// [`crate::runtime::bus::RUNTIME_TOPICS`], come first): the supervisor and every agent
+    /// may publish on it and subscribe to it.
+    pub fn topic(mut self, name: impl Into<String>) -> Self {
+        self.topics.push(name.into());
+        self
+    }
+
+    /// Messages each topic keeps before the oldest is overwritten (default 256, a power
+    /// of two): how far a subscriber may fall behind before it lags.
+    pub fn topic_capacity(mut self, n: u32) -> Self {
+        self.segment.topic_capacity = n;
         self
     }
 

@@ -90,6 +90,17 @@ pub enum Error {
          neuralflow_swarm::agent::serve_if_agent at the top of main"
     )]
     StartedAsAgent,
+    /// A bus topic that does not exist, or may not be written by the caller.
+    #[error(transparent)]
+    Topic(#[from] crate::shm::segment::TopicError),
+    /// A large bus message past what the bus may keep in page buffers.
+    #[error("a bus message of {len} bytes does not fit: the bus keeps at most {limit} bytes of large messages (an eighth of the page buffers)")]
+    BusFull {
+        /// The message's length.
+        len: u64,
+        /// What the bus may keep.
+        limit: u64,
+    },
     /// A typed task's input did not encode.
     #[error("input does not encode: {0}")]
     Encode(String),

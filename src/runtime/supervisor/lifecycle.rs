@@ -25,6 +25,7 @@ impl Supervisor {
             return Err(Error::StartedAsAgent);
         }
         cfg.segment.agent_slots = cfg.agents;
+        cfg.segment.topics = (crate::runtime::bus::RUNTIME_TOPICS.len() + cfg.topics.len()) as u32;
         cfg.segment.agent_buffers = cfg
             .agent_buffers
             .unwrap_or((cfg.segment.buffer_count / 2).max(1));
@@ -47,6 +48,7 @@ impl Supervisor {
         // `start` returns).
         let (seg, reservation) = Segment::create_deferred(cfg.segment)?;
         tracing::debug!(bytes = seg.layout().total_size, took = ?began.elapsed(), "segment created");
+        let bus = Arc::new(Mutex::new(super::bus::Topics::new(&seg, &cfg.topics)?));
         let cgroups = match cfg.cgroups {
             CgroupMode::Off => None,
             mode => {
@@ -159,6 +161,7 @@ impl Supervisor {
                 restarts: 0,
                 completed: 0,
                 waiting_for_room: None,
+                progress: None,
             })
             .collect();
         let state = State {
@@ -173,6 +176,7 @@ impl Supervisor {
             sources: Default::default(),
             sources_running: 0,
             edge_bytes: 0,
+            bus: bus.clone(),
             results: HashMap::new(),
             stream: VecDeque::new(),
             next_id: 0,
@@ -202,6 +206,7 @@ impl Supervisor {
         };
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
+            bus,
             cv: Condvar::new(),
             seg,
             cfg,
@@ -256,6 +261,7 @@ impl Supervisor {
             let mut st = sh.state.lock();
             st.stopping = true;
             st.cancel_all("the supervisor is shutting down");
+            st.tell_agents(crate::runtime::bus::Control::Shutdown);
             // Relaxed: a request; agents poll it between tasks and after each wake-up.
             sh.seg
                 .control()
@@ -312,7 +318,7 @@ impl Supervisor {
         tracing::debug!(took = ?stopping.elapsed(), "shutdown complete");
         match fatal {
             Some(f) => Err(Error::CrashLoop(f)),
-            None => Ok(st.counters.clone()),
+            None => Ok(st.counters()),
         }
     }
 }

@@ -53,6 +53,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod bus;
 mod completion;
 mod config;
 mod dispatch;
@@ -74,6 +75,7 @@ mod stored;
 mod strategy;
 mod typed;
 
+pub use bus::Subscription;
 pub use config::{AgentClass, CgroupMode, RestartPolicy, Shutdown, SupervisorBuilder};
 pub use error::{Error, RecvError};
 pub use flow::GraphFlow;
@@ -152,8 +154,9 @@ impl Supervisor {
     /// Cancels a task: it ends now as [`Failure::Cancelled`] and is not retried. A task
     /// waiting for an agent is dropped; one an agent is running is stopped by killing that
     /// agent (it is replaced, and the rest of its queue goes to other agents without
-    /// blame); one still queued behind others runs, and its result is discarded. Returns
-    /// whether the task was still open.
+    /// blame); one still queued behind others is skipped by its agent when it comes to it
+    /// (the control topic tells it), or run and its result discarded if the agent missed
+    /// that. Returns whether the task was still open.
     pub fn cancel(&self, id: TaskId) -> bool {
         let id = id.get();
         let mut st = self.shared.state.lock();
@@ -167,6 +170,13 @@ impl Supervisor {
             .position(|a| a.in_flight.front().is_some_and(|f| f.id == id))
         {
             st.kill(i, DeathCause::Supervisor);
+        } else if st
+            .agents
+            .iter()
+            .any(|a| a.in_flight.iter().any(|f| f.id == id))
+        {
+            // Queued behind others on an agent: it skips it when it comes to it.
+            st.tell_agents(crate::runtime::bus::Control::Cancel(TaskId(id)));
         }
         st.finish(
             id,

@@ -90,6 +90,8 @@ impl State {
         if let Ok(hb) = sh.seg.heartbeat(slot) {
             hb.reset();
         }
+        let _ = sh.seg.reset_bus_flags(slot);
+        a.progress = None;
         a.tx = sh.seg.producer(slot, Direction::ToAgent).ok();
         a.rx = sh.seg.consumer(slot, Direction::FromAgent).ok();
         let now = Instant::now();

@@ -33,6 +33,11 @@ pub struct Counters {
     /// Times an agent was seen waiting for room in the page-buffer slab to write an
     /// output (backpressure from held outputs and lent payloads).
     pub slab_waits: u64,
+    /// Bus messages published (the supervisor's own and those agents handed it).
+    pub bus_published: u64,
+    /// Agents' bus messages refused (a topic they may not publish on, a progress report
+    /// for a task they do not have, a large message past the bus's room).
+    pub bus_refused: u64,
 }
 
 /// The isolation in force for agents.
@@ -74,6 +79,9 @@ pub struct AgentStatus {
     /// The task kinds it serves (its class's, among those the agent executable registers):
     /// a task goes only to an agent that serves its kind.
     pub serves: Vec<TaskKind>,
+    /// Its last progress report ([`crate::runtime::bus::PROGRESS_TOPIC`]) for a task it
+    /// still has.
+    pub progress: Option<crate::runtime::bus::Progress>,
 }
 
 /// A snapshot of the supervisor.
@@ -157,11 +165,14 @@ impl Supervisor {
                         .filter(|&&k| a.takes(k))
                         .map(|&k| TaskKind(k))
                         .collect(),
+                    progress: a
+                        .progress
+                        .filter(|p| a.in_flight.iter().any(|f| f.id == p.task)),
                 })
                 .collect(),
             pending: st.pending.len(),
             in_flight: st.agents.iter().map(|a| a.in_flight.len()).sum(),
-            counters: st.counters.clone(),
+            counters: st.counters(),
             isolation: Isolation {
                 cgroups: st.cgroups.as_ref().map(|c| c.hierarchy().name()),
                 agents_without_cgroup: if st.cgroups.is_some() {

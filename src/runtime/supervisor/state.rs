@@ -72,6 +72,8 @@ pub(super) struct Agent {
     pub(super) limits: Option<crate::runtime::cgroup::Limits>,
     /// Whether the agent reports waiting for room in the slab.
     pub(super) waiting_for_room: Option<RoomWait>,
+    /// Its last progress report ([`crate::runtime::bus::PROGRESS_TOPIC`]).
+    pub(super) progress: Option<crate::runtime::bus::Progress>,
 }
 
 /// An agent's wait for room in the slab, as the supervisor watches it.
@@ -270,6 +272,8 @@ pub(super) struct State {
     pub(super) sources: std::collections::BTreeSet<(i64, u64)>,
     pub(super) sources_running: usize,
     pub(super) edge_bytes: u64,
+    /// The bus's topics, which the supervisor alone writes (also in [`Shared::bus`]).
+    pub(super) bus: Arc<Mutex<super::bus::Topics>>,
     /// When an elastic pool last grew (it does not shrink within its idle timeout of it).
     pub(super) last_scale_up: Option<Instant>,
     /// Spread groups with open tasks: the slots that have had one, and how many are open.
@@ -291,6 +295,8 @@ pub(super) struct State {
 
 pub(super) struct Shared {
     pub(super) state: Mutex<State>,
+    /// The bus's topics: publishing takes this lock alone, never the state's.
+    pub(super) bus: Arc<Mutex<super::bus::Topics>>,
     pub(super) cv: Condvar,
     pub(super) seg: Arc<Segment>,
     pub(super) cfg: SupervisorBuilder,

@@ -70,6 +70,15 @@ pub mod kinds {
     pub const PANIC: TaskKind = TaskKind(9);
     /// Busy the CPU for `arg` nanoseconds without ever beating: ordinary CPU-bound code.
     pub const BUSY: TaskKind = TaskKind(10);
+    /// Publish on the bus: the input is a topic name, a newline, then a message; `arg`
+    /// copies of it go out, each followed by the agent's pid (4 bytes) and its index (8
+    /// bytes), little-endian.
+    pub const PUBLISH: TaskKind = TaskKind(11);
+    /// Listen on the bus: the input is a [`crate::runtime::bus::Listen`] (JSON); the output
+    /// is what it heard, a [`crate::runtime::bus::Heard`] (JSON).
+    pub const LISTEN: TaskKind = TaskKind(12);
+    /// Report progress `arg` times, 2 ms apart.
+    pub const PROGRESS: TaskKind = TaskKind(13);
     /// The first kind free for embedders; kinds below it are the crate's own.
     pub const FIRST_USER: TaskKind = TaskKind(1000);
     /// Not a task: asks the agent to exit once it reaches this descriptor.
@@ -92,6 +101,10 @@ pub mod status {
     /// The handler split the task; the payload is its subtasks and merge step
     /// ([`super::super::Split`]).
     pub const SPLIT: u32 = 4;
+    /// Not a completion: a message the agent asks the supervisor to publish on the bus,
+    /// topic in `arg` (see [`crate::runtime::bus`]); the payload is the message, or with
+    /// [`super::flags::INLINE_MESSAGE`] its `arg2` bytes are in `buffer` and `len`.
+    pub const PUBLISH: u32 = 5;
 }
 
 /// Descriptor flags (a task descriptor's `flags` field).
@@ -107,4 +120,8 @@ pub mod flags {
     /// `length` bytes follow the pair, padded to a multiple of 8. Small held outputs live
     /// in the supervisor's memory, not in a whole page buffer each, and travel this way.
     pub const INLINE_INPUT: u64 = u64::MAX - 1;
+    /// On a [`super::status::PUBLISH`] descriptor: the message (at most 16 bytes, its
+    /// length in `arg2`) is in the `buffer` and `len` words, little-endian, not in page
+    /// buffers.
+    pub const INLINE_MESSAGE: u32 = 4;
 }
