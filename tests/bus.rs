@@ -11,7 +11,7 @@ mod swarm;
 use neuralflow_swarm::bus::BusError;
 use neuralflow_swarm::runtime::bus::{Heard, Listen, Progress, CONTROL_TOPIC, PROGRESS_TOPIC};
 use neuralflow_swarm::supervisor::{
-    CgroupMode, Error, Shutdown, Subscription, Supervisor, SupervisorBuilder, TaskHandle,
+    Error, Shutdown, Subscription, Supervisor, SupervisorBuilder, TaskHandle,
 };
 use neuralflow_swarm::task::{kinds, Failure, Outcome, SpreadKey, TaskSpec};
 use std::sync::Arc;
@@ -23,18 +23,7 @@ const WATCHDOG: Duration = common::WATCHDOG;
 static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 fn builder(agents: u32) -> SupervisorBuilder {
-    let required = std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1");
-    Supervisor::builder()
-        .agents(agents)
-        .agent_bin(env!("CARGO_BIN_EXE_agent-bin"))
-        .cgroups(if required {
-            CgroupMode::Required
-        } else {
-            CgroupMode::Auto
-        })
-        .hang_timeout(Duration::from_secs(2))
-        .topic("news")
-        .topic("ready")
+    swarm::builder(agents).topic("news").topic("ready")
 }
 
 /// A supervisor with every agent ready: listeners submitted before an agent is up would

@@ -11,8 +11,7 @@ use neuralflow_swarm::coord::{
     Graph, GraphError, MapReduce, NodeId, PatternError, Pipeline, ScatterGather, Vote,
 };
 use neuralflow_swarm::supervisor::{
-    AgentClass, CgroupMode, Error, GraphFlow, GraphNode, NodeEnd, Scheduling, Shutdown, Supervisor,
-    SupervisorBuilder,
+    AgentClass, Error, GraphFlow, GraphNode, NodeEnd, Scheduling, Shutdown, Supervisor,
 };
 use neuralflow_swarm::task::{kinds, Failure, Outcome, TaskSpec, ECHO_XOR};
 use std::sync::Arc;
@@ -23,18 +22,7 @@ const WATCHDOG: Duration = common::WATCHDOG;
 /// These tests share two cores: one at a time, so their timing holds.
 static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
-fn builder(agents: u32) -> SupervisorBuilder {
-    let required = std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1");
-    Supervisor::builder()
-        .agents(agents)
-        .agent_bin(env!("CARGO_BIN_EXE_agent-bin"))
-        .cgroups(if required {
-            CgroupMode::Required
-        } else {
-            CgroupMode::Auto
-        })
-        .hang_timeout(Duration::from_secs(2))
-}
+use swarm::builder;
 
 fn xor(bytes: &[u8]) -> Vec<u8> {
     bytes.iter().map(|b| b ^ ECHO_XOR).collect()

@@ -2,10 +2,26 @@
 //! and a chaos thread that SIGKILLs agents.
 #![allow(dead_code)]
 
-use neuralflow_swarm::supervisor::Supervisor;
+use neuralflow_swarm::supervisor::{CgroupMode, Supervisor, SupervisorBuilder};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A builder of `agents` agents from this package's `agent-bin`, cgroups required when
+/// `SWARM_REQUIRE_CGROUPS=1` (so that CI fails rather than runs unisolated), hangs taken
+/// after 2 s of silence.
+pub fn builder(agents: u32) -> SupervisorBuilder {
+    let required = std::env::var("SWARM_REQUIRE_CGROUPS").is_ok_and(|v| v == "1");
+    Supervisor::builder()
+        .agents(agents)
+        .agent_bin(env!("CARGO_BIN_EXE_agent-bin"))
+        .cgroups(if required {
+            CgroupMode::Required
+        } else {
+            CgroupMode::Auto
+        })
+        .hang_timeout(Duration::from_secs(2))
+}
 
 /// Waits (a few ledger sweeps at most, `limit` in all) until every page buffer of every
 /// pool is free.
