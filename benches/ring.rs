@@ -25,6 +25,7 @@ fn push_pop(c: &mut Criterion) {
         agent_buffers: 2,
         topics: 4,
         topic_capacity: 256,
+        state_entries: 1024,
     })
     .unwrap();
     let mut stx = seg.producer(0, Direction::ToAgent).unwrap();

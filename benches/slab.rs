@@ -15,6 +15,7 @@ fn segment(buffers: u32) -> std::sync::Arc<Segment> {
         agent_buffers: buffers,
         topics: 4,
         topic_capacity: 256,
+        state_entries: 1024,
     })
     .unwrap()
 }

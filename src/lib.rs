@@ -38,7 +38,7 @@ pub mod shm;
 
 pub use bench::peer;
 pub use runtime::{agent, cgroup, launch, sandbox, spawn, supervisor, task, typed};
-pub use shm::{bus, descriptor, futex, heartbeat, plain, ring, segment, slab, sync};
+pub use shm::{bus, descriptor, futex, heartbeat, kv, plain, ring, segment, slab, sync};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(doctest)]

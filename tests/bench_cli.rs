@@ -266,3 +266,34 @@ fn bench_bus_reports_latency_rates_a_lag_and_iceoryx2() {
     // 20,000 messages into 4,096 slots, five rounds, past a stopped reader.
     assert!(r["lagged_reported"].as_u64().is_some_and(|n| n > 0), "{r}");
 }
+
+/// `swarm bench state` reports every field it names, and no torn read under writers killed
+/// in a loop.
+#[test]
+fn bench_state_reports_reads_writes_visibility_and_no_torn_read() {
+    let (out, _) = swarm(
+        &[
+            "bench",
+            "state",
+            "--read-ms",
+            "100",
+            "--writes",
+            "300",
+            "--kill-ms",
+            "400",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    let r = report(&out);
+    for field in [
+        "state_reads_per_s",
+        "state_strong_write_us_p50",
+        "state_eventual_visible_us_p99",
+        "checked_reads",
+        "kills",
+    ] {
+        assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
+    }
+    assert_eq!(r["torn_reads"], 0, "{r}");
+}

@@ -23,6 +23,7 @@ fn config(buffers: u32, buffer_size: u32) -> SegmentConfig {
         agent_buffers: buffers / 2,
         topics: 4,
         topic_capacity: 256,
+        state_entries: 1024,
     }
 }
 

@@ -1,11 +1,13 @@
 //! Loom models of the lock-free paths: ring push/pop, batches, the futex wake-up protocol,
-//! the slab's allocate/release path, and the bus's publish/lag/resume protocol.
+//! the slab's allocate/release path, the bus's publish/lag/resume protocol, and the shared
+//! state's read against its write.
 //!
 //! Run with: `RUSTFLAGS="--cfg loom" cargo test --release --test loom`
 #![cfg(loom)]
 
 use loom::thread;
 use neuralflow_swarm::bus::{heap_bus, BusError};
+use neuralflow_swarm::kv::heap_kv;
 use neuralflow_swarm::ring::{heap_ring, PopError, Wait};
 use neuralflow_swarm::slab::{HeapSlab, Owner, Slab};
 use std::sync::Arc;
@@ -177,5 +179,29 @@ fn bus_sleeping_reader_is_never_left_asleep() {
         let m = rx.recv_with(0, None, |_, _, _| false).unwrap();
         assert_eq!(m.bytes, b"up");
         writer.join().unwrap();
+    });
+}
+
+/// A reader racing two writes of a key: it sees nothing, or a whole value with its own
+/// version, never a torn one, and never an older version after a newer.
+#[test]
+fn state_read_never_tears_against_a_write() {
+    model(|| {
+        let (mut w, r) = heap_kv(2);
+        let writer = thread::spawn(move || {
+            for v in 1..=2u64 {
+                w.put(b"k", &[v as u8; 8], v).unwrap();
+            }
+        });
+        let mut last = 0;
+        for _ in 0..2 {
+            if let Some((v, bytes)) = r.get(b"k").unwrap() {
+                assert_eq!(bytes, [v as u8; 8], "torn");
+                assert!(v >= last, "went back");
+                last = v;
+            }
+        }
+        writer.join().unwrap();
+        assert_eq!(r.get(b"k").unwrap(), Some((2, vec![2; 8])));
     });
 }

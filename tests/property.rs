@@ -4,6 +4,7 @@
 
 use neuralflow_swarm::bus::{heap_bus, BusError, INLINE_MAX};
 use neuralflow_swarm::descriptor::Descriptor;
+use neuralflow_swarm::kv::{heap_kv, KvError, VALUE_MAX};
 use neuralflow_swarm::ring::{heap_ring, PopError, PushError};
 use neuralflow_swarm::segment::{Segment, SegmentConfig, SegmentError};
 use neuralflow_swarm::slab::{HeapSlab, Owner, PageHandle, Slab};
@@ -91,6 +92,7 @@ proptest! {
             agent_buffers: 4,
         topics: 4,
         topic_capacity: 256,
+state_entries: 1024,
 })
         .unwrap();
         let (s, f, c) = seg.dup_agent_fds(1).unwrap();
@@ -251,13 +253,41 @@ proptest! {
         }
     }
 
+    /// A state table whose entries were scribbled over: a read answers with a value that
+    /// fits, none, or an error, never a panic, and a key written after still reads back.
+    #[test]
+    fn state_readers_survive_scribbled_entries(
+        keys in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..8), 0..6),
+        edits in prop::collection::vec(
+            (0usize..8, prop_oneof![Just(0u64), Just(2u64), any::<u64>()], any::<u64>(),
+             prop_oneof![0u64..600, any::<u64>()], any::<u64>(), any::<u64>()),
+            0..6),
+    ) {
+        let (mut w, r) = heap_kv(8);
+        for (i, k) in keys.iter().enumerate() {
+            w.put(k, k, i as u64).unwrap();
+        }
+        for (entry, seq, version, lens, hash, word) in &edits {
+            // A word left odd is a writer stuck mid-write: readers give up after a second.
+            let seq = seq & !1;
+            w.scribble_for_tests(*entry, [seq, *version, *lens, *hash, *word]);
+        }
+        for k in keys.iter().chain([b"absent".to_vec()].iter()) {
+            match r.get(k) {
+                Ok(Some((_, v))) => prop_assert!(v.len() <= VALUE_MAX),
+                Ok(None) | Err(KvError::Corrupt) => {}
+                Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+    }
+
     /// Random bytes over a segment header: open answers Ok with a layout that fits the file
     /// or an error, never a panic.
     #[test]
     fn segment_open_survives_garbage_headers(
-        edits in prop::collection::vec((0usize..224, any::<u8>()), 1..8),
+        edits in prop::collection::vec((0usize..256, any::<u8>()), 1..8),
     ) {
-        let seg = Segment::create(SegmentConfig { agent_slots: 1, ring_capacity: 8, buffer_size: 64, buffer_count: 4, agent_buffers: 2, topics: 4, topic_capacity: 256 }).unwrap();
+        let seg = Segment::create(SegmentConfig { agent_slots: 1, ring_capacity: 8, buffer_size: 64, buffer_count: 4, agent_buffers: 2, topics: 4, topic_capacity: 256, state_entries: 1024 }).unwrap();
         for (off, byte) in &edits {
             seg.scribble_header_for_tests(*off, *byte);
         }

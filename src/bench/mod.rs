@@ -9,6 +9,7 @@ pub mod peer;
 pub mod pipeline;
 pub mod ring;
 pub mod sched;
+pub mod state;
 pub mod tasks;
 
 pub use ring::{render_ring, ring, RingBenchConfig, RingBenchReport};

@@ -174,6 +174,7 @@ fn small_segment() -> Result<std::sync::Arc<Segment>, BenchError> {
         agent_buffers: 8,
         topics: 4,
         topic_capacity: 256,
+        state_entries: 1024,
     })?)
 }
 

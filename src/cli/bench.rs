@@ -1,4 +1,4 @@
-//! `swarm bench bus|graph|pipeline|ring|sched|tasks`: the flags, the configurations built from them, and
+//! `swarm bench bus|graph|pipeline|ring|sched|state|tasks`: the flags, the configurations built from them, and
 //! the reports printed (text, then with `--json` one JSON object as the last line).
 
 use super::args::cgroups_required;
@@ -30,6 +30,9 @@ pub enum BenchCommand {
     /// least-loaded and adaptive on agents of unequal CPU quotas, and an elastic pool's
     /// growth and shrinking, in one run.
     Sched(SchedArgs),
+    /// The shared state: reads in place, strong writes' round trip, eventual writes'
+    /// visibility, and torn reads (none) under writers killed in a loop, in one run.
+    State(StateArgs),
     /// Tasks through the supervisor: throughput, per-task overhead, idle agent memory,
     /// and SIGKILL-to-replacement time, in one run.
     Tasks(TasksArgs),
@@ -114,6 +117,29 @@ pub struct BusArgs {
     /// The iceoryx2 peer program (default: `examples/iceoryx2_bus` beside this one).
     #[arg(long)]
     pub iceoryx2: Option<PathBuf>,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm bench state`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct StateArgs {
+    /// How long each reader reads, in ms.
+    #[arg(long, default_value_t = 1000)]
+    pub read_ms: u64,
+    /// Strong writes of the write phase.
+    #[arg(long, default_value_t = 5000)]
+    pub writes: u64,
+    /// How long writers are killed in a loop, in ms.
+    #[arg(long, default_value_t = 2000)]
+    pub kill_ms: u64,
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
     pub require_cgroups: bool,
@@ -256,6 +282,18 @@ pub fn run(command: BenchCommand) -> Result<Done, Error> {
             };
             let r = bus::run(&cfg).map_err(Error::from_library)?;
             report(&bus::render(&r), &r, a.json)
+        }
+        BenchCommand::State(a) => {
+            use crate::bench::state::{self, StateBenchConfig};
+            let cfg = StateBenchConfig {
+                read_ms: a.read_ms.max(1),
+                writes: a.writes.max(1),
+                kill_ms: a.kill_ms,
+                require_cgroups: cgroups_required(a.require_cgroups),
+                agent_bin: a.agent_bin,
+            };
+            let r = state::run(&cfg).map_err(Error::from_library)?;
+            report(&state::render(&r), &r, a.json)
         }
         BenchCommand::Sched(a) => {
             use crate::bench::sched::{self, SchedBenchConfig};

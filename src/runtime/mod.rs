@@ -15,6 +15,7 @@ pub mod agent;
 pub mod bus;
 pub mod cgroup;
 pub mod launch;
+pub mod probes;
 pub mod sandbox;
 pub mod spawn;
 pub mod supervisor;

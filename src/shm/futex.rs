@@ -46,6 +46,15 @@ pub struct SleepFlag {
     waiting: AtomicU32,
 }
 
+impl SleepFlag {
+    /// Clears the flag of a sleeper that is gone (a dead agent's), so that wakers stop
+    /// making the wake-up call for it.
+    pub fn clear(&self) {
+        // Relaxed: its sleeper is gone; nothing is read on the strength of it.
+        self.waiting.store(0, Ordering::Relaxed);
+    }
+}
+
 #[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<WakeWord>() == 4);
 #[cfg(not(loom))]

@@ -22,6 +22,7 @@
 //!                                         [from-agent consumer side]
 //!                 Topics        per topic: its name (one line), its BusHeader, its
 //!                               BusSlots (topic_capacity × 256 B): see [`crate::shm::bus`]
+//!                 State         KvEntry × state_entries (512 B each): see [`crate::shm::kv`]
 //!
 //!                 Pool          the supervisor's page buffers: its ledger (owner words
 //!                               count × 4 B | BufferMeta count × 16 B), then
@@ -34,6 +35,8 @@
 //!          384    from-agent producer side (tail, ...)
 //!          640    from-agent slots
 //!                 Bus flags     the agent's sleep flag for each topic (4 B each)
+//!                 State reply   the supervisor's answer to the agent's last strong write
+//!                               (one line: [`StateReply`])
 //!                 Pool          the agent's page buffers for its outputs: its ledger, then
 //!                               agent_buffers × buffer_size              page aligned
 //!
@@ -71,6 +74,7 @@ use crate::shm::bus::{BusHeader, BusSlot};
 use crate::shm::descriptor::Descriptor;
 use crate::shm::futex::{SleepFlag, WaitPair, WakeWord};
 use crate::shm::heartbeat::HeartbeatWord;
+use crate::shm::kv::KvEntry;
 use crate::shm::plain::SharedLine;
 use crate::shm::ring::{Consumer, Producer, RingSide, RingSides, RingStorage};
 use crate::shm::slab::{BufferMeta, BufferRef, Owner, Slab, SlabStorage};
@@ -84,8 +88,8 @@ use std::sync::Arc;
 pub const MAGIC: [u8; 8] = *b"NFSWARM\0";
 /// Layout version; bumped on any change to a shared structure or to what crosses the
 /// rings (2: inline inputs, panicked completions, task-error frames, waiting for room;
-/// 3: files by owner; 4: page buffers by owner; 5: bus topics).
-pub const VERSION: u32 = 5;
+/// 3: files by owner; 4: page buffers by owner; 5: bus topics; 6: shared state).
+pub const VERSION: u32 = 6;
 /// Bytes reserved for the header at offset 0 of the supervisor's file.
 pub const HEADER_REGION: u64 = 4096;
 const PAGE: u64 = 4096;
@@ -111,6 +115,8 @@ pub const SLOT_FROM_AGENT_SLOTS: u64 = SLOT_FROM_AGENT_PRODUCER + SIDE;
 pub const MAX_AGENT_SLOTS: u32 = 4096;
 /// Largest ring capacity.
 pub const MAX_RING_CAPACITY: u32 = 1 << 20;
+/// Most keys the shared state can have.
+pub const MAX_STATE_ENTRIES: u32 = 1 << 20;
 /// Most bus topics a segment can have.
 pub const MAX_TOPICS: u32 = 256;
 /// Largest topic capacity (messages kept).
@@ -146,7 +152,7 @@ pub struct SegmentHeader {
     agent_buffers: u32,
     topics: u32,
     topic_capacity: u32,
-    _pad: u32,
+    state_entries: u32,
     control: Region,
     rings: Region,
     doorbell: Region,
@@ -156,10 +162,12 @@ pub struct SegmentHeader {
     slot_buffers: Region,
     bus: Region,
     slot_bus_flags: Region,
+    state: Region,
+    slot_state_reply: Region,
 }
 
 #[cfg(not(loom))]
-const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 224);
+const _: () = assert!(std::mem::size_of::<SegmentHeader>() == 256);
 const _: () = assert!(std::mem::size_of::<SegmentHeader>() as u64 <= HEADER_REGION);
 
 /// The supervisor's words that every agent reads.
@@ -193,6 +201,8 @@ pub struct SegmentConfig {
     pub topics: u32,
     /// Messages each topic keeps (a power of two, at least 2).
     pub topic_capacity: u32,
+    /// Keys the shared state holds at most (a power of two).
+    pub state_entries: u32,
 }
 
 impl Default for SegmentConfig {
@@ -205,6 +215,7 @@ impl Default for SegmentConfig {
             agent_buffers: 512,
             topics: 4,
             topic_capacity: 256,
+            state_entries: 1024,
         }
     }
 }
@@ -285,6 +296,10 @@ pub struct Layout {
     pub topic_stride: u64,
     /// The agent's sleep flag for each topic (each slot file).
     pub slot_bus_flags: Region,
+    /// The shared state's entries (supervisor's file).
+    pub state: Region,
+    /// The supervisor's reply to the agent's strong writes (each slot file).
+    pub slot_state_reply: Region,
 }
 
 /// Where one pool of page buffers lies in its file.
@@ -368,6 +383,12 @@ impl Layout {
                 c.topic_capacity
             ));
         }
+        if !c.state_entries.is_power_of_two() || c.state_entries > MAX_STATE_ENTRIES {
+            return bad(format!(
+                "state_entries is {}, must be a power of two up to {MAX_STATE_ENTRIES}",
+                c.state_entries
+            ));
+        }
         if c.buffer_count == 0 || c.agent_buffers == 0 {
             return bad(format!(
                 "buffer_count is {} and agent_buffers {}: each pool needs a buffer",
@@ -405,9 +426,13 @@ impl Layout {
             offset: round_up(rings.offset + rings.size, PAGE).ok_or_else(overflow)?,
             size: topic_stride * u64::from(c.topics),
         };
-        let supervisor_pool = bus
+        let state = Region {
+            offset: round_up(bus.offset + bus.size, PAGE).ok_or_else(overflow)?,
+            size: u64::from(c.state_entries) * std::mem::size_of::<KvEntry>() as u64,
+        };
+        let supervisor_pool = state
             .offset
-            .checked_add(bus.size)
+            .checked_add(state.size)
             .and_then(|end| PoolLayout::at(end, c.buffer_count, c.buffer_size))
             .ok_or_else(overflow)?;
         let supervisor_size = supervisor_pool.end().ok_or_else(overflow)?;
@@ -417,8 +442,13 @@ impl Layout {
             offset: round_up(SLOT_FROM_AGENT_SLOTS + ring_slots, LINE).ok_or_else(overflow)?,
             size: u64::from(c.topics) * 4,
         };
+        let slot_state_reply = Region {
+            offset: round_up(slot_bus_flags.offset + slot_bus_flags.size, LINE)
+                .ok_or_else(overflow)?,
+            size: std::mem::size_of::<StateReply>() as u64,
+        };
         let slot_pool = PoolLayout::at(
-            slot_bus_flags.offset + slot_bus_flags.size,
+            slot_state_reply.offset + slot_state_reply.size,
             c.agent_buffers,
             c.buffer_size,
         )
@@ -455,6 +485,8 @@ impl Layout {
             bus,
             topic_stride,
             slot_bus_flags,
+            state,
+            slot_state_reply,
         })
     }
 
@@ -715,7 +747,9 @@ fn seal(fd: &OwnedFd, flags: nix::fcntl::SealFlag) -> Result<(), SegmentError> {
         .map_err(os("seal segment"))
 }
 
+mod state;
 mod topics;
+pub use state::{SegmentKv, StateReply};
 pub use topics::{SegmentBus, TopicError, TOPIC_NAME_MAX};
 
 impl Segment {
@@ -902,7 +936,7 @@ impl Segment {
             agent_buffers: l.config.agent_buffers,
             topics: l.config.topics,
             topic_capacity: l.config.topic_capacity,
-            _pad: 0,
+            state_entries: l.config.state_entries,
             control: l.control,
             rings: l.rings,
             doorbell: l.doorbell,
@@ -912,6 +946,8 @@ impl Segment {
             slot_buffers: l.slot_pool.buffers,
             bus: l.bus,
             slot_bus_flags: l.slot_bus_flags,
+            state: l.state,
+            slot_state_reply: l.slot_state_reply,
         };
         let p = self.supervisor.map.as_mut_ptr() as *mut SegmentHeader;
         // SAFETY: offset 0 of a page-aligned, writable mapping of at least HEADER_REGION
@@ -1188,6 +1224,8 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
         ("slot buffers", h.slot_buffers, h.slot_size),
         ("bus", h.bus, h.supervisor_size),
         ("slot bus flags", h.slot_bus_flags, h.slot_size),
+        ("state", h.state, h.supervisor_size),
+        ("slot state reply", h.slot_state_reply, h.slot_size),
     ];
     for (name, r, total) in regions {
         if r.offset.checked_add(r.size).is_none_or(|end| end > total) {
@@ -1207,6 +1245,7 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
         agent_buffers: h.agent_buffers,
         topics: h.topics,
         topic_capacity: h.topic_capacity,
+        state_entries: h.state_entries,
     })?;
     let expected = [
         layout.control,
@@ -1218,6 +1257,8 @@ fn validate(h: &SegmentHeader, actual_size: u64) -> Result<Layout, SegmentError>
         layout.slot_pool.buffers,
         layout.bus,
         layout.slot_bus_flags,
+        layout.state,
+        layout.slot_state_reply,
     ];
     for ((name, found, _), expected) in regions.into_iter().zip(expected) {
         if found != expected {
@@ -1367,6 +1408,7 @@ mod tests {
             agent_buffers: 4,
             topics: 4,
             topic_capacity: 256,
+            state_entries: 1024,
         }
     }
 

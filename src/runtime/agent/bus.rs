@@ -42,13 +42,16 @@ pub enum PublishError {
 
 /// The bus, as an agent's handlers use it ([`super::TaskContext::bus`]).
 pub struct Bus<'a> {
-    seg: &'a Arc<Segment>,
+    pub(super) seg: &'a Arc<Segment>,
     slab: &'a Slab<SegmentSlab>,
-    me: Owner,
+    pub(super) me: Owner,
     hb: &'a HeartbeatWord,
-    config: &'a AgentConfig,
-    doorbell: WaitPair<'a>,
+    pub(super) config: &'a AgentConfig,
+    pub(super) doorbell: WaitPair<'a>,
     pub(super) tx: RefCell<Producer<Descriptor, SegmentRing>>,
+    /// The shared state, read in place, and this agent's numbering of its requests.
+    pub(super) kv: crate::shm::kv::KvReader<crate::shm::segment::SegmentKv>,
+    pub(super) requests: Cell<u64>,
     names: RefCell<HashMap<String, u32>>,
     readers: RefCell<HashMap<u32, BusReader<SegmentBus>>>,
     control: RefCell<BusReader<SegmentBus>>,
@@ -86,6 +89,9 @@ impl<'a> Bus<'a> {
             config,
             doorbell,
             tx: RefCell::new(tx),
+            kv: seg.kv_reader(),
+            // Numbered within this incarnation: its epoch above, a count below.
+            requests: Cell::new(u64::from(config.epoch) << 40),
             names: RefCell::default(),
             readers: RefCell::default(),
             cancelled: RefCell::default(),
@@ -115,10 +121,25 @@ impl<'a> Bus<'a> {
     }
 
     fn send(&self, topic: u32, bytes: &[u8]) -> Result<(), PublishError> {
+        self.hand_over(status::PUBLISH, u64::from(topic), 0, bytes, true)
+    }
+
+    /// Hands the supervisor a message that is not a completion (`kind`: a publish, a state
+    /// request), its bytes inline if `inline` allows and they fit, else in our pool; rings
+    /// the doorbell.
+    pub(super) fn hand_over(
+        &self,
+        kind: u32,
+        arg: u64,
+        arg2: u32,
+        bytes: &[u8],
+        inline: bool,
+    ) -> Result<(), PublishError> {
         let (task, attempt) = self.current.get();
-        let mut d = Descriptor::new(task, attempt, status::PUBLISH);
-        d.arg = u64::from(topic);
-        match rt::pack_inline(bytes) {
+        let mut d = Descriptor::new(task, attempt, kind);
+        d.arg = arg;
+        d.arg2 = arg2;
+        match rt::pack_inline(bytes).filter(|_| inline) {
             Some((a, b)) => {
                 d.flags = flags::INLINE_MESSAGE;
                 d.arg2 = bytes.len() as u32;

@@ -43,6 +43,12 @@ impl<'a> TaskContext<'a> {
         self.bus
     }
 
+    /// The shared state: read in place, written through the supervisor (see
+    /// [`super::SharedState`]).
+    pub fn state(&self) -> super::SharedState<'_> {
+        super::SharedState { bus: self.bus }
+    }
+
     /// The task's argument.
     pub fn arg(&self) -> u64 {
         self.arg

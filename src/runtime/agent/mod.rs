@@ -57,6 +57,7 @@ mod context;
 mod liveness;
 mod registry;
 mod run;
+mod state;
 mod synthetic;
 
 pub use bus::{Bus, PublishError};
@@ -67,6 +68,7 @@ pub use config::{
 pub use context::TaskContext;
 pub use registry::{Handler, Registry, RegistryError};
 pub use run::run;
+pub use state::{SharedState, StateError};
 
 /// Why an agent stopped with an error.
 #[derive(Debug, thiserror::Error)]

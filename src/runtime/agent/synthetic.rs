@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 impl Registry {
     /// The synthetic kinds used by tests and benchmarks: `noop`, `spin`, `busy`, `sleep`,
     /// `echo`, `alloc`, `concat`, `crash`, `hang`, `panic`, and the bus's `publish`,
-    /// `listen` and `progress`.
+    /// `listen` and `progress`, and the shared state's `state.write` and `state.watch`.
     pub fn with_synthetic() -> Self {
         let mut r = Self::new();
         r.add_synthetic();
@@ -31,7 +31,7 @@ impl Registry {
             crate::runtime::task::TaskKind,
             &'static str,
             super::registry::Handler,
-        ); 13] = [
+        ); 15] = [
             (kinds::NOOP, "noop", Box::new(|_| Ok(Vec::new()))),
             (
                 kinds::SPIN,
@@ -99,6 +99,16 @@ impl Registry {
                 kinds::PROGRESS,
                 "progress",
                 Box::new(|ctx| progress(ctx).map_err(Into::into)),
+            ),
+            (
+                kinds::STATE_WRITE,
+                "state.write",
+                Box::new(|ctx| state_write(ctx).map_err(Into::into)),
+            ),
+            (
+                kinds::STATE_WATCH,
+                "state.watch",
+                Box::new(|ctx| state_watch(ctx).map_err(Into::into)),
             ),
         ];
         for (kind, name, handler) in all {
@@ -228,4 +238,104 @@ pub(super) fn progress(ctx: &super::TaskContext<'_>) -> Result<Vec<u8>, String> 
             .map_err(|e| format!("progress: {e}"))?;
     }
     Ok(Vec::new())
+}
+
+/// `state.write`: writes as [`crate::runtime::probes::StateWrite`] says.
+pub(super) fn state_write(ctx: &super::TaskContext<'_>) -> Result<Vec<u8>, String> {
+    use crate::runtime::bus::monotonic_ns;
+    use crate::runtime::probes::{quantile, value, StateWrite, Wrote};
+    use crate::runtime::supervisor::Consistency;
+    let w: StateWrite =
+        serde_json::from_slice(ctx.input()).map_err(|e| format!("state.write: {e}"))?;
+    let how = if w.strong {
+        Consistency::Strong
+    } else {
+        Consistency::Eventual
+    };
+    let mut times = Vec::with_capacity(w.count as usize);
+    if w.incr {
+        // A counter: read it, compare-and-set it one up, again on a conflict.
+        let key = w.key.as_bytes();
+        for _ in 0..w.count {
+            loop {
+                let (version, n) = match ctx.state().get(key).map_err(|e| e.to_string())? {
+                    Some((v, b)) => (
+                        v,
+                        u64::from_le_bytes(
+                            b.get(..8).and_then(|b| b.try_into().ok()).unwrap_or([0; 8]),
+                        ),
+                    ),
+                    None => (0, 0),
+                };
+                let t0 = Instant::now();
+                let r = ctx
+                    .state()
+                    .cas(key, version, &(n + 1).to_le_bytes())
+                    .map_err(|e| format!("state.write: {e}"))?;
+                times.push(t0.elapsed().as_secs_f64() * 1e6);
+                if r.is_ok() {
+                    break;
+                }
+            }
+        }
+    }
+    let mut next = Instant::now();
+    for i in (0..w.count).filter(|_| !w.incr) {
+        next += Duration::from_micros(w.gap_us);
+        while Instant::now() < next {
+            std::hint::spin_loop();
+        }
+        let t0 = Instant::now();
+        ctx.state()
+            .put(w.key.as_bytes(), &value(i, monotonic_ns(), w.len), how)
+            .map_err(|e| format!("state.write: {e}"))?;
+        times.push(t0.elapsed().as_secs_f64() * 1e6);
+    }
+    times.sort_by(f64::total_cmp);
+    let wrote = Wrote {
+        writes: w.count,
+        write_us_p50: quantile(&times, 0.5),
+        write_us_p99: quantile(&times, 0.99),
+    };
+    serde_json::to_vec(&wrote).map_err(|e| e.to_string())
+}
+
+/// `state.watch`: reads a key as [`crate::runtime::probes::StateWatch`] says, checking
+/// every value.
+pub(super) fn state_watch(ctx: &super::TaskContext<'_>) -> Result<Vec<u8>, String> {
+    use crate::runtime::bus::monotonic_ns;
+    use crate::runtime::probes::{check, quantile, StateWatch, Watched};
+    let w: StateWatch =
+        serde_json::from_slice(ctx.input()).map_err(|e| format!("state.watch: {e}"))?;
+    let start = Instant::now();
+    let end = start + Duration::from_millis(w.duration_ms);
+    let mut seen = Watched::default();
+    let mut last = 0u64;
+    let mut visible = Vec::new();
+    while Instant::now() < end {
+        for _ in 0..64 {
+            seen.reads += 1;
+            match ctx.state().get(w.key.as_bytes()) {
+                Ok(Some((version, v))) => match check(&v) {
+                    Some((_, stamp)) if version != last => {
+                        // The first value seen may be older than the watch.
+                        if last != 0 {
+                            visible.push(monotonic_ns().saturating_sub(stamp) as f64 / 1e3);
+                        }
+                        last = version;
+                        seen.seen += 1;
+                    }
+                    Some(_) => {}
+                    None => seen.torn += 1,
+                },
+                Ok(None) => {}
+                Err(e) => return Err(format!("state.watch: {e}")),
+            }
+        }
+    }
+    seen.reads_per_s = seen.reads as f64 / start.elapsed().as_secs_f64().max(1e-9);
+    visible.sort_by(f64::total_cmp);
+    seen.visible_us_p50 = quantile(&visible, 0.5);
+    seen.visible_us_p99 = quantile(&visible, 0.99);
+    serde_json::to_vec(&seen).map_err(|e| e.to_string())
 }

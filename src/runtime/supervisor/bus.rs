@@ -122,6 +122,8 @@ impl State {
         let mut c = self.counters.clone();
         let bus = self.bus.lock();
         (c.bus_published, c.bus_refused) = (bus.published, bus.refused);
+        let store = self.store.lock();
+        (c.state_writes, c.state_refused) = (store.writes, store.refused);
         c
     }
 

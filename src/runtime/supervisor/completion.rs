@@ -37,6 +37,9 @@ impl State {
         if d.kind == status::PUBLISH {
             return self.relay(i, d);
         }
+        if d.kind == status::STATE {
+            return self.state_request(i, d);
+        }
         let slot = self.agents[i].slot;
         let agent = &mut self.agents[i];
         let pos = agent

@@ -144,6 +144,7 @@ impl Default for SupervisorBuilder {
                 agent_buffers: 512,
                 topics: 4,
                 topic_capacity: 256,
+                state_entries: 1024,
             },
             agent_buffers: None,
             priority_aging: Duration::from_secs(1),

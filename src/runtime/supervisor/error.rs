@@ -101,6 +101,10 @@ pub enum Error {
         /// What the bus may keep.
         limit: u64,
     },
+    /// The shared state refused: a key or value too large, the table full, an entry
+    /// stuck mid-write.
+    #[error("shared state: {0}")]
+    State(#[from] crate::shm::kv::KvError),
     /// A typed task's input did not encode.
     #[error("input does not encode: {0}")]
     Encode(String),

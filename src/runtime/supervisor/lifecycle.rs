@@ -49,6 +49,7 @@ impl Supervisor {
         let (seg, reservation) = Segment::create_deferred(cfg.segment)?;
         tracing::debug!(bytes = seg.layout().total_size, took = ?began.elapsed(), "segment created");
         let bus = Arc::new(Mutex::new(super::bus::Topics::new(&seg, &cfg.topics)?));
+        let store = Arc::new(Mutex::new(super::shared_state::Store::new(&seg)));
         let cgroups = match cfg.cgroups {
             CgroupMode::Off => None,
             mode => {
@@ -177,6 +178,8 @@ impl Supervisor {
             sources_running: 0,
             edge_bytes: 0,
             bus: bus.clone(),
+            store: store.clone(),
+            seg: seg.clone(),
             results: HashMap::new(),
             stream: VecDeque::new(),
             next_id: 0,
@@ -207,6 +210,8 @@ impl Supervisor {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             bus,
+            store,
+            state_reader: super::shared_state::reader(&seg),
             cv: Condvar::new(),
             seg,
             cfg,

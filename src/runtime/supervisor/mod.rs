@@ -69,6 +69,7 @@ mod process;
 mod reactor;
 mod reaper;
 mod recovery;
+mod shared_state;
 mod snapshot;
 mod state;
 mod stored;
@@ -82,6 +83,9 @@ pub use flow::GraphFlow;
 pub use graph::{GraphNode, GraphRun, NodeEnd};
 pub use handle::TaskHandle;
 pub use probe::ProbeError;
+pub use shared_state::{
+    encode_request as encode_state_request, op as state_op, reply as state_reply, Consistency,
+};
 pub use snapshot::{AgentStatus, Counters, Isolation, Status};
 pub use state::Timing;
 pub use strategy::{Adaptive, Candidate, RoundRobin, Scheduling, Strategy};

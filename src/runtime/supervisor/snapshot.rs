@@ -38,6 +38,11 @@ pub struct Counters {
     /// Agents' bus messages refused (a topic they may not publish on, a progress report
     /// for a task they do not have, a large message past the bus's room).
     pub bus_refused: u64,
+    /// Writes the shared state took (the supervisor's and agents').
+    pub state_writes: u64,
+    /// Agents' requests of the shared state refused (too large, the table full, not a
+    /// request).
+    pub state_refused: u64,
 }
 
 /// The isolation in force for agents.

@@ -274,6 +274,10 @@ pub(super) struct State {
     pub(super) edge_bytes: u64,
     /// The bus's topics, which the supervisor alone writes (also in [`Shared::bus`]).
     pub(super) bus: Arc<Mutex<super::bus::Topics>>,
+    /// The shared state's writer (also in [`Shared::store`]).
+    pub(super) store: Arc<Mutex<super::shared_state::Store>>,
+    /// The segment (also in [`Shared::seg`]), for agents' reply lines.
+    pub(super) seg: Arc<Segment>,
     /// When an elastic pool last grew (it does not shrink within its idle timeout of it).
     pub(super) last_scale_up: Option<Instant>,
     /// Spread groups with open tasks: the slots that have had one, and how many are open.
@@ -297,6 +301,10 @@ pub(super) struct Shared {
     pub(super) state: Mutex<State>,
     /// The bus's topics: publishing takes this lock alone, never the state's.
     pub(super) bus: Arc<Mutex<super::bus::Topics>>,
+    /// The shared state's writer: the supervisor's writes take this lock alone.
+    pub(super) store: Arc<Mutex<super::shared_state::Store>>,
+    /// The shared state, read in place.
+    pub(super) state_reader: crate::shm::kv::KvReader<crate::shm::segment::SegmentKv>,
     pub(super) cv: Condvar,
     pub(super) seg: Arc<Segment>,
     pub(super) cfg: SupervisorBuilder,

@@ -79,6 +79,12 @@ pub mod kinds {
     pub const LISTEN: TaskKind = TaskKind(12);
     /// Report progress `arg` times, 2 ms apart.
     pub const PROGRESS: TaskKind = TaskKind(13);
+    /// Write the shared state: the input is a [`crate::runtime::probes::StateWrite`]
+    /// (JSON), the output a [`crate::runtime::probes::Wrote`].
+    pub const STATE_WRITE: TaskKind = TaskKind(14);
+    /// Watch the shared state: the input is a [`crate::runtime::probes::StateWatch`]
+    /// (JSON), the output a [`crate::runtime::probes::Watched`].
+    pub const STATE_WATCH: TaskKind = TaskKind(15);
     /// The first kind free for embedders; kinds below it are the crate's own.
     pub const FIRST_USER: TaskKind = TaskKind(1000);
     /// Not a task: asks the agent to exit once it reaches this descriptor.
@@ -105,6 +111,10 @@ pub mod status {
     /// topic in `arg` (see [`crate::runtime::bus`]); the payload is the message, or with
     /// [`super::flags::INLINE_MESSAGE`] its `arg2` bytes are in `buffer` and `len`.
     pub const PUBLISH: u32 = 5;
+    /// Not a completion: a request of the shared state, its op in `arg2` (see
+    /// [`crate::runtime::supervisor::state_op`]), its number in `arg`, the request in the
+    /// payload.
+    pub const STATE: u32 = 6;
 }
 
 /// Descriptor flags (a task descriptor's `flags` field).

@@ -234,6 +234,7 @@ mod tests {
             agent_buffers: 4,
             topics: 3,
             topic_capacity: 4,
+            state_entries: 1024,
         })
         .unwrap()
     }
