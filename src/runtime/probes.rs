@@ -62,6 +62,33 @@ pub struct Watched {
     pub visible_us_p99: f64,
 }
 
+/// A cached value's task: the key, and how its value is computed on a miss.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Cached {
+    /// The key.
+    pub key: String,
+    /// How long computing takes, ms.
+    pub compute_ms: u64,
+    /// The value's length: its bytes are the key's, repeated.
+    pub len: usize,
+}
+
+/// What a cached value's task got.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct Got {
+    /// Whether it computed the value (else it came from the cache).
+    pub computed: bool,
+    /// Whether the value is the key's bytes repeated, as computed.
+    pub whole: bool,
+    /// Its length.
+    pub len: usize,
+}
+
+/// The value a [`Cached`] task computes.
+pub fn cached_value(key: &str, len: usize) -> Vec<u8> {
+    key.bytes().cycle().take(len).collect()
+}
+
 /// The value of write `index`, stamped `now`, `len` bytes (at least 16).
 pub fn value(index: u64, now: u64, len: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(len.max(16));

@@ -100,6 +100,11 @@ impl<'a> Bus<'a> {
         })
     }
 
+    /// The agent's view of the page buffers.
+    pub(super) fn slab(&self) -> &Slab<SegmentSlab> {
+        self.slab
+    }
+
     fn topic(&self, name: &str) -> Result<u32, TopicError> {
         if let Some(&t) = self.names.borrow().get(name) {
             return Ok(t);

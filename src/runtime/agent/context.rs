@@ -49,6 +49,13 @@ impl<'a> TaskContext<'a> {
         super::SharedState { bus: self.bus }
     }
 
+    /// The shared cache: `get_or_compute` across agents (see [`super::Cache`]).
+    pub fn cache(&self) -> super::Cache<'_> {
+        super::Cache {
+            state: self.state(),
+        }
+    }
+
     /// The task's argument.
     pub fn arg(&self) -> u64 {
         self.arg

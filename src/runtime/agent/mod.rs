@@ -52,6 +52,7 @@
 use crate::runtime::sandbox::SandboxPolicy;
 
 mod bus;
+mod cache;
 mod config;
 mod context;
 mod liveness;
@@ -61,6 +62,7 @@ mod state;
 mod synthetic;
 
 pub use bus::{Bus, PublishError};
+pub use cache::{Cache, CacheError, Source};
 pub use config::{
     probe_line, probe_sandbox, sandbox_line, AgentConfig, ArgsError, AGENT_FLAG, PROBE_ENV,
     PROBE_FLAG, SANDBOX_LINE,

@@ -60,7 +60,7 @@ impl SharedState<'_> {
                 Ok(v)
             }
             Consistency::Strong => match self.ask(state_op::PUT_STRONG, 0, key, value)? {
-                (state_reply::WRITTEN, v) => Ok(v),
+                (state_reply::WRITTEN, v, _) => Ok(v),
                 _ => Err(StateError::Refused),
             },
         }
@@ -76,14 +76,20 @@ impl SharedState<'_> {
     ) -> Result<Result<u64, u64>, StateError> {
         check(key, value)?;
         match self.ask(state_op::CAS, expected, key, value)? {
-            (state_reply::WRITTEN, v) => Ok(Ok(v)),
-            (state_reply::CONFLICT, v) => Ok(Err(v)),
+            (state_reply::WRITTEN, v, _) => Ok(Ok(v)),
+            (state_reply::CONFLICT, v, _) => Ok(Err(v)),
             _ => Err(StateError::Refused),
         }
     }
 
     /// Hands a request over; its number.
-    fn request(&self, op: u32, version: u64, key: &[u8], value: &[u8]) -> Result<u64, StateError> {
+    pub(super) fn request(
+        &self,
+        op: u32,
+        version: u64,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<u64, StateError> {
         let id = self.bus.requests.get() + 1;
         self.bus.requests.set(id);
         let bytes = encode_state_request(version, key, value);
@@ -91,14 +97,27 @@ impl SharedState<'_> {
         Ok(id)
     }
 
-    /// Hands a request over and waits for its answer: (status, version).
+    /// Hands a request over and waits for its answer: (status, version, extra).
     fn ask(
         &self,
         op: u32,
         version: u64,
         key: &[u8],
         value: &[u8],
-    ) -> Result<(u64, u64), StateError> {
+    ) -> Result<(u64, u64, u64), StateError> {
+        self.ask_within(op, version, key, value, ANSWER_WITHIN)
+    }
+
+    /// Hands a request over and waits at most `within` for its answer: (status, version,
+    /// extra).
+    pub(super) fn ask_within(
+        &self,
+        op: u32,
+        version: u64,
+        key: &[u8],
+        value: &[u8],
+        within: Duration,
+    ) -> Result<(u64, u64, u64), StateError> {
         let slot = match self.bus.me {
             crate::shm::slab::Owner::Agent(s) => s,
             crate::shm::slab::Owner::Supervisor => 0,
@@ -113,10 +132,11 @@ impl SharedState<'_> {
                 (
                     reply.status.load(Ordering::Relaxed),
                     reply.version.load(Ordering::Relaxed),
+                    reply.extra.load(Ordering::Relaxed),
                 )
             })
         };
-        let deadline = Instant::now() + ANSWER_WITHIN;
+        let deadline = Instant::now() + within;
         let mut spins = 0u32;
         loop {
             if let Some(a) = answered() {
@@ -129,7 +149,7 @@ impl SharedState<'_> {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(StateError::NoAnswer(ANSWER_WITHIN));
+                return Err(StateError::NoAnswer(within));
             }
             let pair = reply.wait_pair();
             let token = pair.prepare();

@@ -31,7 +31,7 @@ impl Registry {
             crate::runtime::task::TaskKind,
             &'static str,
             super::registry::Handler,
-        ); 15] = [
+        ); 16] = [
             (kinds::NOOP, "noop", Box::new(|_| Ok(Vec::new()))),
             (
                 kinds::SPIN,
@@ -109,6 +109,11 @@ impl Registry {
                 kinds::STATE_WATCH,
                 "state.watch",
                 Box::new(|ctx| state_watch(ctx).map_err(Into::into)),
+            ),
+            (
+                kinds::CACHED,
+                "cached",
+                Box::new(|ctx| cached(ctx).map_err(Into::into)),
             ),
         ];
         for (kind, name, handler) in all {
@@ -338,4 +343,23 @@ pub(super) fn state_watch(ctx: &super::TaskContext<'_>) -> Result<Vec<u8>, Strin
     seen.visible_us_p50 = quantile(&visible, 0.5);
     seen.visible_us_p99 = quantile(&visible, 0.99);
     serde_json::to_vec(&seen).map_err(|e| e.to_string())
+}
+
+/// `cached`: a value through the shared cache, as [`crate::runtime::probes::Cached`] says.
+pub(super) fn cached(ctx: &super::TaskContext<'_>) -> Result<Vec<u8>, String> {
+    use crate::runtime::probes::{cached_value, Cached, Got};
+    let c: Cached = serde_json::from_slice(ctx.input()).map_err(|e| format!("cached: {e}"))?;
+    let (v, source) = ctx
+        .cache()
+        .get_or_compute(c.key.as_bytes(), || {
+            ctx.sleep(Duration::from_millis(c.compute_ms));
+            Ok::<_, String>(cached_value(&c.key, c.len))
+        })
+        .map_err(|e| format!("cached: {e}"))?;
+    let got = Got {
+        computed: source == super::Source::Computed,
+        whole: v == cached_value(&c.key, c.len),
+        len: v.len(),
+    };
+    serde_json::to_vec(&got).map_err(|e| e.to_string())
 }

@@ -124,6 +124,9 @@ impl State {
         (c.bus_published, c.bus_refused) = (bus.published, bus.refused);
         let store = self.store.lock();
         (c.state_writes, c.state_refused) = (store.writes, store.refused);
+        let k = self.cache.counts;
+        (c.cache_hits, c.cache_misses) = (k.hits, k.misses);
+        (c.cache_evictions, c.cache_handed_over) = (k.evictions, k.handed_over);
         c
     }
 

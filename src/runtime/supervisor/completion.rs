@@ -182,6 +182,7 @@ impl State {
     /// Frees what an ended task held and hands its outcome to whoever takes it.
     fn deliver(&mut self, id: u64, rec: TaskRecord, outcome: Outcome) {
         self.leave_flow(rec.source, rec.staged);
+        self.cache_task_ended(id);
         if let Some((_, handles)) = rec.lent {
             self.slab.release_handles(&handles, Owner::Supervisor);
             self.lent_buffers -= handles.len();

@@ -118,6 +118,7 @@ pub struct SupervisorBuilder {
     pub(super) retire_after: Duration,
     pub(super) graph_flow: super::flow::GraphFlow,
     pub(super) topics: Vec<String>,
+    pub(super) cache: Option<(usize, u64)>,
 }
 
 impl Default for SupervisorBuilder {
@@ -154,6 +155,7 @@ impl Default for SupervisorBuilder {
             retire_after: Duration::from_secs(2),
             graph_flow: Default::default(),
             topics: Vec::new(),
+            cache: None,
             agent_spin: 2000,
             wait_spin: Duration::from_micros(100),
             classes: Vec::new(),
@@ -353,6 +355,14 @@ impl SupervisorBuilder {
     /// of two): how far a subscriber may fall behind before it lags.
     pub fn topic_capacity(mut self, n: u32) -> Self {
         self.segment.topic_capacity = n;
+        self
+    }
+
+    /// The shared cache's bounds: `entries` keys and `bytes` of values at most (default
+    /// 1,024 keys and an eighth of the supervisor's page buffers; the values live there).
+    /// Past either, the least recently used value nobody is reading is evicted.
+    pub fn cache(mut self, entries: usize, bytes: u64) -> Self {
+        self.cache = Some((entries, bytes));
         self
     }
 

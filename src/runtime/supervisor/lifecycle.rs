@@ -179,6 +179,17 @@ impl Supervisor {
             edge_bytes: 0,
             bus: bus.clone(),
             store: store.clone(),
+            cache: super::cache::Cache::new(
+                cfg.cache
+                    .map(|(entries, bytes)| super::cache::CacheLimits {
+                        entries: entries.max(1),
+                        buffers: (bytes / u64::from(cfg.segment.buffer_size).max(1)) as usize,
+                    })
+                    .or(Some(super::cache::CacheLimits {
+                        entries: 1024,
+                        buffers: cfg.segment.buffer_count as usize / 8,
+                    })),
+            ),
             seg: seg.clone(),
             results: HashMap::new(),
             stream: VecDeque::new(),

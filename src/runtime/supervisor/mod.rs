@@ -54,6 +54,7 @@
 //! ```
 
 mod bus;
+mod cache;
 mod completion;
 mod config;
 mod dispatch;
@@ -77,6 +78,7 @@ mod strategy;
 mod typed;
 
 pub use bus::Subscription;
+pub use cache::CacheLimits;
 pub use config::{AgentClass, CgroupMode, RestartPolicy, Shutdown, SupervisorBuilder};
 pub use error::{Error, RecvError};
 pub use flow::GraphFlow;

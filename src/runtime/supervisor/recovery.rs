@@ -308,6 +308,7 @@ impl State {
         }
         // Completions it published before dying are real results.
         self.take_completions(i);
+        self.cache_agent_gone(slot);
         let culprit = if cause.blames_task() {
             let a = &self.agents[i];
             let hb = sh.seg.heartbeat(slot).ok();

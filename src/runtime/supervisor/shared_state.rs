@@ -46,6 +46,15 @@ pub mod op {
     pub const PUT_STRONG: u32 = 2;
     /// A compare-and-set; answered.
     pub const CAS: u32 = 3;
+    /// The cache: the value of a key, or the word to compute it; answered (perhaps once
+    /// another agent has computed it).
+    pub const CACHE_GET: u32 = 4;
+    /// The cache: the value computed; no answer.
+    pub const CACHE_PUT: u32 = 5;
+    /// The cache: the value could not be computed; no answer.
+    pub const CACHE_ABANDON: u32 = 6;
+    /// The cache: done reading a value; no answer.
+    pub const CACHE_RELEASE: u32 = 7;
 }
 
 /// [`crate::shm::segment::StateReply::status`] values.
@@ -56,6 +65,12 @@ pub mod reply {
     pub const CONFLICT: u64 = 2;
     /// Refused: too large, the table full, a request that does not parse.
     pub const REFUSED: u64 = 3;
+    /// The cache: here is the value.
+    pub const CACHE_HIT: u64 = 4;
+    /// The cache: compute it, then hand it over.
+    pub const CACHE_COMPUTE: u64 = 5;
+    /// The cache: compute it, and keep it (it will not be kept).
+    pub const CACHE_UNCACHED: u64 = 6;
 }
 
 /// An agent's request: its version word, then the key's length (2 bytes), the key, the
@@ -69,7 +84,7 @@ pub fn encode_request(version: u64, key: &[u8], value: &[u8]) -> Vec<u8> {
     b
 }
 
-fn decode_request(b: &[u8]) -> Option<(u64, &[u8], &[u8])> {
+pub(super) fn decode_request(b: &[u8]) -> Option<(u64, &[u8], &[u8])> {
     let version = u64::from_le_bytes(b.get(..8)?.try_into().ok()?);
     let klen = u16::from_le_bytes(b.get(8..10)?.try_into().ok()?) as usize;
     let key = b.get(10..10 + klen)?;
@@ -158,6 +173,9 @@ impl State {
             }
             None => Vec::new(),
         };
+        if (op::CACHE_GET..=op::CACHE_RELEASE).contains(&d.arg2) {
+            return self.cache_request(slot, d, &bytes);
+        }
         let mut store = self.store.lock();
         let outcome = match decode_request(&bytes) {
             None => None,
@@ -185,16 +203,23 @@ impl State {
             return; // no answer
         }
         let (status, version) = outcome.unwrap_or((reply::REFUSED, 0));
+        self.answer(slot, d.arg, status, version, 0);
+    }
+
+    /// Answers request `request` of the agent in `slot`, in its slot file.
+    pub(super) fn answer(&self, slot: u32, request: u64, status: u64, version: u64, extra: u64) {
         let Ok(r) = self.seg.state_reply(slot) else {
             return;
         };
-        // Relaxed (version, status): published by the Release store of `request` below.
+        // Relaxed (version, extra, status): published by the Release store of `request`.
         r.version
             .store(version, std::sync::atomic::Ordering::Relaxed);
+        r.extra.store(extra, std::sync::atomic::Ordering::Relaxed);
         r.status.store(status, std::sync::atomic::Ordering::Relaxed);
         // Release: SYNC POINT (state answer): pairs with the agent's Acquire load of
         // `request` in its wait for this answer.
-        r.request.store(d.arg, std::sync::atomic::Ordering::Release);
+        r.request
+            .store(request, std::sync::atomic::Ordering::Release);
         r.wait_pair().wake();
     }
 }

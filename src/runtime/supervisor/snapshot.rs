@@ -43,6 +43,14 @@ pub struct Counters {
     /// Agents' requests of the shared state refused (too large, the table full, not a
     /// request).
     pub state_refused: u64,
+    /// Shared-cache asks answered with a value (at once, or once computed elsewhere).
+    pub cache_hits: u64,
+    /// Shared-cache asks that found nothing (the asker computed it).
+    pub cache_misses: u64,
+    /// Shared-cache values evicted.
+    pub cache_evictions: u64,
+    /// Keys whose computer went (died, gave up) handed to a waiter.
+    pub cache_handed_over: u64,
 }
 
 /// The isolation in force for agents.

@@ -276,6 +276,8 @@ pub(super) struct State {
     pub(super) bus: Arc<Mutex<super::bus::Topics>>,
     /// The shared state's writer (also in [`Shared::store`]).
     pub(super) store: Arc<Mutex<super::shared_state::Store>>,
+    /// The shared cache's keys and values.
+    pub(super) cache: super::cache::Cache,
     /// The segment (also in [`Shared::seg`]), for agents' reply lines.
     pub(super) seg: Arc<Segment>,
     /// When an elastic pool last grew (it does not shrink within its idle timeout of it).

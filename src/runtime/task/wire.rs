@@ -85,6 +85,10 @@ pub mod kinds {
     /// Watch the shared state: the input is a [`crate::runtime::probes::StateWatch`]
     /// (JSON), the output a [`crate::runtime::probes::Watched`].
     pub const STATE_WATCH: TaskKind = TaskKind(15);
+    /// Get a value through the shared cache: the input is a
+    /// [`crate::runtime::probes::Cached`] (JSON); the output is the value's length and
+    /// where it came from, a [`crate::runtime::probes::Got`] (JSON).
+    pub const CACHED: TaskKind = TaskKind(16);
     /// The first kind free for embedders; kinds below it are the crate's own.
     pub const FIRST_USER: TaskKind = TaskKind(1000);
     /// Not a task: asks the agent to exit once it reaches this descriptor.

@@ -21,8 +21,12 @@ pub struct StateReply {
     /// The version the key holds now.
     pub version: AtomicU64,
     /// 1: written; 2: not written (a compare-and-set whose version did not match); 3:
-    /// refused (too large, the table full).
+    /// refused (too large, the table full); for the cache, 4: a value (`version` names
+    /// its first page buffer, `extra` its length), 5: compute it, 6: compute it and keep
+    /// it to yourself.
     pub status: AtomicU64,
+    /// A second word of the answer (a cached value's length).
+    pub extra: AtomicU64,
     /// Bumped to wake the agent.
     pub wake: WakeWord,
     /// Set by the agent while it sleeps.

@@ -1,0 +1,292 @@
+//! The shared cache: `get_or_compute(key, f)` across agents
+//! ([`crate::agent::Cache::get_or_compute`]).
+//!
+//! The supervisor keeps each key's state:
+//! - **computing**, by one agent's task: the first to ask was told to compute it; those who
+//!   ask meanwhile wait, their requests unanswered, for its value;
+//! - **ready**: its value in the supervisor's page buffers, which agents map read-only: an
+//!   asker is answered with the chain (its first handle and length) and reads it there, the
+//!   entry pinned until it says it is done (or its agent goes).
+//!
+//! An agent that dies while computing, or whose task ends without handing the value over,
+//! or that gives up, hands the key to the first waiter, which is told to compute it; with
+//! no waiter the key is forgotten. Entries are bounded by count and by page buffers; past
+//! either, the least recently used ready entry that no one is reading is evicted. A value
+//! that would not fit even so is not kept: its computer keeps it, and its waiters are told
+//! to compute it each for itself.
+
+use super::shared_state::{decode_request, op, reply};
+use super::state::State;
+use crate::shm::descriptor::Descriptor;
+use crate::shm::slab::{Owner, PageHandle};
+use std::collections::{HashMap, VecDeque};
+
+/// The cache's bounds (see [`super::SupervisorBuilder::cache`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// Keys at most.
+    pub entries: usize,
+    /// Page buffers its values may take at most (of the supervisor's pool).
+    pub buffers: usize,
+}
+
+/// A waiter: its agent's slot, its request, its task.
+type Waiter = (u32, u64, u64);
+
+enum Entry {
+    Computing {
+        slot: u32,
+        task: u64,
+        waiters: VecDeque<Waiter>,
+    },
+    Ready {
+        handles: Vec<PageHandle>,
+        len: u64,
+        /// Slots reading it (one per read not yet released).
+        pins: Vec<u32>,
+        used: u64,
+    },
+}
+
+/// What the cache counts ([`super::Counters`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CacheCounts {
+    pub(super) hits: u64,
+    pub(super) misses: u64,
+    pub(super) evictions: u64,
+    pub(super) handed_over: u64,
+}
+
+/// The cache's keys and values.
+pub(super) struct Cache {
+    limits: Option<CacheLimits>,
+    entries: HashMap<Vec<u8>, Entry>,
+    buffers: usize,
+    /// Entries being computed (so that a task's end looks only when there are some).
+    computing: usize,
+    tick: u64,
+    pub(super) counts: CacheCounts,
+}
+
+impl Cache {
+    pub(super) fn new(limits: Option<CacheLimits>) -> Cache {
+        Cache {
+            limits,
+            entries: HashMap::new(),
+            buffers: 0,
+            computing: 0,
+            tick: 0,
+            counts: CacheCounts::default(),
+        }
+    }
+}
+
+impl State {
+    /// An agent's request of the cache.
+    pub(super) fn cache_request(&mut self, slot: u32, d: &Descriptor, bytes: &[u8]) {
+        let Some((_, key, value)) = decode_request(bytes) else {
+            if d.arg2 == op::CACHE_GET {
+                self.answer(slot, d.arg, reply::REFUSED, 0, 0);
+            }
+            return;
+        };
+        let key = key.to_vec();
+        match d.arg2 {
+            op::CACHE_GET => self.cache_get(slot, d.arg, d.task_id, key),
+            op::CACHE_PUT => self.cache_put(slot, &key, value),
+            op::CACHE_ABANDON => {
+                if matches!(self.cache.entries.get(&key), Some(Entry::Computing { slot: s, .. }) if *s == slot)
+                {
+                    self.hand_over(key);
+                }
+            }
+            _ => {
+                if let Some(Entry::Ready { pins, .. }) = self.cache.entries.get_mut(&key) {
+                    if let Some(p) = pins.iter().position(|&s| s == slot) {
+                        pins.swap_remove(p);
+                    }
+                }
+            }
+        }
+    }
+
+    fn cache_get(&mut self, slot: u32, request: u64, task: u64, key: Vec<u8>) {
+        if self.cache.limits.is_none() {
+            return self.answer(slot, request, reply::CACHE_UNCACHED, 0, 0);
+        }
+        self.cache.tick += 1;
+        let tick = self.cache.tick;
+        match self.cache.entries.get_mut(&key) {
+            Some(Entry::Ready {
+                handles,
+                len,
+                pins,
+                used,
+            }) => {
+                pins.push(slot);
+                *used = tick;
+                let (first, len) = (handles[0].to_raw(), *len);
+                self.cache.counts.hits += 1;
+                self.answer(slot, request, reply::CACHE_HIT, first, len);
+            }
+            Some(Entry::Computing {
+                slot: by, waiters, ..
+            }) => {
+                if *by == slot {
+                    // Its computer asks again (a retried task on the same agent).
+                    self.answer(slot, request, reply::CACHE_COMPUTE, 0, 0);
+                } else {
+                    waiters.push_back((slot, request, task));
+                }
+            }
+            None => {
+                self.cache.counts.misses += 1;
+                let limits = self.cache.limits.expect("checked above");
+                if self.cache.entries.len() >= limits.entries && !self.evict_one() {
+                    return self.answer(slot, request, reply::CACHE_UNCACHED, 0, 0);
+                }
+                self.cache.entries.insert(
+                    key,
+                    Entry::Computing {
+                        slot,
+                        task,
+                        waiters: VecDeque::new(),
+                    },
+                );
+                self.cache.computing += 1;
+                self.answer(slot, request, reply::CACHE_COMPUTE, 0, 0);
+            }
+        }
+    }
+
+    fn cache_put(&mut self, slot: u32, key: &[u8], value: &[u8]) {
+        let Some(Entry::Computing { slot: by, .. }) = self.cache.entries.get(key) else {
+            return; // not asked of it (or handed on meanwhile)
+        };
+        if *by != slot {
+            return;
+        }
+        let Some(Entry::Computing { waiters, .. }) = self.cache.entries.remove(key) else {
+            return;
+        };
+        self.cache.computing -= 1;
+        let limit = self.cache.limits.map_or(0, |l| l.buffers);
+        let need = value.len().div_ceil(self.slab.buffer_size()).max(1);
+        while self.cache.buffers + need > limit && self.evict_one() {}
+        let handles = (self.cache.buffers + need <= limit)
+            .then(|| {
+                self.slab
+                    .write_payload_handles(Owner::Supervisor, value)
+                    .ok()
+            })
+            .flatten();
+        let Some(handles) = handles else {
+            // Not kept: every waiter computes it for itself.
+            for (s, r, _) in waiters {
+                self.answer(s, r, reply::CACHE_UNCACHED, 0, 0);
+            }
+            return;
+        };
+        self.cache.buffers += handles.len();
+        let (first, len) = (handles[0].to_raw(), value.len() as u64);
+        let mut pins = Vec::with_capacity(waiters.len());
+        for &(s, r, _) in &waiters {
+            pins.push(s);
+            self.cache.counts.hits += 1;
+            self.answer(s, r, reply::CACHE_HIT, first, len);
+        }
+        self.cache.tick += 1;
+        let used = self.cache.tick;
+        self.cache.entries.insert(
+            key.to_vec(),
+            Entry::Ready {
+                handles,
+                len,
+                pins,
+                used,
+            },
+        );
+    }
+
+    /// Evicts the least recently used ready entry nobody reads; whether there was one.
+    fn evict_one(&mut self) -> bool {
+        let victim = self
+            .cache
+            .entries
+            .iter()
+            .filter_map(|(k, e)| match e {
+                Entry::Ready { pins, used, .. } if pins.is_empty() => Some((*used, k)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, k)| k.clone());
+        let Some(k) = victim else {
+            return false;
+        };
+        if let Some(Entry::Ready { handles, .. }) = self.cache.entries.remove(&k) {
+            self.cache.buffers -= handles.len();
+            self.slab.release_handles(&handles, Owner::Supervisor);
+            self.cache.counts.evictions += 1;
+        }
+        true
+    }
+
+    /// A key whose computer is gone: to its first waiter, told to compute it, or forgotten.
+    fn hand_over(&mut self, key: Vec<u8>) {
+        let Some(Entry::Computing { mut waiters, .. }) = self.cache.entries.remove(&key) else {
+            return;
+        };
+        self.cache.computing -= 1;
+        if let Some((slot, request, task)) = waiters.pop_front() {
+            self.cache.computing += 1;
+            self.cache.counts.handed_over += 1;
+            self.cache.entries.insert(
+                key,
+                Entry::Computing {
+                    slot,
+                    task,
+                    waiters,
+                },
+            );
+            self.answer(slot, request, reply::CACHE_COMPUTE, 0, 0);
+        }
+    }
+
+    /// The agent in `slot` is gone: what it computed goes on, its reads end, its waits end.
+    pub(super) fn cache_agent_gone(&mut self, slot: u32) {
+        let mut orphans = Vec::new();
+        for (k, e) in self.cache.entries.iter_mut() {
+            match e {
+                Entry::Computing {
+                    slot: by, waiters, ..
+                } => {
+                    waiters.retain(|&(s, _, _)| s != slot);
+                    if *by == slot {
+                        orphans.push(k.clone());
+                    }
+                }
+                Entry::Ready { pins, .. } => pins.retain(|&s| s != slot),
+            }
+        }
+        for k in orphans {
+            self.hand_over(k);
+        }
+    }
+
+    /// Task `task` ended: a key it was computing and never handed over goes on.
+    pub(super) fn cache_task_ended(&mut self, task: u64) {
+        if self.cache.computing == 0 {
+            return;
+        }
+        let orphans: Vec<Vec<u8>> = self
+            .cache
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e, Entry::Computing { task: t, .. } if *t == task))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in orphans {
+            self.hand_over(k);
+        }
+    }
+}
