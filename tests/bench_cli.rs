@@ -297,3 +297,27 @@ fn bench_state_reports_reads_writes_visibility_and_no_torn_read() {
     }
     assert_eq!(r["torn_reads"], 0, "{r}");
 }
+
+/// `swarm bench cache` runs both ways on a corpus with copies and writes the same lines.
+#[test]
+fn bench_cache_reports_both_ways_and_identical_output() {
+    let (out, _) = swarm(
+        &[
+            "bench",
+            "cache",
+            "--documents",
+            "8",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    let r = report(&out);
+    assert_eq!(r["duplicates"], 4, "{r}");
+    assert_eq!(r["identical_output"], true, "{r}");
+    assert!(r["cache_hits"].as_u64().is_some_and(|n| n >= 4), "{r}");
+    for field in ["cache_pages_per_s", "no_cache_pages_per_s", "cache_speedup"] {
+        assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
+    }
+}

@@ -135,3 +135,29 @@ fn the_least_recently_used_value_is_evicted_past_the_bounds() {
     assert!(got(ask(&sup, "huge", 0, 2 << 20, SpreadKey::new())).computed);
     sup.shutdown(Shutdown::Drain).unwrap();
 }
+
+/// A task declared with one key cannot ask for (or plant a value under) another: it is
+/// told to compute for itself, nothing is kept, and the refusal is counted.
+#[test]
+fn a_task_may_use_only_the_key_it_was_given() {
+    let _serial = SERIAL.lock();
+    let sup = start(swarm::builder(1));
+    let c = Cached {
+        key: "someone-else".into(),
+        compute_ms: 0,
+        len: 100,
+    };
+    let h = sup
+        .submit(
+            TaskSpec::new(kinds::CACHED, 0)
+                .with_bytes(serde_json::to_vec(&c).unwrap())
+                .with_cache_key(b"mine".to_vec()),
+        )
+        .unwrap();
+    assert!(got(h).computed);
+    assert_eq!(sup.status().counters.cache_refused, 1);
+    // Nothing was planted: the rightful asker finds nothing and computes.
+    assert!(got(ask(&sup, "someone-else", 0, 100, SpreadKey::new())).computed);
+    assert!(!got(ask(&sup, "someone-else", 0, 100, SpreadKey::new())).computed);
+    sup.shutdown(Shutdown::Drain).unwrap();
+}

@@ -775,3 +775,55 @@ fn zero_agents_are_refused_at_argument_parsing() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Real and hostile documents, each also under a second name: with the shared cache, the
+/// copies' ranges come from it, and every line (each copy with its own path) is what
+/// `--no-cache` writes.
+#[test]
+fn byte_identical_documents_are_extracted_once_and_each_gets_its_line() {
+    let Some(corpus) = corpus() else { return };
+    let dir = tmp("dups");
+    let mut n = 0;
+    for sub in ["real", "hostile"] {
+        let mut names: Vec<_> = std::fs::read_dir(corpus.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "pdf"))
+            .collect();
+        names.sort();
+        for p in names.into_iter().step_by(8) {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            std::fs::copy(&p, dir.join(format!("{sub}-{name}"))).unwrap();
+            std::fs::copy(&p, dir.join(format!("{sub}-again-{name}"))).unwrap();
+            n += 2;
+        }
+    }
+    let (with, without) = (dir.join("with.jsonl"), dir.join("without.jsonl"));
+    let summary = dir.join("summary.json");
+    let input = dir.to_string_lossy().to_string();
+    let out = |f: &Path| f.to_string_lossy().to_string();
+    run_ok(&[
+        "--agents",
+        "2",
+        "--output",
+        &out(&with),
+        "--summary",
+        &out(&summary),
+        &input,
+    ]);
+    run_ok(&[
+        "--agents",
+        "2",
+        "--no-cache",
+        "--output",
+        &out(&without),
+        &input,
+    ]);
+    let (a, b) = (by_path(&with), by_path(&without));
+    assert_eq!(a.len(), n);
+    assert_eq!(a, b);
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert!(s["cache_hits"].as_u64().unwrap() > 0, "{s}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -3,6 +3,8 @@
 //! [`peer`] loops that the cross-process tests and `swarm bench ring` start in agents.
 
 pub mod bus;
+#[cfg(feature = "pdf")]
+pub mod cache;
 pub mod graph;
 pub mod peer;
 #[cfg(feature = "pdf")]

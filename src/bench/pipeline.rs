@@ -263,6 +263,8 @@ fn swarm_seconds(
         } else {
             crate::runtime::sandbox::SandboxPolicy::off()
         },
+        // The corpus has no duplicates: the extraction alone is measured.
+        cache: false,
     };
     timed(|| Ok(job::run(&run, &mut std::io::sink(), &mut |_, _| {})?.pages))
 }

@@ -87,6 +87,7 @@ impl SwarmArgs {
             agent_bin: self.agent_bin,
             roles: self.roles,
             sandbox: sandbox_policy(self.no_sandbox, self.require_sandbox),
+            cache: true,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `swarm bench bus|graph|pipeline|ring|sched|state|tasks`: the flags, the configurations built from them, and
+//! `swarm bench bus|cache|graph|pipeline|ring|sched|state|tasks`: the flags, the configurations built from them, and
 //! the reports printed (text, then with `--json` one JSON object as the last line).
 
 use super::args::cgroups_required;
@@ -13,6 +13,9 @@ use std::path::PathBuf;
 /// The benchmarks.
 #[derive(clap::Subcommand, Debug)]
 pub enum BenchCommand {
+    /// The shared cache in `swarm run`: a corpus a third of which are byte-identical
+    /// copies, with the cache and without, in alternating rounds of one run.
+    Cache(CacheArgs),
     /// The shared-memory bus: one-way time from the supervisor to 1 and 4 subscribers in
     /// agents, messages/s, a stopped subscriber, and iceoryx2 in the same run.
     Bus(BusArgs),
@@ -91,6 +94,29 @@ pub struct GraphArgs {
     /// parents' ids comma-separated. With several shapes, one file each: FILE.random, ...
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm bench cache`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct CacheArgs {
+    /// Documents generated (a copy of every other one comes on top).
+    #[arg(long, default_value_t = 96)]
+    pub documents: u32,
+    /// Agents.
+    #[arg(long, default_value_t = 2)]
+    pub agents: u32,
+    /// Rounds of each, alternating.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
     pub require_cgroups: bool,
@@ -269,6 +295,20 @@ pub fn run(command: BenchCommand) -> Result<Done, Error> {
             };
             let r = graph::run(&cfg).map_err(Error::from_library)?;
             report(&graph::render(&r), &r, a.json)
+        }
+        BenchCommand::Cache(a) => {
+            use crate::bench::cache::{self, CacheBenchConfig};
+            let cfg = CacheBenchConfig {
+                documents: a.documents,
+                agents: a.agents,
+                rounds: a.rounds,
+                scratch: std::env::temp_dir()
+                    .join(format!("swarm-bench-cache-{}", std::process::id())),
+                require_cgroups: cgroups_required(a.require_cgroups),
+                agent_bin: a.agent_bin,
+            };
+            let r = cache::run(&cfg).map_err(Error::from_library)?;
+            report(&cache::render(&r), &r, a.json)
         }
         BenchCommand::Bus(a) => {
             use crate::bench::bus::{self, BusBenchConfig};

@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Pages per task when a document is spread across agents.
     #[arg(long, default_value_t = 16)]
     pub chunk_pages: u32,
+    /// Extract byte-identical documents each time, instead of once (through the agents'
+    /// shared cache; each copy gets its own line either way).
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// The paths of `--files-from`, if given.
@@ -104,6 +108,7 @@ pub fn run(a: RunArgs) -> Result<Done, Error> {
         memory_limit: a.memory_limit,
         timeout_per_doc: a.timeout_per_doc,
         chunk_pages: a.chunk_pages,
+        cache: !a.no_cache,
         ..a.swarm.config(files)
     };
     let mut out: Box<dyn Write> = match &a.output {

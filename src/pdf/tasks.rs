@@ -9,6 +9,13 @@
 //!
 //! Requests and replies are [`super::wire::reply`]'s; results travel back as the
 //! completion's payload (page buffers).
+//!
+//! With [`USE_CACHE`] in the task's argument, a range's reply goes through the shared cache
+//! ([`crate::runtime::agent::Cache`]) under the key the job put in the request (the
+//! document's content hash, taken by the job, and the range; the supervisor lets the task
+//! use no other): a byte-identical document (another path, the same bytes) is extracted
+//! once, and each of its copies gets the reply, which names no path (the job puts each
+//! copy's path in its own line). A file the job could not read is not cached.
 
 use super::document::Document;
 use super::open::with_doc;
@@ -20,6 +27,9 @@ use crate::runtime::task::TaskKind;
 pub const PDF_DOC: TaskKind = TaskKind(100);
 /// Extract a range of pages.
 pub const PDF_PAGES: TaskKind = TaskKind(101);
+/// In a task's argument: take the reply from the shared cache when a byte-identical
+/// document's same range is there.
+pub const USE_CACHE: u64 = 1;
 
 fn extract(
     doc: &mut Document,
@@ -43,9 +53,47 @@ fn handle(ctx: &TaskContext<'_>, doc_task: bool) -> Result<Vec<u8>, String> {
     let req: PageRequest =
         serde_json::from_slice(ctx.input()).map_err(|e| format!("bad request: {e}"))?;
     let first = if doc_task { 1 } else { req.first.max(1) };
-    let reply = with_doc(&req.path, |doc| extract(doc, first, req.last, ctx))
-        .unwrap_or_else(PageReply::failed);
-    reply.encode().map_err(|e| e.to_string())
+    let compute = || {
+        with_doc(&req.path, |doc| extract(doc, first, req.last, ctx))
+            .unwrap_or_else(PageReply::failed)
+            .encode()
+            .map_err(|e| e.to_string())
+    };
+    let key = req.cache_key.as_deref().and_then(from_hex);
+    let Some(key) = key.filter(|_| ctx.arg() & USE_CACHE != 0) else {
+        return compute();
+    };
+    match ctx.cache().get_or_compute(&key, compute) {
+        Ok((reply, _)) => Ok(reply),
+        Err(crate::runtime::agent::CacheError::Compute(e)) => Err(e),
+        // The cache could not be asked: extract it here.
+        Err(crate::runtime::agent::CacheError::State(_)) => compute(),
+    }
+}
+
+/// A range's shared-cache key: the document's content hash (SHA-256) and the range.
+pub fn cache_key(content_hash: &[u8], first: u32, last: u32) -> Vec<u8> {
+    let mut key = b"pdf.range:".to_vec();
+    key.extend_from_slice(content_hash);
+    key.extend_from_slice(&first.to_le_bytes());
+    key.extend_from_slice(&last.to_le_bytes());
+    key
+}
+
+/// Lowercase hex.
+pub fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Bytes from lowercase or uppercase hex; `None` unless it is hex.
+pub fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 /// Adds every PDF kind to an agent's registry: the one-stage kinds here and the

@@ -31,6 +31,9 @@ pub struct RunConfig {
     /// The agents' sandbox: its measures and whether they are required. Agents may read
     /// only the input files (the job sets `read_paths` from `files`).
     pub sandbox: crate::runtime::sandbox::SandboxPolicy,
+    /// Generalists take a range's reply from the shared cache when a byte-identical
+    /// document's same range was extracted (each copy still gets its own line).
+    pub cache: bool,
 }
 
 /// How many agents take each role.

@@ -34,6 +34,8 @@ pub struct RunSummary {
     pub agent_restarts: u64,
     /// Task attempts retried after agent deaths.
     pub tasks_retried: u64,
+    /// Page ranges whose reply came from the shared cache (a byte-identical document's).
+    pub cache_hits: u64,
     /// Each measure of the agents' sandbox and how it stood.
     pub sandbox: SandboxReport,
 }
@@ -71,7 +73,7 @@ pub fn run(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RunSummary, RunError> {
     let agents_asked = cfg.roles.map_or(cfg.agents, |r| r.total());
-    let buffers = sizing::buffer_count(agents_asked, cfg.roles.is_some());
+    let buffers = sizing::buffer_count_cached(agents_asked, cfg.roles.is_some(), cfg.cache);
     let mut b = Supervisor::builder()
         .agents(cfg.agents)
         .limits(Limits {
@@ -85,6 +87,9 @@ pub fn run(
         .wait_spin(Duration::ZERO)
         .queue_depth(QUEUE_DEPTH)
         .buffers(BUFFER_SIZE as u32, buffers);
+    if cfg.cache {
+        b = b.cache(sizing::CACHE_ENTRIES, sizing::CACHE_BYTES);
+    }
     if let Some(r) = &cfg.roles {
         b = b
             .agent_classes(r.classes())
@@ -107,6 +112,7 @@ pub fn run(
         chunk: cfg.chunk_pages.max(1),
         timeout: cfg.timeout_per_doc,
         staged: cfg.roles.is_some(),
+        cache: cfg.cache && cfg.roles.is_none(),
         aggregated_pages_max: sizing::aggregated_pages_max(buffers),
         docs: HashMap::new(),
         task_doc: HashMap::new(),
@@ -173,6 +179,7 @@ pub fn run(
     let counters = sup.status().counters;
     summary.agent_restarts = counters.agent_restarts;
     summary.tasks_retried = counters.tasks_retried;
+    summary.cache_hits = counters.cache_hits;
     sup.shutdown(Shutdown::Cancel)?;
     summary.wall_seconds = start.elapsed().as_secs_f64();
     summary.pages_per_second = summary.pages as f64 / summary.wall_seconds.max(1e-9);

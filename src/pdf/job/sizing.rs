@@ -26,6 +26,23 @@ pub(super) fn buffer_count(agents: u32, specialists: bool) -> u32 {
     }
 }
 
+/// What generalists' shared cache may keep of replies: this many bytes, in page buffers
+/// added to the supervisor's pool for it (so that it never takes the room lending needs).
+pub(super) const CACHE_BYTES: u64 = 32 << 20;
+
+/// Replies the cache keeps at most.
+pub(super) const CACHE_ENTRIES: usize = 4096;
+
+/// The supervisor's page buffers with the cache's on top.
+pub(super) fn buffer_count_cached(agents: u32, specialists: bool, cache: bool) -> u32 {
+    let extra = if cache && !specialists {
+        (CACHE_BYTES / BUFFER_SIZE as u64) as u32
+    } else {
+        0
+    };
+    buffer_count(agents, specialists) + extra
+}
+
 /// How far specialists' Parsers run ahead: two ranges a agent at the Parsers keep every
 /// stage busy, and no new range goes to them while the stage outputs waiting for the next
 /// stage take a quarter of the supervisor's pool of `buffers`. Those outputs then grow (an

@@ -4,6 +4,7 @@
 
 use super::checkers::Checkers;
 use crate::pdf::stages::PDF_PARSE;
+use crate::pdf::tasks::{PDF_DOC, PDF_PAGES, USE_CACHE};
 use crate::pdf::wire::{Assembly, PageRequest};
 use crate::supervisor::Supervisor;
 use crate::task::{Output, TaskId, TaskKind, TaskSpec};
@@ -24,6 +25,8 @@ pub(super) struct Doc {
     pub(super) speculated: u32,
     /// Generalists: replies with the checkers.
     pub(super) checking: usize,
+    /// Its content hash once taken (`Some(None)`: the file could not be read).
+    pub(super) hash: Option<Option<[u8; 32]>>,
 }
 
 impl Doc {
@@ -36,6 +39,7 @@ impl Doc {
             line: None,
             speculated: 0,
             checking: 0,
+            hash: None,
         }
     }
 }
@@ -61,6 +65,8 @@ pub(super) struct Job<'s> {
     pub(super) chunk: u32,
     pub(super) timeout: Duration,
     pub(super) staged: bool,
+    /// Generalists' replies go through the shared cache.
+    pub(super) cache: bool,
     /// Specialists: documents longer than this are assembled here, not by an Aggregator
     /// (their line might not fit an agent's output).
     pub(super) aggregated_pages_max: u32,
@@ -80,6 +86,10 @@ impl Job<'_> {
         stage: Stage,
         spec: TaskSpec,
     ) -> Result<(), crate::supervisor::Error> {
+        let spec = match spec.kind {
+            PDF_DOC | PDF_PAGES if self.cache => self.cached(d, spec),
+            _ => spec,
+        };
         let id = self.sup.submit_detached(TaskSpec {
             timeout: Some(self.timeout),
             ..spec
@@ -88,12 +98,48 @@ impl Job<'_> {
         Ok(())
     }
 
+    /// A generalist's range through the shared cache: its key (the document's content
+    /// hash, taken here once a document, and the range) in the request and declared with
+    /// the task, which may then use no other. A document that cannot be read here goes
+    /// uncached (its agent reports why).
+    fn cached(&mut self, d: usize, spec: TaskSpec) -> TaskSpec {
+        let Some(doc) = self.docs.get_mut(&d) else {
+            return spec;
+        };
+        if doc.hash.is_none() {
+            doc.hash = Some(
+                std::fs::read(&doc.asm.path)
+                    .ok()
+                    .map(|b| <sha2::Sha256 as sha2::Digest>::digest(&b).into()),
+            );
+        }
+        let (Some(Some(hash)), crate::task::Input::Bytes(b)) = (doc.hash, &spec.input) else {
+            return spec;
+        };
+        let Ok(mut req) = serde_json::from_slice::<PageRequest>(b) else {
+            return spec;
+        };
+        let first = if spec.kind == PDF_DOC {
+            1
+        } else {
+            req.first.max(1)
+        };
+        let key = crate::pdf::tasks::cache_key(&hash, first, req.last);
+        req.cache_key = Some(crate::pdf::tasks::to_hex(&key));
+        TaskSpec {
+            arg: spec.arg | USE_CACHE,
+            ..spec.with_bytes(serde_json::to_vec(&req).unwrap_or_default())
+        }
+        .with_cache_key(key)
+    }
+
     /// A task of `kind` on pages `first..=last` of `path`.
     pub(super) fn request(kind: TaskKind, path: &str, first: u32, last: u32) -> TaskSpec {
         let req = PageRequest {
             path: path.to_string(),
             first,
             last,
+            cache_key: None,
         };
         let output = if kind == PDF_PARSE {
             Output::Hold

@@ -21,6 +21,10 @@ pub struct PageRequest {
     /// Last page (inclusive) for `PDF_PAGES`; for `PDF_DOC`, how many leading pages to
     /// extract.
     pub last: u32,
+    /// The shared-cache key of this range (hex), when the job asks for the cache: the
+    /// document's content hash and the range, taken by the job, not the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_key: Option<String>,
 }
 
 /// A task's output. Agents write it with [`Page`]s; the supervisor reads it as a

@@ -127,6 +127,7 @@ impl State {
         let k = self.cache.counts;
         (c.cache_hits, c.cache_misses) = (k.hits, k.misses);
         (c.cache_evictions, c.cache_handed_over) = (k.evictions, k.handed_over);
+        c.cache_refused = k.refused;
         c
     }
 

@@ -8,6 +8,11 @@
 //!   asker is answered with the chain (its first handle and length) and reads it there, the
 //!   entry pinned until it says it is done (or its agent goes).
 //!
+//! A task may use only the key its submitter declared for it
+//! ([`crate::runtime::task::TaskSpec::cache_key`], when it did), and only from the agent
+//! running it: an agent taken over by a hostile input cannot plant a value under another
+//! document's key. Refused asks are told to compute for themselves, and counted.
+//!
 //! An agent that dies while computing, or whose task ends without handing the value over,
 //! or that gives up, hands the key to the first waiter, which is told to compute it; with
 //! no waiter the key is forgotten. Entries are bounded by count and by page buffers; past
@@ -55,6 +60,7 @@ pub(super) struct CacheCounts {
     pub(super) misses: u64,
     pub(super) evictions: u64,
     pub(super) handed_over: u64,
+    pub(super) refused: u64,
 }
 
 /// The cache's keys and values.
@@ -90,6 +96,22 @@ impl State {
             }
             return;
         };
+        // Only for a task this agent has, and only the key it was given, if it was.
+        let allowed = self
+            .agents
+            .iter()
+            .any(|a| a.slot == slot && a.in_flight.iter().any(|f| f.id == d.task_id))
+            && self
+                .tasks
+                .get(&d.task_id)
+                .is_some_and(|t| t.cache_key.as_deref().is_none_or(|k| k == key));
+        if !allowed {
+            self.cache.counts.refused += 1;
+            if d.arg2 == op::CACHE_GET {
+                self.answer(slot, d.arg, reply::CACHE_UNCACHED, 0, 0);
+            }
+            return;
+        }
         let key = key.to_vec();
         match d.arg2 {
             op::CACHE_GET => self.cache_get(slot, d.arg, d.task_id, key),

@@ -20,6 +20,7 @@ impl Shared {
             timeout,
             priority,
             spread,
+            cache_key,
         } = spec;
         let kind = kind.get();
         // Taken out before the lock: should submit fail, held inputs dropped with these
@@ -82,6 +83,7 @@ impl Shared {
         }
         let mut rec = TaskRecord::new(kind, arg, payload, output, timeout, delivery, inputs, key);
         rec.spread = st.join_spread(spread);
+        rec.cache_key = cache_key;
         rec.submitted_ns = st.now_ns();
         st.tasks.insert(id, rec);
         st.pending.push(id, key);

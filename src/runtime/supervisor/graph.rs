@@ -319,6 +319,7 @@ impl Supervisor {
             );
             rec.waiting = waiting;
             rec.spread = st.join_spread(spec.spread);
+            rec.cache_key = spec.cache_key;
             rec.submitted_ns = st.now_ns();
             if rec.waiting.is_none() {
                 ready.push(id);

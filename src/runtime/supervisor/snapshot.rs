@@ -51,6 +51,9 @@ pub struct Counters {
     pub cache_evictions: u64,
     /// Keys whose computer went (died, gave up) handed to a waiter.
     pub cache_handed_over: u64,
+    /// Shared-cache asks refused: a key the task was not given, or a task its agent does
+    /// not have.
+    pub cache_refused: u64,
 }
 
 /// The isolation in force for agents.

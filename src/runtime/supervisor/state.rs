@@ -167,6 +167,8 @@ pub(super) struct TaskRecord {
     pub(super) root: Option<u64>,
     /// A graph source let in by flow control: counted running until it ends.
     pub(super) source: bool,
+    /// The one shared-cache key it may use ([`crate::runtime::task::TaskSpec::cache_key`]).
+    pub(super) cache_key: Option<Vec<u8>>,
     /// Bytes of edge outputs among its inputs, counted by flow control until it ends.
     pub(super) staged: u64,
 }
@@ -205,6 +207,7 @@ impl TaskRecord {
             depth: 0,
             root: None,
             source: false,
+            cache_key: None,
             staged: 0,
         }
     }

@@ -64,6 +64,11 @@ pub struct TaskSpec {
     /// Tasks with the same key go to different agents, while there is an agent that has
     /// not had one of them (for scatter-gather and votes: the same input on k agents).
     pub spread: Option<SpreadKey>,
+    /// The one shared-cache key the task may compute and ask for
+    /// ([`crate::runtime::agent::Cache`]); `None`: any key. Declared by whoever submits
+    /// the task, so that an agent taken over by a hostile input cannot plant a value
+    /// under another task's key.
+    pub cache_key: Option<Vec<u8>>,
 }
 
 /// Names a group of tasks to spread over different agents ([`TaskSpec::spread`]).
@@ -165,6 +170,7 @@ impl TaskSpec {
             timeout: None,
             priority: 0,
             spread: None,
+            cache_key: None,
         }
     }
 
@@ -194,6 +200,12 @@ impl TaskSpec {
     /// The same task with a timeout.
     pub fn with_timeout(mut self, t: Duration) -> Self {
         self.timeout = Some(t);
+        self
+    }
+
+    /// The same task, allowed the one shared-cache key `key` ([`TaskSpec::cache_key`]).
+    pub fn with_cache_key(mut self, key: Vec<u8>) -> Self {
+        self.cache_key = Some(key);
         self
     }
 
@@ -243,6 +255,7 @@ impl TaskSpec {
             timeout: self.timeout,
             priority: self.priority,
             spread: self.spread,
+            cache_key: self.cache_key.clone(),
         })
     }
 }
