@@ -30,6 +30,9 @@ pub const PDF_PAGES: TaskKind = TaskKind(101);
 /// In a task's argument: take the reply from the shared cache when a byte-identical
 /// document's same range is there.
 pub const USE_CACHE: u64 = 1;
+/// In a task's argument: extract the range, and hand its reply to the shared cache
+/// without asking first (the first copy of a document: nothing to wait for).
+pub const FILL_CACHE: u64 = 2;
 
 fn extract(
     doc: &mut Document,
@@ -60,9 +63,15 @@ fn handle(ctx: &TaskContext<'_>, doc_task: bool) -> Result<Vec<u8>, String> {
             .map_err(|e| e.to_string())
     };
     let key = req.cache_key.as_deref().and_then(from_hex);
-    let Some(key) = key.filter(|_| ctx.arg() & USE_CACHE != 0) else {
+    let Some(key) = key.filter(|_| ctx.arg() & (USE_CACHE | FILL_CACHE) != 0) else {
         return compute();
     };
+    if ctx.arg() & USE_CACHE == 0 {
+        let reply = compute()?;
+        // Kept for a later copy if the cache takes it; the reply is ours either way.
+        let _ = ctx.cache().fill(&key, &reply);
+        return Ok(reply);
+    }
     match ctx.cache().get_or_compute(&key, compute) {
         Ok((reply, _)) => Ok(reply),
         Err(crate::runtime::agent::CacheError::Compute(e)) => Err(e),

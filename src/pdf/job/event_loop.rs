@@ -73,7 +73,19 @@ pub fn run(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RunSummary, RunError> {
     let agents_asked = cfg.roles.map_or(cfg.agents, |r| r.total());
-    let buffers = sizing::buffer_count_cached(agents_asked, cfg.roles.is_some(), cfg.cache);
+    // The run's files by size: byte-identical files have one, so only a run with two files
+    // of a size can have copies, and only then is the cache set up (its page buffers cost
+    // their reservation at start).
+    let mut sizes: HashMap<u64, u32> = HashMap::new();
+    if cfg.cache && cfg.roles.is_none() {
+        for f in &cfg.files {
+            if let Ok(m) = std::fs::metadata(f) {
+                *sizes.entry(m.len()).or_insert(0) += 1;
+            }
+        }
+    }
+    let cache = sizes.values().any(|&n| n >= 2);
+    let buffers = sizing::buffer_count_cached(agents_asked, cfg.roles.is_some(), cache);
     let mut b = Supervisor::builder()
         .agents(cfg.agents)
         .limits(Limits {
@@ -87,7 +99,7 @@ pub fn run(
         .wait_spin(Duration::ZERO)
         .queue_depth(QUEUE_DEPTH)
         .buffers(BUFFER_SIZE as u32, buffers);
-    if cfg.cache {
+    if cache {
         b = b.cache(sizing::CACHE_ENTRIES, sizing::CACHE_BYTES);
     }
     if let Some(r) = &cfg.roles {
@@ -112,7 +124,9 @@ pub fn run(
         chunk: cfg.chunk_pages.max(1),
         timeout: cfg.timeout_per_doc,
         staged: cfg.roles.is_some(),
-        cache: cfg.cache && cfg.roles.is_none(),
+        cache,
+        seen: HashMap::new(),
+        sizes,
         aggregated_pages_max: sizing::aggregated_pages_max(buffers),
         docs: HashMap::new(),
         task_doc: HashMap::new(),

@@ -4,7 +4,7 @@
 
 use super::checkers::Checkers;
 use crate::pdf::stages::PDF_PARSE;
-use crate::pdf::tasks::{PDF_DOC, PDF_PAGES, USE_CACHE};
+use crate::pdf::tasks::{FILL_CACHE, PDF_DOC, PDF_PAGES, USE_CACHE};
 use crate::pdf::wire::{Assembly, PageRequest};
 use crate::supervisor::Supervisor;
 use crate::task::{Output, TaskId, TaskKind, TaskSpec};
@@ -67,6 +67,10 @@ pub(super) struct Job<'s> {
     pub(super) staged: bool,
     /// Generalists' replies go through the shared cache.
     pub(super) cache: bool,
+    /// Content hashes met in this run, and the first document that had each.
+    pub(super) seen: HashMap<[u8; 32], usize>,
+    /// The run's files by size: how many have each.
+    pub(super) sizes: HashMap<u64, u32>,
     /// Specialists: documents longer than this are assembled here, not by an Aggregator
     /// (their line might not fit an agent's output).
     pub(super) aggregated_pages_max: u32,
@@ -106,6 +110,12 @@ impl Job<'_> {
         let Some(doc) = self.docs.get_mut(&d) else {
             return spec;
         };
+        // Byte-identical files have one size: a file whose size no other file of the run
+        // has cannot have a copy, and is neither hashed nor cached.
+        let size = std::fs::metadata(&doc.asm.path).map(|m| m.len()).ok();
+        if size.is_none_or(|s| self.sizes.get(&s).copied().unwrap_or(0) < 2) {
+            return spec;
+        }
         if doc.hash.is_none() {
             doc.hash = Some(
                 std::fs::read(&doc.asm.path)
@@ -126,8 +136,13 @@ impl Job<'_> {
         };
         let key = crate::pdf::tasks::cache_key(&hash, first, req.last);
         req.cache_key = Some(crate::pdf::tasks::to_hex(&key));
+        // The first document of these bytes fills the cache without asking it (so it
+        // waits for nothing); a later one asks, and usually finds its ranges there.
+        let repeat = self.seen.get(&hash).is_some_and(|&first| first != d);
+        self.seen.entry(hash).or_insert(d);
+        let flag = if repeat { USE_CACHE } else { FILL_CACHE };
         TaskSpec {
-            arg: spec.arg | USE_CACHE,
+            arg: spec.arg | flag,
             ..spec.with_bytes(serde_json::to_vec(&req).unwrap_or_default())
         }
         .with_cache_key(key)

@@ -39,6 +39,15 @@ pub enum Source {
 }
 
 impl Cache<'_> {
+    /// Hands `value` to the cache under `key` without asking first (nothing waits for an
+    /// answer): kept if the task was declared with that key and nobody else's value for it
+    /// is there.
+    pub fn fill(&self, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+        self.state
+            .request(state_op::CACHE_PUT, 0, key, value)
+            .map(drop)
+    }
+
     /// The value of `key` (up to 65,535 bytes of key): from the cache if it is there or
     /// another agent is computing it (this waits for that), else from `f`, which is then
     /// kept for the next asker. An `f` that fails hands the key on to whoever waits.

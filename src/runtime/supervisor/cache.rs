@@ -4,6 +4,8 @@
 //! The supervisor keeps each key's state:
 //! - **computing**, by one agent's task: the first to ask was told to compute it; those who
 //!   ask meanwhile wait, their requests unanswered, for its value;
+//! - (a value may also come unasked, from a task whose submitter declared its key: a first
+//!   copy, computed without asking, so that it waits for no answer);
 //! - **ready**: its value in the supervisor's page buffers, which agents map read-only: an
 //!   asker is answered with the chain (its first handle and length) and reads it there, the
 //!   entry pinned until it says it is done (or its agent goes).
@@ -115,7 +117,15 @@ impl State {
         let key = key.to_vec();
         match d.arg2 {
             op::CACHE_GET => self.cache_get(slot, d.arg, d.task_id, key),
-            op::CACHE_PUT => self.cache_put(slot, &key, value),
+            op::CACHE_PUT => {
+                // A value nobody asked for is taken from a task declared with its key (the
+                // submitter vouches for it), not from a task free to name any key.
+                let declared = self
+                    .tasks
+                    .get(&d.task_id)
+                    .is_some_and(|t| t.cache_key.is_some());
+                self.cache_put(slot, &key, value, declared)
+            }
             op::CACHE_ABANDON => {
                 if matches!(self.cache.entries.get(&key), Some(Entry::Computing { slot: s, .. }) if *s == slot)
                 {
@@ -181,17 +191,26 @@ impl State {
         }
     }
 
-    fn cache_put(&mut self, slot: u32, key: &[u8], value: &[u8]) {
-        let Some(Entry::Computing { slot: by, .. }) = self.cache.entries.get(key) else {
-            return; // not asked of it (or handed on meanwhile)
+    fn cache_put(&mut self, slot: u32, key: &[u8], value: &[u8], declared: bool) {
+        let waiters = match self.cache.entries.get(key) {
+            Some(Entry::Computing { slot: by, .. }) if *by == slot => {
+                let Some(Entry::Computing { waiters, .. }) = self.cache.entries.remove(key) else {
+                    return;
+                };
+                self.cache.computing -= 1;
+                waiters
+            }
+            // Unasked (a first copy, put without asking): kept if its key was declared.
+            None if declared && self.cache.limits.is_some() => {
+                let limits = self.cache.limits.expect("checked above");
+                if self.cache.entries.len() >= limits.entries && !self.evict_one() {
+                    return;
+                }
+                VecDeque::new()
+            }
+            // Computed by another, or ready already: the first value stands.
+            _ => return,
         };
-        if *by != slot {
-            return;
-        }
-        let Some(Entry::Computing { waiters, .. }) = self.cache.entries.remove(key) else {
-            return;
-        };
-        self.cache.computing -= 1;
         let limit = self.cache.limits.map_or(0, |l| l.buffers);
         let need = value.len().div_ceil(self.slab.buffer_size()).max(1);
         while self.cache.buffers + need > limit && self.evict_one() {}
