@@ -26,17 +26,7 @@ fn builder(agents: u32) -> SupervisorBuilder {
     swarm::builder(agents).topic("news").topic("ready")
 }
 
-/// A supervisor with every agent ready: listeners submitted before an agent is up would
-/// all queue on the first one, each behind the one before.
-fn start(b: SupervisorBuilder) -> Supervisor {
-    let sup = b.build().unwrap();
-    let deadline = Instant::now() + WATCHDOG;
-    while sup.status().agents.iter().any(|a| a.phase != "ready") {
-        assert!(Instant::now() < deadline, "agents did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    sup
-}
+use swarm::ready as start;
 
 /// Listeners spread over agents, one each while there are agents that have none.
 static LISTENERS: std::sync::LazyLock<SpreadKey> = std::sync::LazyLock::new(SpreadKey::new);

@@ -8,7 +8,7 @@ mod common;
 mod swarm;
 
 use neuralflow_swarm::runtime::probes::{Cached, Got};
-use neuralflow_swarm::supervisor::{Shutdown, Supervisor, SupervisorBuilder, TaskHandle};
+use neuralflow_swarm::supervisor::{Shutdown, Supervisor, TaskHandle};
 use neuralflow_swarm::task::{kinds, Outcome, SpreadKey, TaskSpec};
 use std::time::{Duration, Instant};
 
@@ -17,15 +17,7 @@ const WATCHDOG: Duration = common::WATCHDOG;
 /// These tests share two cores: one at a time.
 static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
-fn start(b: SupervisorBuilder) -> Supervisor {
-    let sup = b.build().unwrap();
-    let deadline = Instant::now() + WATCHDOG;
-    while sup.status().agents.iter().any(|a| a.phase != "ready") {
-        assert!(Instant::now() < deadline, "agents did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    sup
-}
+use swarm::ready as start;
 
 fn ask(sup: &Supervisor, key: &str, compute_ms: u64, len: usize, spread: SpreadKey) -> TaskHandle {
     let c = Cached {

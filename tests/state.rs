@@ -21,13 +21,7 @@ const WATCHDOG: Duration = common::WATCHDOG;
 static SERIAL: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
 
 fn start(agents: u32) -> Supervisor {
-    let sup = swarm::builder(agents).build().unwrap();
-    let deadline = Instant::now() + WATCHDOG;
-    while sup.status().agents.iter().any(|a| a.phase != "ready") {
-        assert!(Instant::now() < deadline, "agents did not start");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    sup
+    swarm::ready(swarm::builder(agents))
 }
 
 fn write(sup: &Supervisor, w: &StateWrite) -> TaskHandle {

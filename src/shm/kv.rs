@@ -143,7 +143,8 @@ pub fn key_hash(key: &[u8]) -> u64 {
     h
 }
 
-fn check(key: &[u8], value: &[u8]) -> Result<(), KvError> {
+/// Whether `key` and `value` fit an entry.
+pub fn check(key: &[u8], value: &[u8]) -> Result<(), KvError> {
     if key.is_empty() || key.len() > KEY_MAX || value.len() > VALUE_MAX {
         return Err(KvError::TooLarge {
             key: key.len(),

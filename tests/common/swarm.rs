@@ -23,6 +23,18 @@ pub fn builder(agents: u32) -> SupervisorBuilder {
         .hang_timeout(Duration::from_secs(2))
 }
 
+/// Builds the supervisor and waits until every agent is ready (tasks submitted before an
+/// agent is up would all queue on the first ones).
+pub fn ready(b: SupervisorBuilder) -> Supervisor {
+    let sup = b.build().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sup.status().agents.iter().any(|a| a.phase != "ready") {
+        assert!(Instant::now() < deadline, "agents did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sup
+}
+
 /// Waits (a few ledger sweeps at most, `limit` in all) until every page buffer of every
 /// pool is free.
 pub fn every_buffer_comes_back(sup: &Supervisor, limit: Duration) {

@@ -7,7 +7,7 @@
 use super::bus::{Bus, PublishError};
 use crate::runtime::supervisor::{encode_state_request, state_op, state_reply, Consistency};
 use crate::runtime::task::status;
-use crate::shm::kv::KvError;
+use crate::shm::kv::{check, KvError};
 use crate::shm::segment::SegmentError;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -161,15 +161,4 @@ impl SharedState<'_> {
             pair.finish();
         }
     }
-}
-
-fn check(key: &[u8], value: &[u8]) -> Result<(), KvError> {
-    use crate::shm::kv::{KEY_MAX, VALUE_MAX};
-    if key.is_empty() || key.len() > KEY_MAX || value.len() > VALUE_MAX {
-        return Err(KvError::TooLarge {
-            key: key.len(),
-            value: value.len(),
-        });
-    }
-    Ok(())
 }

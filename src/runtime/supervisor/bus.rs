@@ -117,6 +117,32 @@ impl Topics {
 }
 
 impl State {
+    /// The bytes of a message agent `i` handed over in its own page buffers (not a
+    /// completion: a publish, a state request), taken out of its pool as a completion's
+    /// are; `None`, and the agent killed, if the chain does not check out.
+    pub(super) fn take_message(&mut self, i: usize, d: &Descriptor) -> Option<Vec<u8>> {
+        let slot = self.agents[i].slot;
+        let Some(raw) = d.payload() else {
+            return Some(Vec::new());
+        };
+        let taken = self
+            .slab
+            .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
+            .and_then(|handles| {
+                let got = self.slab.read_handles(&handles, d.len, Owner::Supervisor);
+                self.slab.release_handles(&handles, Owner::Supervisor);
+                got
+            });
+        match taken {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(slot, kind = d.kind, "bad message payload: {e}");
+                self.kill(i, DeathCause::Protocol);
+                None
+            }
+        }
+    }
+
     /// The counters, the bus's with them.
     pub(super) fn counters(&self) -> super::snapshot::Counters {
         let mut c = self.counters.clone();
@@ -137,25 +163,11 @@ impl State {
         let slot = self.agents[i].slot;
         let bytes = if d.flags & flags::INLINE_MESSAGE != 0 {
             rt::unpack_inline((d.buffer, d.len), d.arg2)
-        } else if let Some(raw) = d.payload() {
-            let taken = self
-                .slab
-                .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
-                .and_then(|handles| {
-                    let got = self.slab.read_handles(&handles, d.len, Owner::Supervisor);
-                    self.slab.release_handles(&handles, Owner::Supervisor);
-                    got
-                });
-            match taken {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(slot, "bad message payload: {e}");
-                    self.kill(i, DeathCause::Protocol);
-                    return;
-                }
-            }
         } else {
-            Vec::new()
+            let Some(b) = self.take_message(i, d) else {
+                return;
+            };
+            b
         };
         let topic = u32::try_from(d.arg).unwrap_or(u32::MAX);
         let mut bus = self.bus.lock();

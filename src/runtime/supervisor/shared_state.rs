@@ -22,11 +22,9 @@ use super::error::Error;
 use super::state::State;
 use super::Supervisor;
 use crate::runtime::bus::monotonic_ns;
-use crate::runtime::task::DeathCause;
 use crate::shm::descriptor::Descriptor;
 use crate::shm::kv::{KvError, KvReader, KvWriter};
 use crate::shm::segment::{Segment, SegmentKv};
-use crate::shm::slab::Owner;
 use std::sync::Arc;
 
 /// How a write is made visible (see the module's documentation).
@@ -152,26 +150,8 @@ impl State {
     /// answered in its slot file if it is strong.
     pub(super) fn state_request(&mut self, i: usize, d: &Descriptor) {
         let slot = self.agents[i].slot;
-        let bytes = match d.payload() {
-            Some(raw) => {
-                let taken = self
-                    .slab
-                    .claim_chain(raw, d.len, Owner::Agent(slot), Owner::Supervisor)
-                    .and_then(|handles| {
-                        let got = self.slab.read_handles(&handles, d.len, Owner::Supervisor);
-                        self.slab.release_handles(&handles, Owner::Supervisor);
-                        got
-                    });
-                match taken {
-                    Ok(b) => b,
-                    Err(e) => {
-                        tracing::warn!(slot, "bad state request payload: {e}");
-                        self.kill(i, DeathCause::Protocol);
-                        return;
-                    }
-                }
-            }
-            None => Vec::new(),
+        let Some(bytes) = self.take_message(i, d) else {
+            return;
         };
         if (op::CACHE_GET..=op::CACHE_RELEASE).contains(&d.arg2) {
             return self.cache_request(slot, d, &bytes);
