@@ -240,3 +240,36 @@ impl Supervisor {
 pub(super) fn reader(seg: &Arc<Segment>) -> KvReader<SegmentKv> {
     seg.kv_reader()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request is an agent's bytes: whatever they are, decoding answers, never panics,
+    /// and what it returns lies within them.
+    #[test]
+    fn requests_decode_or_are_refused_whatever_the_bytes() {
+        let good = encode_request(7, b"key", b"value");
+        assert_eq!(decode_request(&good), Some((7, &b"key"[..], &b"value"[..])));
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for len in 0..64 {
+            for _ in 0..200 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                if let Some((_, k, v)) = decode_request(&bytes) {
+                    assert!(k.len() + v.len() + 10 <= bytes.len());
+                }
+            }
+        }
+        for cut in 0..good.len() {
+            let _ = decode_request(&good[..cut]);
+        }
+        assert_eq!(decode_request(&good[..12]), None, "a key cut short");
+    }
+}
