@@ -827,3 +827,33 @@ fn byte_identical_documents_are_extracted_once_and_each_gets_its_line() {
     assert!(s["cache_hits"].as_u64().unwrap() > 0, "{s}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--log-format json`: every log line on stderr is one JSON object with its level,
+/// target and message; the output is unchanged.
+#[test]
+fn json_logs_are_one_object_a_line() {
+    let dir = tmp("jsonlog");
+    let made = swarm()
+        .args(["demo", "--documents", "2", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let out = swarm()
+        .args(["run", "--agents", "1", "--log-format", "json"])
+        .arg(dir.join("corpus"))
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines.len() >= 3, "{stderr}");
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+        assert!(v["level"].is_string() && v["target"].is_string(), "{l}");
+        assert!(v["fields"]["message"].is_string(), "{l}");
+    }
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

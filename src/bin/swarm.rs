@@ -15,6 +15,9 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines (stderr, filtered by `RUST_LOG`) are written.
+    #[arg(long, global = true, value_enum, default_value_t = cli::LogFormat::Text)]
+    log_format: cli::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -39,7 +42,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Cli::parse();
-    cli::init_logging();
+    cli::init_logging(args.log_format);
     let result = match args.command {
         Command::Run(a) => cli::run::run(a),
         Command::Demo(a) => cli::demo::run(a),

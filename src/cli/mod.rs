@@ -102,14 +102,28 @@ impl Done {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people: a timestamp, the level, the target, the message and its fields.
+    #[default]
+    Text,
+    /// For machines: one JSON object a line (`timestamp`, `level`, `target`, `fields`
+    /// with `message` and the event's own fields).
+    Json,
+}
+
 /// Logs go to stderr, filtered by `RUST_LOG`: by default our warnings and errors, and
 /// nothing from lopdf (a malformed file is reported in the output, not as log noise).
-pub fn init_logging() {
-    tracing_subscriber::fmt()
+pub fn init_logging(format: LogFormat) {
+    let b = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lopdf=off")),
-        )
-        .init();
+        );
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().with_ansi(false).init(),
+    }
 }
