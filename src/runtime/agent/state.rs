@@ -127,14 +127,19 @@ impl SharedState<'_> {
         let answered = || {
             // Acquire: SYNC POINT (state answer): pairs with the supervisor's Release store
             // of `request` after the answer's words.
-            (reply.request.load(Ordering::Acquire) == id).then(|| {
-                // Relaxed: published by the Acquire above.
-                (
-                    reply.status.load(Ordering::Relaxed),
-                    reply.version.load(Ordering::Relaxed),
-                    reply.extra.load(Ordering::Relaxed),
-                )
-            })
+            if reply.request.load(Ordering::Acquire) != id {
+                return None;
+            }
+            // Relaxed: published by the Acquire above.
+            let words = (
+                reply.status.load(Ordering::Relaxed),
+                reply.version.load(Ordering::Relaxed),
+                reply.extra.load(Ordering::Relaxed),
+            );
+            // Acquire: SYNC POINT (state answer): as above; the words are this request's
+            // only if no other answer replaced them meanwhile (then look again).
+            std::sync::atomic::fence(Ordering::Acquire);
+            (reply.request.load(Ordering::Relaxed) == id).then_some(words)
         };
         let deadline = Instant::now() + within;
         let mut spins = 0u32;

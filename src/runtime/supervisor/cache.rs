@@ -91,7 +91,8 @@ impl Cache {
 
 impl State {
     /// An agent's request of the cache.
-    pub(super) fn cache_request(&mut self, slot: u32, d: &Descriptor, bytes: &[u8]) {
+    pub(super) fn cache_request(&mut self, i: usize, d: &Descriptor, bytes: &[u8]) {
+        let slot = self.agents[i].slot;
         let Some((_, key, value)) = decode_request(bytes) else {
             if d.arg2 == op::CACHE_GET {
                 self.answer(slot, d.arg, reply::REFUSED, 0, 0);
@@ -99,10 +100,7 @@ impl State {
             return;
         };
         // Only for a task this agent has, and only the key it was given, if it was.
-        let allowed = self
-            .agents
-            .iter()
-            .any(|a| a.slot == slot && a.in_flight.iter().any(|f| f.id == d.task_id))
+        let allowed = self.agents[i].in_flight.iter().any(|f| f.id == d.task_id)
             && self
                 .tasks
                 .get(&d.task_id)
@@ -314,11 +312,13 @@ impl State {
         }
     }
 
-    /// Task `task` ended: a key it was computing and never handed over goes on.
+    /// Task `task` ended: a key it was computing and never handed over goes on, and its
+    /// waits (if it waited) end.
     pub(super) fn cache_task_ended(&mut self, task: u64) {
         if self.cache.computing == 0 {
             return;
         }
+        self.cache_forget(|_, _, t| t == task);
         let orphans: Vec<Vec<u8>> = self
             .cache
             .entries
@@ -328,6 +328,18 @@ impl State {
             .collect();
         for k in orphans {
             self.hand_over(k);
+        }
+    }
+
+    /// Drops the waits `gone(slot, request, task)` names: nobody is there to answer.
+    pub(super) fn cache_forget(&mut self, mut gone: impl FnMut(u32, u64, u64) -> bool) {
+        if self.cache.computing == 0 {
+            return;
+        }
+        for e in self.cache.entries.values_mut() {
+            if let Entry::Computing { waiters, .. } = e {
+                waiters.retain(|&(s, r, t)| !gone(s, r, t));
+            }
         }
     }
 }

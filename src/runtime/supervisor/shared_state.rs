@@ -153,8 +153,11 @@ impl State {
         let Some(bytes) = self.take_message(i, d) else {
             return;
         };
+        // An agent waits for one answer at a time: a newer request means it gave up on
+        // any older one still waiting here, which must not be answered over this one.
+        self.cache_forget(|s, request, _| s == slot && request < d.arg);
         if (op::CACHE_GET..=op::CACHE_RELEASE).contains(&d.arg2) {
-            return self.cache_request(slot, d, &bytes);
+            return self.cache_request(i, d, &bytes);
         }
         let mut store = self.store.lock();
         let outcome = match decode_request(&bytes) {
