@@ -51,6 +51,23 @@ pub enum RunError {
     Io(#[from] std::io::Error),
 }
 
+/// By file: whether another file of `files` has its size (byte-identical files have one,
+/// so only those may be copies).
+fn twins(files: &[std::path::PathBuf]) -> Vec<bool> {
+    let sizes: Vec<Option<u64>> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
+        .collect();
+    let mut count: HashMap<u64, u32> = HashMap::new();
+    for s in sizes.iter().flatten() {
+        *count.entry(*s).or_insert(0) += 1;
+    }
+    sizes
+        .iter()
+        .map(|s| s.is_some_and(|s| count[&s] > 1))
+        .collect()
+}
+
 /// What a failed task means for its document.
 fn failure_kind(f: &Failure) -> ErrorKind {
     match f {
@@ -76,15 +93,12 @@ pub fn run(
     // The run's files by size: byte-identical files have one, so only a run with two files
     // of a size can have copies, and only then is the cache set up (its page buffers cost
     // their reservation at start).
-    let mut sizes: HashMap<u64, u32> = HashMap::new();
-    if cfg.cache && cfg.roles.is_none() {
-        for f in &cfg.files {
-            if let Ok(m) = std::fs::metadata(f) {
-                *sizes.entry(m.len()).or_insert(0) += 1;
-            }
-        }
-    }
-    let cache = sizes.values().any(|&n| n >= 2);
+    let twins = if cfg.cache && cfg.roles.is_none() {
+        twins(&cfg.files)
+    } else {
+        vec![false; cfg.files.len()]
+    };
+    let cache = twins.contains(&true);
     let buffers = sizing::buffer_count_cached(agents_asked, cfg.roles.is_some(), cache);
     let mut b = Supervisor::builder()
         .agents(cfg.agents)
@@ -124,9 +138,8 @@ pub fn run(
         chunk: cfg.chunk_pages.max(1),
         timeout: cfg.timeout_per_doc,
         staged: cfg.roles.is_some(),
-        cache,
         seen: HashMap::new(),
-        sizes,
+        twins,
         aggregated_pages_max: sizing::aggregated_pages_max(buffers),
         docs: HashMap::new(),
         task_doc: HashMap::new(),

@@ -21,7 +21,6 @@ impl Job<'_> {
         path: String,
         last: bool,
     ) -> Result<(), Error> {
-        let spec = Self::request(PDF_DOC, &path, 1, self.chunk);
         let busy: usize = self.docs.values().map(|doc| doc.open_tasks).sum();
         let spare = if last {
             self.agents.saturating_sub(busy + 1)
@@ -34,15 +33,11 @@ impl Job<'_> {
             .collect();
         doc.speculated = ahead.last().map_or(0, |r| r.1);
         doc.open_tasks += ahead.len();
-        let path = doc.asm.path.clone();
         self.docs.insert(d, doc);
-        self.submit(d, Stage::Doc, spec)?;
+        self.plan_cache(d);
+        self.submit(d, Stage::Doc, self.range(d, PDF_DOC, 1, self.chunk))?;
         for (first, last) in ahead {
-            self.submit(
-                d,
-                Stage::Pages,
-                Self::request(PDF_PAGES, &path, first, last),
-            )?;
+            self.submit(d, Stage::Pages, self.range(d, PDF_PAGES, first, last))?;
         }
         Ok(())
     }
@@ -88,14 +83,9 @@ impl Job<'_> {
         doc.asm.absorb(reply);
         let asked = self.chunk.max(doc.speculated);
         if stage == Stage::Doc && opened && page_count > asked {
-            let path = doc.asm.path.clone();
             for (first, last) in ranges(asked + 1, page_count, self.chunk) {
                 self.docs.get_mut(&d).expect("present").open_tasks += 1;
-                self.submit(
-                    d,
-                    Stage::Pages,
-                    Self::request(PDF_PAGES, &path, first, last),
-                )?;
+                self.submit(d, Stage::Pages, self.range(d, PDF_PAGES, first, last))?;
             }
         }
         Ok(())

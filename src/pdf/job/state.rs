@@ -4,7 +4,7 @@
 
 use super::checkers::Checkers;
 use crate::pdf::stages::PDF_PARSE;
-use crate::pdf::tasks::{FILL_CACHE, PDF_DOC, PDF_PAGES, USE_CACHE};
+use crate::pdf::tasks::{FILL_CACHE, USE_CACHE};
 use crate::pdf::wire::{Assembly, PageRequest};
 use crate::supervisor::Supervisor;
 use crate::task::{Output, TaskId, TaskKind, TaskSpec};
@@ -25,8 +25,9 @@ pub(super) struct Doc {
     pub(super) speculated: u32,
     /// Generalists: replies with the checkers.
     pub(super) checking: usize,
-    /// Its content hash once taken (`Some(None)`: the file could not be read).
-    pub(super) hash: Option<Option<[u8; 32]>>,
+    /// Generalists: its content hash and how its ranges use the shared cache
+    /// ([`crate::pdf::tasks::FILL_CACHE`] or [`crate::pdf::tasks::USE_CACHE`]), if they do.
+    pub(super) cache: Option<([u8; 32], u64)>,
 }
 
 impl Doc {
@@ -39,7 +40,7 @@ impl Doc {
             line: None,
             speculated: 0,
             checking: 0,
-            hash: None,
+            cache: None,
         }
     }
 }
@@ -65,12 +66,10 @@ pub(super) struct Job<'s> {
     pub(super) chunk: u32,
     pub(super) timeout: Duration,
     pub(super) staged: bool,
-    /// Generalists' replies go through the shared cache.
-    pub(super) cache: bool,
     /// Content hashes met in this run, and the first document that had each.
     pub(super) seen: HashMap<[u8; 32], usize>,
-    /// The run's files by size: how many have each.
-    pub(super) sizes: HashMap<u64, u32>,
+    /// By file: whether another file of the run has its size (so that it may be a copy).
+    pub(super) twins: Vec<bool>,
     /// Specialists: documents longer than this are assembled here, not by an Aggregator
     /// (their line might not fit an agent's output).
     pub(super) aggregated_pages_max: u32,
@@ -90,10 +89,6 @@ impl Job<'_> {
         stage: Stage,
         spec: TaskSpec,
     ) -> Result<(), crate::supervisor::Error> {
-        let spec = match spec.kind {
-            PDF_DOC | PDF_PAGES if self.cache => self.cached(d, spec),
-            _ => spec,
-        };
         let id = self.sup.submit_detached(TaskSpec {
             timeout: Some(self.timeout),
             ..spec
@@ -102,50 +97,44 @@ impl Job<'_> {
         Ok(())
     }
 
-    /// A generalist's range through the shared cache: its key (the document's content
-    /// hash, taken here once a document, and the range) in the request and declared with
-    /// the task, which may then use no other. A document that cannot be read here goes
-    /// uncached (its agent reports why).
-    fn cached(&mut self, d: usize, spec: TaskSpec) -> TaskSpec {
+    /// Decides once, when document `d` starts, whether its ranges go through the shared
+    /// cache: only a file that shares its size with another file of the run can have a
+    /// byte-identical copy, and only such a file is hashed (a file that cannot be read
+    /// here goes uncached; its agent reports why). The first document of some bytes fills
+    /// the cache without asking it (it waits for nothing); a later one asks.
+    pub(super) fn plan_cache(&mut self, d: usize) {
+        if !self.twins.get(d).copied().unwrap_or(false) {
+            return;
+        }
         let Some(doc) = self.docs.get_mut(&d) else {
-            return spec;
+            return;
         };
-        // Byte-identical files have one size: a file whose size no other file of the run
-        // has cannot have a copy, and is neither hashed nor cached.
-        let size = std::fs::metadata(&doc.asm.path).map(|m| m.len()).ok();
-        if size.is_none_or(|s| self.sizes.get(&s).copied().unwrap_or(0) < 2) {
-            return spec;
-        }
-        if doc.hash.is_none() {
-            doc.hash = Some(
-                std::fs::read(&doc.asm.path)
-                    .ok()
-                    .map(|b| <sha2::Sha256 as sha2::Digest>::digest(&b).into()),
-            );
-        }
-        let (Some(Some(hash)), crate::task::Input::Bytes(b)) = (doc.hash, &spec.input) else {
-            return spec;
+        let Ok(bytes) = std::fs::read(&doc.asm.path) else {
+            return;
         };
-        let Ok(mut req) = serde_json::from_slice::<PageRequest>(b) else {
-            return spec;
+        let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
+        let first = *self.seen.entry(hash).or_insert(d);
+        doc.cache = Some((hash, if first == d { FILL_CACHE } else { USE_CACHE }));
+    }
+
+    /// A generalist's task of `kind` on pages `first..=last` of document `d`: through the
+    /// shared cache if [`Job::plan_cache`] said so, its key (the content hash and the
+    /// range) in the request and declared with the task, which may then use no other.
+    pub(super) fn range(&self, d: usize, kind: TaskKind, first: u32, last: u32) -> TaskSpec {
+        let doc = &self.docs[&d];
+        let Some((hash, flag)) = doc.cache else {
+            return Self::request(kind, &doc.asm.path, first, last);
         };
-        let first = if spec.kind == PDF_DOC {
-            1
-        } else {
-            req.first.max(1)
+        let key = crate::pdf::tasks::cache_key(&hash, first.max(1), last);
+        let req = PageRequest {
+            path: doc.asm.path.clone(),
+            first,
+            last,
+            cache_key: Some(crate::pdf::tasks::to_hex(&key)),
         };
-        let key = crate::pdf::tasks::cache_key(&hash, first, req.last);
-        req.cache_key = Some(crate::pdf::tasks::to_hex(&key));
-        // The first document of these bytes fills the cache without asking it (so it
-        // waits for nothing); a later one asks, and usually finds its ranges there.
-        let repeat = self.seen.get(&hash).is_some_and(|&first| first != d);
-        self.seen.entry(hash).or_insert(d);
-        let flag = if repeat { USE_CACHE } else { FILL_CACHE };
-        TaskSpec {
-            arg: spec.arg | flag,
-            ..spec.with_bytes(serde_json::to_vec(&req).unwrap_or_default())
-        }
-        .with_cache_key(key)
+        TaskSpec::new(kind, flag)
+            .with_bytes(serde_json::to_vec(&req).unwrap_or_default())
+            .with_cache_key(key)
     }
 
     /// A task of `kind` on pages `first..=last` of `path`.
