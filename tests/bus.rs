@@ -2,7 +2,7 @@
 //! to the supervisor and to each other, in order per publisher; a stopped subscriber that
 //! holds nobody up and learns that it lagged; progress reports; a cancelled task skipped
 //! by the agent it waited on; the control topic closed to agents; and publishers and
-//! subscribers SIGKILLed at random while every message heard stays whole and in order.
+//! subscribers SIGKILLed one after another while every message heard stays whole and in order.
 
 mod common;
 #[path = "common/swarm.rs"]
@@ -53,10 +53,7 @@ fn publish(sup: &Supervisor, topic: &str, msg: &str, count: u64) -> TaskHandle {
 }
 
 fn heard(h: TaskHandle) -> Heard {
-    match h.wait(Some(WATCHDOG)).expect("the listener ends") {
-        Outcome::Completed { output, .. } => serde_json::from_slice(&output).unwrap(),
-        other => panic!("{other:?}"),
-    }
+    swarm::output(h)
 }
 
 /// Waits until `n` listeners said they are subscribed.
@@ -253,7 +250,7 @@ fn a_task_cancelled_while_queued_on_an_agent_is_skipped() {
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 
-/// Publishers and subscribers on agents SIGKILLed at random every 150 ms: every message
+/// Publishers and subscribers on agents SIGKILLed in turn every 150 ms: every message
 /// the supervisor hears is whole and in order per publisher's run, and the swarm goes on.
 #[test]
 fn publishers_and_subscribers_killed_at_random_never_tear_or_reorder() {
@@ -312,9 +309,5 @@ fn publishers_and_subscribers_killed_at_random_never_tear_or_reorder() {
     }
     assert_eq!(heard(l).received, 10);
     swarm::every_buffer_comes_back(&sup, WATCHDOG);
-    Arc::try_unwrap(sup)
-        .ok()
-        .unwrap()
-        .shutdown(Shutdown::Drain)
-        .unwrap();
+    swarm::shutdown(sup);
 }

@@ -9,7 +9,7 @@ mod swarm;
 
 use neuralflow_swarm::runtime::probes::{Cached, Got};
 use neuralflow_swarm::supervisor::{Shutdown, Supervisor, TaskHandle};
-use neuralflow_swarm::task::{kinds, Outcome, SpreadKey, TaskSpec};
+use neuralflow_swarm::task::{kinds, SpreadKey, TaskSpec};
 use std::time::{Duration, Instant};
 
 const WATCHDOG: Duration = common::WATCHDOG;
@@ -34,10 +34,7 @@ fn ask(sup: &Supervisor, key: &str, compute_ms: u64, len: usize, spread: SpreadK
 }
 
 fn got(h: TaskHandle) -> Got {
-    match h.wait(Some(WATCHDOG)).expect("the task ends") {
-        Outcome::Completed { output, .. } => serde_json::from_slice(&output).unwrap(),
-        other => panic!("{other:?}"),
-    }
+    swarm::output(h)
 }
 
 /// Three agents ask for one key at once: one computes (200 ms), the other two wait for it

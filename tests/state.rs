@@ -1,7 +1,7 @@
 //! The shared state end to end, through real agent processes: the supervisor's writes and
 //! compare-and-sets; agents' strong writes seen by every read that starts after them;
 //! eventual writes seen within a bound; a counter incremented by compare-and-set from
-//! three agents at once that loses no increment; and writers SIGKILLed at random while
+//! three agents at once that loses no increment; and writers SIGKILLed one after another while
 //! nobody ever reads a torn value.
 
 mod common;
@@ -40,12 +40,7 @@ fn writer(key: &str, count: u64, strong: bool) -> StateWrite {
     }
 }
 
-fn output<T: serde::de::DeserializeOwned>(h: TaskHandle) -> T {
-    match h.wait(Some(WATCHDOG)).expect("the task ends") {
-        Outcome::Completed { output, .. } => serde_json::from_slice(&output).unwrap(),
-        other => panic!("{other:?}"),
-    }
-}
+use swarm::output;
 
 #[test]
 fn the_supervisor_writes_and_compares_and_sets() {
@@ -159,7 +154,7 @@ fn a_counter_incremented_from_three_agents_by_cas_loses_nothing() {
     sup.shutdown(Shutdown::Drain).unwrap();
 }
 
-/// Writers (strong and eventual, 400-byte values) on agents SIGKILLed at random every
+/// Writers (strong and eventual, 400-byte values) on agents SIGKILLed in turn every
 /// 100 ms, while the supervisor reads the keys in a loop and agents watch them: no read
 /// ever returns a torn value.
 #[test]
@@ -230,9 +225,5 @@ fn writers_killed_at_random_never_leave_a_torn_value() {
     );
     assert_eq!(watched_torn, 0, "torn reads in agents");
     swarm::every_buffer_comes_back(&sup, WATCHDOG);
-    Arc::try_unwrap(sup)
-        .ok()
-        .unwrap()
-        .shutdown(Shutdown::Drain)
-        .unwrap();
+    swarm::shutdown(sup);
 }

@@ -120,11 +120,7 @@ fn chaos_kills_every_100ms_lose_and_double_nothing() {
         c.agent_restarts
     );
     assert!(c.deaths.get("signal").copied().unwrap_or(0) >= kills);
-    Arc::try_unwrap(sup)
-        .ok()
-        .unwrap()
-        .shutdown(Shutdown::Drain)
-        .unwrap();
+    swarm::shutdown(sup);
 }
 
 #[test]

@@ -50,11 +50,6 @@ pub struct CacheBenchReport {
     pub identical_output: bool,
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Runs the benchmark.
 pub fn run(cfg: &CacheBenchConfig) -> Result<CacheBenchReport, RunError> {
     let dir = cfg.scratch.join("corpus");
@@ -104,7 +99,9 @@ pub fn run(cfg: &CacheBenchConfig) -> Result<CacheBenchReport, RunError> {
         (pages, hits) = (a.pages, a.cache_hits);
     }
     let _ = std::fs::remove_dir_all(&cfg.scratch);
-    let (c, n) = (median(&mut with), median(&mut without));
+    with.sort_by(f64::total_cmp);
+    without.sort_by(f64::total_cmp);
+    let (c, n) = (super::pct(&with, 0.5), super::pct(&without, 0.5));
     Ok(CacheBenchReport {
         documents: files.len(),
         duplicates,

@@ -33,12 +33,7 @@ pub(crate) fn all_ready(
 }
 
 /// The `p` quantile (0 to 1) of `sorted` samples, nearest rank; 0 for none.
-pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
+pub(crate) use crate::runtime::probes::quantile as pct;
 
 /// Every end of a graph's run, each completed, or what stopped it: a node that failed, or
 /// the run not ending in time (`None`).

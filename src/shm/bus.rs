@@ -17,8 +17,9 @@
 //!
 //! A message of up to [`INLINE_MAX`] bytes travels in its slot; a larger one in page
 //! buffers, named in the slot by its first handle, which the writer frees only once it has
-//! marked the slot as being overwritten: a reader copying it checks the sequence word
-//! after the copy, as for inline data.
+//! marked the slot as being overwritten. Those bytes are plain memory, not atomics, so a
+//! copy racing their reuse may read anything: the sequence word, checked after the copy
+//! as for inline data, is what says to drop it.
 //!
 //! Nothing a reader reads is trusted: the memory may be scribbled by anything that can
 //! map it writable. A sequence word that makes no sense reads as no message yet, or as a

@@ -2,8 +2,8 @@
 //! that the side that publishes pays for a wake-up system call only when the other side is
 //! really asleep.
 //!
-//! The protocol (one sleeper and one waker per word; each ring has two words, one per
-//! direction):
+//! The protocol (one waker per word; each ring has two words, one per direction, with one
+//! sleeper each; a bus topic's word has a sleeper per reader, each with its own flag):
 //!
 //! ```text
 //! sleeper                                 waker
@@ -61,9 +61,10 @@ const _: () = assert!(std::mem::size_of::<WakeWord>() == 4);
 const _: () = assert!(std::mem::size_of::<SleepFlag>() == 4);
 
 /// A wake word and a sleep flag wherever each lives: the protocol above. The word is
-/// written only by the waker and the flag only by the sleeper, so each can live in memory
-/// only its writer may write (the other maps it read-only: a futex waits and wakes on a
-/// read-only mapping as well).
+/// written only by the waker and the flag by the sleeper (and cleared by whoever replaces
+/// a dead sleeper, [`SleepFlag::clear`]), so each can live in memory only its writer may
+/// write (the other maps it read-only: a futex waits and wakes on a read-only mapping as
+/// well).
 #[derive(Debug, Clone, Copy)]
 pub struct WaitPair<'a> {
     /// The waker's word.
@@ -105,7 +106,7 @@ impl WaitPair<'_> {
     #[inline]
     pub fn finish(self) {
         // Relaxed: a stale 1 seen by the waker only causes one unneeded wake-up; the sleeper
-        // is the only writer, so this cannot hide a later `prepare`.
+        // is the only writer while it lives, so this cannot hide a later `prepare`.
         self.flag.waiting.store(0, Ordering::Relaxed);
     }
 

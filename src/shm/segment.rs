@@ -841,7 +841,7 @@ impl Segment {
         }
         let supervisor = Mapped::new(segment, size, false)?;
         // SAFETY: the mapping is at least HEADER_REGION bytes and page aligned, so a
-        // SegmentHeader (184 bytes, align 8) fits at offset 0. Its fields are integers (and
+        // SegmentHeader (256 bytes, align 8) fits at offset 0. Its fields are integers (and
         // one atomic), valid for any bit pattern; it is only read.
         let header = unsafe { &*(supervisor.map.as_ptr() as *const SegmentHeader) };
         let layout = validate(header, size)?;

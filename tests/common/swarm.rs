@@ -35,6 +35,30 @@ pub fn ready(b: SupervisorBuilder) -> Supervisor {
     sup
 }
 
+/// The output of a task that completed, read as JSON (a synthetic kind's report); the
+/// test fails if it did not complete within a minute.
+pub fn output<T: serde::de::DeserializeOwned>(h: neuralflow_swarm::supervisor::TaskHandle) -> T {
+    match h
+        .wait(Some(Duration::from_secs(60)))
+        .expect("the task ends")
+    {
+        neuralflow_swarm::task::Outcome::Completed { output, .. } => {
+            serde_json::from_slice(&output).expect("a JSON report")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Drains and shuts down a supervisor that was shared with helper threads (they must have
+/// let it go).
+pub fn shutdown(sup: Arc<Supervisor>) {
+    let Ok(sup) = Arc::try_unwrap(sup) else {
+        panic!("another holder of the supervisor");
+    };
+    sup.shutdown(neuralflow_swarm::supervisor::Shutdown::Drain)
+        .unwrap();
+}
+
 /// Waits (a few ledger sweeps at most, `limit` in all) until every page buffer of every
 /// pool is free.
 pub fn every_buffer_comes_back(sup: &Supervisor, limit: Duration) {

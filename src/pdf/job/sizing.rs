@@ -1,6 +1,7 @@
-//! How big the job makes things, from the number of agents: page buffers, how far the
-//! specialists' Parsers may run ahead, the window of open documents, and how a document
-//! is cut into ranges.
+//! How big the job makes things, from the number of agents: page buffers (the shared
+//! cache's on top when it is on), how far the specialists' Parsers may run ahead, the
+//! longest document an Aggregator assembles, the window of open documents, and how a
+//! document is cut into ranges.
 
 use crate::supervisor::GraphFlow;
 
@@ -43,7 +44,7 @@ pub(super) fn buffer_count_cached(agents: u32, specialists: bool, cache: bool) -
     buffer_count(agents, specialists) + extra
 }
 
-/// How far specialists' Parsers run ahead: two ranges a agent at the Parsers keep every
+/// How far specialists' Parsers run ahead: two ranges an agent at the Parsers keep every
 /// stage busy, and no new range goes to them while the stage outputs waiting for the next
 /// stage take a quarter of the supervisor's pool of `buffers`. Those outputs then grow (an
 /// Extractor writes ten times what its Parser did); past half of the pool, kept outputs

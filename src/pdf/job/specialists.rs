@@ -80,7 +80,8 @@ impl Job<'_> {
     }
 
     /// The graph of document `d` past its first parse (`first`): each range's stages,
-    /// and the Aggregator over the `path` held for it, if it has one.
+    /// and the Aggregator over the document's path held for it (`path_held`), if it has
+    /// one.
     fn submit_document(
         &mut self,
         d: usize,

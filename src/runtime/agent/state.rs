@@ -118,11 +118,7 @@ impl SharedState<'_> {
         value: &[u8],
         within: Duration,
     ) -> Result<(u64, u64, u64), StateError> {
-        let slot = match self.bus.me {
-            crate::shm::slab::Owner::Agent(s) => s,
-            crate::shm::slab::Owner::Supervisor => 0,
-        };
-        let reply = self.bus.seg.state_reply(slot)?;
+        let reply = self.bus.seg.state_reply(self.bus.config.slot)?;
         let id = self.request(op, version, key, value)?;
         let answered = || {
             // Acquire: SYNC POINT (state answer): pairs with the supervisor's Release store

@@ -221,15 +221,10 @@ pub(super) fn listen(ctx: &super::TaskContext<'_>) -> Result<Vec<u8>, String> {
         }
     }
     heard.finished |= heard.received >= l.count;
-    times.sort_unstable();
-    let pct = |q: f64| {
-        times
-            .get(((times.len() as f64 * q) as usize).min(times.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or(0)
-    };
-    heard.one_way_ns_p50 = pct(0.50);
-    heard.one_way_ns_p99 = pct(0.99);
+    let mut times: Vec<f64> = times.into_iter().map(|t| t as f64).collect();
+    times.sort_by(f64::total_cmp);
+    heard.one_way_ns_p50 = crate::runtime::probes::quantile(&times, 0.50) as u64;
+    heard.one_way_ns_p99 = crate::runtime::probes::quantile(&times, 0.99) as u64;
     serde_json::to_vec(&heard).map_err(|e| e.to_string())
 }
 

@@ -143,20 +143,6 @@ impl State {
         }
     }
 
-    /// The counters, the bus's with them.
-    pub(super) fn counters(&self) -> super::snapshot::Counters {
-        let mut c = self.counters.clone();
-        let bus = self.bus.lock();
-        (c.bus_published, c.bus_refused) = (bus.published, bus.refused);
-        let store = self.store.lock();
-        (c.state_writes, c.state_refused) = (store.writes, store.refused);
-        let k = self.cache.counts;
-        (c.cache_hits, c.cache_misses) = (k.hits, k.misses);
-        (c.cache_evictions, c.cache_handed_over) = (k.evictions, k.handed_over);
-        c.cache_refused = k.refused;
-        c
-    }
-
     /// An agent's message to publish (a [`crate::runtime::task::status::PUBLISH`]
     /// descriptor from agent `i`).
     pub(super) fn relay(&mut self, i: usize, d: &Descriptor) {

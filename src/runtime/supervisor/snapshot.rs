@@ -222,6 +222,20 @@ impl Supervisor {
 const MAX_WARNINGS: usize = 64;
 
 impl State {
+    /// The counters, with those the bus, the shared state and the cache keep.
+    pub(super) fn counters(&self) -> Counters {
+        let mut c = self.counters.clone();
+        let bus = self.bus.lock();
+        (c.bus_published, c.bus_refused) = (bus.published, bus.refused);
+        let store = self.store.lock();
+        (c.state_writes, c.state_refused) = (store.writes, store.refused);
+        let k = self.cache.counts;
+        (c.cache_hits, c.cache_misses) = (k.hits, k.misses);
+        (c.cache_evictions, c.cache_handed_over) = (k.evictions, k.handed_over);
+        c.cache_refused = k.refused;
+        c
+    }
+
     /// Records a warning for [`Status::warnings`], once per `key` (a slot's cgroup, say,
     /// not each of its incarnations').
     pub(super) fn warn(&mut self, key: String, msg: String) {

@@ -114,7 +114,8 @@ impl Segment {
         unsafe { &*p }
     }
 
-    /// Names `topic` (once, before any agent looks it up). Only the creator may.
+    /// Names `topic` (once, before any agent looks it up). Only the creator may, from one
+    /// thread: it names every topic while it sets the segment up, before agents start.
     pub fn name_topic(&self, topic: u32, name: &str) -> Result<(), TopicError> {
         self.check_topic(topic)?;
         if !self.creator {
@@ -127,7 +128,7 @@ impl Segment {
             })
         };
         if name.is_empty() || name.len() > TOPIC_NAME_MAX {
-            return bad("names are 1 to 64 bytes");
+            return bad("names are 1 to TOPIC_NAME_MAX (64) bytes");
         }
         if self.topic_by_name(name).is_ok() || self.topic_name(topic).is_some() {
             return bad("a topic has that name, or this topic has one already");
@@ -183,7 +184,7 @@ impl Segment {
             header: at(base) as *const BusHeader,
             slots: at(base + BUS_HEADER) as *const BusSlot,
             capacity: self.layout.config.topic_capacity as usize,
-            flag_offset: self.layout.slot_bus_flags.offset + u64::from(topic) * 4,
+            flag_offset: self.flag_offset(topic),
         })
     }
 
@@ -208,13 +209,17 @@ impl Segment {
     /// asleep would otherwise cost every publish a wake-up call).
     pub fn reset_bus_flags(&self, slot: u32) -> Result<(), SegmentError> {
         for t in 0..self.topics() {
-            let offset = self.layout.slot_bus_flags.offset + u64::from(t) * 4;
-            let p = self.at::<AtomicU32>(Owned::Slot(slot), offset)?;
+            let p = self.at::<SleepFlag>(Owned::Slot(slot), self.flag_offset(t))?;
             // SAFETY: the slot file's flag for topic `t` (validated layout); an atomic.
-            // Relaxed: the agent is dead; its next incarnation starts after this.
-            unsafe { &*p }.store(0, Ordering::Relaxed);
+            unsafe { &*p }.clear();
         }
         Ok(())
+    }
+
+    /// The offset of topic `topic`'s sleep flag in a slot file.
+    fn flag_offset(&self, topic: u32) -> u64 {
+        self.layout.slot_bus_flags.offset
+            + u64::from(topic) * std::mem::size_of::<SleepFlag>() as u64
     }
 }
 
