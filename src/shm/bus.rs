@@ -44,7 +44,7 @@
 
 use crate::shm::futex::{SleepFlag, WaitPair, WakeWord};
 use crate::shm::plain::SharedLine;
-use crate::shm::sync::{fence, AtomicU64, Ordering};
+use crate::shm::sync::{fence, load_words, store_words, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -273,11 +273,7 @@ impl<S: BusStorage> BusWriter<S> {
             Ordering::Relaxed,
         );
         slot.buffer.store(buffer, Ordering::Relaxed);
-        for (w, chunk) in slot.data.iter().zip(bytes.chunks(8)) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            w.store(u64::from_le_bytes(word), Ordering::Relaxed);
-        }
+        store_words(&slot.data, bytes);
         // Release: SYNC POINT (slot written): pairs with the reader's Acquire load of
         // `seq`: a reader that reads `2n + 2` sees every word of message `n`.
         slot.seq
@@ -461,11 +457,7 @@ fn read_next<S: BusStorage>(
     let mut bytes = Vec::new();
     let ok = if buffer == NO_BUFFER {
         if len <= INLINE_MAX {
-            bytes.reserve_exact(len);
-            for w in &slot.data[..len.div_ceil(8)] {
-                bytes.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
-            }
-            bytes.truncate(len);
+            load_words(&slot.data, len, &mut bytes);
             true
         } else {
             false

@@ -24,7 +24,7 @@
 //! assert_eq!(r.get(b"other").unwrap(), None);
 //! ```
 
-use crate::shm::sync::{fence, AtomicU64, Ordering};
+use crate::shm::sync::{fence, load_words, store_words, AtomicU64, Ordering};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -227,8 +227,8 @@ impl<S: KvStorage> KvWriter<S> {
             Ordering::Relaxed,
         );
         e.hash.store(hash, Ordering::Relaxed);
-        store_bytes(&e.data[..KEY_MAX / 8], key);
-        store_bytes(&e.data[KEY_MAX / 8..], value);
+        store_words(&e.data[..KEY_MAX / 8], key);
+        store_words(&e.data[KEY_MAX / 8..], value);
         // Release: SYNC POINT (entry written): pairs with the reader's Acquire load of
         // `seq`: a reader that reads the even value sees every word above.
         e.seq
@@ -252,22 +252,6 @@ impl<S: KvStorage> KvWriter<S> {
         e.hash.store(words[3], Ordering::Relaxed);
         e.data[0].store(words[4], Ordering::Relaxed);
     }
-}
-
-fn store_bytes(words: &[AtomicU64], bytes: &[u8]) {
-    for (w, chunk) in words.iter().zip(bytes.chunks(8)) {
-        let mut b = [0u8; 8];
-        b[..chunk.len()].copy_from_slice(chunk);
-        w.store(u64::from_le_bytes(b), Ordering::Relaxed);
-    }
-}
-
-fn load_bytes(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
-    out.clear();
-    for w in &words[..len.div_ceil(8)] {
-        out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
-    }
-    out.truncate(len);
 }
 
 /// A reading end: in place, without a lock or a round trip.
@@ -340,8 +324,8 @@ fn read(e: &KvEntry, key: &mut Vec<u8>) -> Result<Option<(u64, u64, Vec<u8>)>, K
         let (klen, vlen) = ((lens as u32) as usize, (lens >> 32) as usize);
         let fits = klen <= KEY_MAX && vlen <= VALUE_MAX;
         if fits {
-            load_bytes(&e.data[..KEY_MAX / 8], klen, key);
-            load_bytes(&e.data[KEY_MAX / 8..], vlen, &mut value);
+            load_words(&e.data[..KEY_MAX / 8], klen, key);
+            load_words(&e.data[KEY_MAX / 8..], vlen, &mut value);
         }
         // Acquire: SYNC POINT (entry being written): pairs with the writer's Release fence
         // after its odd mark: if anything above was written after it, the load below reads

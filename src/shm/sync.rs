@@ -50,3 +50,26 @@ pub fn spin_loop() {
     #[cfg(not(loom))]
     std::hint::spin_loop();
 }
+
+/// Writes `bytes` into `words`, little-endian, eight a word (the last padded with zeroes),
+/// with relaxed stores: the data words of a seqlock, ordered by its sequence word.
+pub(crate) fn store_words(words: &[AtomicU64], bytes: &[u8]) {
+    for (w, chunk) in words.iter().zip(bytes.chunks(8)) {
+        let mut b = [0u8; 8];
+        b[..chunk.len()].copy_from_slice(chunk);
+        // Relaxed: ordered by the caller's sequence word.
+        w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+    }
+}
+
+/// Reads `len` bytes (at most eight a word of `words`) into `out`, which it clears first,
+/// with relaxed loads: what [`store_words`] wrote, if the sequence word says so.
+pub(crate) fn load_words(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
+    out.clear();
+    out.reserve_exact(len);
+    for w in &words[..len.div_ceil(8).min(words.len())] {
+        // Relaxed: checked by the caller's second load of its sequence word.
+        out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+    }
+    out.truncate(len);
+}
