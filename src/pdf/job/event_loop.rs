@@ -4,7 +4,7 @@
 use super::checkers::Checkers;
 use super::config::RunConfig;
 use super::sizing::{self, BUFFER_SIZE, QUEUE_DEPTH};
-use super::state::{Doc, Job, Stage};
+use super::state::{Doc, DocLimits, Job, Stage};
 use crate::cgroup::Limits;
 use crate::pdf::error::{ErrorKind, PdfError};
 use crate::runtime::sandbox::{SandboxPolicy, SandboxReport};
@@ -82,13 +82,21 @@ fn failure_kind(f: &Failure) -> ErrorKind {
     }
 }
 
-/// Runs the job, writing one line per document to `out`; `progress` is called after each
-/// document with (documents done, pages done).
-pub fn run(
+/// What [`build_supervisor`] decided, for the [`Engine`] on it.
+pub(crate) struct Plan {
+    /// By file of the config's `files`, whether it may have a byte-identical copy among
+    /// them (see [`twins`]; all `false` without the cache).
+    twins: Vec<bool>,
+    /// The supervisor's page buffers.
+    buffers: u32,
+}
+
+/// The supervisor for `cfg`, its agents allowed to read `read_paths`. With a copy
+/// possible among `cfg.files`, the shared cache is set up.
+pub(crate) fn build_supervisor(
     cfg: &RunConfig,
-    out: &mut dyn Write,
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<RunSummary, RunError> {
+    read_paths: Vec<std::path::PathBuf>,
+) -> Result<(Supervisor, Plan), RunError> {
     let agents_asked = cfg.roles.map_or(cfg.agents, |r| r.total());
     // The run's files by size: byte-identical files have one, so only a run with two files
     // of a size can have copies, and only then is the cache set up (its page buffers cost
@@ -124,53 +132,112 @@ pub fn run(
         b = b.elastic(min, cfg.agents);
     }
     b = b.sandbox(SandboxPolicy {
-        read_paths: super::inputs::read_roots(&cfg.files),
+        read_paths,
         ..cfg.sandbox.clone()
     });
     if let Some(p) = &cfg.agent_bin {
         b = b.agent_bin(p);
     }
-    let sup = b.build()?;
-    let status = sup.status();
-    let agents = status.agents.len() as u32;
-    let mut job = Job {
-        sup: &sup,
-        chunk: cfg.chunk_pages.max(1),
-        timeout: cfg.timeout_per_doc,
-        staged: cfg.roles.is_some(),
-        seen: HashMap::new(),
-        twins,
-        aggregated_pages_max: sizing::aggregated_pages_max(buffers),
-        docs: HashMap::new(),
-        task_doc: HashMap::new(),
-        agents: agents as usize,
-        checkers: Checkers::start(agents as usize),
-    };
-    let start = Instant::now();
-    let mut summary = RunSummary {
-        agents,
-        sandbox: status.isolation.sandbox,
-        ..RunSummary::default()
-    };
-    let mut next = 0usize;
-    let window = sizing::window(agents as usize);
-    loop {
-        // Keep a window of documents in flight.
-        while next < cfg.files.len() && job.docs.len() < window {
-            let last = next + 1 == cfg.files.len();
-            job.start(next, cfg.files[next].display().to_string(), last)?;
-            next += 1;
+    Ok((b.build()?, Plan { twins, buffers }))
+}
+
+/// A document the engine finished.
+#[derive(Debug, Clone)]
+pub(crate) struct Finished {
+    /// The number it was started with.
+    pub(crate) doc: usize,
+    /// Its JSON line, with its newline.
+    pub(crate) line: Vec<u8>,
+    /// Pages extracted.
+    pub(crate) pages: u64,
+    /// Whether its status is `ok`.
+    pub(crate) ok: bool,
+}
+
+/// Documents through a supervisor: started one at a time by the caller, each ending as a
+/// [`Finished`] line out of [`Engine::step`]. `swarm run` feeds it a list of files;
+/// `swarm serve` the documents of many jobs.
+pub(crate) struct Engine<'s> {
+    job: Job<'s>,
+}
+
+impl<'s> Engine<'s> {
+    /// An engine on `sup`, built by [`build_supervisor`] for `cfg` with `plan`.
+    pub(crate) fn new(sup: &'s Supervisor, cfg: &RunConfig, plan: Plan) -> Self {
+        let agents = sup.status().agents.len();
+        Self {
+            job: Job {
+                sup,
+                chunk: cfg.chunk_pages.max(1),
+                staged: cfg.roles.is_some(),
+                seen: HashMap::new(),
+                twins: plan.twins,
+                aggregated_pages_max: sizing::aggregated_pages_max(plan.buffers),
+                docs: HashMap::new(),
+                task_doc: HashMap::new(),
+                agents,
+                checkers: Checkers::start(agents),
+            },
         }
-        if job.docs.is_empty() {
-            break;
+    }
+
+    /// How many documents to keep open at once for the agents to be busy.
+    pub(crate) fn window(&self) -> usize {
+        sizing::window(self.job.agents)
+    }
+
+    /// Documents open (started, not yet finished).
+    pub(crate) fn open(&self) -> usize {
+        self.job.docs.len()
+    }
+
+    /// Starts document `d` (a number the caller gives, unique among those open; a file of
+    /// the `twins` given at [`Engine::new`] by its index there) at `path`. `last`: no
+    /// other document follows it soon, so idle agents may take its later ranges at once.
+    pub(crate) fn start(
+        &mut self,
+        d: usize,
+        path: String,
+        limits: DocLimits,
+        last: bool,
+    ) -> Result<(), RunError> {
+        if self.job.staged {
+            self.job.start_specialist(d, path, limits)?;
+        } else {
+            self.job.start_generalist(d, path, limits, last)?;
         }
+        Ok(())
+    }
+
+    /// Ends document `d` now, without a line: its tasks are cancelled.
+    pub(crate) fn cancel(&mut self, d: usize) {
+        if self.job.docs.remove(&d).is_none() {
+            return;
+        }
+        let ids: Vec<TaskId> = self
+            .job
+            .task_doc
+            .iter()
+            .filter(|(_, (doc, _))| *doc == d)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in ids {
+            self.job.task_doc.remove(&id);
+            self.job.sup.cancel(id);
+        }
+    }
+
+    /// Waits up to `wait` for what agents did, routes it, enforces deadlines, and returns
+    /// the documents that finished.
+    pub(crate) fn step(&mut self, wait: Duration) -> Result<Vec<Finished>, RunError> {
+        let job = &mut self.job;
         // While replies are with the checkers, come back soon for them.
         let wait = if job.checkers.outstanding > 0 {
-            Duration::from_millis(1)
+            wait.min(Duration::from_millis(1))
         } else {
-            Duration::from_millis(50)
+            wait
         };
-        match sup.recv(Some(wait)) {
+        match job.sup.recv(Some(wait)) {
             Ok((id, outcome)) => job.on_outcome(id, outcome)?,
             // Every task delivered and the supervisor stopped: nothing more will come.
             Err(RecvError::Stopped) => return Err(crate::supervisor::Error::Stopped.into()),
@@ -179,30 +246,76 @@ pub fn run(
         while let Some(checked) = job.checkers.try_take() {
             job.absorb(checked)?;
         }
-        job.expire(cfg.timeout_per_doc);
+        job.expire();
         let finished: Vec<usize> = job
             .docs
             .iter()
             .filter(|(_, d)| d.open_tasks == 0 && d.checking == 0)
             .map(|(k, _)| *k)
             .collect();
+        let mut out = Vec::with_capacity(finished.len());
         for k in finished {
             let doc = job.docs.remove(&k).expect("listed above");
             job.task_doc.retain(|_, (d, _)| *d != k);
             let (mut line, pages, ok) = job.finish(doc);
+            line.push(b'\n');
+            out.push(Finished {
+                doc: k,
+                line,
+                pages,
+                ok,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Runs the job, writing one line per document to `out`; `progress` is called after each
+/// document with (documents done, pages done).
+pub fn run(
+    cfg: &RunConfig,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<RunSummary, RunError> {
+    let (sup, plan) = build_supervisor(cfg, super::inputs::read_roots(&cfg.files))?;
+    let status = sup.status();
+    let mut engine = Engine::new(&sup, cfg, plan);
+    let start = Instant::now();
+    let mut summary = RunSummary {
+        agents: status.agents.len() as u32,
+        sandbox: status.isolation.sandbox,
+        ..RunSummary::default()
+    };
+    let limits = DocLimits {
+        timeout: cfg.timeout_per_doc,
+        priority: 0,
+    };
+    let mut next = 0usize;
+    let window = engine.window();
+    loop {
+        // Keep a window of documents in flight.
+        while next < cfg.files.len() && engine.open() < window {
+            let last = next + 1 == cfg.files.len();
+            engine.start(next, cfg.files[next].display().to_string(), limits, last)?;
+            next += 1;
+        }
+        if engine.open() == 0 {
+            break;
+        }
+        for done in engine.step(Duration::from_millis(50))? {
             // One write with its newline: stdout's line buffering then finds the newline
             // at the end instead of scanning a whole line that has none.
-            line.push(b'\n');
-            out.write_all(&line)?;
+            out.write_all(&done.line)?;
             summary.documents += 1;
-            summary.pages += pages;
-            if !ok {
+            summary.pages += done.pages;
+            if !done.ok {
                 summary.failed_documents += 1;
             }
             progress(summary.documents, summary.pages);
         }
     }
     out.flush()?;
+    drop(engine);
     let counters = sup.status().counters;
     summary.agent_restarts = counters.agent_restarts;
     summary.tasks_retried = counters.tasks_retried;
@@ -214,16 +327,6 @@ pub fn run(
 }
 
 impl Job<'_> {
-    /// Starts document `d` with its strategy's first task.
-    fn start(&mut self, d: usize, path: String, last: bool) -> Result<(), RunError> {
-        if self.staged {
-            self.start_specialist(d, path)?;
-        } else {
-            self.start_generalist(d, path, last)?;
-        }
-        Ok(())
-    }
-
     /// Routes a task's outcome to its document's strategy.
     fn on_outcome(&mut self, id: TaskId, outcome: Outcome) -> Result<(), RunError> {
         let Some((d, stage)) = self.task_doc.remove(&id) else {
@@ -273,10 +376,11 @@ impl Job<'_> {
 
     /// Deadlines: a document past its budget ends now as a timeout, and its tasks are
     /// cancelled, so they stop taking agents' time (and retries) from other documents.
-    fn expire(&mut self, budget: Duration) {
+    fn expire(&mut self) {
         let now = Instant::now();
         let mut expired = Vec::new();
         for (&k, doc) in self.docs.iter_mut() {
+            let budget = doc.limits.timeout;
             if doc.open_tasks > 0 && now.duration_since(doc.started) > budget {
                 doc.asm.fail(PdfError::new(
                     ErrorKind::Timeout,

@@ -5,7 +5,7 @@
 
 use super::checkers::Checked;
 use super::sizing::ranges;
-use super::state::{Doc, Job, Stage};
+use super::state::{Doc, DocLimits, Job, Stage};
 use super::validate::{bad_reply, too_many_pages, MAX_PAGES};
 use crate::pdf::tasks::{PDF_DOC, PDF_PAGES};
 use crate::supervisor::Error;
@@ -19,6 +19,7 @@ impl Job<'_> {
         &mut self,
         d: usize,
         path: String,
+        limits: DocLimits,
         last: bool,
     ) -> Result<(), Error> {
         let busy: usize = self.docs.values().map(|doc| doc.open_tasks).sum();
@@ -27,7 +28,7 @@ impl Job<'_> {
         } else {
             0
         };
-        let mut doc = Doc::new(path);
+        let mut doc = Doc::new(path, limits);
         let ahead: Vec<(u32, u32)> = ranges(self.chunk + 1, u32::MAX, self.chunk)
             .take(spare)
             .collect();

@@ -49,4 +49,6 @@ mod validate;
 
 pub use config::{ParseRolesError, Roles, RunConfig};
 pub use event_loop::{run, RunError, RunSummary};
+pub(crate) use event_loop::{build_supervisor, Engine, Finished, Plan};
+pub use state::DocLimits;
 pub use inputs::collect_inputs;

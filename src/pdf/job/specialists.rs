@@ -16,7 +16,7 @@
 //! its Analyzers' replies come back here and are assembled by the same code.
 
 use super::sizing::ranges;
-use super::state::{Doc, Job, Stage};
+use super::state::{Doc, DocLimits, Job, Stage};
 use super::validate::{bad_frame, bad_reply, check_line, check_reply, too_many_pages, MAX_PAGES};
 use crate::pdf::frames::{Parsed, PARSED_HEAD};
 use crate::pdf::stages::{PDF_AGGREGATE, PDF_ANALYZE, PDF_EXTRACT, PDF_PARSE};
@@ -27,9 +27,14 @@ use crate::task::{Held, Output, TaskSpec};
 impl Job<'_> {
     /// Starts document `d` with its first range at a Parser; the page count comes back
     /// with it.
-    pub(super) fn start_specialist(&mut self, d: usize, path: String) -> Result<(), Error> {
+    pub(super) fn start_specialist(
+        &mut self,
+        d: usize,
+        path: String,
+        limits: DocLimits,
+    ) -> Result<(), Error> {
         let spec = Self::request(PDF_PARSE, &path, 1, self.chunk);
-        self.docs.insert(d, Doc::new(path));
+        self.docs.insert(d, Doc::new(path, limits));
         self.submit(d, Stage::Parse { first_range: true }, spec)
     }
 
@@ -98,14 +103,9 @@ impl Job<'_> {
         };
         let mut nodes = Vec::new();
         let mut stages = Vec::new();
+        let limited = |spec: TaskSpec| self.limited(d, spec);
         let mut node = |nodes: &mut Vec<GraphNode>, stage: Stage, spec: TaskSpec, after| {
-            nodes.push(GraphNode::new(
-                TaskSpec {
-                    timeout: Some(self.timeout),
-                    ..spec
-                },
-                after,
-            ));
+            nodes.push(GraphNode::new(limited(spec), after));
             stages.push(stage);
             nodes.len() - 1
         };

@@ -28,11 +28,23 @@ pub(super) struct Doc {
     /// Generalists: its content hash and how its ranges use the shared cache
     /// ([`crate::pdf::tasks::FILL_CACHE`] or [`crate::pdf::tasks::USE_CACHE`]), if they do.
     pub(super) cache: Option<([u8; 32], u64)>,
+    /// Its time budget and its tasks' priority.
+    pub(super) limits: DocLimits,
+}
+
+/// A document's time budget and its tasks' priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocLimits {
+    /// The document ends as a timeout if it is not done within this.
+    pub timeout: Duration,
+    /// Its tasks' priority ([`TaskSpec::priority`]): higher goes first.
+    pub priority: i32,
 }
 
 impl Doc {
-    pub(super) fn new(path: String) -> Self {
+    pub(super) fn new(path: String, limits: DocLimits) -> Self {
         Self {
+            limits,
             asm: Assembly::new(path),
             started: Instant::now(),
             open_tasks: 1,
@@ -64,7 +76,6 @@ pub(super) enum Stage {
 pub(super) struct Job<'s> {
     pub(super) sup: &'s Supervisor,
     pub(super) chunk: u32,
-    pub(super) timeout: Duration,
     pub(super) staged: bool,
     /// Content hashes met in this run, and the first document that had each.
     pub(super) seen: HashMap<[u8; 32], usize>,
@@ -82,19 +93,26 @@ pub(super) struct Job<'s> {
 }
 
 impl Job<'_> {
-    /// Submits a task of document `d` at `stage`, with the document's time budget.
+    /// Submits a task of document `d` at `stage`, with the document's limits.
     pub(super) fn submit(
         &mut self,
         d: usize,
         stage: Stage,
         spec: TaskSpec,
     ) -> Result<(), crate::supervisor::Error> {
-        let id = self.sup.submit_detached(TaskSpec {
-            timeout: Some(self.timeout),
-            ..spec
-        })?;
+        let id = self.sup.submit_detached(self.limited(d, spec))?;
         self.task_doc.insert(id, (d, stage));
         Ok(())
+    }
+
+    /// `spec` with document `d`'s time budget and priority.
+    pub(super) fn limited(&self, d: usize, spec: TaskSpec) -> TaskSpec {
+        let limits = self.docs.get(&d).map(|doc| doc.limits);
+        TaskSpec {
+            timeout: limits.map(|l| l.timeout),
+            priority: limits.map_or(0, |l| l.priority),
+            ..spec
+        }
     }
 
     /// Decides once, when document `d` starts, whether its ranges go through the shared

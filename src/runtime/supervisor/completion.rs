@@ -206,11 +206,19 @@ impl State {
                 }
             }
         }
-        if outcome.is_completed() {
+        let completed = outcome.is_completed();
+        if completed {
             self.counters.completed += 1;
         } else {
             self.counters.failed += 1;
         }
+        let ended_ns = self.now_ns();
+        let ran = (rec.dispatched_ns > 0).then(|| ended_ns.saturating_sub(rec.dispatched_ns));
+        self.counters
+            .by_kind
+            .entry(rec.kind)
+            .or_default()
+            .ended(completed, ran);
         match rec.delivery {
             Delivery::Handle if self.abandoned.remove(&id) => self.discard(outcome),
             Delivery::Handle => {
@@ -225,7 +233,7 @@ impl State {
                 let timing = Timing {
                     submitted_ns: rec.submitted_ns,
                     dispatched_ns: rec.dispatched_ns,
-                    ended_ns: self.now_ns(),
+                    ended_ns,
                 };
                 match self.sets.get_mut(&set) {
                     Some(q) => q.push_back((id, outcome, timing)),

@@ -88,7 +88,9 @@ pub use probe::ProbeError;
 pub use shared_state::{
     encode_request as encode_state_request, op as state_op, reply as state_reply, Consistency,
 };
-pub use snapshot::{AgentStatus, Counters, Isolation, Status};
+pub use snapshot::{
+    AgentStatus, Counters, CurrentTask, Isolation, KindCounters, Status, RUN_TIME_BOUNDS,
+};
 pub use state::Timing;
 pub use strategy::{Adaptive, Candidate, RoundRobin, Scheduling, Strategy};
 pub use typed::{typed_spec, Joined, TaskResult, TaskSet, TypedHandle};

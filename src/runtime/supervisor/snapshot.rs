@@ -54,6 +54,72 @@ pub struct Counters {
     /// Shared-cache asks refused: a key the task was not given, or a task its agent does
     /// not have.
     pub cache_refused: u64,
+    /// Tasks ended, and how long their last attempts ran, by task kind.
+    pub by_kind: BTreeMap<u32, KindCounters>,
+}
+
+/// The upper bounds, in seconds, of the run-time histogram's buckets
+/// ([`KindCounters::run_time_buckets`]); a last bucket takes the longer runs.
+pub const RUN_TIME_BOUNDS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+
+/// [`RUN_TIME_BOUNDS`] in nanoseconds, as the supervisor compares them.
+const RUN_TIME_BOUNDS_NS: [u64; 14] = {
+    let mut ns = [0u64; 14];
+    let mut i = 0;
+    while i < ns.len() {
+        ns[i] = (RUN_TIME_BOUNDS[i] * 1e9) as u64;
+        i += 1;
+    }
+    ns
+};
+
+/// One task kind's ended tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KindCounters {
+    /// Completed.
+    pub completed: u64,
+    /// Failed (quarantined, handler errors, cancelled, unknown kind).
+    pub failed: u64,
+    /// Run times of the last attempt of tasks that ran (from dispatch to the end), by
+    /// bucket: `run_time_buckets[i]` counts those of at most `RUN_TIME_BOUNDS[i]` seconds
+    /// and more than the bound before; the last counts the longer ones. Not cumulative.
+    pub run_time_buckets: [u64; RUN_TIME_BOUNDS.len() + 1],
+    /// The sum of those run times, in nanoseconds.
+    pub run_time_sum_ns: u64,
+}
+
+impl KindCounters {
+    /// Counts a task that ended, which ran for `ran_ns` if it was dispatched.
+    pub(super) fn ended(&mut self, completed: bool, ran_ns: Option<u64>) {
+        if completed {
+            self.completed += 1;
+        } else {
+            self.failed += 1;
+        }
+        if let Some(ns) = ran_ns {
+            let b = RUN_TIME_BOUNDS_NS.partition_point(|&bound| bound < ns);
+            self.run_time_buckets[b] += 1;
+            self.run_time_sum_ns = self.run_time_sum_ns.saturating_add(ns);
+        }
+    }
+
+    /// Tasks that ran, as the histogram counts them.
+    pub fn runs(&self) -> u64 {
+        self.run_time_buckets.iter().sum()
+    }
+}
+
+/// The task an agent runs, as its heartbeat line says and the supervisor checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CurrentTask {
+    /// The task.
+    pub id: u64,
+    /// Its kind.
+    pub kind: u32,
+    /// How long since the supervisor first saw the agent report it, in milliseconds.
+    pub running_ms: u64,
 }
 
 /// The isolation in force for agents.
@@ -98,6 +164,11 @@ pub struct AgentStatus {
     /// Its last progress report ([`crate::runtime::bus::PROGRESS_TOPIC`]) for a task it
     /// still has.
     pub progress: Option<crate::runtime::bus::Progress>,
+    /// Milliseconds since its heartbeat word was last seen to change (since its spawn if
+    /// never): an agent's age of silence, which the hang timeout bounds.
+    pub heartbeat_age_ms: u64,
+    /// The task it runs now, if it reports one of those it was given.
+    pub current_task: Option<CurrentTask>,
 }
 
 /// A snapshot of the supervisor.
@@ -134,6 +205,7 @@ impl Supervisor {
     /// A snapshot of agents, queues and counters.
     pub fn status(&self) -> Status {
         let st = self.shared.state.lock();
+        let now = std::time::Instant::now();
         Status {
             agents: st
                 .agents
@@ -184,6 +256,14 @@ impl Supervisor {
                     progress: a
                         .progress
                         .filter(|p| a.in_flight.iter().any(|f| f.id == p.task)),
+                    heartbeat_age_ms: a.observer.silent_for(now).as_millis() as u64,
+                    current_task: a.current.and_then(|(id, since)| {
+                        Some(CurrentTask {
+                            id,
+                            kind: st.tasks.get(&id)?.kind,
+                            running_ms: now.saturating_duration_since(since).as_millis() as u64,
+                        })
+                    }),
                 })
                 .collect(),
             pending: st.pending.len(),
