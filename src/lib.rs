@@ -12,14 +12,17 @@
 //! 3. [`coord`]: coordination above the single task: graphs of tasks.
 //! 4. `pdf`: the PDF extraction core, the reply's wire format, and the `swarm run` job
 //!    built on the runtime (generalist and specialist strategies, checkers, inputs).
-//! 5. `bench`: diagnostics — the benchmark suite and the diagnostic peers.
-//! 6. `cli`: the `swarm` command line's policy (flags to configurations, reports, exit
+//! 5. `service`: operating a swarm — `swarm serve`'s jobs and HTTP API, Prometheus
+//!    metrics, the status socket `swarm status` and `swarm top` read.
+//! 6. `bench`: diagnostics — the benchmark suite and the diagnostic peers.
+//! 7. `cli`: the `swarm` command line's policy (flags to configurations, reports, exit
 //!    codes); the binaries only parse, call it and exit.
 //!
-//! Features, both on by default: `pdf` (layer 4, its dependencies and the PDF kinds in
-//! `agent-bin`) and `cli` (layer 6 and the `swarm` binary; implies `pdf`). Without them
-//! the crate is the runtime alone, layers 1, 2, 3 and 5, and an embedder's build pulls in
-//! neither lopdf nor clap nor indicatif.
+//! Features, all on by default: `pdf` (layer 4, its dependencies and the PDF kinds in
+//! `agent-bin`), `service` (layer 5; implies `pdf`) and `cli` (layer 7 and the `swarm`
+//! binary; implies `service`). Without them
+//! the crate is the runtime alone, layers 1, 2, 3 and 6, and an embedder's build pulls in
+//! neither lopdf nor clap nor tokio.
 //!
 //! The layers' modules are also re-exported at the crate root under their own names
 //! (`neuralflow_swarm::supervisor`, `neuralflow_swarm::ring`, ...).
@@ -34,6 +37,8 @@ pub mod coord;
 #[cfg(feature = "pdf")]
 pub mod pdf;
 pub mod runtime;
+#[cfg(feature = "service")]
+pub mod service;
 pub mod shm;
 
 pub use bench::peer;

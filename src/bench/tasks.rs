@@ -124,18 +124,6 @@ pub enum TasksBenchError {
     Stalled(String),
 }
 
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |k: &str| {
-        s.lines()
-            .find(|l| l.starts_with(k))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("RssAnon:"))
-}
-
 struct Tally {
     completed: u64,
     failed: u64,
@@ -223,7 +211,7 @@ pub fn run(cfg: &TasksBenchConfig) -> Result<TasksBenchReport, TasksBenchError> 
         .agents
         .iter()
         .filter(|a| a.pid != 0)
-        .map(|a| rss_kib(a.pid))
+        .map(|a| crate::runtime::procfs::rss_kib(a.pid).unwrap_or((0, 0)))
         .collect();
 
     // Phase 4: respawn latency.

@@ -3,7 +3,9 @@
 //! exit code (0 ok, 1 fatal error, 2 bad usage, 3 `swarm run` with failed documents).
 
 use clap::{Parser, Subcommand};
-use neuralflow_swarm::cli::{self, bench::BenchCommand, demo::DemoArgs, run::RunArgs};
+use neuralflow_swarm::cli::{
+    self, bench::BenchCommand, demo::DemoArgs, run::RunArgs, status::StatusArgs,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,6 +34,9 @@ enum Command {
     /// and two-column text), run it through the swarm, and check every page against the
     /// text it was generated from. Prints pages/s.
     Demo(DemoArgs),
+    /// One look at a running `swarm run` or `swarm serve` of this user: its agents,
+    /// queues, counters (found by --pid, --socket, or as the only one running).
+    Status(StatusArgs),
     /// Extract text in this process, one document after another (a reference for the swarm
     /// and a debugging aid). Writes JSON Lines to stdout.
     Extract {
@@ -48,6 +53,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => cli::demo::run(a),
         Command::Extract { paths } => cli::extract::run(&paths),
         Command::Bench(b) => cli::bench::run(b),
+        Command::Status(a) => cli::status::run(a),
     };
     match result {
         Ok(done) => ExitCode::from(done.exit_code()),

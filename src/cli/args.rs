@@ -24,6 +24,11 @@ pub fn sandbox_policy(off: bool, require: bool) -> crate::runtime::sandbox::Sand
     }
 }
 
+/// A `--metrics` or `--listen` address: `PORT` (on loopback), `HOST:PORT`, `[IPV6]:PORT`.
+pub fn parse_listen(s: &str) -> Result<std::net::SocketAddr, String> {
+    crate::service::http::parse_addr(s).map_err(|e| e.to_string())
+}
+
 /// `--agents`: a count of at least one (a swarm of none would do nothing), or `MIN..MAX`
 /// for an elastic pool; `(min, max)`, equal for a fixed count.
 pub fn parse_agents(s: &str) -> Result<(u32, u32), String> {

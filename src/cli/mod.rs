@@ -28,6 +28,7 @@ pub mod demo;
 pub mod extract;
 mod progress;
 pub mod run;
+pub mod status;
 
 /// What kind of failure ended a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

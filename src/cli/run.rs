@@ -6,6 +6,7 @@ use super::args::SwarmArgs;
 use super::progress::Progress;
 use super::{Done, Error};
 use crate::pdf::job::{self, RunConfig, RunSummary};
+use crate::service::run::Watch;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,6 +46,13 @@ pub struct RunArgs {
     /// shared cache; each copy gets its own line either way).
     #[arg(long)]
     pub no_cache: bool,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the run lasts (PORT alone is
+    /// on loopback; another host only when named).
+    #[arg(long, value_name = "ADDR", value_parser = super::args::parse_listen)]
+    pub metrics: Option<std::net::SocketAddr>,
+    /// Do not answer on the status socket (which `swarm status` and `swarm top` read).
+    #[arg(long)]
+    pub no_status_socket: bool,
 }
 
 /// The paths of `--files-from`, if given.
@@ -124,7 +132,13 @@ pub fn run(a: RunArgs) -> Result<Done, Error> {
         },
     };
     let bar = Progress::new(cfg.files.len() as u64);
-    let result = job::run(&cfg, &mut out, &mut |docs, pages| bar.update(docs, pages));
+    let watch = Watch {
+        metrics: a.metrics,
+        status_socket: !a.no_status_socket,
+    };
+    let result = crate::service::run::run(&cfg, &mut out, &watch, &mut |docs, pages| {
+        bar.update(docs, pages)
+    });
     bar.finish();
     let summary = result.map_err(Error::from_library)?;
     if let Some(p) = &a.summary {

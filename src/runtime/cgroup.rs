@@ -149,14 +149,7 @@ fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     std::fs::write(path, value).map_err(io_err("write", path))
 }
 
-/// The start time of a process (clock ticks since boot), the stable half of its identity.
-pub fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces: skip past it.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // Fields from 3 on; start time is field 22.
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
+pub use super::procfs::start_time as process_start_time;
 
 /// The groups of one supervisor run.
 #[derive(Debug)]

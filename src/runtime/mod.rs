@@ -6,7 +6,8 @@
 //! - [`bus`]: the runtime's topics on the shared-memory bus (control, progress).
 //! - [`spawn`]: starting processes that inherit the segment; [`launch`]: starting agents
 //!   without copying the supervisor (`CLONE_VM | CLONE_VFORK`).
-//! - [`cgroup`]: per-agent isolation, v1 and v2.
+//! - [`cgroup`]: per-agent isolation, v1 and v2; [`procfs`]: what `/proc` tells of a
+//!   process (CPU time, resident memory, open descriptors).
 //! - [`sandbox`]: what each agent gives up before its first task (seccomp, Landlock,
 //!   capabilities, limits).
 //! - [`supervisor`]: spawning, dispatch, death detection, recovery.
@@ -16,6 +17,7 @@ pub mod bus;
 pub mod cgroup;
 pub mod launch;
 pub mod probes;
+pub mod procfs;
 pub mod sandbox;
 pub mod spawn;
 pub mod supervisor;

@@ -278,8 +278,28 @@ pub fn run(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<RunSummary, RunError> {
     let (sup, plan) = build_supervisor(cfg, super::inputs::read_roots(&cfg.files))?;
+    let mut summary = run_on(&sup, plan, cfg, out, &mut |_, s| {
+        progress(s.documents, s.pages)
+    })?;
+    let started = Instant::now();
+    sup.shutdown(Shutdown::Cancel)?;
+    summary.wall_seconds += started.elapsed().as_secs_f64();
+    summary.pages_per_second = summary.pages as f64 / summary.wall_seconds.max(1e-9);
+    Ok(summary)
+}
+
+/// Runs the job on `sup` (from [`build_supervisor`] with `plan`), writing one line per
+/// document to `out`; `finished` is called after each document is written, with it and
+/// the summary so far. The supervisor is left running.
+pub(crate) fn run_on(
+    sup: &Supervisor,
+    plan: Plan,
+    cfg: &RunConfig,
+    out: &mut dyn Write,
+    finished: &mut dyn FnMut(&Finished, &RunSummary),
+) -> Result<RunSummary, RunError> {
     let status = sup.status();
-    let mut engine = Engine::new(&sup, cfg, plan);
+    let mut engine = Engine::new(sup, cfg, plan);
     let start = Instant::now();
     let mut summary = RunSummary {
         agents: status.agents.len() as u32,
@@ -311,7 +331,7 @@ pub fn run(
             if !done.ok {
                 summary.failed_documents += 1;
             }
-            progress(summary.documents, summary.pages);
+            finished(&done, &summary);
         }
     }
     out.flush()?;
@@ -320,7 +340,6 @@ pub fn run(
     summary.agent_restarts = counters.agent_restarts;
     summary.tasks_retried = counters.tasks_retried;
     summary.cache_hits = counters.cache_hits;
-    sup.shutdown(Shutdown::Cancel)?;
     summary.wall_seconds = start.elapsed().as_secs_f64();
     summary.pages_per_second = summary.pages as f64 / summary.wall_seconds.max(1e-9);
     Ok(summary)

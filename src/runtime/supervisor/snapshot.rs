@@ -76,7 +76,7 @@ const RUN_TIME_BOUNDS_NS: [u64; 14] = {
 };
 
 /// One task kind's ended tasks.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KindCounters {
     /// Completed.
     pub completed: u64,
