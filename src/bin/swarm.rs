@@ -4,7 +4,8 @@
 
 use clap::{Parser, Subcommand};
 use neuralflow_swarm::cli::{
-    self, bench::BenchCommand, demo::DemoArgs, run::RunArgs, status::StatusArgs,
+    self, bench::BenchCommand, demo::DemoArgs, run::RunArgs, serve::ServeArgs,
+    status::StatusArgs,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +35,10 @@ enum Command {
     /// and two-column text), run it through the swarm, and check every page against the
     /// text it was generated from. Prints pages/s.
     Demo(DemoArgs),
+    /// A long-running swarm with warm agents and an HTTP API for jobs (POST /jobs,
+    /// GET /jobs/{id}, GET /jobs/{id}/results, DELETE /jobs/{id}, GET /health, GET
+    /// /metrics). SIGTERM drains it: no new jobs, those accepted finish, then it exits.
+    Serve(ServeArgs),
     /// One look at a running `swarm run` or `swarm serve` of this user: its agents,
     /// queues, counters (found by --pid, --socket, or as the only one running).
     Status(StatusArgs),
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Command::Extract { paths } => cli::extract::run(&paths),
         Command::Bench(b) => cli::bench::run(b),
         Command::Status(a) => cli::status::run(a),
+        Command::Serve(a) => cli::serve::run(a),
     };
     match result {
         Ok(done) => ExitCode::from(done.exit_code()),

@@ -28,6 +28,7 @@ pub mod demo;
 pub mod extract;
 mod progress;
 pub mod run;
+pub mod serve;
 pub mod status;
 
 /// What kind of failure ended a command.

@@ -12,11 +12,15 @@
 //! - [`jobs`]: `swarm serve`'s jobs: many at once through one engine, each with its
 //!   documents, status and result lines.
 //! - [`api`]: `swarm serve`'s HTTP API over the jobs.
+//! - [`serve`]: `swarm serve` itself: the swarm, the engine, the API, the signals.
 
+pub mod api;
 pub mod control;
 pub mod http;
+pub mod jobs;
 pub mod metrics;
 pub mod run;
+pub mod serve;
 pub mod view;
 
 pub use view::{Tally, View};

@@ -48,7 +48,7 @@ mod state;
 mod validate;
 
 pub use config::{ParseRolesError, Roles, RunConfig};
-pub(crate) use event_loop::{build_supervisor, run_on, Engine, Finished, Plan};
+pub(crate) use event_loop::{build_supervisor, run_on, Engine, Plan};
 pub use event_loop::{run, RunError, RunSummary};
 pub use inputs::{collect_inputs, read_roots};
 pub use state::DocLimits;

@@ -60,7 +60,8 @@ fn number_and_unit(s: &str) -> Option<(f64, &str)> {
     Some((num.parse().ok()?, unit))
 }
 
-/// Parses `250ms`, `1.5s`, `20us`, `100ns`, `2m`; a bare number is milliseconds.
+/// Parses `250ms`, `1.5s`, `20us`, `100ns`, `2m`, `1h`, `7d`; a bare number is
+/// milliseconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (v, unit) = number_and_unit(s).ok_or_else(|| format!("bad duration {s:?}"))?;
@@ -70,6 +71,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "us" | "µs" => 1e-6,
         "ns" => 1e-9,
         "m" | "min" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
         u => return Err(format!("bad duration unit {u:?}")),
     };
     let secs = v * scale;

@@ -1,0 +1,407 @@
+//! `swarm serve`'s HTTP API over the [`Service`]'s jobs.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /jobs` with `{"paths": [...], "priority": N, "timeout_per_doc": "30s"}` | `201 {"id", "documents"}` |
+//! | `POST /jobs?priority=N&timeout_per_doc=30s` with a PDF body (`application/pdf`) | `201 {"id", "documents": 1}` |
+//! | `GET /jobs` | every job's status |
+//! | `GET /jobs/{id}` | its status and progress |
+//! | `GET /jobs/{id}/results` | its JSON Lines, streamed as documents finish, ending with the job |
+//! | `DELETE /jobs/{id}` | cancels it; its status |
+//! | `GET /health` | `200 {"status": "ok"}`, `503` while draining |
+//! | `GET /metrics` | Prometheus exposition |
+//!
+//! Every error is a 4xx or 5xx with `{"error": "..."}`. Paths must lie under one of the
+//! service's roots (after symbolic links are resolved), which are also all its agents may
+//! read.
+
+use super::control::Views;
+use super::jobs::{JobError, Service};
+use crate::pdf::job::{collect_inputs, DocLimits};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, Query, State};
+use axum::http::header::{CONTENT_TYPE, LOCATION};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The longest path a job may name, in bytes.
+const PATH_MAX: usize = 4096;
+
+/// Paths a job may name at most.
+const PATHS_MAX: usize = 100_000;
+
+/// What the API serves from.
+pub struct Api {
+    /// The jobs.
+    pub service: Arc<Service>,
+    /// Folders whose files jobs may name (canonical).
+    pub roots: Vec<PathBuf>,
+    /// Where uploaded files are kept while their job lasts (under one of `roots`).
+    pub spool: PathBuf,
+    /// A job's limits when it gives none.
+    pub defaults: DocLimits,
+    /// The largest upload, bytes.
+    pub max_upload: usize,
+    /// The swarm's views, for `/metrics`.
+    pub views: Views,
+    /// Uploads so far, to name their folders.
+    uploads: AtomicU64,
+}
+
+impl Api {
+    /// The API over `service`.
+    pub fn new(
+        service: Arc<Service>,
+        roots: Vec<PathBuf>,
+        spool: PathBuf,
+        defaults: DocLimits,
+        max_upload: usize,
+        views: Views,
+    ) -> Self {
+        Self {
+            service,
+            roots,
+            spool,
+            defaults,
+            max_upload,
+            views,
+            uploads: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The routes.
+pub fn router(api: Arc<Api>) -> Router {
+    let limit = api.max_upload;
+    Router::new()
+        .route("/jobs", get(list).post(submit))
+        .route("/jobs/{id}", get(status).delete(cancel))
+        .route("/jobs/{id}/results", get(results))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(api)
+}
+
+/// A JSON error answer.
+fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (code, axum::Json(serde_json::json!({ "error": msg.to_string() }))).into_response()
+}
+
+fn job_error(e: JobError) -> Response {
+    let code = match &e {
+        JobError::NotFound(_) => StatusCode::NOT_FOUND,
+        JobError::Draining => StatusCode::SERVICE_UNAVAILABLE,
+        JobError::Over(..) => StatusCode::CONFLICT,
+    };
+    error(code, e)
+}
+
+/// A job's options, in its JSON body or in the query of an upload.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Options {
+    priority: Option<i32>,
+    /// `"30s"`, `"500ms"`, or a number of seconds.
+    timeout_per_doc: Option<serde_json::Value>,
+}
+
+/// A JSON body: the paths and the [`Options`].
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PathsBody {
+    paths: Vec<String>,
+    priority: Option<i32>,
+    timeout_per_doc: Option<serde_json::Value>,
+}
+
+impl Api {
+    /// The limits `priority` and `timeout` ask for.
+    fn limits(
+        &self,
+        priority: Option<i32>,
+        timeout: Option<&serde_json::Value>,
+    ) -> Result<DocLimits, Response> {
+        let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
+        let timeout = match timeout {
+            None => self.defaults.timeout,
+            Some(serde_json::Value::String(s)) => {
+                crate::task::parse_duration(s).map_err(|e| bad(format!("timeout_per_doc: {e}")))?
+            }
+            Some(serde_json::Value::Number(n)) => n
+                .as_f64()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    bad("timeout_per_doc: seconds between 0 and 86400".to_string())
+                })?,
+            Some(other) => {
+                return Err(bad(format!(
+                    "timeout_per_doc: expected \"30s\" or seconds, got {other}"
+                )))
+            }
+        };
+        if timeout.is_zero() {
+            return Err(bad("timeout_per_doc: must be more than zero".into()));
+        }
+        Ok(DocLimits {
+            timeout,
+            priority: priority.unwrap_or(self.defaults.priority),
+        })
+    }
+
+    /// The PDF files that `paths` name, each under a root: or the answer saying which
+    /// are not.
+    fn files(&self, paths: &[String]) -> Result<Vec<PathBuf>, Response> {
+        if paths.is_empty() {
+            return Err(error(StatusCode::BAD_REQUEST, "paths: give at least one"));
+        }
+        if paths.len() > PATHS_MAX {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("paths: at most {PATHS_MAX}"),
+            ));
+        }
+        let mut missing = Vec::new();
+        let mut outside = Vec::new();
+        let mut named = Vec::new();
+        for p in paths {
+            if p.len() > PATH_MAX || p.contains('\0') {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    format!("paths: a path of {} bytes or with a NUL", p.len()),
+                ));
+            }
+            match std::fs::canonicalize(p) {
+                Err(_) => missing.push(p.clone()),
+                Ok(c) if !self.under_roots(&c) => outside.push(p.clone()),
+                Ok(c) => named.push(c),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("no such file or directory: {}", missing.join(", ")),
+            ));
+        }
+        if !outside.is_empty() {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "outside the service's roots ({}): {}",
+                    self.roots_list(),
+                    outside.join(", ")
+                ),
+            ));
+        }
+        // A directory's files are checked too: a link inside may point anywhere.
+        let files: Vec<PathBuf> = collect_inputs(&named, None)
+            .into_iter()
+            .filter(|f| std::fs::canonicalize(f).is_ok_and(|c| self.under_roots(&c)))
+            .collect();
+        if files.is_empty() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("no PDF found in {}", paths.join(", ")),
+            ));
+        }
+        Ok(files)
+    }
+
+    fn under_roots(&self, p: &Path) -> bool {
+        self.roots.iter().any(|r| p.starts_with(r))
+    }
+
+    fn roots_list(&self) -> String {
+        let r: Vec<String> = self.roots.iter().map(|r| r.display().to_string()).collect();
+        r.join(", ")
+    }
+
+    /// Keeps an uploaded PDF in a folder of its own under the spool.
+    async fn keep_upload(&self, body: Bytes) -> Result<(PathBuf, PathBuf), Response> {
+        let n = self.uploads.fetch_add(1, Ordering::Relaxed); // a name, nothing ordered
+        let dir = self.spool.join(format!("upload-{n}"));
+        let file = dir.join("document.pdf");
+        let (d, f) = (dir.clone(), file.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&d)?;
+            std::fs::write(&f, &body)
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => Ok((dir, file)),
+            Ok(Err(e)) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("keeping the upload: {e}"),
+                ))
+            }
+            Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        }
+    }
+}
+
+fn created(id: String, documents: usize) -> Response {
+    let location = format!("/jobs/{id}");
+    (
+        StatusCode::CREATED,
+        [(LOCATION, location)],
+        axum::Json(serde_json::json!({ "id": id, "documents": documents })),
+    )
+        .into_response()
+}
+
+async fn submit(
+    State(api): State<Arc<Api>>,
+    query: Result<Query<Options>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let ctype = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ctype.as_str() {
+        "application/json" => {
+            if query
+                .as_ref()
+                .is_ok_and(|q| q.priority.is_some() || q.timeout_per_doc.is_some())
+            {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "with a JSON body, give the options in it, not in the query",
+                );
+            }
+            let req: PathsBody = match serde_json::from_slice(&body) {
+                Ok(r) => r,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
+            };
+            let limits = match api.limits(req.priority, req.timeout_per_doc.as_ref()) {
+                Ok(l) => l,
+                Err(r) => return r,
+            };
+            let files = match api.files(&req.paths) {
+                Ok(f) => f,
+                Err(r) => return r,
+            };
+            let n = files.len();
+            match api.service.submit(files, limits, None) {
+                Ok(id) => created(id, n),
+                Err(e) => job_error(e),
+            }
+        }
+        "application/pdf" => {
+            let opts = match query {
+                Ok(Query(o)) => o,
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad query: {e}")),
+            };
+            let limits = match api.limits(opts.priority, opts.timeout_per_doc.as_ref()) {
+                Ok(l) => l,
+                Err(r) => return r,
+            };
+            if body.is_empty() {
+                return error(StatusCode::BAD_REQUEST, "an empty upload");
+            }
+            if api.service.is_draining() {
+                return job_error(JobError::Draining);
+            }
+            let (dir, file) = match api.keep_upload(body).await {
+                Ok(k) => k,
+                Err(r) => return r,
+            };
+            match api.service.submit(vec![file], limits, Some(dir)) {
+                Ok(id) => created(id, 1),
+                Err(e) => job_error(e),
+            }
+        }
+        "" => error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "say Content-Type: application/json (paths) or application/pdf (a document)",
+        ),
+        other => error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{other}: expected application/json or application/pdf"),
+        ),
+    }
+}
+
+async fn list(State(api): State<Arc<Api>>) -> Response {
+    axum::Json(api.service.list()).into_response()
+}
+
+async fn status(State(api): State<Arc<Api>>, UrlPath(id): UrlPath<String>) -> Response {
+    match api.service.status(&id) {
+        Ok(s) => axum::Json(s).into_response(),
+        Err(e) => job_error(e),
+    }
+}
+
+async fn cancel(State(api): State<Arc<Api>>, UrlPath(id): UrlPath<String>) -> Response {
+    match api.service.cancel(&id) {
+        Ok(s) => axum::Json(s).into_response(),
+        Err(e) => job_error(e),
+    }
+}
+
+async fn health(State(api): State<Arc<Api>>) -> Response {
+    if api.service.is_draining() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+}
+
+async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    super::http::metrics(api.views.clone(), headers).await
+}
+
+/// How long a results stream waits for a line before it looks again.
+const RESULTS_POLL: Duration = Duration::from_secs(5);
+
+async fn results(State(api): State<Arc<Api>>, UrlPath(id): UrlPath<String>) -> Response {
+    if let Err(e) = api.service.status(&id) {
+        return job_error(e);
+    }
+    let service = api.service.clone();
+    let stream = futures_util::stream::unfold((service, id, 0usize), |(svc, id, from)| async move {
+        loop {
+            let Ok((_, _, notify)) = svc.lines_from(&id, from) else {
+                return None; // forgotten meanwhile
+            };
+            // Registered before the lines are read: a line after the read wakes it.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Ok((lines, over, _)) = svc.lines_from(&id, from) else {
+                return None;
+            };
+            if !lines.is_empty() {
+                let n = lines.len();
+                let chunk: Vec<u8> = lines.concat();
+                return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), (svc, id, from + n)));
+            }
+            if over {
+                return None;
+            }
+            let _ = tokio::time::timeout(RESULTS_POLL, notified).await;
+        }
+    });
+    (
+        [(CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
