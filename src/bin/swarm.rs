@@ -4,8 +4,7 @@
 
 use clap::{Parser, Subcommand};
 use neuralflow_swarm::cli::{
-    self, bench::BenchCommand, demo::DemoArgs, run::RunArgs, serve::ServeArgs,
-    status::StatusArgs,
+    self, bench::BenchCommand, demo::DemoArgs, run::RunArgs, serve::ServeArgs, status::StatusArgs,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -91,12 +91,29 @@ pub fn router(api: Arc<Api>) -> Router {
         .with_state(api)
 }
 
-/// A JSON error answer.
-fn error(code: StatusCode, msg: impl std::fmt::Display) -> Response {
-    (code, axum::Json(serde_json::json!({ "error": msg.to_string() }))).into_response()
+/// An error answer: its status, and `{"error": message}`.
+#[derive(Debug)]
+pub struct ApiError {
+    code: StatusCode,
+    message: String,
 }
 
-fn job_error(e: JobError) -> Response {
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message });
+        (self.code, axum::Json(body)).into_response()
+    }
+}
+
+/// An error answer.
+fn error(code: StatusCode, msg: impl std::fmt::Display) -> ApiError {
+    ApiError {
+        code,
+        message: msg.to_string(),
+    }
+}
+
+fn job_error(e: JobError) -> ApiError {
     let code = match &e {
         JobError::NotFound(_) => StatusCode::NOT_FOUND,
         JobError::Draining => StatusCode::SERVICE_UNAVAILABLE,
@@ -129,7 +146,7 @@ impl Api {
         &self,
         priority: Option<i32>,
         timeout: Option<&serde_json::Value>,
-    ) -> Result<DocLimits, Response> {
+    ) -> Result<DocLimits, ApiError> {
         let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
         let timeout = match timeout {
             None => self.defaults.timeout,
@@ -140,9 +157,7 @@ impl Api {
                 .as_f64()
                 .filter(|s| s.is_finite() && *s > 0.0 && *s <= 86_400.0)
                 .map(Duration::from_secs_f64)
-                .ok_or_else(|| {
-                    bad("timeout_per_doc: seconds between 0 and 86400".to_string())
-                })?,
+                .ok_or_else(|| bad("timeout_per_doc: seconds between 0 and 86400".to_string()))?,
             Some(other) => {
                 return Err(bad(format!(
                     "timeout_per_doc: expected \"30s\" or seconds, got {other}"
@@ -160,7 +175,7 @@ impl Api {
 
     /// The PDF files that `paths` name, each under a root: or the answer saying which
     /// are not.
-    fn files(&self, paths: &[String]) -> Result<Vec<PathBuf>, Response> {
+    fn files(&self, paths: &[String]) -> Result<Vec<PathBuf>, ApiError> {
         if paths.is_empty() {
             return Err(error(StatusCode::BAD_REQUEST, "paths: give at least one"));
         }
@@ -226,7 +241,7 @@ impl Api {
     }
 
     /// Keeps an uploaded PDF in a folder of its own under the spool.
-    async fn keep_upload(&self, body: Bytes) -> Result<(PathBuf, PathBuf), Response> {
+    async fn keep_upload(&self, body: Bytes) -> Result<(PathBuf, PathBuf), ApiError> {
         let n = self.uploads.fetch_add(1, Ordering::Relaxed); // a name, nothing ordered
         let dir = self.spool.join(format!("upload-{n}"));
         let file = dir.join("document.pdf");
@@ -265,7 +280,7 @@ async fn submit(
     query: Result<Query<Options>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     let ctype = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -281,61 +296,44 @@ async fn submit(
                 .as_ref()
                 .is_ok_and(|q| q.priority.is_some() || q.timeout_per_doc.is_some())
             {
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     "with a JSON body, give the options in it, not in the query",
-                );
+                ));
             }
-            let req: PathsBody = match serde_json::from_slice(&body) {
-                Ok(r) => r,
-                Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")),
-            };
-            let limits = match api.limits(req.priority, req.timeout_per_doc.as_ref()) {
-                Ok(l) => l,
-                Err(r) => return r,
-            };
-            let files = match api.files(&req.paths) {
-                Ok(f) => f,
-                Err(r) => return r,
-            };
+            let req: PathsBody = serde_json::from_slice(&body)
+                .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))?;
+            let limits = api.limits(req.priority, req.timeout_per_doc.as_ref())?;
+            let files = api.files(&req.paths)?;
             let n = files.len();
-            match api.service.submit(files, limits, None) {
-                Ok(id) => created(id, n),
-                Err(e) => job_error(e),
-            }
+            let id = api.service.submit(files, limits, None).map_err(job_error)?;
+            Ok(created(id, n))
         }
         "application/pdf" => {
-            let opts = match query {
-                Ok(Query(o)) => o,
-                Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad query: {e}")),
-            };
-            let limits = match api.limits(opts.priority, opts.timeout_per_doc.as_ref()) {
-                Ok(l) => l,
-                Err(r) => return r,
-            };
+            let Query(opts) =
+                query.map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
+            let limits = api.limits(opts.priority, opts.timeout_per_doc.as_ref())?;
             if body.is_empty() {
-                return error(StatusCode::BAD_REQUEST, "an empty upload");
+                return Err(error(StatusCode::BAD_REQUEST, "an empty upload"));
             }
             if api.service.is_draining() {
-                return job_error(JobError::Draining);
+                return Err(job_error(JobError::Draining));
             }
-            let (dir, file) = match api.keep_upload(body).await {
-                Ok(k) => k,
-                Err(r) => return r,
-            };
-            match api.service.submit(vec![file], limits, Some(dir)) {
-                Ok(id) => created(id, 1),
-                Err(e) => job_error(e),
-            }
+            let (dir, file) = api.keep_upload(body).await?;
+            let id = api
+                .service
+                .submit(vec![file], limits, Some(dir))
+                .map_err(job_error)?;
+            Ok(created(id, 1))
         }
-        "" => error(
+        "" => Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "say Content-Type: application/json (paths) or application/pdf (a document)",
-        ),
-        other => error(
+        )),
+        other => Err(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("{other}: expected application/json or application/pdf"),
-        ),
+        )),
     }
 }
 
@@ -343,25 +341,27 @@ async fn list(State(api): State<Arc<Api>>) -> Response {
     axum::Json(api.service.list()).into_response()
 }
 
-async fn status(State(api): State<Arc<Api>>, UrlPath(id): UrlPath<String>) -> Response {
-    match api.service.status(&id) {
-        Ok(s) => axum::Json(s).into_response(),
-        Err(e) => job_error(e),
-    }
+async fn status(
+    State(api): State<Arc<Api>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let s = api.service.status(&id).map_err(job_error)?;
+    Ok(axum::Json(s).into_response())
 }
 
-async fn cancel(State(api): State<Arc<Api>>, UrlPath(id): UrlPath<String>) -> Response {
-    match api.service.cancel(&id) {
-        Ok(s) => axum::Json(s).into_response(),
-        Err(e) => job_error(e),
-    }
+async fn cancel(
+    State(api): State<Arc<Api>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    let s = api.service.cancel(&id).map_err(job_error)?;
+    Ok(axum::Json(s).into_response())
 }
 
-async fn health(State(api): State<Arc<Api>>) -> Response {
+async fn health(State(api): State<Arc<Api>>) -> Result<Response, ApiError> {
     if api.service.is_draining() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "draining");
+        return Err(error(StatusCode::SERVICE_UNAVAILABLE, "draining"));
     }
-    axum::Json(serde_json::json!({ "status": "ok" })).into_response()
+    Ok(axum::Json(serde_json::json!({ "status": "ok" })).into_response())
 }
 
 async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
@@ -371,37 +371,42 @@ async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
 /// How long a results stream waits for a line before it looks again.
 const RESULTS_POLL: Duration = Duration::from_secs(5);
 
-async fn results(State(api): State<Arc<Api>>, UrlPath(id): UrlPath<String>) -> Response {
-    if let Err(e) = api.service.status(&id) {
-        return job_error(e);
-    }
+async fn results(
+    State(api): State<Arc<Api>>,
+    UrlPath(id): UrlPath<String>,
+) -> Result<Response, ApiError> {
+    api.service.status(&id).map_err(job_error)?;
     let service = api.service.clone();
-    let stream = futures_util::stream::unfold((service, id, 0usize), |(svc, id, from)| async move {
-        loop {
-            let Ok((_, _, notify)) = svc.lines_from(&id, from) else {
-                return None; // forgotten meanwhile
-            };
-            // Registered before the lines are read: a line after the read wakes it.
-            let notified = notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let Ok((lines, over, _)) = svc.lines_from(&id, from) else {
-                return None;
-            };
-            if !lines.is_empty() {
-                let n = lines.len();
-                let chunk: Vec<u8> = lines.concat();
-                return Some((Ok::<_, std::io::Error>(Bytes::from(chunk)), (svc, id, from + n)));
+    let stream =
+        futures_util::stream::unfold((service, id, 0usize), |(svc, id, from)| async move {
+            loop {
+                let Ok((_, _, notify)) = svc.lines_from(&id, from) else {
+                    return None; // forgotten meanwhile
+                };
+                // Registered before the lines are read: a line after the read wakes it.
+                let notified = notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let Ok((lines, over, _)) = svc.lines_from(&id, from) else {
+                    return None;
+                };
+                if !lines.is_empty() {
+                    let n = lines.len();
+                    let chunk: Vec<u8> = lines.concat();
+                    return Some((
+                        Ok::<_, std::io::Error>(Bytes::from(chunk)),
+                        (svc, id, from + n),
+                    ));
+                }
+                if over {
+                    return None;
+                }
+                let _ = tokio::time::timeout(RESULTS_POLL, notified).await;
             }
-            if over {
-                return None;
-            }
-            let _ = tokio::time::timeout(RESULTS_POLL, notified).await;
-        }
-    });
-    (
+        });
+    Ok((
         [(CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),
     )
-        .into_response()
+        .into_response())
 }

@@ -395,7 +395,11 @@ impl Service {
 
     /// Whether any job has documents waiting.
     fn any_waiting(&self) -> bool {
-        self.table.lock().jobs.values().any(|j| !j.waiting.is_empty())
+        self.table
+            .lock()
+            .jobs
+            .values()
+            .any(|j| !j.waiting.is_empty())
     }
 
     /// Ends every job not over, as cancelled (the swarm stopped under them).

@@ -250,9 +250,11 @@ mod tests {
 
     #[test]
     fn a_view_is_encoded_with_its_counts() {
-        let mut k = KindCounters::default();
-        k.completed = 3;
-        k.failed = 1;
+        let mut k = KindCounters {
+            completed: 3,
+            failed: 1,
+            ..KindCounters::default()
+        };
         k.run_time_buckets[0] = 2;
         k.run_time_buckets[RUN_TIME_BOUNDS.len()] = 1;
         k.run_time_sum_ns = 31_000_000_000;

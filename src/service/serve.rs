@@ -56,10 +56,7 @@ pub enum ServeError {
 
 /// Runs the service until it is drained (by a signal) and empty. `listening` is called
 /// once it takes requests, with its address.
-pub fn serve(
-    cfg: &ServeConfig,
-    listening: &mut dyn FnMut(SocketAddr),
-) -> Result<(), ServeError> {
+pub fn serve(cfg: &ServeConfig, listening: &mut dyn FnMut(SocketAddr)) -> Result<(), ServeError> {
     let started = Instant::now();
     let mut roots = Vec::new();
     for r in &cfg.roots {
@@ -103,9 +100,7 @@ fn run(
     let observing = AtomicBool::new(false);
     let stop = Arc::new(AtomicBool::new(false));
     let result = std::thread::scope(|scope| {
-        let socket = cfg
-            .status_socket
-            .then(|| socket_path(std::process::id()));
+        let socket = cfg.status_socket.then(|| socket_path(std::process::id()));
         let view = || {
             let mut v = View::of(
                 &sup.status(),
@@ -156,7 +151,12 @@ fn watch_signals(
         .map_err(HttpError::Runtime)?;
     // Registered here, before the service says it listens: a signal from then on is ours.
     let (term, int) = rt
-        .block_on(async { Ok::<_, std::io::Error>((signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)) })
+        .block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            ))
+        })
         .map_err(HttpError::Runtime)?;
     std::thread::Builder::new()
         .name("swarm-signals".into())
@@ -171,7 +171,9 @@ fn watch_signals(
                     }
                     seen += 1;
                     if seen == 1 {
-                        tracing::info!("draining: no new jobs; exiting once those accepted are done");
+                        tracing::info!(
+                            "draining: no new jobs; exiting once those accepted are done"
+                        );
                         service.drain();
                     } else {
                         tracing::warn!("stopping now: cancelling what runs");

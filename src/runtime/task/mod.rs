@@ -60,7 +60,10 @@ mod tests {
         assert_eq!(parse_duration("200us").unwrap(), Duration::from_micros(200));
         assert!(parse_duration("-1s").is_err());
         assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
-        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(2 * 86400));
+        assert_eq!(
+            parse_duration("2d").unwrap(),
+            Duration::from_secs(2 * 86400)
+        );
     }
 
     #[test]
