@@ -150,3 +150,30 @@ fn a_task_may_use_only_the_key_it_was_given() {
     assert!(!got(ask(&sup, "someone-else", 0, 100, SpreadKey::new())).computed);
     sup.shutdown(Shutdown::Drain).unwrap();
 }
+
+/// A value outlives the supervisor's ledger sweep (once a second, it frees buffers the
+/// supervisor does not know it holds): after two sweeps, and after other values have taken
+/// buffers (which would reuse any it wrongly freed), it is still read whole from the cache.
+#[test]
+fn values_outlive_the_ledger_sweep() {
+    let _serial = SERIAL.lock();
+    let sup = start(swarm::builder(2));
+    let first = got(ask(&sup, "doc-kept", 0, 150_000, SpreadKey::new()));
+    assert!(first.computed && first.whole);
+    std::thread::sleep(Duration::from_millis(2500));
+    for k in 0..4 {
+        let other = got(ask(
+            &sup,
+            &format!("doc-other-{k}"),
+            0,
+            150_000,
+            SpreadKey::new(),
+        ));
+        assert!(other.whole);
+    }
+    let again = got(ask(&sup, "doc-kept", 0, 150_000, SpreadKey::new()));
+    assert!(!again.computed && again.whole, "{again:?}");
+    // Five values kept, of three 64 KiB buffers each.
+    swarm::every_buffer_comes_back_but(&sup, WATCHDOG, 15);
+    sup.shutdown(Shutdown::Drain).unwrap();
+}

@@ -43,6 +43,11 @@ pub(super) struct Topics {
 }
 
 impl Topics {
+    /// The buffers of the large messages the topics hold (the ledger sweep's to keep).
+    pub(super) fn held_buffers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.chains.values().flatten().map(|h| h.index)
+    }
+
     /// Names the segment's topics (the runtime's, then `names`) and takes their writers.
     pub(super) fn new(seg: &Arc<Segment>, names: &[String]) -> Result<Topics, Error> {
         let all = rt::RUNTIME_TOPICS

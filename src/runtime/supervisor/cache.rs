@@ -77,6 +77,17 @@ pub(super) struct Cache {
 }
 
 impl Cache {
+    /// The buffers of the values it holds (the ledger sweep's to keep).
+    pub(super) fn held_buffers(&self) -> impl Iterator<Item = u32> + '_ {
+        self.entries
+            .values()
+            .flat_map(|e| match e {
+                Entry::Ready { handles, .. } => handles.as_slice(),
+                Entry::Computing { .. } => &[],
+            })
+            .map(|h| h.index)
+    }
+
     pub(super) fn new(limits: Option<CacheLimits>) -> Cache {
         Cache {
             limits,

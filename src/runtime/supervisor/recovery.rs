@@ -251,9 +251,15 @@ impl State {
                 mine.extend(handles.iter().map(|h| h.index));
             }
         }
+        mine.extend(self.cache.held_buffers());
+        // The bus allocates under its own lock: held across the sweep, so that a message
+        // published meanwhile is not taken for a stray.
+        let bus = self.bus.lock();
+        mine.extend(bus.held_buffers());
         let freed = self
             .slab
             .sweep(self.agents.len() as u32, |index| mine.contains(&index));
+        drop(bus);
         if freed > 0 {
             tracing::warn!(
                 freed,
