@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use neuralflow_swarm::cli::{
     self, bench::BenchCommand, demo::DemoArgs, run::RunArgs, serve::ServeArgs, status::StatusArgs,
+    top::TopArgs,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
     /// One look at a running `swarm run` or `swarm serve` of this user: its agents,
     /// queues, counters (found by --pid, --socket, or as the only one running).
     Status(StatusArgs),
+    /// A live dashboard of a running `swarm run` or `swarm serve` of this user: agents,
+    /// throughput, queue, deaths, slab (q quits).
+    Top(TopArgs),
     /// Extract text in this process, one document after another (a reference for the swarm
     /// and a debugging aid). Writes JSON Lines to stdout.
     Extract {
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         Command::Bench(b) => cli::bench::run(b),
         Command::Status(a) => cli::status::run(a),
         Command::Serve(a) => cli::serve::run(a),
+        Command::Top(a) => cli::top::run(a),
     };
     match result {
         Ok(done) => ExitCode::from(done.exit_code()),

@@ -30,6 +30,7 @@ mod progress;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod top;
 
 /// What kind of failure ended a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

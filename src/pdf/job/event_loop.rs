@@ -322,19 +322,27 @@ pub(crate) fn run_on(
         if engine.open() == 0 {
             break;
         }
-        for done in engine.step(Duration::from_millis(50))? {
+        let batch = engine.step(Duration::from_millis(50))?;
+        if batch.is_empty() {
+            continue;
+        }
+        for done in &batch {
             // One write with its newline: stdout's line buffering then finds the newline
             // at the end instead of scanning a whole line that has none.
             out.write_all(&done.line)?;
+        }
+        // Out of our buffer before anyone is told: a document counted (by the metrics, in
+        // the journal) is one whose line the kernel has, so a kill loses none of them.
+        out.flush()?;
+        for done in &batch {
             summary.documents += 1;
             summary.pages += done.pages;
             if !done.ok {
                 summary.failed_documents += 1;
             }
-            finished(&done, &summary);
+            finished(done, &summary);
         }
     }
-    out.flush()?;
     drop(engine);
     let counters = sup.status().counters;
     summary.agent_restarts = counters.agent_restarts;
