@@ -53,6 +53,12 @@ pub struct RunArgs {
     /// Do not answer on the status socket (which `swarm status` and `swarm top` read).
     #[arg(long)]
     pub no_status_socket: bool,
+    /// Record each finished document here (its content hash, the options that change
+    /// output, its line), so that the same command after a crash writes only what is
+    /// missing. With `--output FILE`, the output is then appended to (cut back to the
+    /// last line recorded), not replaced.
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
 }
 
 /// The paths of `--files-from`, if given.
@@ -119,26 +125,29 @@ pub fn run(a: RunArgs) -> Result<Done, Error> {
         cache: !a.no_cache,
         ..a.swarm.config(files)
     };
+    let mut journal = match &a.journal {
+        Some(p) => Some(
+            job::Journal::open(p, job::journal::options_of(&cfg))
+                .map_err(|e| Error::fatal(format!("swarm: --journal: {e}")))?,
+        ),
+        None => None,
+    };
     let mut out: Box<dyn Write> = match &a.output {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-        Some(p) => match std::fs::File::create(p) {
-            Ok(f) => Box::new(std::io::BufWriter::new(f)),
-            Err(e) => {
-                return Err(Error::fatal(format!(
-                    "swarm: --output {}: {e}",
-                    p.display()
-                )))
-            }
-        },
+        Some(p) => Box::new(std::io::BufWriter::new(open_output(p, journal.as_mut())?)),
     };
     let bar = Progress::new(cfg.files.len() as u64);
     let watch = Watch {
         metrics: a.metrics,
         status_socket: !a.no_status_socket,
     };
-    let result = crate::service::run::run(&cfg, &mut out, &watch, &mut |docs, pages| {
-        bar.update(docs, pages)
-    });
+    let result = crate::service::run::run(
+        &cfg,
+        &mut out,
+        &watch,
+        journal.as_mut(),
+        &mut |docs, pages| bar.update(docs, pages),
+    );
     bar.finish();
     let summary = result.map_err(Error::from_library)?;
     if let Some(p) = &a.summary {
@@ -149,6 +158,31 @@ pub fn run(a: RunArgs) -> Result<Done, Error> {
     } else {
         Done::Ok
     })
+}
+
+/// The `--output` file: made anew, or with a journal, kept up to the last line the journal
+/// recorded in it (a line written after that, by a run that was killed before recording
+/// it, is cut off: it is written again) and appended to.
+fn open_output(p: &Path, journal: Option<&mut job::Journal>) -> Result<std::fs::File, Error> {
+    let fail = |e: std::io::Error| Error::fatal(format!("swarm: --output {}: {e}", p.display()));
+    let Some(j) = journal else {
+        return std::fs::File::create(p).map_err(fail);
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .map_err(fail)?;
+    let name = std::fs::canonicalize(p)
+        .map_err(fail)?
+        .display()
+        .to_string();
+    let keep = j.output_end(&name).min(f.metadata().map_err(fail)?.len());
+    f.set_len(keep).map_err(fail)?;
+    std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).map_err(fail)?;
+    j.output_at(&name, keep);
+    Ok(f)
 }
 
 /// The `--summary` file: the summary as pretty JSON.

@@ -36,6 +36,11 @@ pub struct RunSummary {
     pub tasks_retried: u64,
     /// Page ranges whose reply came from the shared cache (a byte-identical document's).
     pub cache_hits: u64,
+    /// With `--journal`: documents recorded by an earlier run, not written again.
+    pub journaled: u64,
+    /// With `--journal`: copies of recorded documents, written from the journal without
+    /// extraction (counted in `documents`).
+    pub from_journal: u64,
     /// Each measure of the agents' sandbox and how it stood.
     pub sandbox: SandboxReport,
 }
@@ -49,6 +54,9 @@ pub enum RunError {
     /// Writing the output.
     #[error("writing output: {0}")]
     Io(#[from] std::io::Error),
+    /// Reading or writing the journal.
+    #[error(transparent)]
+    Journal(#[from] super::journal::JournalError),
 }
 
 /// By file: whether another file of `files` has its size (byte-identical files have one,
@@ -279,7 +287,8 @@ pub fn run(
 ) -> Result<RunSummary, RunError> {
     let (sup, plan) = build_supervisor(cfg, super::inputs::read_roots(&cfg.files))?;
     let mut summary = run_on(&sup, plan, cfg, out, &mut |_, s| {
-        progress(s.documents, s.pages)
+        progress(s.documents, s.pages);
+        Ok(())
     })?;
     let started = Instant::now();
     sup.shutdown(Shutdown::Cancel)?;
@@ -289,14 +298,15 @@ pub fn run(
 }
 
 /// Runs the job on `sup` (from [`build_supervisor`] with `plan`), writing one line per
-/// document to `out`; `finished` is called after each document is written, with it and
-/// the summary so far. The supervisor is left running.
+/// document to `out`; `finished` is called after each document is written (and flushed),
+/// with it and the summary so far, and its error ends the run. The supervisor is left
+/// running.
 pub(crate) fn run_on(
     sup: &Supervisor,
     plan: Plan,
     cfg: &RunConfig,
     out: &mut dyn Write,
-    finished: &mut dyn FnMut(&Finished, &RunSummary),
+    finished: &mut dyn FnMut(&Finished, &RunSummary) -> Result<(), RunError>,
 ) -> Result<RunSummary, RunError> {
     let status = sup.status();
     let mut engine = Engine::new(sup, cfg, plan);
@@ -340,7 +350,7 @@ pub(crate) fn run_on(
             if !done.ok {
                 summary.failed_documents += 1;
             }
-            finished(done, &summary);
+            finished(done, &summary)?;
         }
     }
     drop(engine);

@@ -31,7 +31,8 @@
 //! state         the job's documents and tasks, and how a task is submitted
 //! generalists   one-stage tasks: a document's first chunk, then its ranges
 //! specialists   a document as a graph: Parser -> Extractor -> Analyzer -> Aggregator
-//! event_loop    run(): documents in, outcomes routed, deadlines, lines out
+//! event_loop    Engine, run(): documents in, outcomes routed, deadlines, lines out
+//! journal       --journal: finished documents recorded, so a rerun writes what is missing
 //! ```
 //!
 //! [`PDF_DOC`]: super::tasks::PDF_DOC
@@ -42,6 +43,7 @@ mod config;
 mod event_loop;
 mod generalists;
 mod inputs;
+pub mod journal;
 mod sizing;
 mod specialists;
 mod state;
@@ -51,4 +53,5 @@ pub use config::{ParseRolesError, Roles, RunConfig};
 pub(crate) use event_loop::{build_supervisor, run_on, Engine, Plan};
 pub use event_loop::{run, RunError, RunSummary};
 pub use inputs::{collect_inputs, read_roots};
+pub use journal::{Journal, JournalError};
 pub use state::DocLimits;
