@@ -321,3 +321,68 @@ fn bench_cache_reports_both_ways_and_identical_output() {
         assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
     }
 }
+
+/// A short soak: jobs over HTTP and synthetic tasks go on while agents are killed, and
+/// the report says how the supervisor's memory and descriptors went. The bounds are wide
+/// (a leak of a page's text per page, as once happened here, is hundreds of MiB in this
+/// time); the long soaks are for the small ones.
+#[test]
+fn bench_soak_reports_growth_under_a_mixed_load_with_kills() {
+    let (out, _) = swarm(
+        &[
+            "bench",
+            "soak",
+            "--minutes",
+            "0.25",
+            "--kill-every",
+            "2s",
+            "--documents",
+            "4",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    let r = report(&out);
+    for field in [
+        "rss_growth_kib",
+        "fd_growth",
+        "supervisor_rss_kib_start",
+        "agents_rss_growth_kib",
+        "samples",
+    ] {
+        assert!(!r[field].is_null(), "{field} missing: {r}");
+    }
+    assert!(r["jobs"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["tasks"].as_u64().unwrap() > 0, "{r}");
+    let killed = r["agents_killed"].as_u64().unwrap();
+    assert!(killed >= 3, "{r}");
+    assert!(r["agent_restarts"].as_u64().unwrap() >= killed, "{r}");
+    assert!(r["samples"].as_array().unwrap().len() >= 10, "{r}");
+    assert!(r["fd_growth"].as_i64().unwrap().abs() <= 8, "{r}");
+    assert!(r["rss_growth_kib"].as_i64().unwrap() < 64 * 1024, "{r}");
+}
+
+#[test]
+fn bench_watch_reports_both_ways_and_the_views_read() {
+    let (out, _) = swarm(
+        &[
+            "bench",
+            "watch",
+            "--documents",
+            "8",
+            "--rounds",
+            "1",
+            "--every",
+            "20ms",
+            "--json",
+        ],
+        Duration::from_secs(120),
+    );
+    let r = report(&out);
+    assert!(r["pages"].as_u64().unwrap() > 0, "{r}");
+    for f in ["alone_pages_per_s", "watched_pages_per_s", "watched_ratio"] {
+        assert!(r[f].as_f64().unwrap() > 0.0, "{f}: {r}");
+    }
+    assert!(r["views_read"].as_u64().unwrap() >= 1, "{r}");
+    assert!(r["scrapes"].as_u64().unwrap() >= 1, "{r}");
+}

@@ -11,8 +11,12 @@ pub mod peer;
 pub mod pipeline;
 pub mod ring;
 pub mod sched;
+#[cfg(feature = "service")]
+pub mod soak;
 pub mod state;
 pub mod tasks;
+#[cfg(feature = "service")]
+pub mod watch;
 
 pub use ring::{render_ring, ring, RingBenchConfig, RingBenchReport};
 

@@ -1,4 +1,4 @@
-//! `swarm bench bus|cache|graph|pipeline|ring|sched|state|tasks`: the flags, the configurations built from them, and
+//! `swarm bench bus|cache|graph|pipeline|ring|sched|soak|state|tasks|watch`: the flags, the configurations built from them, and
 //! the reports printed (text, then with `--json` one JSON object as the last line).
 
 use super::args::cgroups_required;
@@ -33,9 +33,16 @@ pub enum BenchCommand {
     /// least-loaded and adaptive on agents of unequal CPU quotas, and an elastic pool's
     /// growth and shrinking, in one run.
     Sched(SchedArgs),
+    /// A steady mixed load on a `swarm serve` in this process (jobs over HTTP, synthetic
+    /// tasks, an agent killed now and then), sampling the supervisor's and agents' memory
+    /// and descriptors: what grows after the warm-up.
+    Soak(SoakArgs),
     /// The shared state: reads in place, strong writes' round trip, eventual writes'
     /// visibility, and torn reads (none) under writers killed in a loop, in one run.
     State(StateArgs),
+    /// What watching costs a swarm: `swarm run` alone and with a watcher reading its view
+    /// (as `swarm top` does) and scraping `/metrics` every 100 ms, in alternating rounds.
+    Watch(WatchArgs),
     /// Tasks through the supervisor: throughput, per-task overhead, idle agent memory,
     /// and SIGKILL-to-replacement time, in one run.
     Tasks(TasksArgs),
@@ -94,6 +101,58 @@ pub struct GraphArgs {
     /// parents' ids comma-separated. With several shapes, one file each: FILE.random, ...
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm bench watch`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    /// Documents of the generated corpus.
+    #[arg(long, default_value_t = 96)]
+    pub documents: u32,
+    /// Agents.
+    #[arg(long, default_value_t = 2)]
+    pub agents: u32,
+    /// Rounds of each, alternating.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
+    /// How often the watcher looks.
+    #[arg(long, default_value = "100ms", value_parser = crate::task::parse_duration)]
+    pub every: std::time::Duration,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm bench soak`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct SoakArgs {
+    /// How long, in minutes (fractions allowed: 0.5 is 30 s).
+    #[arg(long, default_value_t = 10.0)]
+    pub minutes: f64,
+    /// Agents.
+    #[arg(long, default_value_t = 2)]
+    pub agents: u32,
+    /// One agent SIGKILLed this often (0 kills none).
+    #[arg(long, default_value = "5s", value_parser = crate::task::parse_duration)]
+    pub kill_every: std::time::Duration,
+    /// Documents of the generated corpus, one job.
+    #[arg(long, default_value_t = 12)]
+    pub documents: u32,
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
     pub require_cgroups: bool,
@@ -295,6 +354,41 @@ pub fn run(command: BenchCommand) -> Result<Done, Error> {
             };
             let r = graph::run(&cfg).map_err(Error::from_library)?;
             report(&graph::render(&r), &r, a.json)
+        }
+        BenchCommand::Watch(a) => {
+            use crate::bench::watch::{self, WatchBenchConfig};
+            let cfg = WatchBenchConfig {
+                documents: a.documents.max(1),
+                agents: a.agents.max(1),
+                rounds: a.rounds.max(1),
+                every: a.every.max(std::time::Duration::from_millis(1)),
+                scratch: std::env::temp_dir()
+                    .join(format!("swarm-bench-watch-{}", std::process::id())),
+                require_cgroups: cgroups_required(a.require_cgroups),
+                agent_bin: a.agent_bin,
+            };
+            let r = watch::run(&cfg).map_err(Error::from_library)?;
+            report(&watch::render(&r), &r, a.json)
+        }
+        BenchCommand::Soak(a) => {
+            use crate::bench::soak::{self, SoakConfig};
+            if !(a.minutes.is_finite() && a.minutes > 0.0) {
+                return Err(Error::usage(
+                    "swarm bench soak: --minutes must be more than 0",
+                ));
+            }
+            let cfg = SoakConfig {
+                duration: std::time::Duration::from_secs_f64(a.minutes * 60.0),
+                agents: a.agents.max(1),
+                kill_every: a.kill_every,
+                documents: a.documents.max(1),
+                scratch: std::env::temp_dir()
+                    .join(format!("swarm-bench-soak-{}", std::process::id())),
+                require_cgroups: cgroups_required(a.require_cgroups),
+                agent_bin: a.agent_bin,
+            };
+            let r = soak::run(&cfg).map_err(Error::from_library)?;
+            report(&soak::render(&r), &r, a.json)
         }
         BenchCommand::Cache(a) => {
             use crate::bench::cache::{self, CacheBenchConfig};

@@ -118,6 +118,7 @@ fn job_error(e: JobError) -> ApiError {
         JobError::NotFound(_) => StatusCode::NOT_FOUND,
         JobError::Draining => StatusCode::SERVICE_UNAVAILABLE,
         JobError::Over(..) => StatusCode::CONFLICT,
+        JobError::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(code, e)
 }
@@ -371,39 +372,41 @@ async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
 /// How long a results stream waits for a line before it looks again.
 const RESULTS_POLL: Duration = Duration::from_secs(5);
 
+/// The most a results stream reads from a job's file at once.
+const RESULTS_CHUNK: usize = 1 << 20;
+
 async fn results(
     State(api): State<Arc<Api>>,
     UrlPath(id): UrlPath<String>,
 ) -> Result<Response, ApiError> {
     api.service.status(&id).map_err(job_error)?;
     let service = api.service.clone();
-    let stream =
-        futures_util::stream::unfold((service, id, 0usize), |(svc, id, from)| async move {
-            loop {
-                let Ok((_, _, notify)) = svc.lines_from(&id, from) else {
-                    return None; // forgotten meanwhile
-                };
-                // Registered before the lines are read: a line after the read wakes it.
-                let notified = notify.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let Ok((lines, over, _)) = svc.lines_from(&id, from) else {
-                    return None;
-                };
-                if !lines.is_empty() {
-                    let n = lines.len();
-                    let chunk: Vec<u8> = lines.concat();
-                    return Some((
-                        Ok::<_, std::io::Error>(Bytes::from(chunk)),
-                        (svc, id, from + n),
-                    ));
-                }
-                if over {
-                    return None;
-                }
-                let _ = tokio::time::timeout(RESULTS_POLL, notified).await;
+    let stream = futures_util::stream::unfold((service, id, 0u64), |(svc, id, from)| async move {
+        loop {
+            let Ok(notify) = svc.notify_of(&id) else {
+                return None; // forgotten meanwhile
+            };
+            // Registered before the lines are read: a line after the read wakes it.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (svc2, id2) = (svc.clone(), id.clone());
+            let read =
+                tokio::task::spawn_blocking(move || svc2.lines_from(&id2, from, RESULTS_CHUNK))
+                    .await;
+            let Ok(Ok((bytes, over))) = read else {
+                return None;
+            };
+            if !bytes.is_empty() {
+                let next = from + bytes.len() as u64;
+                return Some((Ok::<_, std::io::Error>(Bytes::from(bytes)), (svc, id, next)));
             }
-        });
+            if over {
+                return None;
+            }
+            let _ = tokio::time::timeout(RESULTS_POLL, notified).await;
+        }
+    });
     Ok((
         [(CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),

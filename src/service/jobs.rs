@@ -7,13 +7,14 @@
 //! takes its share of the window and no more: another job's documents wait for at most
 //! the next free place, and each runs under its own job's budget.
 //!
-//! A job's result lines are kept in finish order for its readers until it has been over
-//! for the retention time; then it is forgotten.
+//! A job's result lines are appended, in finish order, to a file of its own in the
+//! service's results folder (so that memory holds a job's counts, not its text), read
+//! from there by its streams, and removed with the job once it has been over for the
+//! retention time. That folder is not among those agents may read.
 
 use super::view::Tally;
 use crate::pdf::job::{self, DocLimits, Engine, RunConfig, RunError};
 use crate::supervisor::Supervisor;
-use axum::body::Bytes;
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -72,6 +73,9 @@ pub struct JobStatus {
     pub documents_failed: u64,
     /// Pages extracted.
     pub pages: u64,
+    /// Lines that could not be kept for reading (their documents are done; the service's
+    /// log says why).
+    pub results_lost: u64,
     /// When it was submitted (ms since the Unix epoch).
     pub submitted_unix_ms: u64,
     /// Seconds from submission to its end (or to now).
@@ -88,8 +92,15 @@ struct Job {
     documents: u64,
     failed: u64,
     pages: u64,
-    /// The lines, in finish order.
-    lines: Vec<Bytes>,
+    /// Its lines, in finish order, in its results file.
+    results: Option<std::fs::File>,
+    /// The file's name.
+    results_path: PathBuf,
+    /// Bytes and lines in it.
+    bytes: u64,
+    lines: u64,
+    /// Lines that could not be written (the disk full, say).
+    lost: u64,
     /// Documents not yet let into the engine.
     waiting: VecDeque<PathBuf>,
     /// Documents in the engine.
@@ -109,7 +120,8 @@ impl Job {
             priority: self.limits.priority,
             timeout_per_doc_s: self.limits.timeout.as_secs_f64(),
             documents: self.documents,
-            documents_done: self.lines.len() as u64,
+            documents_done: self.lines + self.lost,
+            results_lost: self.lost,
             documents_failed: self.failed,
             pages: self.pages,
             submitted_unix_ms: self
@@ -120,9 +132,12 @@ impl Job {
         }
     }
 
-    /// Ends it in `state`: readers are woken, its upload removed.
+    /// Ends it in `state`: readers are woken, its upload removed, its results file
+    /// closed (readers open it by name from now on: a service keeps many jobs over, and
+    /// a descriptor each would run out).
     fn end(&mut self, state: JobState) {
         self.state = state;
+        self.results = None;
         self.ended = Some(Instant::now());
         self.waiting.clear();
         if let Some(dir) = self.upload.take() {
@@ -153,6 +168,9 @@ pub enum JobError {
     /// The job is over; it cannot be cancelled.
     #[error("job {0} is already {1}")]
     Over(String, &'static str),
+    /// Its results could not be kept.
+    #[error("cannot keep results: {0}")]
+    Storage(String),
 }
 
 /// The jobs and how to reach the engine: shared by the HTTP side and the engine thread.
@@ -164,6 +182,8 @@ pub struct Service {
     pub tally: Tally,
     /// Over jobs are forgotten this long after they end.
     retention: Duration,
+    /// Where jobs' results files are.
+    results_dir: PathBuf,
 }
 
 #[derive(Default)]
@@ -175,11 +195,16 @@ struct Table {
 }
 
 impl Service {
-    /// A service whose over jobs are kept for `retention`, and the engine thread's end of
-    /// its commands.
-    pub fn new(retention: Duration) -> (Arc<Service>, EngineSide) {
+    /// A service whose over jobs are kept for `retention`, their results in files under
+    /// `results_dir` (made if need be), and the engine thread's end of its commands.
+    pub fn new(
+        retention: Duration,
+        results_dir: PathBuf,
+    ) -> std::io::Result<(Arc<Service>, EngineSide)> {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(&results_dir)?;
         let (tx, rx) = crossbeam_channel::unbounded();
-        (
+        Ok((
             Arc::new(Service {
                 table: Mutex::new(Table {
                     next_id: 1,
@@ -189,9 +214,10 @@ impl Service {
                 draining: AtomicBool::new(false),
                 tally: Tally::default(),
                 retention,
+                results_dir,
             }),
             EngineSide { cmds: rx },
-        )
+        ))
     }
 
     /// Adds a job of `files` (already checked by the caller) under `limits`; `upload` is
@@ -211,6 +237,23 @@ impl Service {
         }
         let mut t = self.table.lock();
         let id = t.next_id;
+        let results_path = self.results_dir.join(format!("job-{id}.jsonl"));
+        let results = match std::fs::File::options()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&results_path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                drop(t);
+                if let Some(dir) = upload {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                return Err(JobError::Storage(e.to_string()));
+            }
+        };
         t.next_id += 1;
         let mut job = Job {
             state: JobState::Queued,
@@ -221,7 +264,11 @@ impl Service {
             documents: files.len() as u64,
             failed: 0,
             pages: 0,
-            lines: Vec::new(),
+            results: Some(results),
+            results_path,
+            bytes: 0,
+            lines: 0,
+            lost: 0,
             waiting: files.into(),
             open: 0,
             notify: Arc::new(tokio::sync::Notify::new()),
@@ -285,18 +332,61 @@ impl Service {
         Ok(status)
     }
 
-    /// Lines of job `id` from the `from`-th on, whether the job is over, and what to wait
-    /// on for more. The [`tokio::sync::Notify`] is returned before the lines are read, so
-    /// a line that comes after the read wakes a waiter created from it.
-    pub fn lines_from(
-        &self,
-        id: &str,
-        from: usize,
-    ) -> Result<(Vec<Bytes>, bool, Arc<tokio::sync::Notify>), JobError> {
+    /// What to wait on for more of job `id`'s lines: a [`tokio::sync::Notify`] woken at
+    /// each new line and at the end. Get it before [`Service::lines_from`], so that a line
+    /// that comes after the read wakes a waiter made from it.
+    pub fn notify_of(&self, id: &str) -> Result<Arc<tokio::sync::Notify>, JobError> {
         let t = self.table.lock();
-        let (_, job) = Self::find(&t, id)?;
-        let lines = job.lines.get(from..).unwrap_or(&[]).to_vec();
-        Ok((lines, job.state.is_over(), job.notify.clone()))
+        Ok(Self::find(&t, id)?.1.notify.clone())
+    }
+
+    /// Job `id`'s lines from byte `from` of its results on (at most `max` bytes, whole
+    /// lines), and whether the job is over (no more will come).
+    pub fn lines_from(&self, id: &str, from: u64, max: usize) -> Result<(Vec<u8>, bool), JobError> {
+        use std::os::unix::fs::FileExt;
+        let (file, end, over) = {
+            let t = self.table.lock();
+            let (_, job) = Self::find(&t, id)?;
+            let file = match &job.results {
+                Some(f) => f.try_clone(),
+                None => std::fs::File::open(&job.results_path),
+            };
+            (file, job.bytes, job.state.is_over())
+        };
+        let want = end.saturating_sub(from).min(max as u64) as usize;
+        if want == 0 {
+            return Ok((Vec::new(), over));
+        }
+        let file = file.map_err(|e| JobError::Storage(e.to_string()))?;
+        let mut buf = vec![0; want];
+        file.read_exact_at(&mut buf, from)
+            .map_err(|e| JobError::Storage(e.to_string()))?;
+        // Whole lines only: a long line past `max` comes whole, alone.
+        match buf.iter().rposition(|&b| b == b'\n') {
+            Some(last) => buf.truncate(last + 1),
+            None => {
+                let mut line = Vec::new();
+                let mut at = from;
+                let mut chunk = vec![0; 64 * 1024];
+                while at < end {
+                    let n = (end - at).min(chunk.len() as u64) as usize;
+                    file.read_exact_at(&mut chunk[..n], at)
+                        .map_err(|e| JobError::Storage(e.to_string()))?;
+                    match chunk[..n].iter().position(|&b| b == b'\n') {
+                        Some(p) => {
+                            line.extend_from_slice(&chunk[..=p]);
+                            break;
+                        }
+                        None => line.extend_from_slice(&chunk[..n]),
+                    }
+                    at += n as u64;
+                }
+                buf = line;
+            }
+        }
+        // More may be there past `max`: over only once all is read.
+        let all_read = from + buf.len() as u64 >= end;
+        Ok((buf, over && all_read))
     }
 
     /// Takes no new jobs from now on; the engine finishes those it has, then stops.
@@ -362,7 +452,20 @@ impl Service {
         if job.state.is_over() {
             return;
         }
-        job.lines.push(Bytes::from(line));
+        use std::io::Write;
+        // One write of a whole line: a reader never sees part of one (it reads up to
+        // `bytes`, which moves after the write).
+        match job.results.as_mut().map(|f| f.write_all(&line)) {
+            Some(Ok(())) => {
+                job.bytes += line.len() as u64;
+                job.lines += 1;
+            }
+            Some(Err(e)) => {
+                tracing::error!(job = n, error = %e, "a result line could not be kept");
+                job.lost += 1;
+            }
+            None => job.lost += 1,
+        }
         job.pages += pages;
         if !ok {
             job.failed += 1;
@@ -385,12 +488,26 @@ impl Service {
         }
     }
 
-    /// Forgets the jobs over for longer than the retention.
+    /// Forgets the jobs over for longer than the retention, with their results.
     fn forget_old(&self) {
         let mut t = self.table.lock();
         let keep = self.retention;
-        t.jobs
-            .retain(|_, j| j.ended.is_none_or(|e| e.elapsed() < keep));
+        t.jobs.retain(|_, j| {
+            let kept = j.ended.is_none_or(|e| e.elapsed() < keep);
+            if !kept {
+                let _ = std::fs::remove_file(&j.results_path);
+            }
+            kept
+        });
+    }
+
+    /// Removes every job's results (the service is ending).
+    pub fn remove_results(&self) {
+        let mut t = self.table.lock();
+        for j in t.jobs.values_mut() {
+            j.results = None;
+            let _ = std::fs::remove_file(&j.results_path);
+        }
     }
 
     /// Whether any job has documents waiting.
@@ -417,7 +534,7 @@ pub struct EngineSide {
 }
 
 /// How often over jobs are looked at for forgetting.
-const SWEEP: Duration = Duration::from_secs(10);
+const SWEEP: Duration = Duration::from_secs(1);
 
 impl EngineSide {
     /// Runs jobs of `service` on `sup` (from [`job::build_supervisor`] with `plan`) until

@@ -29,7 +29,9 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// Folders whose files jobs may name (and all that agents may read, with the spool).
     pub roots: Vec<PathBuf>,
-    /// Where uploads are kept; a private folder under the temporary directory if `None`.
+    /// Where uploads (`uploads/`, which agents may read) and jobs' results (`results/`,
+    /// which they may not) are kept; a private folder under the temporary directory,
+    /// removed at exit, if `None`.
     pub spool: Option<PathBuf>,
     /// How long over jobs are kept.
     pub retention: Duration,
@@ -78,9 +80,16 @@ pub fn serve(cfg: &ServeConfig, listening: &mut dyn FnMut(SocketAddr)) -> Result
         .map_err(|e| ServeError::Setup(format!("spool {}: {e}", spool.display())))?;
     let spool = std::fs::canonicalize(&spool)
         .map_err(|e| ServeError::Setup(format!("spool {}: {e}", spool.display())))?;
+    // Agents may read uploads, not other jobs' results.
+    let (uploads, results) = (spool.join("uploads"), spool.join("results"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&uploads)
+        .map_err(|e| ServeError::Setup(format!("spool {}: {e}", uploads.display())))?;
     let mut readable = roots.clone();
-    readable.push(spool.clone());
-    let result = run(cfg, roots, readable, spool.clone(), started, listening);
+    readable.push(uploads.clone());
+    let result = run(cfg, roots, readable, uploads, results, started, listening);
     if own_spool {
         let _ = std::fs::remove_dir_all(&spool);
     }
@@ -91,12 +100,14 @@ fn run(
     cfg: &ServeConfig,
     roots: Vec<PathBuf>,
     readable: Vec<PathBuf>,
-    spool: PathBuf,
+    uploads: PathBuf,
+    results: PathBuf,
     started: Instant,
     listening: &mut dyn FnMut(SocketAddr),
 ) -> Result<(), ServeError> {
     let (sup, plan) = job::build_supervisor(&cfg.run, readable)?;
-    let (service, engine) = Service::new(cfg.retention);
+    let (service, engine) = Service::new(cfg.retention, results.clone())
+        .map_err(|e| ServeError::Setup(format!("results {}: {e}", results.display())))?;
     let observing = AtomicBool::new(false);
     let stop = Arc::new(AtomicBool::new(false));
     let result = std::thread::scope(|scope| {
@@ -119,7 +130,7 @@ fn run(
         let api = Api::new(
             service.clone(),
             roots,
-            spool,
+            uploads,
             defaults,
             cfg.max_upload,
             views,
@@ -134,6 +145,8 @@ fn run(
         drop(observer);
         Ok::<_, ServeError>(result?)
     });
+    // Nobody can ask for them any more.
+    service.remove_results();
     sup.shutdown(Shutdown::Cancel).map_err(RunError::from)?;
     result
 }
