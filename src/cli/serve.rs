@@ -11,7 +11,7 @@ use std::time::Duration;
 /// `swarm serve`'s flags.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Where the HTTP API listens: PORT (on loopback), HOST:PORT, [IPV6]:PORT. Another
+    /// Where the HTTP API listens: PORT (on loopback), HOST:PORT, `[IPV6]:PORT`. Another
     /// host than loopback only when named here.
     #[arg(long, default_value = "127.0.0.1:8750", value_parser = parse_listen)]
     pub listen: SocketAddr,

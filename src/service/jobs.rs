@@ -1,4 +1,4 @@
-//! `swarm serve`'s jobs: many at once through one [`Engine`] on one warm swarm.
+//! `swarm serve`'s jobs: many at once through one engine (the PDF job's) on one warm swarm.
 //!
 //! A job is a list of documents with its own time budget per document and priority.
 //! The engine thread owns the supervisor; the HTTP side only adds jobs, asks to cancel
