@@ -231,3 +231,45 @@ fn a_run_killed_and_run_again_into_the_same_output_file_has_each_document_once()
     }
     assert_eq!(got, want);
 }
+
+/// A listed file that cannot be read gets its error line once, and the lines after it
+/// are where the journal says: running the finished command again changes nothing.
+#[test]
+fn an_unreadable_input_is_recorded_and_a_rerun_leaves_the_output_whole() {
+    let Some(c) = corpus() else { return };
+    let dir = tmp("unreadable");
+    let mut list = String::from("/nonexistent/missing.pdf\n");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(c.join("real"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files.iter().take(20) {
+        list.push_str(&format!("{}\n", f.display()));
+    }
+    let list_file = dir.join("list.txt");
+    std::fs::write(&list_file, list).unwrap();
+    let (journal, out) = (dir.join("journal"), dir.join("out.jsonl"));
+    let args = [
+        "run",
+        "--agents",
+        "1",
+        "--journal",
+        journal.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+        "--files-from",
+        list_file.to_str().unwrap(),
+    ];
+    // The first run fails the missing file's document (exit 3); the second has nothing
+    // left to do, so nothing fails in it (exit 0).
+    for want in [3, 0] {
+        let st = swarm().args(args).stderr(Stdio::null()).status().unwrap();
+        assert_eq!(st.code(), Some(want));
+    }
+    let got = lines(&out);
+    assert_eq!(got.len(), 21, "{got:?}");
+    let paths: std::collections::BTreeSet<String> = got.iter().map(|l| path_of(l)).collect();
+    assert_eq!(paths.len(), 21);
+    assert!(paths.contains("/nonexistent/missing.pdf"));
+}

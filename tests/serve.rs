@@ -536,3 +536,49 @@ fn sigterm_drains_the_jobs_accepted_then_exits() {
     assert!(st.success(), "{st:?}");
     assert!(!socket.exists(), "the status socket is removed at exit");
 }
+
+/// Uploads and results live in the service's spool, which no job may name even when it
+/// lies under a root: one client cannot read another's documents or lines.
+#[test]
+fn the_spool_is_not_served_as_paths() {
+    let Some(c) = corpus() else { return };
+    let root = tmp("spool-root");
+    let spool = root.join("spool");
+    std::fs::copy(
+        c.join("real/pdfjs__ArabicCIDTrueType.pdf"),
+        root.join("mine.pdf"),
+    )
+    .unwrap();
+    let s = Served::start(&[
+        "--agents",
+        "1",
+        "--root",
+        root.to_str().unwrap(),
+        "--spool",
+        spool.to_str().unwrap(),
+    ]);
+    let bytes = std::fs::read(c.join("real/pdfjs__90ms_rksj_h_sample.pdf")).unwrap();
+    let (code, body) = answer(
+        ureq::post(&s.url("/jobs"))
+            .set("Content-Type", "application/pdf")
+            .send_bytes(&bytes),
+    );
+    assert_eq!(code, 201, "{body}");
+    // The whole root: its own file only, not the upload kept in the spool under it.
+    let id = submit(&s, &[&root], "");
+    let lines = results(&s, &id);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0]["path"].as_str().unwrap().ends_with("/mine.pdf"));
+    // The uploads' folder named outright is refused; the spool above it has no PDF of
+    // its own to give.
+    let (code, v) = post_json(
+        &s.url("/jobs"),
+        &format!(r#"{{"paths": ["{}"]}}"#, spool.join("uploads").display()),
+    );
+    assert_eq!(code, 403, "{v}");
+    let (code, v) = post_json(
+        &s.url("/jobs"),
+        &format!(r#"{{"paths": ["{}"]}}"#, spool.display()),
+    );
+    assert_eq!(code, 400, "{v}");
+}

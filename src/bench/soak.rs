@@ -214,7 +214,8 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
     let api = Api::new(
         service.clone(),
         vec![dir.clone()],
-        cfg.scratch.clone(),
+        cfg.scratch.join("uploads"),
+        vec![cfg.scratch.join("uploads"), cfg.scratch.join("results")],
         defaults,
         1 << 20,
         views,
@@ -338,19 +339,16 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
         }
         // Release: pairs with the load threads' Acquire loads.
         stop.store(true, Ordering::Release);
-        let c = client
-            .join()
-            .map_err(|_| SoakError::Load("the client panicked".into()))?;
-        let t = synthetic
-            .join()
-            .map_err(|_| SoakError::Load("the synthetic load panicked".into()))?;
+        // The engine ends with the jobs it has, whatever the load threads did.
         service.drain();
-        let e = engine_thread
-            .join()
-            .map_err(|_| SoakError::Load("the engine panicked".into()))?;
-        c.map_err(SoakError::Load)?;
-        t.map_err(SoakError::Load)?;
-        e?;
+        let c = client.join();
+        let t = synthetic.join();
+        let e = engine_thread.join();
+        c.map_err(|_| SoakError::Load("the client panicked".into()))?
+            .map_err(SoakError::Load)?;
+        t.map_err(|_| SoakError::Load("the synthetic load panicked".into()))?
+            .map_err(SoakError::Load)?;
+        e.map_err(|_| SoakError::Load("the engine panicked".into()))??;
         Ok(())
     });
     drop(server);

@@ -181,7 +181,7 @@ fn open_output(p: &Path, journal: Option<&mut job::Journal>) -> Result<std::fs::
     let keep = j.output_end(&name).min(f.metadata().map_err(fail)?.len());
     f.set_len(keep).map_err(fail)?;
     std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0)).map_err(fail)?;
-    j.output_at(&name, keep);
+    j.output_at(&name, keep, f.try_clone().ok());
     Ok(f)
 }
 

@@ -37,14 +37,20 @@ const PATH_MAX: usize = 4096;
 /// Paths a job may name at most.
 const PATHS_MAX: usize = 100_000;
 
+/// Files a job may have at most, its folders walked.
+const FILES_MAX: usize = 1_000_000;
+
 /// What the API serves from.
 pub struct Api {
     /// The jobs.
     pub service: Arc<Service>,
     /// Folders whose files jobs may name (canonical).
     pub roots: Vec<PathBuf>,
-    /// Where uploaded files are kept while their job lasts (under one of `roots`).
+    /// Where uploaded files are kept while their job lasts.
     pub spool: PathBuf,
+    /// Folders no job may name, even under a root: the uploads and the results (one
+    /// client must not read another's).
+    pub private: Vec<PathBuf>,
     /// A job's limits when it gives none.
     pub defaults: DocLimits,
     /// The largest upload, bytes.
@@ -61,6 +67,7 @@ impl Api {
         service: Arc<Service>,
         roots: Vec<PathBuf>,
         spool: PathBuf,
+        private: Vec<PathBuf>,
         defaults: DocLimits,
         max_upload: usize,
         views: Views,
@@ -69,6 +76,7 @@ impl Api {
             service,
             roots,
             spool,
+            private,
             defaults,
             max_upload,
             views,
@@ -229,11 +237,19 @@ impl Api {
                 format!("no PDF found in {}", paths.join(", ")),
             ));
         }
+        if files.len() > FILES_MAX {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("{} files: a job may have at most {FILES_MAX}", files.len()),
+            ));
+        }
         Ok(files)
     }
 
+    /// Whether `p` (canonical) may be named: under a root, not in a private folder.
     fn under_roots(&self, p: &Path) -> bool {
         self.roots.iter().any(|r| p.starts_with(r))
+            && !self.private.iter().any(|d| p.starts_with(d))
     }
 
     fn roots_list(&self) -> String {
@@ -241,28 +257,31 @@ impl Api {
         r.join(", ")
     }
 
-    /// Keeps an uploaded PDF in a folder of its own under the spool.
-    async fn keep_upload(&self, body: Bytes) -> Result<(PathBuf, PathBuf), ApiError> {
+    /// Keeps an uploaded PDF in a folder of its own under the spool and submits its job,
+    /// in one piece off the runtime's thread: a client that goes away meanwhile leaves a
+    /// job (which runs and is forgotten in time), never a folder nobody removes.
+    async fn upload(self: &Arc<Self>, body: Bytes, limits: DocLimits) -> Result<String, ApiError> {
         let n = self.uploads.fetch_add(1, Ordering::Relaxed); // a name, nothing ordered
-        let dir = self.spool.join(format!("upload-{n}"));
-        let file = dir.join("document.pdf");
-        let (d, f) = (dir.clone(), file.clone());
-        let written = tokio::task::spawn_blocking(move || {
-            std::fs::create_dir_all(&d)?;
-            std::fs::write(&f, &body)
-        })
-        .await;
-        match written {
-            Ok(Ok(())) => Ok((dir, file)),
-            Ok(Err(e)) => {
+        let dir = self
+            .spool
+            .join(format!("upload-{}-{n}", std::process::id()));
+        let api = self.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let file = dir.join("document.pdf");
+            let kept = std::fs::create_dir(&dir).and_then(|()| std::fs::write(&file, &body));
+            if let Err(e) = kept {
                 let _ = std::fs::remove_dir_all(&dir);
-                Err(error(
+                return Err(error(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     format!("keeping the upload: {e}"),
-                ))
+                ));
             }
-            Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e)),
-        }
+            api.service
+                .submit(vec![file], limits, Some(dir))
+                .map_err(job_error)
+        })
+        .await;
+        done.map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))?
     }
 }
 
@@ -305,7 +324,12 @@ async fn submit(
             let req: PathsBody = serde_json::from_slice(&body)
                 .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))?;
             let limits = api.limits(req.priority, req.timeout_per_doc.as_ref())?;
-            let files = api.files(&req.paths)?;
+            // Paths resolved and folders walked off the runtime's thread: a large folder
+            // holds up no other request.
+            let a = api.clone();
+            let files = tokio::task::spawn_blocking(move || a.files(&req.paths))
+                .await
+                .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))??;
             let n = files.len();
             let id = api.service.submit(files, limits, None).map_err(job_error)?;
             Ok(created(id, n))
@@ -320,11 +344,7 @@ async fn submit(
             if api.service.is_draining() {
                 return Err(job_error(JobError::Draining));
             }
-            let (dir, file) = api.keep_upload(body).await?;
-            let id = api
-                .service
-                .submit(vec![file], limits, Some(dir))
-                .map_err(job_error)?;
+            let id = api.upload(body, limits).await?;
             Ok(created(id, 1))
         }
         "" => Err(error(

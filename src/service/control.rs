@@ -216,7 +216,11 @@ impl Observer {
             if let Ok(reply) = self.asks.recv_timeout(Duration::from_millis(100)) {
                 let _ = reply.send(full(view(), &self.history));
             }
-            while let Some(Ok((stream, _))) = listener.as_ref().map(|l| l.accept()) {
+            // A few clients a turn: a flood of them does not keep the loop from its stop.
+            for _ in 0..16 {
+                let Some(Ok((stream, _))) = listener.as_ref().map(|l| l.accept()) else {
+                    break;
+                };
                 answer(stream, &full(view(), &self.history));
             }
         }
@@ -229,7 +233,8 @@ fn answer(stream: UnixStream, v: &View) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let mut line = String::new();
-    let mut r = BufReader::new(&stream);
+    // A request is one short word: no more is read.
+    let mut r = BufReader::new(std::io::Read::take(&stream, 64));
     if r.read_line(&mut line).is_err() || line.trim() != "view" {
         let _ = (&stream).write_all(b"{\"error\":\"ask with: view\"}\n");
         return;

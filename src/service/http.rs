@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 /// A bad `--listen` or `--metrics` address.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +44,10 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, HttpError> {
     s.parse().map_err(|_| bad())
 }
 
-/// A running server; dropping it stops it (requests in progress end first).
+/// How long requests in progress may take to end once the server is stopped.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// A running server; dropping it stops it (requests in progress get [`GRACE`] to end).
 pub struct Server {
     addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -74,13 +78,29 @@ impl Server {
                     let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else {
                         return;
                     };
-                    let served = axum::serve(listener, router).with_graceful_shutdown(async {
+                    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
+                    let told = stopping.clone();
+                    let served = axum::serve(listener, router).with_graceful_shutdown(async move {
                         let _ = rx.await;
+                        told.notify_one();
                     });
-                    if let Err(e) = served.await {
-                        tracing::warn!(error = %e, "HTTP server stopped");
+                    // Requests in progress get GRACE to end; a client that stops reading a
+                    // stream does not keep the server (and its swarm) from stopping.
+                    let grace = async {
+                        stopping.notified().await;
+                        tokio::time::sleep(GRACE).await;
+                    };
+                    tokio::select! {
+                        served = served => {
+                            if let Err(e) = served {
+                                tracing::warn!(error = %e, "HTTP server stopped");
+                            }
+                        }
+                        () = grace => tracing::warn!("HTTP connections still open after the grace period: closed"),
                     }
-                })
+                });
+                // Blocking work still running (a file being read for a stream) is let go.
+                rt.shutdown_timeout(Duration::from_secs(1));
             })
             .map_err(HttpError::Runtime)?;
         Ok(Server {

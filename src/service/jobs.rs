@@ -228,19 +228,24 @@ impl Service {
         limits: DocLimits,
         upload: Option<PathBuf>,
     ) -> Result<String, JobError> {
+        let mut t = self.table.lock();
+        // Under the table's lock, as `drain` sets it: a job is either in before the
+        // drain (and run, or cancelled at the end) or refused.
         // Acquire: pairs with the Release store in `drain`.
         if self.draining.load(Ordering::Acquire) {
+            drop(t);
             if let Some(dir) = upload {
                 let _ = std::fs::remove_dir_all(dir);
             }
             return Err(JobError::Draining);
         }
-        let mut t = self.table.lock();
         let id = t.next_id;
-        let results_path = self.results_dir.join(format!("job-{id}.jsonl"));
+        // Named by this process too: two services on one spool do not meet.
+        let results_path = self
+            .results_dir
+            .join(format!("job-{}-{id}.jsonl", std::process::id()));
         let results = match std::fs::File::options()
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .read(true)
             .write(true)
             .open(&results_path)
@@ -391,8 +396,10 @@ impl Service {
 
     /// Takes no new jobs from now on; the engine finishes those it has, then stops.
     pub fn drain(&self) {
+        let t = self.table.lock();
         // Release: pairs with the Acquire loads in `submit` and the engine loop.
         self.draining.store(true, Ordering::Release);
+        drop(t);
         let _ = self.cmds.send(Cmd::Submitted);
     }
 
@@ -452,10 +459,12 @@ impl Service {
         if job.state.is_over() {
             return;
         }
-        use std::io::Write;
-        // One write of a whole line: a reader never sees part of one (it reads up to
-        // `bytes`, which moves after the write).
-        match job.results.as_mut().map(|f| f.write_all(&line)) {
+        use std::os::unix::fs::FileExt;
+        // Written at its place: a reader never sees part of a line (it reads up to
+        // `bytes`, which moves after the write), and a write that failed part way is
+        // written over by the next line.
+        let at = job.bytes;
+        match job.results.as_ref().map(|f| f.write_all_at(&line, at)) {
             Some(Ok(())) => {
                 job.bytes += line.len() as u64;
                 job.lines += 1;
@@ -548,9 +557,17 @@ impl EngineSide {
         cfg: &RunConfig,
         stop: &AtomicBool,
     ) -> Result<(), RunError> {
-        let result = self.drive(service, sup, plan, cfg, stop);
-        service.cancel_all();
-        result
+        /// Whatever ends the engine (its end, an error, a panic), the service takes no
+        /// more jobs and ends those it has: no stream waits for ever.
+        struct Closing<'a>(&'a Service);
+        impl Drop for Closing<'_> {
+            fn drop(&mut self) {
+                self.0.drain();
+                self.0.cancel_all();
+            }
+        }
+        let _closing = Closing(service);
+        self.drive(service, sup, plan, cfg, stop)
     }
 
     fn drive(

@@ -47,7 +47,7 @@ pub fn run(
     let mut cfg = cfg.clone();
     let mut before = RunSummary::default();
     // By file of `cfg.files`, its content hash, for its journal record.
-    let mut hashes: Vec<Option<String>> = Vec::new();
+    let mut hashes: Vec<String> = Vec::new();
     if let Some(j) = journal.as_deref_mut() {
         let plan = j.plan(&cfg.files);
         before.journaled = plan.done as u64;
@@ -95,7 +95,7 @@ pub fn run(
             tally.finished(done.ok, done.pages);
             progress(before.documents + s.documents, before.pages + s.pages);
             match (journal.as_deref_mut(), hashes.get(done.doc)) {
-                (Some(j), Some(Some(hash))) => {
+                (Some(j), Some(hash)) => {
                     let path = cfg.files[done.doc].display().to_string();
                     Ok(j.record(&path, hash, &done.line)?)
                 }

@@ -130,7 +130,8 @@ fn run(
         let api = Api::new(
             service.clone(),
             roots,
-            uploads,
+            uploads.clone(),
+            vec![uploads, results.clone()],
             defaults,
             cfg.max_upload,
             views,

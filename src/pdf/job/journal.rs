@@ -21,8 +21,8 @@
 //!   ignored and cut off before the next record is appended.
 //!
 //! Records are written with one `write` each (the kernel has them when the supervisor is
-//! killed) and `fdatasync`ed at most every [`SYNC_EVERY`] and at the end (a power loss
-//! costs at most that much).
+//! killed) and `fdatasync`ed at most every [`SYNC_EVERY`] and at the end, an output file
+//! first (a power loss costs at most that much, and no record outlives its line).
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -37,6 +37,11 @@ pub const SYNC_EVERY: Duration = Duration::from_millis(50);
 
 /// A content hash, hex.
 type Hash = String;
+
+/// What a file that could not be read is recorded under instead of its hash: it is done
+/// (its error line was written), and it is never a copy of anything nor the original of
+/// a copy (its line names its own path and error).
+pub const UNREADABLE: &str = "unreadable";
 
 #[derive(Serialize, Deserialize)]
 struct Record<'a> {
@@ -68,9 +73,9 @@ pub enum JournalError {
 /// What becomes of each input, given the journal.
 #[derive(Debug, Default)]
 pub struct Plan {
-    /// Inputs to extract, with their content hash (`None`: unreadable, extracted to say
-    /// so and never recorded as a copy of anything).
-    pub extract: Vec<(PathBuf, Option<Hash>)>,
+    /// Inputs to extract, with their content hash ([`UNREADABLE`] for a file that could
+    /// not be read here: its agent says why).
+    pub extract: Vec<(PathBuf, Hash)>,
     /// Copies of documents already recorded: their line (with the copy's path) is written
     /// from the journal, without extraction.
     pub copies: Vec<(PathBuf, Hash, Vec<u8>)>,
@@ -105,6 +110,9 @@ pub struct Journal {
     out_end: Option<(String, u64)>,
     /// The output, if a file, and where its next line starts.
     out_pos: Option<(String, u64)>,
+    /// The output file, synced before the journal is: a record on the disk never names a
+    /// line that is not.
+    out_file: Option<File>,
     unsynced: bool,
     last_sync: Instant,
     /// Records ignored: torn at the end, or made under other options.
@@ -133,6 +141,7 @@ impl Journal {
             recorded: HashSet::new(),
             out_end: None,
             out_pos: None,
+            out_file: None,
             unsynced: false,
             last_sync: Instant::now(),
             ignored: 0,
@@ -205,10 +214,11 @@ impl Journal {
         }
     }
 
-    /// Says the output is the file `out` (canonical), now `len` bytes long: records name
-    /// where each line ends.
-    pub fn output_at(&mut self, out: &str, len: u64) {
+    /// Says the output is the file `out` (canonical), now `len` bytes long, open as
+    /// `file`: records name where each line ends, and the file is synced before them.
+    pub fn output_at(&mut self, out: &str, len: u64, file: Option<File>) {
         self.out_pos = Some((out.to_string(), len));
+        self.out_file = file;
     }
 
     /// What to do with `files`: hashed here (each read once), each is done already, a
@@ -216,11 +226,12 @@ impl Journal {
     pub fn plan(&self, files: &[PathBuf]) -> Plan {
         let mut plan = Plan::default();
         for f in files {
-            let Ok(bytes) = std::fs::read(f) else {
-                plan.extract.push((f.clone(), None));
-                continue;
+            let hash = match std::fs::read(f) {
+                Ok(bytes) => {
+                    crate::pdf::tasks::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+                }
+                Err(_) => UNREADABLE.to_string(),
             };
-            let hash = crate::pdf::tasks::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes));
             let path = f.display().to_string();
             if self.recorded.contains(&(path.clone(), hash.clone())) {
                 plan.done += 1;
@@ -228,7 +239,7 @@ impl Journal {
                 plan.copies
                     .push((f.clone(), hash, with_path(line.get(), &path)));
             } else {
-                plan.extract.push((f.clone(), Some(hash)));
+                plan.extract.push((f.clone(), hash));
             }
         }
         plan
@@ -246,7 +257,7 @@ impl Journal {
             *pos += line.len() as u64;
         }
         let body = line.strip_suffix(b"\n").unwrap_or(line);
-        let raw: Option<&RawValue> = if self.lines.contains_key(hash) {
+        let raw: Option<&RawValue> = if self.lines.contains_key(hash) || hash == UNREADABLE {
             None
         } else {
             // Our own line, checked when it was made: JSON. If it somehow is not, it is
@@ -281,10 +292,14 @@ impl Journal {
     /// Flushes what was recorded to the disk.
     pub fn sync(&mut self) -> Result<(), JournalError> {
         if self.unsynced {
-            self.file.sync_data().map_err(|source| JournalError::Io {
+            let io = |source| JournalError::Io {
                 path: self.path.clone(),
                 source,
-            })?;
+            };
+            if let Some(out) = &self.out_file {
+                out.sync_data().map_err(io)?;
+            }
+            self.file.sync_data().map_err(io)?;
             self.unsynced = false;
         }
         self.last_sync = Instant::now();
@@ -357,7 +372,7 @@ mod tests {
         let files = vec![a.clone(), b.clone(), c.clone()];
         {
             let mut j = Journal::open(&jpath, "o1".into()).unwrap();
-            j.output_at("/out", 0);
+            j.output_at("/out", 0, None);
             let plan = j.plan(&files);
             assert_eq!(
                 (plan.extract.len(), plan.copies.len(), plan.done),
@@ -365,12 +380,8 @@ mod tests {
             );
             let (_, ha) = &plan.extract[0];
             let line = format!("{{\"path\":\"{}\",\"status\":\"ok\"}}\n", a.display());
-            j.record(
-                &a.display().to_string(),
-                ha.as_ref().unwrap(),
-                line.as_bytes(),
-            )
-            .unwrap();
+            j.record(&a.display().to_string(), ha, line.as_bytes())
+                .unwrap();
         }
         // A crash in the middle of the next record.
         let mut f = OpenOptions::new().append(true).open(&jpath).unwrap();
@@ -390,10 +401,27 @@ mod tests {
         assert!(String::from_utf8_lossy(&plan.copies[0].2).contains("b.pdf"));
         assert_eq!(plan.extract.len(), 1);
         assert_eq!(plan.extract[0].0, c);
+        // A file that cannot be read is recorded as such: done next time, and never the
+        // original of another unreadable file's line.
+        let gone = dir.join("gone.pdf");
+        let mut j = j;
+        let plan = j.plan(std::slice::from_ref(&gone));
+        assert_eq!(plan.extract, vec![(gone.clone(), UNREADABLE.to_string())]);
+        j.record(
+            &gone.display().to_string(),
+            UNREADABLE,
+            b"{\"path\":\"gone\"}\n",
+        )
+        .unwrap();
+        let also = dir.join("also-gone.pdf");
+        let plan = j.plan(&[gone.clone(), also.clone()]);
+        assert_eq!(plan.done, 1);
+        assert!(plan.copies.is_empty());
+        assert_eq!(plan.extract, vec![(also, UNREADABLE.to_string())]);
         drop(j);
         // Other options: nothing of it is used.
         let j = Journal::open(&jpath, "o2".into()).unwrap();
-        assert_eq!((j.len(), j.ignored), (0, 1));
+        assert_eq!((j.len(), j.ignored), (0, 2));
         assert_eq!(j.plan(&files).extract.len(), 3);
     }
 }
