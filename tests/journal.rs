@@ -3,38 +3,15 @@
 //!
 //! Needs the corpus beside the repository; under `CI=true` a missing one fails.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{corpus, swarm};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    if dir.join("manifest.tsv").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true and the corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!("SKIPPED: no corpus at {}", dir.display());
-    None
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nfswarm-journal-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn swarm() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_swarm"));
-    c.env("SWARM_AGENT_BIN", env!("CARGO_BIN_EXE_agent-bin"));
-    c
-}
 
 /// The real corpus, and a copy of every fifth file under another name, in `dir/in`.
 fn inputs(c: &Path, dir: &Path) -> PathBuf {
@@ -116,7 +93,7 @@ fn reference(input: &Path) -> BTreeMap<String, String> {
 #[test]
 fn a_run_killed_and_run_again_writes_each_document_once_across_two_outputs() {
     let Some(c) = corpus() else { return };
-    let dir = tmp("two");
+    let dir = cli::tmp("journal", "two");
     let input = inputs(&c, &dir);
     let journal = dir.join("journal");
     let (o1, o2) = (dir.join("o1.jsonl"), dir.join("o2.jsonl"));
@@ -202,7 +179,7 @@ fn a_run_killed_and_run_again_writes_each_document_once_across_two_outputs() {
 #[test]
 fn a_run_killed_and_run_again_into_the_same_output_file_has_each_document_once() {
     let Some(c) = corpus() else { return };
-    let dir = tmp("same");
+    let dir = cli::tmp("journal", "same");
     let input = inputs(&c, &dir);
     let journal = dir.join("journal");
     let out = dir.join("out.jsonl");
@@ -237,7 +214,7 @@ fn a_run_killed_and_run_again_into_the_same_output_file_has_each_document_once()
 #[test]
 fn an_unreadable_input_is_recorded_and_a_rerun_leaves_the_output_whole() {
     let Some(c) = corpus() else { return };
-    let dir = tmp("unreadable");
+    let dir = cli::tmp("journal", "unreadable");
     let mut list = String::from("/nonexistent/missing.pdf\n");
     let mut files: Vec<PathBuf> = std::fs::read_dir(c.join("real"))
         .unwrap()

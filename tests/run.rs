@@ -3,37 +3,14 @@
 //! The corpus lives beside the repository (`../shared/corpus`). Without it these tests are
 //! skipped with a message, except under `CI=true`, where a missing corpus fails them.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{corpus, swarm};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    if dir.join("manifest.tsv").is_file() {
-        return Some(dir);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true and the corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!("SKIPPED: no corpus at {}", dir.display());
-    None
-}
-
-fn swarm() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_swarm"));
-    c.env("SWARM_AGENT_BIN", env!("CARGO_BIN_EXE_agent-bin"));
-    c
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nfswarm-run-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// Lines of a JSON Lines file, by path.
 fn by_path(file: &Path) -> BTreeMap<String, serde_json::Value> {
@@ -66,7 +43,7 @@ fn run_ok(args: &[&str]) -> std::process::Output {
 #[test]
 fn page_counts_match_pdfinfo_for_every_document_read() {
     let Some(c) = corpus() else { return };
-    let dir = tmp("counts");
+    let dir = cli::tmp("run", "counts");
     let out = dir.join("out.jsonl");
     let summary = dir.join("summary.json");
     run_ok(&[
@@ -134,7 +111,7 @@ fn page_counts_match_pdfinfo_for_every_document_read() {
 #[test]
 fn every_hostile_file_ends_as_a_result_or_an_error_within_its_bound() {
     let Some(c) = corpus() else { return };
-    let dir = tmp("hostile");
+    let dir = cli::tmp("run", "hostile");
     let out = dir.join("out.jsonl");
     let files = std::fs::read_dir(c.join("hostile")).unwrap().count();
     let t = Instant::now();
@@ -215,7 +192,7 @@ fn run_under_chaos(args: &[&str], input: &Path) -> u32 {
 #[test]
 fn output_under_sigkill_chaos_is_identical_to_a_fault_free_run() {
     let Some(c) = corpus() else { return };
-    let dir = tmp("chaos");
+    let dir = cli::tmp("run", "chaos");
     let clean = dir.join("clean.jsonl");
     let chaos = dir.join("chaos.jsonl");
     let input = c.join("real");
@@ -271,7 +248,7 @@ fn generalists_and_specialists(
 #[test]
 fn specialists_and_generalists_write_identical_output_even_under_chaos() {
     let Some(c) = corpus() else { return };
-    let dir = tmp("roles");
+    let dir = cli::tmp("run", "roles");
     let roles = "parser=1,extractor=2,analyzer=1,aggregator=1";
     for set in ["real", "hostile"] {
         let input = c.join(set);
@@ -311,7 +288,7 @@ fn specialists_and_generalists_write_identical_output_even_under_chaos() {
 #[test]
 fn a_long_document_is_spread_over_agents_and_reassembled_in_order() {
     let Some(c) = corpus() else { return };
-    let dir = tmp("long");
+    let dir = cli::tmp("run", "long");
     let out = dir.join("out.jsonl");
     for (agents, name, pages) in [
         ("2", "samplefiles__GeoTopo-komprimiert", 117u64),
@@ -361,7 +338,7 @@ fn exit_status_says_what_happened() {
         .unwrap();
     assert_eq!(bad_flag.status.code(), Some(2));
 
-    let dir = tmp("exit");
+    let dir = cli::tmp("run", "exit");
     let garbage = dir.join("garbage.pdf");
     std::fs::write(&garbage, b"this is not a PDF at all").unwrap();
     let out = swarm()
@@ -409,7 +386,7 @@ fn demo_runs_a_generated_corpus_and_every_page_matches_its_text() {
 }
 
 fn demo_with(agents: &str) {
-    let dir = tmp("demo");
+    let dir = cli::tmp("run", "demo");
     let out = swarm()
         .args([
             "demo",
@@ -541,7 +518,7 @@ fn fonts_and_form_fields_give_whole_words() {
 /// held replies, and still matches the generalists byte for byte.
 #[test]
 fn specialists_assemble_a_huge_document_themselves() {
-    let dir = tmp("huge");
+    let dir = cli::tmp("run", "huge");
     let made = swarm()
         .args(["demo", "--documents", "1", "--min-pages", "1200", "--dir"])
         .arg(&dir)
@@ -703,7 +680,7 @@ fn extract_and_run_report_the_same_error_kind_for_a_partial_document() {
 /// usage), whether they are directories or a `--files-from` list.
 #[test]
 fn run_on_inputs_without_a_pdf_names_them_and_exits_2() {
-    let dir = tmp("no-pdf");
+    let dir = cli::tmp("run", "no-pdf");
     let empty = dir.join("empty");
     let not_pdf = dir.join("notes");
     std::fs::create_dir_all(&empty).unwrap();
@@ -737,7 +714,7 @@ fn run_on_inputs_without_a_pdf_names_them_and_exits_2() {
 /// first), with exit status 2, and nothing is run.
 #[test]
 fn run_on_paths_that_do_not_exist_names_each_and_exits_2() {
-    let dir = tmp("missing");
+    let dir = cli::tmp("run", "missing");
     let (a, b) = (dir.join("a.pdf"), dir.join("gone"));
     let mut cmd = swarm();
     cmd.args(["run", "--agents", "1"]).arg(&a).arg(&dir).arg(&b);
@@ -758,7 +735,7 @@ fn run_on_paths_that_do_not_exist_names_each_and_exits_2() {
 /// are parsed, with a message that says why and exit status 2, for `demo` too.
 #[test]
 fn zero_agents_are_refused_at_argument_parsing() {
-    let dir = tmp("zero");
+    let dir = cli::tmp("run", "zero");
     let doc = dir.join("doc.pdf");
     std::fs::write(&doc, b"not read").unwrap();
     let mut run = swarm();
@@ -782,7 +759,7 @@ fn zero_agents_are_refused_at_argument_parsing() {
 #[test]
 fn byte_identical_documents_are_extracted_once_and_each_gets_its_line() {
     let Some(corpus) = corpus() else { return };
-    let dir = tmp("dups");
+    let dir = cli::tmp("run", "dups");
     let mut n = 0;
     for sub in ["real", "hostile"] {
         let mut names: Vec<_> = std::fs::read_dir(corpus.join(sub))
@@ -832,7 +809,7 @@ fn byte_identical_documents_are_extracted_once_and_each_gets_its_line() {
 /// target and message; the output is unchanged.
 #[test]
 fn json_logs_are_one_object_a_line() {
-    let dir = tmp("jsonlog");
+    let dir = cli::tmp("run", "jsonlog");
     let made = swarm()
         .args(["demo", "--documents", "2", "--dir"])
         .arg(&dir)

@@ -4,45 +4,18 @@
 //! Needs the corpus beside the repository (`../shared/corpus`) and `promtool` (Debian's
 //! `prometheus`); under `CI=true` a missing one fails the test instead of skipping it.
 
+#[path = "common/cli.rs"]
+mod cli;
+
 #[path = "common/pdfgen.rs"]
 mod pdfgen;
 
+use cli::{corpus, swarm};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    if dir.join("manifest.tsv").is_file() {
-        return Some(std::fs::canonicalize(dir).unwrap());
-    }
-    assert!(
-        !ci(),
-        "CI=true and the corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!("SKIPPED: no corpus at {}", dir.display());
-    None
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nfswarm-serve-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::canonicalize(d).unwrap()
-}
-
-fn swarm() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_swarm"));
-    c.env("SWARM_AGENT_BIN", env!("CARGO_BIN_EXE_agent-bin"));
-    c
-}
 
 /// A running `swarm serve`, killed on drop.
 struct Served {
@@ -185,7 +158,7 @@ fn promtool() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(here || !ci(), "CI=true and promtool is missing");
+    assert!(here || !cli::ci(), "CI=true and promtool is missing");
     if !here {
         eprintln!("SKIPPED (metrics part): no promtool");
     }
@@ -430,7 +403,7 @@ fn bad_requests_get_a_json_error_and_change_nothing() {
 #[test]
 fn a_hostile_job_does_not_hold_up_another_and_a_job_can_be_cancelled() {
     let Some(c) = corpus() else { return };
-    let slow = tmp("slow");
+    let slow = cli::tmp("serve", "slow");
     for i in 0..6 {
         std::fs::write(slow.join(format!("slow-{i}.pdf")), pdfgen::slow_pdf(40)).unwrap();
     }
@@ -492,7 +465,7 @@ fn a_hostile_job_does_not_hold_up_another_and_a_job_can_be_cancelled() {
 #[test]
 fn sigterm_drains_the_jobs_accepted_then_exits() {
     let Some(c) = corpus() else { return };
-    let slow = tmp("drain");
+    let slow = cli::tmp("serve", "drain");
     for i in 0..3 {
         std::fs::write(slow.join(format!("slow-{i}.pdf")), pdfgen::slow_pdf(40)).unwrap();
     }
@@ -542,7 +515,7 @@ fn sigterm_drains_the_jobs_accepted_then_exits() {
 #[test]
 fn the_spool_is_not_served_as_paths() {
     let Some(c) = corpus() else { return };
-    let root = tmp("spool-root");
+    let root = cli::tmp("serve", "spool-root");
     let spool = root.join("spool");
     std::fs::copy(
         c.join("real/pdfjs__ArabicCIDTrueType.pdf"),

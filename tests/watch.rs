@@ -5,56 +5,14 @@
 //! Needs the corpus beside the repository, `tmux` and `promtool`; under `CI=true` a
 //! missing one fails the test instead of skipping it.
 
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{corpus, swarm};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
-
-fn corpus() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    if dir.join("manifest.tsv").is_file() {
-        return Some(std::fs::canonicalize(dir).unwrap());
-    }
-    assert!(
-        !ci(),
-        "CI=true and the corpus is missing at {}",
-        dir.display()
-    );
-    eprintln!("SKIPPED: no corpus at {}", dir.display());
-    None
-}
-
-/// Whether `tool --version` runs; under CI its absence fails the test.
-fn have(tool: &str) -> bool {
-    let here = Command::new(tool)
-        .arg(if tool == "tmux" { "-V" } else { "--version" })
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(here || !ci(), "CI=true and {tool} is missing");
-    if !here {
-        eprintln!("SKIPPED: no {tool}");
-    }
-    here
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("nfswarm-watch-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn swarm() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_swarm"));
-    c.env("SWARM_AGENT_BIN", env!("CARGO_BIN_EXE_agent-bin"));
-    c
-}
 
 /// A child killed on drop.
 struct Killed(Child);
@@ -121,10 +79,10 @@ fn tmux(args: &[&str]) -> String {
 #[test]
 fn top_draws_every_agent_of_a_running_swarm_in_a_terminal() {
     let Some(c) = corpus() else { return };
-    if !have("tmux") {
+    if !cli::have("tmux") {
         return;
     }
-    let dir = tmp("top");
+    let dir = cli::tmp("watch", "top");
     let run = long_run(&c, &dir, 400, &["--agents", "3"], &dir.join("out.jsonl"));
     let pid = run.0.id();
     let view = status_of(pid);
@@ -205,10 +163,10 @@ fn status_finds_the_only_swarm_and_refuses_a_wrong_one() {
 #[test]
 fn run_metrics_are_prometheus_text_with_the_runs_counts() {
     let Some(c) = corpus() else { return };
-    if !have("promtool") {
+    if !cli::have("promtool") {
         return;
     }
-    let dir = tmp("metrics");
+    let dir = cli::tmp("watch", "metrics");
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()

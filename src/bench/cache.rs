@@ -6,11 +6,9 @@
 //! (so the copies are a third of all). Copies are named to sort first, so each is met
 //! before its original, a window of open documents apart or more.
 
-use crate::pdf::demo::{write_corpus, DemoSpec};
-use crate::pdf::job::{self, RunConfig, RunError};
+use crate::pdf::job::{self, RunError};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -53,35 +51,23 @@ pub struct CacheBenchReport {
 /// Runs the benchmark.
 pub fn run(cfg: &CacheBenchConfig) -> Result<CacheBenchReport, RunError> {
     let dir = cfg.scratch.join("corpus");
-    let docs = write_corpus(
-        &dir,
-        DemoSpec {
-            documents: cfg.documents.max(2),
-            ..DemoSpec::default()
-        },
-    )?;
-    let mut files: Vec<PathBuf> = docs.iter().map(|d| d.path.clone()).collect();
+    let docs = super::demo_corpus(&dir, cfg.documents.max(2))?;
+    let mut files: Vec<PathBuf> = docs.clone();
     for (i, d) in docs.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
         let copy = dir.join(format!("0-copy-{i:04}.pdf"));
-        std::fs::copy(&d.path, &copy)?;
+        std::fs::copy(d, &copy)?;
         files.push(copy);
     }
     files.sort();
     let duplicates = files.len() - docs.len();
     let run = |cache: bool| -> Result<(job::RunSummary, Vec<Vec<u8>>), RunError> {
-        let rc = RunConfig {
-            agents: cfg.agents.max(1),
-            min_agents: None,
-            files: files.clone(),
-            memory_limit: None,
-            timeout_per_doc: Duration::from_secs(300),
-            chunk_pages: 16,
-            require_cgroups: cfg.require_cgroups,
-            agent_bin: cfg.agent_bin.clone(),
-            roles: None,
-            sandbox: crate::runtime::sandbox::SandboxPolicy::default(),
+        let rc = super::run_config(
+            files.clone(),
+            cfg.agents,
+            cfg.require_cgroups,
+            cfg.agent_bin.clone(),
             cache,
-        };
+        );
         let mut out = Vec::new();
         let s = job::run(&rc, &mut out, &mut |_, _| {})?;
         let mut lines: Vec<Vec<u8>> = out.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();

@@ -36,6 +36,48 @@ pub(crate) fn all_ready(
     true
 }
 
+/// The benches' `swarm run`: `files` on `agents` generalists, a budget of 300 s a
+/// document (a bench measures, it does not time out), the sandbox on, the cache as
+/// `cache` says.
+#[cfg(feature = "pdf")]
+pub(crate) fn run_config(
+    files: Vec<std::path::PathBuf>,
+    agents: u32,
+    require_cgroups: bool,
+    agent_bin: Option<std::path::PathBuf>,
+    cache: bool,
+) -> crate::pdf::job::RunConfig {
+    crate::pdf::job::RunConfig {
+        agents: agents.max(1),
+        min_agents: None,
+        files,
+        memory_limit: None,
+        timeout_per_doc: std::time::Duration::from_secs(300),
+        chunk_pages: 16,
+        require_cgroups,
+        agent_bin,
+        roles: None,
+        sandbox: crate::runtime::sandbox::SandboxPolicy::default(),
+        cache,
+    }
+}
+
+/// The demo's corpus of `documents` documents written to `dir`: their files.
+#[cfg(feature = "pdf")]
+pub(crate) fn demo_corpus(
+    dir: &std::path::Path,
+    documents: u32,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let spec = crate::pdf::demo::DemoSpec {
+        documents: documents.max(1),
+        ..crate::pdf::demo::DemoSpec::default()
+    };
+    Ok(crate::pdf::demo::write_corpus(dir, spec)?
+        .into_iter()
+        .map(|d| d.path)
+        .collect())
+}
+
 /// The `p` quantile (0 to 1) of `sorted` samples, nearest rank; 0 for none.
 pub(crate) use crate::runtime::probes::quantile as pct;
 

@@ -13,8 +13,7 @@
 //! after the warm-up (a fifth of the time, at least 5 s), so that one noisy sample does
 //! not decide it.
 
-use crate::pdf::demo::{write_corpus, DemoSpec};
-use crate::pdf::job::{self, DocLimits, RunConfig};
+use crate::pdf::job::{self, DocLimits};
 use crate::runtime::procfs;
 use crate::service::api::{self, Api};
 use crate::service::http::Server;
@@ -180,28 +179,16 @@ fn median3(v: &[u64]) -> u64 {
 /// Runs the soak.
 pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
     let dir = cfg.scratch.join("corpus");
-    let docs = write_corpus(
-        &dir,
-        DemoSpec {
-            documents: cfg.documents.max(1),
-            ..DemoSpec::default()
-        },
-    )
-    .map_err(job::RunError::from)?;
+    let docs = super::demo_corpus(&dir, cfg.documents).map_err(job::RunError::from)?;
     let dir = std::fs::canonicalize(&dir).map_err(job::RunError::from)?;
-    let rc = RunConfig {
-        agents: cfg.agents.max(1),
-        min_agents: None,
-        files: Vec::new(),
-        memory_limit: None,
-        timeout_per_doc: Duration::from_secs(60),
-        chunk_pages: 16,
-        require_cgroups: cfg.require_cgroups,
-        agent_bin: cfg.agent_bin.clone(),
-        roles: None,
-        sandbox: crate::runtime::sandbox::SandboxPolicy::default(),
-        cache: false,
-    };
+    let mut rc = super::run_config(
+        Vec::new(),
+        cfg.agents,
+        cfg.require_cgroups,
+        cfg.agent_bin.clone(),
+        false,
+    );
+    rc.timeout_per_doc = Duration::from_secs(60);
     let (sup, plan) = job::build_supervisor(&rc, vec![dir.clone()])?;
     crate::bench::all_ready(&sup, Duration::from_secs(60));
     let (service, engine) = Service::new(Duration::from_secs(2), cfg.scratch.join("results"))

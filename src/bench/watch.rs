@@ -3,8 +3,7 @@
 //! the status socket as `swarm top` does, ten times as often as `top`'s default refresh
 //! (every 100 ms), and scrapes `/metrics` as often.
 
-use crate::pdf::demo::{write_corpus, DemoSpec};
-use crate::pdf::job::{RunConfig, RunError};
+use crate::pdf::job::RunError;
 use crate::service::control;
 use crate::service::run::{run as watched_run, Watch, WatchedRunError};
 use serde::Serialize;
@@ -65,32 +64,18 @@ fn scrape(addr: std::net::SocketAddr) -> bool {
 
 /// Runs the benchmark.
 pub fn run(cfg: &WatchBenchConfig) -> Result<WatchBenchReport, WatchedRunError> {
-    let dir = cfg.scratch.join("corpus");
-    let docs = write_corpus(
-        &dir,
-        DemoSpec {
-            documents: cfg.documents.max(1),
-            ..DemoSpec::default()
-        },
-    )
-    .map_err(RunError::from)?;
-    let rc = RunConfig {
-        agents: cfg.agents.max(1),
-        min_agents: None,
-        // Each document ten times over (the cache off, each is extracted): runs of seconds,
-        // so that a watcher every 100 ms looks many times in each.
-        files: (0..10)
-            .flat_map(|_| docs.iter().map(|d| d.path.clone()))
-            .collect(),
-        memory_limit: None,
-        timeout_per_doc: Duration::from_secs(300),
-        chunk_pages: 16,
-        require_cgroups: cfg.require_cgroups,
-        agent_bin: cfg.agent_bin.clone(),
-        roles: None,
-        sandbox: crate::runtime::sandbox::SandboxPolicy::default(),
-        cache: false,
-    };
+    let docs =
+        super::demo_corpus(&cfg.scratch.join("corpus"), cfg.documents).map_err(RunError::from)?;
+    // Each document ten times over (the cache off, each is extracted): runs of seconds,
+    // so that a watcher every 100 ms looks many times in each.
+    let files = (0..10).flat_map(|_| docs.iter().cloned()).collect();
+    let rc = super::run_config(
+        files,
+        cfg.agents,
+        cfg.require_cgroups,
+        cfg.agent_bin.clone(),
+        false,
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(RunError::from)?;
