@@ -14,7 +14,7 @@ use cli::{corpus, swarm};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `swarm serve`, killed on drop.
@@ -150,40 +150,6 @@ fn run_lines(dir: &Path) -> BTreeMap<String, serde_json::Value> {
     by_path(&lines)
 }
 
-/// Whether `promtool` is here; under CI its absence fails the test.
-fn promtool() -> bool {
-    let here = Command::new("promtool")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(here || !cli::ci(), "CI=true and promtool is missing");
-    if !here {
-        eprintln!("SKIPPED (metrics part): no promtool");
-    }
-    here
-}
-
-/// `text` through `promtool check metrics`, which must find nothing wrong.
-fn promtool_check(text: &str) {
-    let mut p = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(p.stdin.as_mut().unwrap(), text.as_bytes()).unwrap();
-    let out = p.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// The value of the sample `name` (with its labels as written) in exposition `text`.
 fn sample(text: &str, name: &str) -> f64 {
     text.lines()
@@ -263,13 +229,13 @@ fn jobs_are_submitted_streamed_watched_and_counted() {
     }
 
     // Metrics: what promtool accepts, with the job's counts.
-    if promtool() {
+    if cli::have("promtool") {
         let text = ureq::get(&s.url("/metrics"))
             .call()
             .unwrap()
             .into_string()
             .unwrap();
-        promtool_check(&text);
+        cli::promtool_check(&text);
         let docs = sample(&text, "swarm_documents_total{status=\"ok\"}")
             + sample(&text, "swarm_documents_total{status=\"failed\"}");
         assert_eq!(docs as usize, expected.len() + 1);

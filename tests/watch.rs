@@ -9,7 +9,6 @@
 mod cli;
 
 use cli::{corpus, swarm};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -220,25 +219,7 @@ fn run_metrics_are_prometheus_text_with_the_runs_counts() {
     };
     assert!(matches!(status.code(), Some(0 | 3)), "{status:?}");
     assert!(scrapes > 0, "no scrape while the run lasted");
-    let mut p = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    p.stdin
-        .as_mut()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let checked = p.wait_with_output().unwrap();
-    assert!(
-        checked.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
+    cli::promtool_check(&text);
     for family in [
         "# TYPE swarm_tasks_total counter",
         "# TYPE swarm_task_run_seconds histogram",

@@ -57,3 +57,24 @@ pub fn have(tool: &str) -> bool {
     }
     here
 }
+
+/// `text` through `promtool check metrics` (Prometheus's own parser and linter), which
+/// must find nothing wrong.
+pub fn promtool_check(text: &str) {
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool");
+    std::io::Write::write_all(p.stdin.as_mut().expect("its stdin"), text.as_bytes())
+        .expect("writing to promtool");
+    let out = p.wait_with_output().expect("promtool's answer");
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -26,7 +26,7 @@ use super::shared_state::{decode_request, op, reply};
 use super::state::State;
 use crate::shm::descriptor::Descriptor;
 use crate::shm::slab::{Owner, PageHandle};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// The cache's bounds (see [`super::SupervisorBuilder::cache`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,8 +70,12 @@ pub(super) struct Cache {
     limits: Option<CacheLimits>,
     entries: HashMap<Vec<u8>, Entry>,
     buffers: usize,
-    /// Entries being computed (so that a task's end looks only when there are some).
-    computing: usize,
+    /// The keys being computed: a task's end, and a wait let go, look at these only, not
+    /// at every entry.
+    computing: HashSet<Vec<u8>>,
+    /// Ready entries by when they were last used (ticks are unique): eviction takes the
+    /// oldest nobody reads without looking at the others.
+    lru: BTreeMap<u64, Vec<u8>>,
     tick: u64,
     pub(super) counts: CacheCounts,
 }
@@ -93,7 +97,8 @@ impl Cache {
             limits,
             entries: HashMap::new(),
             buffers: 0,
-            computing: 0,
+            computing: HashSet::new(),
+            lru: BTreeMap::new(),
             tick: 0,
             counts: CacheCounts::default(),
         }
@@ -165,6 +170,9 @@ impl State {
                 used,
             }) => {
                 pins.push(slot);
+                if let Some(k) = self.cache.lru.remove(used) {
+                    self.cache.lru.insert(tick, k);
+                }
                 *used = tick;
                 let (first, len) = (handles[0].to_raw(), *len);
                 self.cache.counts.hits += 1;
@@ -186,6 +194,7 @@ impl State {
                 if self.cache.entries.len() >= limits.entries && !self.evict_one() {
                     return self.answer(slot, request, reply::CACHE_UNCACHED, 0, 0);
                 }
+                self.cache.computing.insert(key.clone());
                 self.cache.entries.insert(
                     key,
                     Entry::Computing {
@@ -194,7 +203,6 @@ impl State {
                         waiters: VecDeque::new(),
                     },
                 );
-                self.cache.computing += 1;
                 self.answer(slot, request, reply::CACHE_COMPUTE, 0, 0);
             }
         }
@@ -206,7 +214,7 @@ impl State {
                 let Some(Entry::Computing { waiters, .. }) = self.cache.entries.remove(key) else {
                     return;
                 };
-                self.cache.computing -= 1;
+                self.cache.computing.remove(key);
                 waiters
             }
             // Unasked (a first copy, put without asking): kept if its key was declared.
@@ -247,6 +255,7 @@ impl State {
         }
         self.cache.tick += 1;
         let used = self.cache.tick;
+        self.cache.lru.insert(used, key.to_vec());
         self.cache.entries.insert(
             key.to_vec(),
             Entry::Ready {
@@ -260,19 +269,15 @@ impl State {
 
     /// Evicts the least recently used ready entry nobody reads; whether there was one.
     fn evict_one(&mut self) -> bool {
-        let victim = self
-            .cache
-            .entries
-            .iter()
-            .filter_map(|(k, e)| match e {
-                Entry::Ready { pins, used, .. } if pins.is_empty() => Some((*used, k)),
-                _ => None,
-            })
-            .min()
-            .map(|(_, k)| k.clone());
-        let Some(k) = victim else {
+        let entries = &self.cache.entries;
+        let victim = self.cache.lru.iter().find_map(|(&used, k)| {
+            matches!(entries.get(k), Some(Entry::Ready { pins, .. }) if pins.is_empty())
+                .then_some(used)
+        });
+        let Some(used) = victim else {
             return false;
         };
+        let k = self.cache.lru.remove(&used).expect("found above");
         if let Some(Entry::Ready { handles, .. }) = self.cache.entries.remove(&k) {
             self.cache.buffers -= handles.len();
             self.slab.release_handles(&handles, Owner::Supervisor);
@@ -286,9 +291,9 @@ impl State {
         let Some(Entry::Computing { mut waiters, .. }) = self.cache.entries.remove(&key) else {
             return;
         };
-        self.cache.computing -= 1;
+        self.cache.computing.remove(&key);
         if let Some((slot, request, task)) = waiters.pop_front() {
-            self.cache.computing += 1;
+            self.cache.computing.insert(key.clone());
             self.cache.counts.handed_over += 1;
             self.cache.entries.insert(
                 key,
@@ -326,16 +331,19 @@ impl State {
     /// Task `task` ended: a key it was computing and never handed over goes on, and its
     /// waits (if it waited) end.
     pub(super) fn cache_task_ended(&mut self, task: u64) {
-        if self.cache.computing == 0 {
+        if self.cache.computing.is_empty() {
             return;
         }
         self.cache_forget(|_, _, t| t == task);
+        let entries = &self.cache.entries;
         let orphans: Vec<Vec<u8>> = self
             .cache
-            .entries
+            .computing
             .iter()
-            .filter(|(_, e)| matches!(e, Entry::Computing { task: t, .. } if *t == task))
-            .map(|(k, _)| k.clone())
+            .filter(
+                |k| matches!(entries.get(*k), Some(Entry::Computing { task: t, .. }) if *t == task),
+            )
+            .cloned()
             .collect();
         for k in orphans {
             self.hand_over(k);
@@ -344,11 +352,8 @@ impl State {
 
     /// Drops the waits `gone(slot, request, task)` names: nobody is there to answer.
     pub(super) fn cache_forget(&mut self, mut gone: impl FnMut(u32, u64, u64) -> bool) {
-        if self.cache.computing == 0 {
-            return;
-        }
-        for e in self.cache.entries.values_mut() {
-            if let Entry::Computing { waiters, .. } = e {
+        for k in &self.cache.computing {
+            if let Some(Entry::Computing { waiters, .. }) = self.cache.entries.get_mut(k) {
                 waiters.retain(|&(s, r, t)| !gone(s, r, t));
             }
         }
