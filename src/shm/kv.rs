@@ -278,7 +278,7 @@ impl<S: KvStorage> KvReader<S> {
         let mut k = Vec::with_capacity(key.len());
         for _ in 0..=self.mask {
             let e = &self.storage.entries()[i];
-            match read(e, &mut k)? {
+            match read(e, hash, &mut k)? {
                 None => return Ok(None), // the probe ends at an entry never written
                 Some((h, version, value)) if h == hash && k == key => {
                     return Ok(Some((version, value)))
@@ -291,9 +291,10 @@ impl<S: KvStorage> KvReader<S> {
 }
 
 /// One entry's hash, version and value, its key into `key`; `None` for an entry never
-/// written.
+/// written. An entry whose hash is not `want` is another key's: its key and value are not
+/// copied (`key` is left empty, the value empty), only its hash is told.
 #[allow(clippy::type_complexity)]
-fn read(e: &KvEntry, key: &mut Vec<u8>) -> Result<Option<(u64, u64, Vec<u8>)>, KvError> {
+fn read(e: &KvEntry, want: u64, key: &mut Vec<u8>) -> Result<Option<(u64, u64, Vec<u8>)>, KvError> {
     let mut value = Vec::new();
     // The clock is read only once the entry has been found mid-write, then now and then.
     let mut since: Option<std::time::Instant> = None;
@@ -323,9 +324,12 @@ fn read(e: &KvEntry, key: &mut Vec<u8>) -> Result<Option<(u64, u64, Vec<u8>)>, K
         let hash = e.hash.load(Ordering::Relaxed);
         let (klen, vlen) = ((lens as u32) as usize, (lens >> 32) as usize);
         let fits = klen <= KEY_MAX && vlen <= VALUE_MAX;
-        if fits {
+        if fits && hash == want {
             load_words(&e.data[..KEY_MAX / 8], klen, key);
             load_words(&e.data[KEY_MAX / 8..], vlen, &mut value);
+        } else {
+            key.clear();
+            value.clear();
         }
         // Acquire: SYNC POINT (entry being written): pairs with the writer's Release fence
         // after its odd mark: if anything above was written after it, the load below reads

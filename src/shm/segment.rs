@@ -440,7 +440,7 @@ impl Layout {
         // A slot file.
         let slot_bus_flags = Region {
             offset: round_up(SLOT_FROM_AGENT_SLOTS + ring_slots, LINE).ok_or_else(overflow)?,
-            size: u64::from(c.topics) * 4,
+            size: u64::from(c.topics) * std::mem::size_of::<SleepFlag>() as u64,
         };
         let slot_state_reply = Region {
             offset: round_up(slot_bus_flags.offset + slot_bus_flags.size, LINE)

@@ -66,8 +66,10 @@ pub(crate) fn store_words(words: &[AtomicU64], bytes: &[u8]) {
 /// with relaxed loads: what [`store_words`] wrote, if the sequence word says so.
 pub(crate) fn load_words(words: &[AtomicU64], len: usize, out: &mut Vec<u8>) {
     out.clear();
+    // `len` may come from another process: never more than the words hold.
+    let len = len.min(words.len() * 8);
     out.reserve_exact(len);
-    for w in &words[..len.div_ceil(8).min(words.len())] {
+    for w in &words[..len.div_ceil(8)] {
         // Relaxed: checked by the caller's second load of its sequence word.
         out.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
     }

@@ -18,7 +18,7 @@ use crate::shm::ring::{Producer, RingCorrupt, Wait};
 use crate::shm::segment::{Segment, SegmentBus, SegmentRing, SegmentSlab, TopicError};
 use crate::shm::slab::{Owner, PageHandle, Slab, SlabError};
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,7 +55,9 @@ pub struct Bus<'a> {
     names: RefCell<HashMap<String, u32>>,
     readers: RefCell<HashMap<u32, BusReader<SegmentBus>>>,
     control: RefCell<BusReader<SegmentBus>>,
-    cancelled: RefCell<VecDeque<u64>>,
+    /// Tasks heard cancelled: the last [`CANCELLED_KEPT`] in order, and as a set for the
+    /// check before each task.
+    cancelled: RefCell<(VecDeque<u64>, HashSet<u64>)>,
     shutdown: Cell<bool>,
     /// The task running: its id and attempt.
     pub(super) current: Cell<(u64, u32)>,
@@ -250,10 +252,15 @@ impl<'a> Bus<'a> {
                 Ok(m) => match Control::decode(&m.bytes) {
                     Some(Control::Cancel(id)) => {
                         let mut c = self.cancelled.borrow_mut();
-                        if c.len() == CANCELLED_KEPT {
-                            c.pop_front();
+                        let (order, set) = &mut *c;
+                        if set.insert(id.get()) {
+                            if order.len() == CANCELLED_KEPT {
+                                if let Some(old) = order.pop_front() {
+                                    set.remove(&old);
+                                }
+                            }
+                            order.push_back(id.get());
                         }
-                        c.push_back(id.get());
                     }
                     Some(Control::Shutdown) => self.shutdown.set(true),
                     None => {}
@@ -267,7 +274,7 @@ impl<'a> Bus<'a> {
 
     /// Whether task `id` was cancelled, as far as this agent heard.
     pub(super) fn is_cancelled(&self, id: u64) -> bool {
-        self.cancelled.borrow().contains(&id)
+        self.cancelled.borrow().1.contains(&id)
     }
 
     /// Whether the supervisor said it is shutting down.

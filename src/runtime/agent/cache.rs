@@ -68,9 +68,7 @@ impl Cache<'_> {
         match status {
             state_reply::CACHE_HIT => {
                 let slab = self.state.bus.slab();
-                let read = slab
-                    .segments(first, len, Owner::Supervisor)
-                    .map(|parts| parts.concat());
+                let read = slab.read_payload(first, len, Owner::Supervisor);
                 // Done reading: the supervisor may evict it again.
                 let _ = self.state.request(state_op::CACHE_RELEASE, 0, key, &[]);
                 match read {

@@ -132,9 +132,11 @@ impl SharedState<'_> {
                 reply.version.load(Ordering::Relaxed),
                 reply.extra.load(Ordering::Relaxed),
             );
-            // Acquire: SYNC POINT (state answer): as above; the words are this request's
-            // only if no other answer replaced them meanwhile (then look again).
-            std::sync::atomic::fence(Ordering::Acquire);
+            // Acquire: SYNC POINT (state answer rewritten): pairs with the supervisor's
+            // Release fence after it marks the line "no answer" and before it writes the
+            // words: if any word read above is a newer answer's, the load below sees the
+            // mark or that answer's number, not ours.
+            crate::shm::sync::fence(Ordering::Acquire);
             (reply.request.load(Ordering::Relaxed) == id).then_some(words)
         };
         let deadline = Instant::now() + within;

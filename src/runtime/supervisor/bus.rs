@@ -22,7 +22,7 @@ use crate::shm::segment::{Segment, SegmentBus, SegmentSlab, TopicError};
 use crate::shm::slab::{Owner, PageHandle, Slab};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Every topic's writer, and the page buffers of the large messages the topics hold.
 /// Behind a lock of its own (taken after the state's when both are), so that publishing
@@ -207,32 +207,25 @@ pub struct Subscription {
 impl Subscription {
     /// The next message, if one is there.
     pub fn try_recv(&mut self) -> Result<Message, BusError> {
+        self.recv_within(0, Some(Duration::ZERO))
+    }
+
+    /// The next message, waiting at most `timeout` for it (polling: about 50 µs between
+    /// looks once a short spin found nothing; the supervisor's subscriptions have no sleep
+    /// flag). `Err(Empty)` when the time ran out.
+    pub fn recv(&mut self, timeout: Duration) -> Result<Message, BusError> {
+        self.recv_within(2_000, Some(timeout))
+    }
+
+    /// The reader's own wait ([`BusReader::recv_with`]), large messages read from the
+    /// supervisor's pool.
+    fn recv_within(&mut self, spins: u32, timeout: Option<Duration>) -> Result<Message, BusError> {
         let slab = &self.slab;
-        self.reader.try_recv_with(|raw, len, out| {
+        self.reader.recv_with(spins, timeout, |raw, len, out| {
             slab.segments(raw, len, Owner::Supervisor)
                 .map(|parts| parts.iter().for_each(|p| out.extend_from_slice(p)))
                 .is_ok()
         })
-    }
-
-    /// The next message, waiting at most `timeout` for it (polling: about 50 µs between
-    /// looks once a short spin found nothing). `Err(Empty)` when the time ran out.
-    pub fn recv(&mut self, timeout: Duration) -> Result<Message, BusError> {
-        let deadline = Instant::now() + timeout;
-        let mut spins = 0u32;
-        loop {
-            match self.try_recv() {
-                Err(BusError::Empty) if Instant::now() < deadline => {
-                    spins += 1;
-                    if spins < 2_000 {
-                        std::hint::spin_loop();
-                    } else {
-                        std::thread::sleep(Duration::from_micros(50));
-                    }
-                }
-                other => return other,
-            }
-        }
     }
 }
 

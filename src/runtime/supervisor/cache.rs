@@ -169,7 +169,11 @@ impl State {
                 pins,
                 used,
             }) => {
-                pins.push(slot);
+                // One pin a slot: an agent reads a value once at a time, and one that asks
+                // again without releasing cannot keep the entry from eviction by asking.
+                if !pins.contains(&slot) {
+                    pins.push(slot);
+                }
                 if let Some(k) = self.cache.lru.remove(used) {
                     self.cache.lru.insert(tick, k);
                 }

@@ -92,9 +92,7 @@ impl State {
         }
         let _ = sh.seg.reset_bus_flags(slot);
         if let Ok(r) = sh.seg.state_reply(slot) {
-            // Relaxed: the agent is dead; its next incarnation starts after this.
-            r.request.store(0, std::sync::atomic::Ordering::Relaxed);
-            r.sleeping.clear();
+            r.reset();
         }
         a.progress = None;
         a.tx = sh.seg.producer(slot, Direction::ToAgent).ok();

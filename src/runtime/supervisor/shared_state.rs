@@ -194,6 +194,14 @@ impl State {
         let Ok(r) = self.seg.state_reply(slot) else {
             return;
         };
+        use crate::shm::sync::{fence, Ordering};
+        // The line first reads "no answer" (agents number their requests from 1): an agent
+        // reading it while it is rewritten sees its request gone, not another's words
+        // under its number.
+        // Relaxed + Release fence: SYNC POINT (state answer rewritten): pairs with the
+        // agent's Acquire fence after it reads the words, before it loads `request` again.
+        r.request.store(0, Ordering::Relaxed);
+        fence(Ordering::Release);
         // Relaxed (version, extra, status): published by the Release store of `request`.
         r.version
             .store(version, std::sync::atomic::Ordering::Relaxed);

@@ -9,8 +9,9 @@ use crate::shm::sync::AtomicU64;
 use std::sync::Arc;
 
 /// The supervisor's answer to an agent's strong write, in the agent's slot file: the
-/// supervisor writes `result` and `status`, then `request` (Release), then wakes the agent
-/// if it sleeps; the agent waits until `request` is the number of its request (Acquire).
+/// supervisor marks `request` 0 ("no answer"), writes `version`, `status` and `extra`, then
+/// `request` (Release), then wakes the agent if it sleeps; the agent waits until `request`
+/// is the number of its request (Acquire), and reads the words as a seqlock's.
 /// The words are the supervisor's to write and the agent's to read; the agent writes only
 /// its sleep flag. Zeroed memory is a valid "no answer yet".
 #[repr(C, align(128))]
@@ -37,6 +38,14 @@ pub struct StateReply {
 const _: () = assert!(std::mem::size_of::<StateReply>() == 128);
 
 impl StateReply {
+    /// Back to "no answer", nobody asleep: for the slot's next agent (its previous one is
+    /// dead, so nothing reads the line meanwhile).
+    pub fn reset(&self) {
+        // Relaxed: no agent runs in the slot; its next incarnation starts after this.
+        self.request.store(0, crate::shm::sync::Ordering::Relaxed);
+        self.sleeping.clear();
+    }
+
     /// The agent's wait for the answer.
     pub fn wait_pair(&self) -> WaitPair<'_> {
         WaitPair {
