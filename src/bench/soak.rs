@@ -13,7 +13,7 @@
 //! after the warm-up (a fifth of the time, at least 5 s), so that one noisy sample does
 //! not decide it.
 
-use crate::pdf::job::{self, DocLimits};
+use crate::pdf::job;
 use crate::runtime::procfs;
 use crate::service::api::{self, Api};
 use crate::service::http::Server;
@@ -170,12 +170,6 @@ fn dechunk(mut s: &str) -> String {
     out
 }
 
-fn median3(v: &[u64]) -> u64 {
-    let mut v = v.to_vec();
-    v.sort_unstable();
-    v.get(v.len() / 2).copied().unwrap_or(0)
-}
-
 /// Runs the soak.
 pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
     let dir = cfg.scratch.join("corpus");
@@ -190,14 +184,16 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
     );
     rc.timeout_per_doc = Duration::from_secs(60);
     let (sup, plan) = job::build_supervisor(&rc, vec![dir.clone()])?;
-    crate::bench::all_ready(&sup, Duration::from_secs(60));
+    if !crate::bench::all_ready(&sup, Duration::from_secs(60)) {
+        let _ = sup.shutdown(Shutdown::Cancel);
+        return Err(SoakError::Load(
+            "the agents did not start within 60 s".into(),
+        ));
+    }
     let (service, engine) = Service::new(Duration::from_secs(2), cfg.scratch.join("results"))
         .map_err(job::RunError::from)?;
     let (_, views) = crate::service::control::Observer::new();
-    let defaults = DocLimits {
-        timeout: rc.timeout_per_doc,
-        priority: 0,
-    };
+    let defaults = rc.doc_limits();
     let api = Api::new(
         service.clone(),
         vec![dir.clone()],
@@ -213,6 +209,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
     )?;
     let addr = server.addr();
     let stop = AtomicBool::new(false);
+    // The engine ends when the service drains; nothing stops it otherwise.
     let engine_stop = AtomicBool::new(false);
     let (jobs, tasks, killed) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let me = std::process::id();
@@ -226,7 +223,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
         let engine_thread = s.spawn(|| engine.run(&service, &sup, plan, &rc, &engine_stop));
         // Jobs over HTTP, one after another, each read back whole.
         let client = s.spawn(|| -> Result<(), String> {
-            // Acquire: pairs with the Release store that ends the soak.
+            // Acquire: pairs with the Release store that ends the soak (below).
             while !stop.load(Ordering::Acquire) {
                 let (code, answer) = http(addr, "POST", "/jobs", &body)?;
                 if code != 201 {
@@ -247,6 +244,7 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
         // Synthetic tasks beside them.
         let synthetic = s.spawn(|| -> Result<(), String> {
             let mut i = 0u64;
+            // Acquire: pairs with the Release store that ends the soak (below).
             while !stop.load(Ordering::Acquire) {
                 let spec = match i % 4 {
                     0 => TaskSpec::new(kinds::NOOP, 0),
@@ -349,7 +347,9 @@ pub fn run(cfg: &SoakConfig) -> Result<SoakReport, SoakError> {
     let first: Vec<&SoakSample> = after.iter().take(3).copied().collect();
     let last: Vec<&SoakSample> = after.iter().rev().take(3).copied().collect();
     let med = |v: &[&SoakSample], f: fn(&SoakSample) -> u64| {
-        median3(&v.iter().map(|s| f(s)).collect::<Vec<_>>())
+        let mut v: Vec<f64> = v.iter().map(|s| f(s) as f64).collect();
+        v.sort_by(f64::total_cmp);
+        crate::bench::pct(&v, 0.5) as u64
     };
     let rss = |s: &SoakSample| s.supervisor_rss_kib;
     let fds = |s: &SoakSample| s.supervisor_fds as u64;

@@ -8,9 +8,8 @@
 //!
 //! One observer thread ([`Observer::run`]) answers the socket and the in-process askers
 //! (`/metrics`, through a [`Views`] handle) and keeps the throughput history: one sample
-//! a second, the last two minutes. Asking costs the swarm one status snapshot, taken
-//! under the supervisor's lock for a few microseconds; nothing is asked while nobody
-//! looks.
+//! a second, the last two minutes. A look costs the swarm one status snapshot, taken
+//! under the supervisor's lock for a few microseconds; the history costs one a second.
 
 use super::view::{Sample, View};
 use crossbeam_channel::{Receiver, Sender};
@@ -30,8 +29,7 @@ pub fn socket_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("neuralflow-swarm"),
         _ => {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            let uid = unsafe { libc::getuid() };
+            let uid = nix::unistd::getuid();
             PathBuf::from(format!("/tmp/neuralflow-swarm-{uid}"))
         }
     }

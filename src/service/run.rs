@@ -74,6 +74,12 @@ pub fn run(
     }
     let cfg = &cfg;
     let (sup, plan) = job::build_supervisor(cfg, job::read_roots(&cfg.files))?;
+    // What the journal hashed, the cache need not hash again.
+    let known = hashes
+        .iter()
+        .map(|h| crate::pdf::tasks::from_hex(h).and_then(|v| v.try_into().ok()))
+        .collect();
+    let plan = plan.knowing(known);
     let tally = Tally::default();
     let stop = AtomicBool::new(false);
     let result = std::thread::scope(|scope| {

@@ -11,7 +11,7 @@ use super::control::{self, socket_path};
 use super::http::{HttpError, Server};
 use super::jobs::Service;
 use super::view::View;
-use crate::pdf::job::{self, DocLimits, RunConfig, RunError};
+use crate::pdf::job::{self, RunConfig, RunError};
 use crate::supervisor::Shutdown;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
@@ -123,10 +123,7 @@ fn run(
             v
         };
         let (observer, views) = control::start(scope, &observing, socket, view);
-        let defaults = DocLimits {
-            timeout: cfg.run.timeout_per_doc,
-            priority: 0,
-        };
+        let defaults = cfg.run.doc_limits();
         let api = Api::new(
             service.clone(),
             roots,

@@ -36,6 +36,16 @@ pub struct RunConfig {
     pub cache: bool,
 }
 
+impl RunConfig {
+    /// A document's limits as this configuration gives them: its time budget, priority 0.
+    pub fn doc_limits(&self) -> super::DocLimits {
+        super::DocLimits {
+            timeout: self.timeout_per_doc,
+            priority: 0,
+        }
+    }
+}
+
 /// How many agents take each role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Roles {

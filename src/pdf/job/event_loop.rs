@@ -97,6 +97,16 @@ pub(crate) struct Plan {
     twins: Vec<bool>,
     /// The supervisor's page buffers.
     buffers: u32,
+    /// By file, its content hash where the caller knows it ([`Plan::knowing`]).
+    known: Vec<Option<[u8; 32]>>,
+}
+
+impl Plan {
+    /// The plan, with the files' content hashes known already (by file of the config's
+    /// `files`; `None` where not): the job then does not read and hash them again.
+    pub(crate) fn knowing(self, known: Vec<Option<[u8; 32]>>) -> Plan {
+        Plan { known, ..self }
+    }
 }
 
 /// The supervisor for `cfg`, its agents allowed to read `read_paths`. With a copy
@@ -146,7 +156,14 @@ pub(crate) fn build_supervisor(
     if let Some(p) = &cfg.agent_bin {
         b = b.agent_bin(p);
     }
-    Ok((b.build()?, Plan { twins, buffers }))
+    Ok((
+        b.build()?,
+        Plan {
+            twins,
+            buffers,
+            known: Vec::new(),
+        },
+    ))
 }
 
 /// A document the engine finished.
@@ -180,6 +197,7 @@ impl<'s> Engine<'s> {
                 staged: cfg.roles.is_some(),
                 seen: HashMap::new(),
                 twins: plan.twins,
+                known: plan.known,
                 aggregated_pages_max: sizing::aggregated_pages_max(plan.buffers),
                 docs: HashMap::new(),
                 task_doc: HashMap::new(),
@@ -316,10 +334,7 @@ pub(crate) fn run_on(
         sandbox: status.isolation.sandbox,
         ..RunSummary::default()
     };
-    let limits = DocLimits {
-        timeout: cfg.timeout_per_doc,
-        priority: 0,
-    };
+    let limits = cfg.doc_limits();
     let mut next = 0usize;
     let window = engine.window();
     loop {

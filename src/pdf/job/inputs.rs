@@ -68,6 +68,13 @@ pub fn read_roots(files: &[PathBuf]) -> Vec<PathBuf> {
     roots
 }
 
+/// The SHA-256 of the file at `p` (what the shared cache and the journal know a document's
+/// content by); `None` if it cannot be read.
+pub(crate) fn content_hash(p: &Path) -> Option<[u8; 32]> {
+    let bytes = std::fs::read(p).ok()?;
+    Some(<sha2::Sha256 as sha2::Digest>::digest(&bytes).into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

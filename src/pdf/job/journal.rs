@@ -102,8 +102,12 @@ pub struct Journal {
     path: PathBuf,
     file: File,
     options: String,
-    /// Lines by content hash, for these options.
+    /// Lines by content hash, for these options, as the journal held them when opened
+    /// (what [`Journal::plan`] writes copies from).
     lines: HashMap<Hash, Box<RawValue>>,
+    /// The hashes whose line the journal holds (those above and those recorded since):
+    /// a run's own lines are not kept in memory, only that they are recorded.
+    with_line: HashSet<Hash>,
     /// (path, hash) recorded for these options.
     recorded: HashSet<(String, Hash)>,
     /// The last record's output and `out_end`.
@@ -138,6 +142,7 @@ impl Journal {
             file: file.try_clone().map_err(io)?,
             options,
             lines: HashMap::new(),
+            with_line: HashSet::new(),
             recorded: HashSet::new(),
             out_end: None,
             out_pos: None,
@@ -185,9 +190,9 @@ impl Journal {
             return;
         }
         if let Some(line) = r.line {
-            self.lines
-                .entry(r.hash.clone())
-                .or_insert_with(|| line.to_owned());
+            if self.with_line.insert(r.hash.clone()) {
+                self.lines.insert(r.hash.clone(), line.to_owned());
+            }
         }
         if let (Some(out), Some(end)) = (r.out, r.out_end) {
             self.out_end = Some((out, end));
@@ -226,12 +231,8 @@ impl Journal {
     pub fn plan(&self, files: &[PathBuf]) -> Plan {
         let mut plan = Plan::default();
         for f in files {
-            let hash = match std::fs::read(f) {
-                Ok(bytes) => {
-                    crate::pdf::tasks::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(&bytes))
-                }
-                Err(_) => UNREADABLE.to_string(),
-            };
+            let hash = super::inputs::content_hash(f)
+                .map_or_else(|| UNREADABLE.to_string(), |h| crate::pdf::tasks::to_hex(&h));
             let path = f.display().to_string();
             if self.recorded.contains(&(path.clone(), hash.clone())) {
                 plan.done += 1;
@@ -257,7 +258,7 @@ impl Journal {
             *pos += line.len() as u64;
         }
         let body = line.strip_suffix(b"\n").unwrap_or(line);
-        let raw: Option<&RawValue> = if self.lines.contains_key(hash) || hash == UNREADABLE {
+        let raw: Option<&RawValue> = if self.with_line.contains(hash) || hash == UNREADABLE {
             None
         } else {
             // Our own line, checked when it was made: JSON. If it somehow is not, it is
@@ -278,8 +279,8 @@ impl Journal {
         bytes.push(b'\n');
         // One write: a record is in the kernel whole, or (cut by a crash) torn at the end.
         self.file.write_all(&bytes).map_err(io)?;
-        if let Some(raw) = raw {
-            self.lines.insert(hash.to_string(), raw.to_owned());
+        if raw.is_some() {
+            self.with_line.insert(hash.to_string());
         }
         self.recorded.insert((path.to_string(), hash.to_string()));
         self.unsynced = true;

@@ -81,6 +81,8 @@ pub(super) struct Job<'s> {
     pub(super) seen: HashMap<[u8; 32], usize>,
     /// By file: whether another file of the run has its size (so that it may be a copy).
     pub(super) twins: Vec<bool>,
+    /// By file: its content hash, if the caller knew it already (the journal hashed it).
+    pub(super) known: Vec<Option<[u8; 32]>>,
     /// Specialists: documents longer than this are assembled here, not by an Aggregator
     /// (their line might not fit an agent's output).
     pub(super) aggregated_pages_max: u32,
@@ -127,10 +129,11 @@ impl Job<'_> {
         let Some(doc) = self.docs.get_mut(&d) else {
             return;
         };
-        let Ok(bytes) = std::fs::read(&doc.asm.path) else {
+        let known = self.known.get(d).copied().flatten();
+        let Some(hash) = known.or_else(|| super::inputs::content_hash(doc.asm.path.as_ref()))
+        else {
             return;
         };
-        let hash: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&bytes).into();
         let first = *self.seen.entry(hash).or_insert(d);
         doc.cache = Some((hash, if first == d { FILL_CACHE } else { USE_CACHE }));
     }
