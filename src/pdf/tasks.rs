@@ -89,9 +89,15 @@ pub fn cache_key(content_hash: &[u8], first: u32, last: u32) -> Vec<u8> {
     key
 }
 
-/// Lowercase hex.
+/// Lowercase hex (built in one string: it names every range of a cached document).
 pub fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(b.len() * 2);
+    for &x in b {
+        s.push(DIGITS[usize::from(x >> 4)] as char);
+        s.push(DIGITS[usize::from(x & 15)] as char);
+    }
+    s
 }
 
 /// Bytes from lowercase or uppercase hex; `None` unless it is hex.
@@ -111,4 +117,21 @@ pub fn register(registry: &mut Registry) -> Result<(), crate::runtime::agent::Re
     registry.register(PDF_DOC, "pdf.doc", |ctx| handle(ctx, true))?;
     registry.register(PDF_PAGES, "pdf.pages", |ctx| handle(ctx, false))?;
     super::stages::register(registry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_goes_there_and_back() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let hex = to_hex(&bytes);
+        assert_eq!(&hex[..8], "00010203");
+        assert_eq!(&hex[hex.len() - 4..], "feff");
+        assert_eq!(from_hex(&hex), Some(bytes));
+        assert_eq!(from_hex(&hex.to_uppercase()).map(|b| b.len()), Some(256));
+        assert_eq!(from_hex("abc"), None);
+        assert_eq!(from_hex("zz"), None);
+    }
 }

@@ -237,19 +237,8 @@ impl<'s> Engine<'s> {
 
     /// Ends document `d` now, without a line: its tasks are cancelled.
     pub(crate) fn cancel(&mut self, d: usize) {
-        if self.job.docs.remove(&d).is_none() {
-            return;
-        }
-        let ids: Vec<TaskId> = self
-            .job
-            .task_doc
-            .iter()
-            .filter(|(_, (doc, _))| *doc == d)
-            .map(|(&id, _)| id)
-            .collect();
-        for id in ids {
-            self.job.task_doc.remove(&id);
-            self.job.sup.cancel(id);
+        if self.job.docs.remove(&d).is_some() {
+            self.job.cancel_tasks(&[d]);
         }
     }
 
@@ -443,13 +432,18 @@ impl Job<'_> {
                 expired.push(k);
             }
         }
-        if expired.is_empty() {
-            return;
+        if !expired.is_empty() {
+            self.cancel_tasks(&expired);
         }
+    }
+
+    /// Cancels every task of the documents `docs` and forgets them (their documents end
+    /// without them).
+    fn cancel_tasks(&mut self, docs: &[usize]) {
         let ids: Vec<TaskId> = self
             .task_doc
             .iter()
-            .filter(|(_, (d, _))| expired.contains(d))
+            .filter(|(_, (d, _))| docs.contains(d))
             .map(|(&id, _)| id)
             .collect();
         for id in ids {
