@@ -3,7 +3,8 @@
 //! document, never the run.
 
 use crate::pdf::error::{ErrorKind, PdfError};
-use crate::pdf::wire::{one_line, CheckedReply, ReplyError, Status};
+use crate::pdf::wire::scan::{key_is, once, unescape, Scan, ScanError};
+use crate::pdf::wire::{CheckedReply, ReplyError, Status};
 
 /// Most pages a document may claim. The count comes from an agent, and the job plans a
 /// task per range from it: a lie must not make it plan billions.
@@ -33,35 +34,56 @@ pub(super) fn bad_reply(e: &ReplyError) -> PdfError {
     PdfError::new(ErrorKind::AgentCrashed, format!("bad reply: {e}"))
 }
 
-/// Checks an Aggregator's line before it goes out: JSON of the expected shape, for the
-/// expected document. Returns it (the same bytes, not a copy) with its page count and
+/// Checks an Aggregator's line before it goes out: JSON of the expected shape (an object
+/// with `path`, `status`, `page_count` and `pages`, each page an object, on one line), for
+/// the expected document. Returns it (the same bytes, not a copy) with its page count and
 /// whether the document is ok.
 pub(super) fn check_line(path: &str, line: Vec<u8>) -> Result<(Vec<u8>, u64, bool), PdfError> {
-    #[derive(serde::Deserialize)]
-    struct Check<'a> {
-        path: String,
-        status: Status,
-        // Read to check its type; its value is the document's own.
-        #[serde(rename = "page_count")]
-        _page_count: u32,
-        #[serde(borrow)]
-        pages: Vec<&'a serde_json::value::RawValue>,
-    }
-    one_line(&line).map_err(|e| bad_frame(&format!("bad aggregator line: {e}")))?;
-    // An object: serde would also take the fields as an array.
-    if line.first() != Some(&b'{') {
-        return Err(bad_frame("bad aggregator line: not an object"));
-    }
-    let c: Check<'_> = serde_json::from_slice(&line)
-        .map_err(|e| bad_frame(&format!("bad aggregator line: {e}")))?;
-    if c.path != path {
+    let bad = |e: ScanError| bad_frame(&format!("bad aggregator line: {e}"));
+    let mut sc = Scan::new(&line).map_err(bad)?;
+    let (mut for_path, mut status, mut page_count, mut pages) = (None, None, None, None);
+    sc.object(|sc, key| {
+        let at = sc.at();
+        if key_is(key, "path") {
+            let p = unescape(sc.raw_string()?).ok_or(ScanError::Bad("a bad path", at))?;
+            once(&mut for_path, p, at)?;
+        } else if key_is(key, "status") {
+            let s = sc.raw_string()?;
+            let known = [Status::Ok, Status::Partial, Status::Error];
+            let st = known.into_iter().find(|k| k.as_str().as_bytes() == s);
+            once(
+                &mut status,
+                st.ok_or(ScanError::Bad("an unknown status", at))?,
+                at,
+            )?;
+        } else if key_is(key, "page_count") {
+            once(&mut page_count, sc.u32()?, at)?;
+        } else if key_is(key, "pages") {
+            let mut n = 0u64;
+            sc.array(|sc, _| {
+                if !sc.at_object() {
+                    return Err(ScanError::Bad("a page that is not an object", sc.at()));
+                }
+                n += 1;
+                sc.value().map(drop)
+            })?;
+            once(&mut pages, n, at)?;
+        } else {
+            sc.value()?;
+        }
+        Ok(())
+    })
+    .and_then(|()| sc.end())
+    .map_err(bad)?;
+    let (Some(for_path), Some(status), Some(_), Some(pages)) =
+        (for_path, status, page_count, pages)
+    else {
+        return Err(bad_frame("bad aggregator line: a field is missing"));
+    };
+    if for_path != path {
         return Err(bad_frame("the aggregator answered for another document"));
     }
-    if c.pages.iter().any(|p| !p.get().starts_with('{')) {
-        return Err(bad_frame("bad aggregator line: a page is not an object"));
-    }
-    let (pages, ok) = (c.pages.len() as u64, c.status == Status::Ok);
-    Ok((line, pages, ok))
+    Ok((line, pages, status == Status::Ok))
 }
 
 #[cfg(test)]

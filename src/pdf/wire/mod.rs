@@ -4,6 +4,7 @@
 //! - [`reply`]: a task's request ([`PageRequest`]) and its reply ([`PageReply`]), as an
 //!   agent writes it and as the supervisor checks it ([`CheckedReply`]) before a byte of
 //!   it reaches the output.
+//! - [`scan`]: the JSON checker both go through: the whole grammar, without building it.
 //! - [`mod@line`]: a document's output line (`{"path","status","page_count","pages","error"?}`),
 //!   rendered by one function from either a typed in-process result ([`DocResult`], what
 //!   `swarm extract` writes) or checked replies ([`Assembly`], what `swarm run` writes), so
@@ -13,6 +14,7 @@
 
 pub mod line;
 pub mod reply;
+pub mod scan;
 
 pub use line::{Assembly, DocResult, Status};
 pub use reply::{one_line, CheckedReply, PageReply, PageRequest, ReplyError};

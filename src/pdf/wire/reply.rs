@@ -5,10 +5,10 @@
 //! stay raw JSON in the reply's own bytes and go to the output without being parsed again
 //! or copied one by one.
 
+use super::scan::{key_is, once, Scan, ScanError};
 use crate::pdf::document::Page;
 use crate::pdf::error::{ErrorKind, PdfError};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 /// A task's input.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +94,15 @@ pub enum ReplyError {
     PageNotObject(usize),
 }
 
+impl From<ScanError> for ReplyError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::LineBreak(at) => ReplyError::LineBreak(at),
+            e => ReplyError::Json(e.to_string()),
+        }
+    }
+}
+
 /// An agent's [`PageReply`], checked: valid JSON of the expected shape, on one line, each
 /// page an object. The pages are spans of the reply's bytes.
 #[derive(Debug)]
@@ -111,32 +120,58 @@ pub struct CheckedReply {
 }
 
 impl CheckedReply {
-    /// Checks an agent's reply. Nothing in it is trusted: it must parse, hold no raw line
-    /// break ([`one_line`]), and give objects as pages.
+    /// Checks an agent's reply. Nothing in it is trusted: it must be JSON of the expected
+    /// shape ([`scan`](super::scan): the whole grammar, with no raw line break, see
+    /// [`one_line`]) and give objects as pages. Fields it does not know are checked and
+    /// left; a field given twice is refused.
     pub fn parse(bytes: Vec<u8>) -> Result<Self, ReplyError> {
-        one_line(&bytes)?;
-        let r: PageReply<&RawValue> =
-            serde_json::from_slice(&bytes).map_err(|e| ReplyError::Json(e.to_string()))?;
-        let base = bytes.as_ptr() as usize;
-        let mut pages = Vec::with_capacity(r.pages.len());
-        for (i, p) in r.pages.iter().enumerate() {
-            let s = p.get();
-            if !s.starts_with('{') {
-                return Err(ReplyError::PageNotObject(i));
+        let mut sc = Scan::new(&bytes)?;
+        let (mut page_count, mut first, mut page_errors) = (None, None, None);
+        let (mut error, mut pages) = (None, None);
+        sc.object(|sc, key| {
+            let at = sc.at();
+            if key_is(key, "page_count") {
+                once(&mut page_count, sc.u32()?, at)
+            } else if key_is(key, "first") {
+                once(&mut first, sc.u32()?, at)
+            } else if key_is(key, "page_errors") {
+                once(&mut page_errors, sc.u32()?, at)
+            } else if key_is(key, "error") {
+                once(&mut error, sc.value()?, at)
+            } else if key_is(key, "pages") {
+                let mut spans = Vec::new();
+                sc.array(|sc, n| {
+                    if !sc.at_object() {
+                        return Err(ScanError::Bad("page", n));
+                    }
+                    spans.push(sc.value()?);
+                    Ok(())
+                })?;
+                once(&mut pages, spans, at)
+            } else {
+                sc.value().map(drop)
             }
-            // A borrowed RawValue is a slice of the input: its place in it.
-            let at = s.as_ptr() as usize - base;
-            pages.push(at..at + s.len());
-        }
-        let (page_count, first, page_errors, error) =
-            (r.page_count, r.first, r.page_errors, r.error);
+        })
+        .and_then(|()| sc.end())
+        .map_err(|e| match e {
+            ScanError::Bad("page", n) => ReplyError::PageNotObject(n),
+            e => e.into(),
+        })?;
+        let missing = |name| ReplyError::Json(format!("missing field `{name}`"));
+        let error = match error {
+            Some(r) if &bytes[r.clone()] != b"null" => Some(
+                serde_json::from_slice::<PdfError>(&bytes[r])
+                    .map_err(|e| ReplyError::Json(format!("error: {e}")))?,
+            ),
+            _ => None,
+        };
         Ok(Self {
-            page_count,
-            first,
-            page_errors,
+            page_count: page_count.ok_or_else(|| missing("page_count"))?,
+            first: first.unwrap_or(0),
+            page_errors: page_errors.unwrap_or(0),
             error,
+            pages: pages.ok_or_else(|| missing("pages"))?,
             bytes,
-            pages,
         })
     }
 
