@@ -54,6 +54,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    cli::tune_allocator();
     let args = Cli::parse();
     cli::init_logging(args.log_format);
     let result = match args.command {

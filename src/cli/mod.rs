@@ -32,6 +32,21 @@ pub mod serve;
 pub mod status;
 pub mod top;
 
+/// Tunes the C allocator for a process that moves large buffers through it: every reply
+/// (a quarter of a megabyte for 16 pages) and every line is allocated, filled and freed.
+/// glibc would map each above its threshold afresh and give freed memory at the heap's
+/// top back to the kernel, so that each buffer's pages fault in and are zeroed again;
+/// the supervisor spent a tenth of its CPU on that. Allocations up to 32 MiB now come
+/// from the heap, and up to 256 MiB free at its top stay with the process.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets the allocator's parameters; called before any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
 /// What kind of failure ended a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -1,12 +1,15 @@
 //! A small pool of threads that check generalists' replies (JSON with the pages kept
-//! raw), so that the job thread, which every reply passes through, is not the ceiling on
-//! pages/s.
+//! raw), so that with many agents the job thread, which every reply passes through, is
+//! not the ceiling on pages/s. With few, the job thread checks them itself.
 //!
 //! Each reply goes in with a tag (the job's: its document and stage) and comes back with
 //! it, checked or refused, in whatever order the threads finish.
 
 use super::validate::check_reply;
 use crate::pdf::wire::{CheckedReply, ReplyError};
+
+/// Up to this many agents, replies are checked on the job thread.
+pub(super) const INLINE_AGENTS: usize = 8;
 
 /// A reply checked, with its tag.
 pub(super) type Checked<T> = (T, Result<CheckedReply, ReplyError>);
@@ -21,12 +24,19 @@ pub(super) struct Checkers<T: Send + 'static> {
 }
 
 impl<T: Send + 'static> Checkers<T> {
-    /// One thread per 8 agents, 1 to 4. With no thread (none could be started), replies
-    /// are checked on the calling thread.
+    /// One thread per 8 agents, at most 4; none for 8 agents or fewer, whose replies are
+    /// checked on the calling thread (as they are when no thread could be started). Up to
+    /// there a handover costs more than it saves: two wake-ups a reply, against a check
+    /// of a few microseconds a page that the job thread has time for.
     pub(super) fn start(agents: usize) -> Self {
         let (tx, jobs) = crossbeam_channel::unbounded::<(T, Vec<u8>)>();
         let (done, rx) = crossbeam_channel::unbounded::<Checked<T>>();
-        let threads = (0..agents.div_ceil(8).clamp(1, 4))
+        let n = if agents <= INLINE_AGENTS {
+            0
+        } else {
+            agents.div_ceil(8).min(4)
+        };
+        let threads = (0..n)
             .filter_map(|i| {
                 let (jobs, done) = (jobs.clone(), done.clone());
                 std::thread::Builder::new()

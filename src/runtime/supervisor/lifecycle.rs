@@ -231,6 +231,7 @@ impl Supervisor {
             sandbox,
             agent_sandbox,
             drivers: AtomicUsize::new(0),
+            doorbell_owner: Mutex::new(()),
             stop: AtomicBool::new(false),
             waker,
             exits,

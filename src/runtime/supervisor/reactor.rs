@@ -8,8 +8,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 impl Shared {
-    /// Drives until `take` yields, spinning briefly before sleeping on the condition
-    /// variable (which the reactor signals).
+    /// Drives until `take` yields, spinning briefly first, then sleeping where the next
+    /// event rings: on the doorbell itself when the reactor is not on it (agents' replies
+    /// then wake this caller, not the reactor and then this caller), else on the condition
+    /// variable the reactor signals.
+    ///
+    /// A caller stays a driver for the whole wait, so the reactor keeps off the doorbell
+    /// meanwhile (it wakes on its tick, for whatever a caller busy elsewhere leaves).
     pub(super) fn wait_for<T>(
         &self,
         timeout: Option<Duration>,
@@ -22,7 +27,6 @@ impl Shared {
         // Relaxed (all uses of `drivers`): a hint for the reactor; a stale value costs at
         // most one doorbell wake-up or one timed park, and the data is behind the lock.
         self.drivers.fetch_add(1, Ordering::Relaxed);
-        let mut driving = true;
         let mut st = self.state.lock();
         let result = loop {
             st.drive(self);
@@ -37,19 +41,44 @@ impl Shared {
                 MutexGuard::unlocked(&mut st, std::hint::spin_loop);
                 continue;
             }
-            if driving {
-                driving = false;
-                self.drivers.fetch_sub(1, Ordering::Relaxed);
-                // The reactor may be parked rather than on the doorbell: let it switch.
-                self.wake_reactor();
-            }
             let until = deadline.map_or(now + tick, |d| d.min(now + tick));
-            self.cv.wait_until(&mut st, until);
+            match self.doorbell_owner.try_lock() {
+                Some(_owner) => MutexGuard::unlocked(&mut st, || {
+                    self.sleep_on_doorbell(until.saturating_duration_since(now));
+                }),
+                None => {
+                    self.cv.wait_until(&mut st, until);
+                }
+            }
         };
-        if driving {
-            self.drivers.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.drivers.fetch_sub(1, Ordering::Relaxed);
         result
+    }
+
+    /// Sleeps on the doorbell for at most `timeout`, unless replies or exits wait already.
+    /// The caller holds `doorbell_owner` (the doorbell has one sleeper at a time).
+    fn sleep_on_doorbell(&self, timeout: Duration) {
+        let doorbell = self.seg.doorbell();
+        let token = doorbell.prepare();
+        let busy = {
+            let st = self.state.lock();
+            st.agents.iter().any(|a| {
+                self.seg
+                    .ring_sides(a.slot, Direction::FromAgent)
+                    .map(|h| !matches!(h.is_empty(), Ok(true)))
+                    .unwrap_or(false)
+            }) || !self.exits.is_empty()
+        };
+        if !busy && !self.stop.load(Ordering::Relaxed) {
+            doorbell.sleep(token, Some(timeout));
+        }
+        doorbell.finish();
+    }
+
+    /// Tells callers waiting in [`Shared::wait_for`] to look again, wherever they sleep.
+    pub(super) fn notify_waiters(&self) {
+        self.cv.notify_all();
+        self.seg.doorbell().wake();
     }
 
     pub(super) fn wake_reactor(&self) {
@@ -59,31 +88,20 @@ impl Shared {
 
 pub(super) fn reactor_loop(sh: &Shared) {
     let tick = (sh.cfg.heartbeat_period / 4).max(Duration::from_millis(1));
-    let doorbell = sh.seg.doorbell();
     // Relaxed (`stop` and `drivers` here): see `Supervisor::stop` and `Shared::wait_for`.
     while !sh.stop.load(Ordering::Relaxed) {
         {
             let mut st = sh.state.lock();
             st.drive(sh);
         }
-        if sh.drivers.load(Ordering::Relaxed) > 0 {
-            std::thread::park_timeout(tick);
-            continue;
+        let owner = (sh.drivers.load(Ordering::Relaxed) == 0)
+            .then(|| sh.doorbell_owner.try_lock())
+            .flatten();
+        match owner {
+            Some(_owner) if sh.drivers.load(Ordering::Relaxed) == 0 => sh.sleep_on_doorbell(tick),
+            // A caller drives (and may sleep on the doorbell): come back on the tick.
+            _ => std::thread::park_timeout(tick),
         }
-        let token = doorbell.prepare();
-        let busy = {
-            let st = sh.state.lock();
-            st.agents.iter().any(|a| {
-                sh.seg
-                    .ring_sides(a.slot, Direction::FromAgent)
-                    .map(|h| !matches!(h.is_empty(), Ok(true)))
-                    .unwrap_or(false)
-            }) || !sh.exits.is_empty()
-        };
-        if !busy && !sh.stop.load(Ordering::Relaxed) && sh.drivers.load(Ordering::Relaxed) == 0 {
-            doorbell.sleep(token, Some(tick));
-        }
-        doorbell.finish();
     }
 }
 
@@ -122,7 +140,7 @@ impl State {
         self.admit_sources(&sh.cfg.graph_flow);
         self.dispatch(sh);
         if self.counters.completed + self.counters.failed != before {
-            sh.cv.notify_all();
+            sh.notify_waiters();
         }
     }
 }

@@ -290,7 +290,7 @@ impl State {
         };
         if self.stopping {
             // `stop` waits for the last agent to go: tell it at once.
-            sh.cv.notify_all();
+            sh.notify_waiters();
         }
         let st = child.wait().ok();
         let oom = self.agents[i]

@@ -322,6 +322,9 @@ pub(super) struct Shared {
     pub(super) agent_sandbox: crate::runtime::sandbox::SandboxPolicy,
     /// Callers driving right now; while nonzero the reactor does not sleep on the doorbell.
     pub(super) drivers: AtomicUsize,
+    /// Held by whoever sleeps on the doorbell (the reactor, or a waiting caller): its
+    /// sleep flag is for one sleeper.
+    pub(super) doorbell_owner: Mutex<()>,
     pub(super) stop: AtomicBool,
     pub(super) waker: Waker,
     pub(super) exits: crossbeam_channel::Receiver<(u32, u32)>,
