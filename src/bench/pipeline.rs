@@ -189,6 +189,10 @@ pub struct PipelineBenchReport {
     /// What the agents' sandbox costs: the largest agent count with it and without it,
     /// in the same rounds.
     pub sandbox: Option<SandboxCost>,
+    /// CPU per page of checking the agents' replies (`CheckedReply::parse`), µs: the same
+    /// pages encoded as agents send them, a reply per range, checked on this thread (the
+    /// best of the rounds). Up to 8 agents the job thread does it; above, checker threads.
+    pub reply_check_cpu_per_page_us: f64,
 }
 
 /// `swarm run` with the agents' sandbox on and off ([`crate::runtime::sandbox`]), each
@@ -210,7 +214,9 @@ pub struct SandboxCost {
 /// so `agents` of them take `agents × 1e6 ÷ agent_cpu_per_page_us` pages/s; the
 /// supervisor spends `supervisor_steady_cpu_per_page_us` on each, so it needs that rate
 /// times its CPU per page in cores; and its job thread, which every reply passes through,
-/// caps the rate at `1e6 ÷ job_thread_cpu_per_page_us` whatever the cores. Measured on
+/// caps the rate at `1e6 ÷ job_thread_cpu_per_page_us` whatever the cores. Above 8 agents
+/// the replies' checks leave the job thread for checker threads (still the supervisor's
+/// cores), so there the ceiling is taken without `reply_check_cpu_per_page_us`. Measured on
 /// this host's cores, it assumes the per-page costs stay as they are with more agents
 /// (no memory-bandwidth or cache contention); a lent many-core host measures instead.
 #[derive(Debug, Clone, Serialize)]
@@ -226,10 +232,14 @@ pub struct Projection {
 }
 
 /// Projects `row`'s per-page costs to `agents` agents.
-fn project(row: &Row, pages: u64, agents: u32) -> Option<Projection> {
+fn project(row: &Row, pages: u64, check: f64, agents: u32) -> Option<Projection> {
     let agent = row.agent_cpu_per_page_us?;
     let sup = row.supervisor_steady_cpu_per_page_us?;
-    let job = row.job_thread_cpu_seconds / pages.max(1) as f64 * 1e6;
+    let mut job = row.job_thread_cpu_seconds / pages.max(1) as f64 * 1e6;
+    let inline = |n: u32| n as usize <= crate::pdf::job::INLINE_CHECK_AGENTS;
+    if inline(row.agents) && !inline(agents) {
+        job = (job - check).max(0.0);
+    }
     let by_agents = f64::from(agents) * 1e6 / agent.max(1e-9);
     let ceiling = if job > 0.0 { 1e6 / job } else { f64::INFINITY };
     let rate = by_agents.min(ceiling);
@@ -239,6 +249,29 @@ fn project(row: &Row, pages: u64, agents: u32) -> Option<Projection> {
         supervisor_cores: rate * sup / 1e6,
         job_thread_bound: ceiling < by_agents,
     })
+}
+
+/// The documents' pages encoded as agents reply: one reply per range of `chunk` pages.
+fn encoded_replies(files: &[PathBuf], chunk: u32) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for f in files {
+        let doc = crate::pdf::extract_file(f);
+        let mut pages = doc.pages.into_iter().peekable();
+        let mut first = 1;
+        while pages.peek().is_some() {
+            let mut reply = crate::pdf::wire::PageReply {
+                page_count: doc.page_count,
+                first,
+                ..Default::default()
+            };
+            for p in pages.by_ref().take(chunk.max(1) as usize) {
+                reply.push(p);
+            }
+            first += chunk.max(1);
+            out.extend(reply.encode().ok());
+        }
+    }
+    out
 }
 
 fn swarm_seconds(
@@ -313,7 +346,18 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
     let mut special = (Measured::NONE, Measured::NONE);
     let mut unsandboxed = Measured::NONE;
     let (mut one, mut two) = (f64::INFINITY, f64::INFINITY);
+    let replies = encoded_replies(files, cfg.chunk_pages);
+    let mut checks = Measured::NONE;
     for _ in 0..cfg.repeat.max(1) {
+        checks.keep_best(timed(|| {
+            Ok(replies
+                .iter()
+                .map(|r| {
+                    let c = crate::pdf::wire::CheckedReply::parse(r.clone());
+                    c.map_or(0, |c| c.pages().len() as u64)
+                })
+                .sum())
+        })?);
         // In process, one thread, as `swarm extract` does: the product is a JSON line per
         // document.
         local.keep_best(timed(|| {
@@ -353,6 +397,9 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
     let pages = local.pages;
     let single = pages as f64 / local.seconds;
     let local_per_page = local.own_cpu / pages.max(1) as f64 * 1e6;
+    // The clone each check takes is an agent's reply copied out of the slab, which the
+    // job pays too.
+    let check = checks.thread_cpu / checks.pages.max(1) as f64 * 1e6;
     let row = |agents: u32, (m, empty): (Measured, Measured)| {
         let rate = m.pages as f64 / m.seconds;
         let ideal = f64::from(agents.max(1)) * single;
@@ -390,7 +437,7 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
         .map(|r| {
             [16, 64]
                 .into_iter()
-                .filter_map(|n| project(r, pages, n))
+                .filter_map(|n| project(r, pages, check, n))
                 .collect()
         })
         .unwrap_or_default();
@@ -408,6 +455,7 @@ fn measure(cfg: &PipelineBenchConfig, files: &[PathBuf]) -> Result<PipelineBench
         documents: files.len(),
         pages,
         cpus: crate::runtime::spawn::available_cpus(),
+        reply_check_cpu_per_page_us: check,
         in_process: Row {
             agents: 0,
             seconds: local.seconds,
@@ -489,6 +537,11 @@ pub fn render(r: &PipelineBenchReport) -> String {
             1.0 / per_page.max(1e-12)
         ));
     }
+    out.push(format!(
+        "  checking replies: {:.1} us of CPU per page (on the job thread up to {} agents)",
+        r.reply_check_cpu_per_page_us,
+        crate::pdf::job::INLINE_CHECK_AGENTS
+    ));
     for row in &r.swarm {
         if let (Some(a), Some(ratio), Some(s), Some(share)) = (
             row.agent_cpu_per_page_us,

@@ -9,7 +9,7 @@ use super::validate::check_reply;
 use crate::pdf::wire::{CheckedReply, ReplyError};
 
 /// Up to this many agents, replies are checked on the job thread.
-pub(super) const INLINE_AGENTS: usize = 8;
+pub const INLINE_AGENTS: usize = 8;
 
 /// A reply checked, with its tag.
 pub(super) type Checked<T> = (T, Result<CheckedReply, ReplyError>);

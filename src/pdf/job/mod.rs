@@ -49,6 +49,7 @@ mod specialists;
 mod state;
 mod validate;
 
+pub use checkers::INLINE_AGENTS as INLINE_CHECK_AGENTS;
 pub use config::{ParseRolesError, Roles, RunConfig};
 pub(crate) use event_loop::{build_supervisor, run_on, Engine, Plan};
 pub use event_loop::{run, RunError, RunSummary};

@@ -41,40 +41,58 @@ impl std::fmt::Display for ScanError {
 
 type Result<T> = std::result::Result<T, ScanError>;
 
-/// The first byte below 0x20 in `b`.
-fn first_control(b: &[u8]) -> Option<usize> {
+/// The first byte below 0x20 in `b`, and whether any byte is not ASCII (checked in the
+/// same pass, so that ASCII input, the common case, needs no UTF-8 pass).
+fn first_control(b: &[u8]) -> (Option<usize>, bool) {
     let mut i = 0;
+    let mut high = 0u8;
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
             __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8,
-            _mm_set1_epi8,
+            _mm_or_si128, _mm_set1_epi8, _mm_setzero_si128,
         };
         // SAFETY: SSE2 is part of x86_64; every load reads the 16 bytes at `b[i..i + 16]`,
         // in bounds by the loop's condition, unaligned loads allowed.
         unsafe {
             let top = _mm_set1_epi8(0x1f);
+            let mut any = _mm_setzero_si128();
             while i + 16 <= b.len() {
                 let v = _mm_loadu_si128(b.as_ptr().add(i).cast::<__m128i>());
+                any = _mm_or_si128(any, v);
                 // min(v, 0x1f) == v exactly where v <= 0x1f (unsigned).
                 let m = _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, top), v));
                 if m != 0 {
-                    return Some(i + m.trailing_zeros() as usize);
+                    return (Some(i + m.trailing_zeros() as usize), true);
                 }
                 i += 16;
             }
+            // The top bit of any byte seen.
+            high |= u8::from(_mm_movemask_epi8(any) != 0) << 7;
         }
     }
-    b[i..].iter().position(|&c| c < 0x20).map(|k| i + k)
+    for (k, &c) in b[i..].iter().enumerate() {
+        if c < 0x20 {
+            return (Some(i + k), true);
+        }
+        high |= c;
+    }
+    (None, high & 0x80 != 0)
 }
 
 /// The checks of the whole input that come before its grammar: UTF-8, and no control
-/// byte (a line break said as such).
+/// byte (a line break said as such), whichever fault comes first.
 pub fn check_bytes(b: &[u8]) -> Result<()> {
-    if let Err(e) = std::str::from_utf8(b) {
-        return Err(ScanError::Bad("invalid UTF-8", e.valid_up_to()));
+    let (control, maybe_non_ascii) = first_control(b);
+    if maybe_non_ascii {
+        if let Err(e) = std::str::from_utf8(b) {
+            let at = e.valid_up_to();
+            if control.is_none_or(|c| at < c) {
+                return Err(ScanError::Bad("invalid UTF-8", at));
+            }
+        }
     }
-    match first_control(b) {
+    match control {
         Some(at) if matches!(b[at], b'\n' | b'\r') => Err(ScanError::LineBreak(at)),
         Some(at) => Err(ScanError::Bad("a control character", at)),
         None => Ok(()),
@@ -181,6 +199,61 @@ fn number_end(b: &[u8], at: usize) -> Result<usize> {
     Ok(i)
 }
 
+/// Past `{"bbox":[N,N,N,N],` at `i`, if that is what is there.
+#[inline(always)]
+fn bbox_head(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i..i + 9)? != b"{\"bbox\":[" {
+        return None;
+    }
+    let mut j = i + 9;
+    for close in [b',', b',', b',', b']'] {
+        if !matches!(b.get(j), Some(b'-' | b'0'..=b'9')) {
+            return None;
+        }
+        j = number_end(b, j).ok()?;
+        if b.get(j) != Some(&close) {
+            return None;
+        }
+        j += 1;
+    }
+    (b.get(j) == Some(&b',')).then_some(j + 1)
+}
+
+/// Past a layout line `{"bbox":[N,N,N,N],"text":"…"}` or block
+/// `{"bbox":[N,N,N,N],"lines":[I,…]}` at `i`, byte for byte as agents write them, if one
+/// is there. They are most of a reply's tokens, and here each is a few comparisons
+/// instead of a dozen turns of the grammar's loop. Every input taken is JSON by
+/// construction (fixed bytes, and numbers and strings through the grammar's own
+/// functions); `None` leaves the object to the grammar, from its first byte.
+#[inline(always)]
+fn layout_object(b: &[u8], i: usize) -> Option<usize> {
+    let j = bbox_head(b, i)?;
+    let end = if b.get(j..j + 8)? == b"\"text\":\"" {
+        string_end(b, j + 8).ok()?
+    } else if b.get(j..j + 9)? == b"\"lines\":[" {
+        let mut k = j + 9;
+        if b.get(k) == Some(&b']') {
+            k += 1;
+        } else {
+            loop {
+                if !b.get(k).is_some_and(u8::is_ascii_digit) {
+                    return None;
+                }
+                k = number_end(b, k).ok()?;
+                match b.get(k) {
+                    Some(b',') => k += 1,
+                    Some(b']') => break k += 1,
+                    _ => return None,
+                }
+            }
+        }
+        k
+    } else {
+        return None;
+    };
+    (b.get(end) == Some(&b'}')).then_some(end + 1)
+}
+
 /// Past the key at `i` and its colon, at its value.
 #[inline(always)]
 fn key_end(b: &[u8], i: usize) -> Result<usize> {
@@ -253,41 +326,49 @@ impl<'a> Scan<'a> {
         let bad = |what, at| Err(ScanError::Bad(what, at));
         loop {
             // A value starts at `i`.
-            match b.get(i) {
-                Some(&open @ (b'{' | b'[')) => {
-                    if depth == MAX_DEPTH {
-                        return bad("nesting too deep", i);
-                    }
-                    let object = open == b'{';
-                    objects[depth] = object;
-                    depth += 1;
-                    i = spaces(b, i + 1);
-                    if b.get(i) == Some(&(open + 2)) {
-                        // `{}` or `[]` (`}` and `]` are two past their openers).
-                        i += 1;
-                        depth -= 1;
-                    } else {
-                        if object {
-                            i = key_end(b, i)?;
+            let layout = match b.get(i) {
+                Some(b'{') => layout_object(b, i),
+                _ => None,
+            };
+            if let Some(end) = layout {
+                i = end;
+            } else {
+                match b.get(i) {
+                    Some(&open @ (b'{' | b'[')) => {
+                        if depth == MAX_DEPTH {
+                            return bad("nesting too deep", i);
                         }
-                        continue;
+                        let object = open == b'{';
+                        objects[depth] = object;
+                        depth += 1;
+                        i = spaces(b, i + 1);
+                        if b.get(i) == Some(&(open + 2)) {
+                            // `{}` or `[]` (`}` and `]` are two past their openers).
+                            i += 1;
+                            depth -= 1;
+                        } else {
+                            if object {
+                                i = key_end(b, i)?;
+                            }
+                            continue;
+                        }
                     }
-                }
-                Some(b'"') => i = string_end(b, i + 1)?,
-                Some(b'-' | b'0'..=b'9') => i = number_end(b, i)?,
-                Some(&c @ (b't' | b'f' | b'n')) => {
-                    let word: &[u8] = match c {
-                        b't' => b"true",
-                        b'f' => b"false",
-                        _ => b"null",
-                    };
-                    if !b[i..].starts_with(word) {
-                        return bad("an unexpected character", i);
+                    Some(b'"') => i = string_end(b, i + 1)?,
+                    Some(b'-' | b'0'..=b'9') => i = number_end(b, i)?,
+                    Some(&c @ (b't' | b'f' | b'n')) => {
+                        let word: &[u8] = match c {
+                            b't' => b"true",
+                            b'f' => b"false",
+                            _ => b"null",
+                        };
+                        if !b[i..].starts_with(word) {
+                            return bad("an unexpected character", i);
+                        }
+                        i += word.len();
                     }
-                    i += word.len();
+                    Some(_) => return bad("an unexpected character", i),
+                    None => return bad("an unexpected end", i),
                 }
-                Some(_) => return bad("an unexpected character", i),
-                None => return bad("an unexpected end", i),
             }
             // A value ended: close what it ends, or go on to the next in its container.
             loop {
@@ -520,13 +601,21 @@ mod tests {
         // Past the 16-byte steps, and in the tail.
         let mut long = vec![b' '; 40];
         long[33] = 0;
-        assert_eq!(first_control(&long), Some(33));
+        assert_eq!(first_control(&long).0, Some(33));
         long[33] = b' ';
         long[20] = 0x1f;
-        assert_eq!(first_control(&long), Some(20));
+        assert_eq!(first_control(&long).0, Some(20));
         long[20] = 0x20;
-        assert_eq!(first_control(&long), None);
-        assert_eq!(first_control(&[0x80, 0xff, 0x7f]), None);
+        assert_eq!(first_control(&long), (None, false));
+        assert_eq!(first_control(&[0x80, 0xff, 0x7f]), (None, true));
+        long[3] = 0xc3;
+        assert_eq!(first_control(&long), (None, true), "in the 16-byte steps");
+        // The first fault is named, UTF-8 or control.
+        assert_eq!(
+            check_bytes(b"\xff\n").err(),
+            Some(ScanError::Bad("invalid UTF-8", 0))
+        );
+        assert_eq!(check_bytes(b"\n\xff").err(), Some(ScanError::LineBreak(0)));
     }
 
     #[test]
@@ -562,6 +651,55 @@ mod tests {
         }
     }
 
+    /// The layout objects' fast path takes lines and blocks as the agents' serializer
+    /// writes them (were it to miss them, replies would still be checked, only slower),
+    /// and leaves anything else to the grammar.
+    #[test]
+    fn layout_objects_as_agents_write_them_take_the_fast_path() {
+        use crate::pdf::layout::{Block, Line};
+        let line = Line {
+            bbox: [72.0, -716.8, 234.74, 1e-7],
+            text: "a \"quoted\" é\\ line".into(),
+        };
+        let block = Block {
+            bbox: [0.5, 1.0, 2.0, 3.0],
+            lines: vec![0, 1, 12],
+        };
+        let empty = Block {
+            bbox: [0.0; 4],
+            lines: vec![],
+        };
+        for json in [
+            serde_json::to_vec(&line).unwrap(),
+            serde_json::to_vec(&block).unwrap(),
+            serde_json::to_vec(&empty).unwrap(),
+        ] {
+            assert_eq!(
+                layout_object(&json, 0),
+                Some(json.len()),
+                "{}",
+                String::from_utf8_lossy(&json)
+            );
+        }
+        for other in [
+            &br#"{"bbox":[1,2,3],"text":"x"}"#[..],
+            br#"{"bbox":[1,2,3,4,5],"text":"x"}"#,
+            br#"{"bbox":[1,2,3,4],"text":"x","more":1}"#,
+            br#"{"bbox":[1,2,3,4],"lines":[-1]}"#,
+            br#"{"bbox":[1,2,3,4],"lines":[1,]}"#,
+            br#"{"bbox":[01,2,3,4],"text":"x"}"#,
+            br#"{"bbox": [1,2,3,4],"text":"x"}"#,
+            br#"{"bbox":[1,2,3,4],"text":"x\"}"#,
+        ] {
+            assert_eq!(
+                layout_object(other, 0),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
     #[test]
     fn whole_numbers_and_keys() {
         let num = |s: &str| Scan::new(s.as_bytes()).and_then(|mut sc| sc.u32());
@@ -588,7 +726,7 @@ mod tests {
     /// takes, but for control bytes (refused here, see the module's doc).
     #[test]
     fn agrees_with_serde_json_on_edited_input() {
-        let base = br#"{"page_count":3,"first":1,"pages":[{"number":1,"text":"a\nb \"q\" \u00e9 \u00e9","width":612.0,"lines":[{"bbox":[72.0,-7.5e-3,1E+2,0],"text":"x"}],"blocks":[]},{"e":[true,false,null,{}]}],"page_errors":0}"#;
+        let base = br#"{"page_count":3,"first":1,"pages":[{"number":1,"text":"a\nb \"q\" \u00e9 \u00e9","width":612.0,"lines":[{"bbox":[72.0,-7.5e-3,1E+2,0],"text":"x"},{"bbox":[7.25,0,-1.5,10],"text":"y\"z"}],"blocks":[{"bbox":[1,2,3,4],"lines":[0,1]},{"bbox":[0,0,0,0],"lines":[]}]},{"e":[true,false,null,{}]}],"page_errors":0}"#;
         let alphabet = b"{}[],:\"\\ 0123456789-+.eEtrufalsn\x01\xc3\xa9";
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = move || {
