@@ -33,6 +33,8 @@ pub mod bench;
 /// The `swarm` command line's policy: flags to configurations, reports, exit codes.
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod coord;
 #[cfg(feature = "pdf")]
 pub mod pdf;

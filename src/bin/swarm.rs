@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand};
 use neuralflow_swarm::cli::{
     self, bench::BenchCommand, demo::DemoArgs, run::RunArgs, serve::ServeArgs, status::StatusArgs,
-    top::TopArgs,
+    submit::SubmitArgs, top::TopArgs, worker::WorkerArgs,
 };
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +45,15 @@ enum Command {
     /// A live dashboard of a running `swarm run` or `swarm serve` of this user: agents,
     /// throughput, queue, deaths, slab (q quits).
     Top(TopArgs),
+    /// This host's swarm as a worker of a NATS JetStream cluster: pulls documents from the
+    /// jobs' work queue, runs them, publishes each line. SIGTERM drains it: no new
+    /// documents, those it has finish.
+    Worker(WorkerArgs),
+    /// Submit PDFs to a NATS JetStream cluster of `swarm worker`s and write their lines as
+    /// `swarm run` does (the same objects, summary and exit status). `--resume JOB`
+    /// attaches to a job again and writes what is still missing.
+    #[command(after_help = cli::run::EXIT_STATUS)]
+    Submit(SubmitArgs),
     /// Extract text in this process, one document after another (a reference for the swarm
     /// and a debugging aid). Writes JSON Lines to stdout.
     Extract {
@@ -65,6 +74,8 @@ fn main() -> ExitCode {
         Command::Status(a) => cli::status::run(a),
         Command::Serve(a) => cli::serve::run(a),
         Command::Top(a) => cli::top::run(a),
+        Command::Worker(a) => cli::worker::run(a),
+        Command::Submit(a) => cli::submit::run(a),
     };
     match result {
         Ok(done) => ExitCode::from(done.exit_code()),

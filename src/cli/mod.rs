@@ -30,7 +30,9 @@ mod progress;
 pub mod run;
 pub mod serve;
 pub mod status;
+pub mod submit;
 pub mod top;
+pub mod worker;
 
 /// Tunes the C allocator for a process that moves large buffers through it: every reply
 /// (a quarter of a megabyte for 16 pages) and every line is allocated, filled and freed.

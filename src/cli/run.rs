@@ -86,29 +86,38 @@ fn read_files_from(p: Option<&Path>) -> Result<Option<Vec<String>>, Error> {
 /// inputs with no PDF in them are bad usage: a user with a wrong path is told so, not
 /// given an empty output.
 pub fn inputs(a: &RunArgs) -> Result<Vec<PathBuf>, Error> {
-    let from = read_files_from(a.files_from.as_deref())?;
-    if a.paths.is_empty() && from.is_none() {
-        return Err(Error::usage(
-            "swarm run: no input: give PDF files or directories, or --files-from",
-        ));
+    named_inputs("swarm run", &a.paths, a.files_from.as_deref())
+}
+
+/// [`inputs`] for any command (`cmd` names it in messages) that takes PDF paths and
+/// `--files-from`.
+pub fn named_inputs(
+    cmd: &str,
+    paths: &[PathBuf],
+    files_from: Option<&Path>,
+) -> Result<Vec<PathBuf>, Error> {
+    let from = read_files_from(files_from)?;
+    if paths.is_empty() && from.is_none() {
+        return Err(Error::usage(format!(
+            "{cmd}: no input: give PDF files or directories, or --files-from"
+        )));
     }
-    let missing: Vec<String> = a
-        .paths
+    let missing: Vec<String> = paths
         .iter()
         .filter(|p| !p.exists())
-        .map(|p| format!("swarm run: {}: no such file or directory", p.display()))
+        .map(|p| format!("{cmd}: {}: no such file or directory", p.display()))
         .collect();
     if !missing.is_empty() {
         return Err(Error::usage(missing.join("\n")));
     }
-    let files = job::collect_inputs(&a.paths, from.as_deref());
+    let files = job::collect_inputs(paths, from.as_deref());
     if files.is_empty() {
-        let mut searched: Vec<String> = a.paths.iter().map(|p| p.display().to_string()).collect();
-        if let Some(f) = &a.files_from {
+        let mut searched: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        if let Some(f) = files_from {
             searched.push(format!("the paths listed in --files-from {}", f.display()));
         }
         return Err(Error::usage(format!(
-            "swarm run: no PDF found in {}",
+            "{cmd}: no PDF found in {}",
             searched.join(", ")
         )));
     }
@@ -186,7 +195,7 @@ fn open_output(p: &Path, journal: Option<&mut job::Journal>) -> Result<std::fs::
 }
 
 /// The `--summary` file: the summary as pretty JSON.
-fn write_summary(p: &Path, summary: &RunSummary) -> Result<(), Error> {
+pub(crate) fn write_summary(p: &Path, summary: &RunSummary) -> Result<(), Error> {
     serde_json::to_vec_pretty(summary)
         .map_err(std::io::Error::other)
         .and_then(|b| std::fs::write(p, b))

@@ -56,7 +56,7 @@ pub fn run(
             out.flush().map_err(RunError::from)?;
             j.record(&path.display().to_string(), &hash, &line)
                 .map_err(RunError::from)?;
-            let (pages, ok) = pages_and_ok(&line);
+            let (pages, ok) = crate::pdf::wire::line::pages_and_ok(&line);
             before.documents += 1;
             before.from_journal += 1;
             before.pages += pages;
@@ -128,19 +128,4 @@ pub fn run(
     summary.from_journal = before.from_journal;
     summary.pages_per_second = summary.pages as f64 / summary.wall_seconds.max(1e-9);
     Ok(summary)
-}
-
-/// A line's pages (its `pages` array) and whether its status is `ok`.
-fn pages_and_ok(line: &[u8]) -> (u64, bool) {
-    #[derive(serde::Deserialize)]
-    struct Head<'a> {
-        #[serde(borrow)]
-        status: &'a str,
-        #[serde(default)]
-        pages: Vec<serde::de::IgnoredAny>,
-    }
-    match serde_json::from_slice::<Head>(line) {
-        Ok(h) => (h.pages.len() as u64, h.status == "ok"),
-        Err(_) => (0, false),
-    }
 }

@@ -24,6 +24,7 @@
 //! killed) and `fdatasync`ed at most every [`SYNC_EVERY`] and at the end, an output file
 //! first (a power loss costs at most that much, and no record outlives its line).
 
+use crate::pdf::wire::line::with_path;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
@@ -312,34 +313,6 @@ impl Drop for Journal {
     fn drop(&mut self) {
         let _ = self.sync();
     }
-}
-
-/// `line` (a document's JSON object, whose first field is its `path`, as every line is
-/// rendered) with the path `path`, and a newline; the rest of it byte for byte.
-fn with_path(line: &str, path: &str) -> Vec<u8> {
-    const HEAD: &str = "{\"path\":";
-    let rest = line.strip_prefix(HEAD).and_then(|rest| {
-        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<String>();
-        values.next()?.ok()?;
-        rest.get(values.byte_offset()..)
-    });
-    let mut out = Vec::with_capacity(line.len() + path.len() + 1);
-    match rest {
-        Some(rest) => {
-            out.extend_from_slice(HEAD.as_bytes());
-            out.extend_from_slice(&serde_json::to_vec(path).unwrap_or_default());
-            out.extend_from_slice(rest.as_bytes());
-        }
-        None => {
-            // Not as we render lines: the object with its path set (fields reordered).
-            let mut v: serde_json::Map<String, serde_json::Value> =
-                serde_json::from_str(line).unwrap_or_default();
-            v.insert("path".into(), serde_json::Value::String(path.into()));
-            out = serde_json::to_vec(&v).unwrap_or_default();
-        }
-    }
-    out.push(b'\n');
-    out
 }
 
 #[cfg(test)]

@@ -259,6 +259,55 @@ impl Assembly {
     }
 }
 
+/// `line` (a document's JSON object, whose first field is its `path`, as every line is
+/// rendered) with the path `path`, and a newline; the rest of it byte for byte.
+pub fn with_path(line: &str, path: &str) -> Vec<u8> {
+    const HEAD: &str = "{\"path\":";
+    let rest = line.strip_prefix(HEAD).and_then(|rest| {
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<String>();
+        values.next()?.ok()?;
+        rest.get(values.byte_offset()..)
+    });
+    let mut out = Vec::with_capacity(line.len() + path.len() + 1);
+    match rest {
+        Some(rest) => {
+            out.extend_from_slice(HEAD.as_bytes());
+            out.extend_from_slice(&serde_json::to_vec(path).unwrap_or_default());
+            out.extend_from_slice(rest.as_bytes());
+        }
+        None => {
+            // Not as we render lines: the object with its path set (fields reordered).
+            let mut v: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(line).unwrap_or_default();
+            v.insert("path".into(), serde_json::Value::String(path.into()));
+            out = serde_json::to_vec(&v).unwrap_or_default();
+        }
+    }
+    out.push(b'\n');
+    out
+}
+
+/// A rendered line's path, its page count and whether it is `ok` (`None` if it is not a
+/// line).
+pub fn head(line: &[u8]) -> Option<(String, u64, bool)> {
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        path: String,
+        #[serde(borrow)]
+        status: &'a str,
+        #[serde(default)]
+        pages: Vec<serde::de::IgnoredAny>,
+    }
+    let h = serde_json::from_slice::<Head>(line).ok()?;
+    Some((h.path, h.pages.len() as u64, h.status == "ok"))
+}
+
+/// A rendered line's page count and whether it is `ok` (0 and not ok if it is not a
+/// line).
+pub fn pages_and_ok(line: &[u8]) -> (u64, bool) {
+    head(line).map_or((0, false), |(_, pages, ok)| (pages, ok))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,301 @@
+//! What the cluster keeps in JetStream, and the calls on it (run on the gateway):
+//!
+//! - the stream `SWARM_JOBS` (work queue, subjects `swarm.jobs.<job>`): one message a
+//!   document, deduplicated by its id `<job>.<doc>`; workers share one durable pull
+//!   consumer, `workers`, with a short ack deadline kept alive by in-progress acks;
+//! - the stream `SWARM_BLOBS`: the PDFs, named by their content hash (SHA-256, hex), so
+//!   identical files are stored once; each job's manifest, `job-<job>`. A blob is its
+//!   chunks (`swarm.blobs.<name>.<k>`, each under the server's largest message) and then
+//!   a head (`swarm.blobs.<name>.head`: length, chunks, SHA-256), read back by direct
+//!   gets: a head seen means every chunk is stored, and reading makes no consumer
+//!   (JetStream's object store makes one per read, and a worker reading hundreds of
+//!   documents reached the server's limit on them);
+//! - the stream `SWARM_RESULTS` (subjects `swarm.results.<job>.<doc>`): each document's
+//!   line, published only where its subject has none yet, so the first stored result
+//!   wins and a late duplicate is refused by the server. A line too large for one
+//!   message is a blob, `result-<job>-<doc>`, and its message says so.
+
+use super::ClusterError;
+use async_nats::jetstream::{self, consumer, stream};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub(crate) const JOBS: &str = "SWARM_JOBS";
+pub(crate) const RESULTS: &str = "SWARM_RESULTS";
+pub(crate) const BLOBS: &str = "SWARM_BLOBS";
+pub(crate) const WORKERS: &str = "workers";
+/// Header naming the blob that holds a result too large for its message.
+pub(crate) const RESULT_OBJECT: &str = "Swarm-Result-Object";
+
+/// One document of a job, as published.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct DocJob {
+    /// The job.
+    pub(crate) job: String,
+    /// The document's number in the job (from 0).
+    pub(crate) doc: u64,
+    /// The path as the submitter named it (the line's `path`).
+    pub(crate) path: String,
+    /// The content hash (hex): the blob to run.
+    pub(crate) hash: String,
+    /// The document's time budget, ms.
+    pub(crate) timeout_ms: u64,
+}
+
+/// What a blob's head says.
+#[derive(Debug, Serialize, Deserialize)]
+struct BlobHead {
+    len: u64,
+    chunks: u64,
+    sha256: String,
+}
+
+/// A job's documents, kept for `swarm submit --resume`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    /// By document number: its path and hash (`None` where the submitter could not read
+    /// the file; its line was written at once).
+    pub(crate) docs: Vec<(String, Option<String>)>,
+}
+
+pub(crate) fn jobs_subject(job: &str) -> String {
+    format!("swarm.jobs.{job}")
+}
+
+pub(crate) fn result_subject(job: &str, doc: u64) -> String {
+    format!("swarm.results.{job}.{doc}")
+}
+
+/// The document number at the end of a result's subject.
+pub(crate) fn doc_of_subject(subject: &str) -> Option<u64> {
+    subject.rsplit('.').next()?.parse().ok()
+}
+
+/// Whether `s` may be a job's name: a subject token of letters, digits, `-` and `_`.
+pub(crate) fn valid_job(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
+fn err(what: &str) -> impl FnOnce(String) -> ClusterError + '_ {
+    move |e| ClusterError::Nats(format!("{what}: {e}"))
+}
+
+/// The JetStream side, connected.
+#[derive(Clone)]
+pub(crate) struct Nats {
+    pub(crate) js: jetstream::Context,
+    pub(crate) blobs: stream::Stream,
+    /// The largest message the server takes.
+    pub(crate) max_payload: usize,
+}
+
+/// Connects to `url` and makes sure the streams and the store exist.
+pub(crate) async fn connect(url: String) -> Result<Nats, ClusterError> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .name("neuralflow-swarm")
+        .connect(url.as_str())
+        .await
+        .map_err(|e| ClusterError::Nats(format!("connecting to {url}: {e}")))?;
+    let max_payload = client.server_info().max_payload;
+    let js = jetstream::new(client);
+    js.get_or_create_stream(stream::Config {
+        name: JOBS.into(),
+        subjects: vec!["swarm.jobs.>".into()],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        duplicate_window: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| err("the jobs stream")(e.to_string()))?;
+    js.get_or_create_stream(stream::Config {
+        name: RESULTS.into(),
+        subjects: vec!["swarm.results.>".into()],
+        storage: stream::StorageType::File,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| err("the results stream")(e.to_string()))?;
+    let blobs = js
+        .get_or_create_stream(stream::Config {
+            name: BLOBS.into(),
+            subjects: vec!["swarm.blobs.>".into()],
+            storage: stream::StorageType::File,
+            allow_direct: true,
+            max_messages_per_subject: 1,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err("the blobs stream")(e.to_string()))?;
+    Ok(Nats {
+        js,
+        blobs,
+        max_payload,
+    })
+}
+
+impl Nats {
+    /// The workers' consumer, made with these settings if it is not there yet.
+    pub(crate) async fn workers(
+        &self,
+        ack_wait: Duration,
+        max_deliver: i64,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, ClusterError> {
+        let stream = self
+            .js
+            .get_stream(JOBS)
+            .await
+            .map_err(|e| err("the jobs stream")(e.to_string()))?;
+        stream
+            .get_or_create_consumer(
+                WORKERS,
+                consumer::pull::Config {
+                    durable_name: Some(WORKERS.into()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait,
+                    max_deliver,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| err("the workers' consumer")(e.to_string()))
+    }
+
+    /// Stores `bytes` as blob `name` (a subject token) unless it is there: `true` if
+    /// this call stored it.
+    pub(crate) async fn put_blob_once(
+        &self,
+        name: String,
+        bytes: Vec<u8>,
+    ) -> Result<bool, ClusterError> {
+        let head = format!("swarm.blobs.{name}.head");
+        if self
+            .blobs
+            .direct_get_last_for_subject(head.as_str())
+            .await
+            .is_ok()
+        {
+            return Ok(false);
+        }
+        let bad = |e: String| ClusterError::Nats(format!("storing {name}: {e}"));
+        let chunk = self.max_payload.saturating_sub(4096).max(4096);
+        let mut acks = Vec::new();
+        for (k, c) in bytes.chunks(chunk).enumerate() {
+            let p = jetstream::message::PublishMessage::build().payload(c.to_vec().into());
+            let subject = format!("swarm.blobs.{name}.{k}");
+            acks.push(
+                self.js
+                    .send_publish(subject, p)
+                    .await
+                    .map_err(|e| bad(e.to_string()))?,
+            );
+        }
+        for a in acks {
+            a.await.map_err(|e| bad(e.to_string()))?;
+        }
+        let h = BlobHead {
+            len: bytes.len() as u64,
+            chunks: bytes.len().div_ceil(chunk) as u64,
+            sha256: super::worker::hex(&super::worker::sha256(&bytes)),
+        };
+        let payload = serde_json::to_vec(&h).map_err(|e| bad(e.to_string()))?;
+        let p = jetstream::message::PublishMessage::build().payload(payload.into());
+        self.js
+            .send_publish(head, p)
+            .await
+            .map_err(|e| bad(e.to_string()))?
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(true)
+    }
+
+    /// Blob `name`, whole, checked against its head's length and hash.
+    pub(crate) async fn get_blob(&self, name: String) -> Result<Vec<u8>, ClusterError> {
+        let bad = |e: String| ClusterError::Nats(format!("reading {name}: {e}"));
+        let head = self
+            .blobs
+            .direct_get_last_for_subject(format!("swarm.blobs.{name}.head"))
+            .await
+            .map_err(|e| bad(e.to_string()))?;
+        let h: BlobHead = serde_json::from_slice(&head.payload).map_err(|e| bad(e.to_string()))?;
+        let mut out = Vec::with_capacity(usize::try_from(h.len).unwrap_or(0).min(1 << 30));
+        for k in 0..h.chunks {
+            let m = self
+                .blobs
+                .direct_get_last_for_subject(format!("swarm.blobs.{name}.{k}"))
+                .await
+                .map_err(|e| bad(format!("chunk {k}: {e}")))?;
+            out.extend_from_slice(&m.payload);
+        }
+        if out.len() as u64 != h.len || super::worker::hex(&super::worker::sha256(&out)) != h.sha256
+        {
+            return Err(bad("its chunks do not match its head".into()));
+        }
+        Ok(out)
+    }
+
+    /// Stores document `doc`'s line unless one is stored: `true` if this one was.
+    pub(crate) async fn store_result(
+        &self,
+        job: &str,
+        doc: u64,
+        line: Vec<u8>,
+    ) -> Result<bool, ClusterError> {
+        let subject = result_subject(job, doc);
+        // Room for the subject and headers in the message.
+        let msg = if line.len() + 1024 > self.max_payload {
+            let name = format!("result-{job}-{doc}");
+            self.put_blob_once(name.clone(), line).await?;
+            jetstream::message::PublishMessage::build().header(RESULT_OBJECT, name.as_str())
+        } else {
+            jetstream::message::PublishMessage::build().payload(line.into())
+        };
+        let ack = self
+            .js
+            .send_publish(subject, msg.expected_last_subject_sequence(0))
+            .await
+            .map_err(|e| err("publishing a result")(e.to_string()))?;
+        match ack.await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                Ok(false)
+            }
+            Err(e) => Err(err("publishing a result")(e.to_string())),
+        }
+    }
+
+    /// A result message's line (from its blob when it says so).
+    pub(crate) async fn line_of(&self, msg: &jetstream::Message) -> Result<Vec<u8>, ClusterError> {
+        let object = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(RESULT_OBJECT))
+            .map(|v| v.as_str().to_owned());
+        match object {
+            Some(name) => self.get_blob(name).await,
+            None => Ok(msg.payload.to_vec()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_and_names() {
+        assert_eq!(result_subject("j1", 7), "swarm.results.j1.7");
+        assert_eq!(doc_of_subject("swarm.results.j1.7"), Some(7));
+        assert_eq!(doc_of_subject("swarm.results.j1.x"), None);
+        assert!(valid_job("a-B_9"));
+        for bad in ["", "a.b", "a b", "*", ">", &"x".repeat(65)] {
+            assert!(!valid_job(bad), "{bad}");
+        }
+    }
+}

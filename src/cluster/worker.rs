@@ -1,0 +1,303 @@
+//! `swarm worker`: this host's swarm, fed from the jobs' work queue.
+
+use super::gateway::Gateway;
+use super::nats::{self, DocJob, Nats};
+use super::ClusterError;
+use crate::pdf::job::{self, DocLimits, RunConfig};
+use crate::pdf::wire::line::with_path;
+use async_nats::jetstream::{consumer, AckKind, Message};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// What a worker runs with.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The local swarm (`files` is not used).
+    pub run: RunConfig,
+    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
+    pub nats: String,
+    /// Where documents are kept while they run (default: a private folder under the
+    /// temporary directory, removed at exit).
+    pub spool: Option<PathBuf>,
+    /// The ack deadline of the workers' consumer, when this worker makes it.
+    pub ack_wait: Duration,
+    /// Deliveries of a document at most, when this worker makes the consumer.
+    pub max_deliver: i64,
+}
+
+/// What a worker did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WorkerSummary {
+    /// Documents whose line this worker stored.
+    pub stored: u64,
+    /// Documents it ran whose line another worker had stored first.
+    pub duplicates: u64,
+    /// Pages in the lines it stored.
+    pub pages: u64,
+}
+
+/// A document this worker runs.
+struct Running {
+    msg: Message,
+    job: DocJob,
+    file: PathBuf,
+}
+
+/// Runs until `stop` is set (Release by whoever stops it), then finishes the documents
+/// it has and returns.
+pub fn run_worker(cfg: &WorkerConfig, stop: &AtomicBool) -> Result<WorkerSummary, ClusterError> {
+    let gw = Gateway::start()?;
+    let url = cfg.nats.clone();
+    let nats = gw.call(nats::connect(url))??;
+    let (ack_wait, max_deliver) = (cfg.ack_wait, cfg.max_deliver);
+    let n = nats.clone();
+    let workers = gw.call(async move { n.workers(ack_wait, max_deliver).await })??;
+    // The deadline in force is the consumer's, whoever made it.
+    let ack_wait = {
+        let mut c = workers.clone();
+        gw.call(async move { c.info().await.map(|i| i.config.ack_wait) })?
+            .unwrap_or(ack_wait)
+    };
+    let spool = Spool::new(cfg.spool.clone())?;
+    let (sup, plan) = job::build_supervisor(&cfg.run, vec![spool.dir.clone()])?;
+    let result = drive(
+        &gw, &nats, &workers, &sup, plan, cfg, &spool, ack_wait, stop,
+    );
+    let down = sup.shutdown(crate::supervisor::Shutdown::Cancel);
+    let summary = result?;
+    down.map_err(job::RunError::from)?;
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    gw: &Gateway,
+    nats: &Nats,
+    workers: &consumer::Consumer<consumer::pull::Config>,
+    sup: &crate::supervisor::Supervisor,
+    plan: job::Plan,
+    cfg: &WorkerConfig,
+    spool: &Spool,
+    ack_wait: Duration,
+    stop: &AtomicBool,
+) -> Result<WorkerSummary, ClusterError> {
+    let mut engine = job::Engine::new(sup, &cfg.run, plan);
+    let window = engine.window();
+    let mut running: HashMap<usize, Running> = HashMap::new();
+    let mut next = 0usize;
+    let mut summary = WorkerSummary::default();
+    let progress_every = (ack_wait / 3).max(Duration::from_millis(100));
+    let mut last_progress = Instant::now();
+    loop {
+        // Acquire: pairs with the Release store of whoever stops the worker.
+        let stopping = stop.load(Ordering::Acquire);
+        if stopping && running.is_empty() {
+            break;
+        }
+        let room = window.saturating_sub(engine.open());
+        if !stopping && room > 0 {
+            // Wait for work only when there is nothing to run.
+            let wait = if running.is_empty() {
+                Some(Duration::from_millis(500))
+            } else {
+                None
+            };
+            let c = workers.clone();
+            let batch = gw.call(async move { fetch(c, room, wait).await })??;
+            let last = batch.len() < room;
+            let count = batch.len();
+            for (k, msg) in batch.into_iter().enumerate() {
+                if let Some(r) = take_in(gw, nats, spool, msg)? {
+                    let limits = DocLimits {
+                        timeout: Duration::from_millis(r.job.timeout_ms.max(1)),
+                        priority: 0,
+                    };
+                    let path = r.file.display().to_string();
+                    engine.start(next, path, limits, last && k + 1 == count)?;
+                    running.insert(next, r);
+                    next += 1;
+                }
+            }
+        }
+        if engine.open() > 0 {
+            for done in engine.step(Duration::from_millis(20))? {
+                let Some(r) = running.remove(&done.doc) else {
+                    continue;
+                };
+                let text = String::from_utf8_lossy(&done.line);
+                let line = with_path(text.trim_end_matches('\n'), &r.job.path);
+                let (job, doc) = (r.job.job.clone(), r.job.doc);
+                let (n, msg) = (nats.clone(), r.msg.clone());
+                // The line stored, then the document acked: a worker that dies between
+                // the two leaves a document that runs again, and its line is refused.
+                let stored = gw.call(async move {
+                    let stored = n.store_result(&job, doc, line).await?;
+                    // A document delivered again elsewhere while this worker was stopped
+                    // or cut off may be gone already: its ack is then refused or lost,
+                    // which changes nothing (its line is stored; a redelivery's is refused).
+                    if let Err(e) = msg.double_ack().await {
+                        tracing::warn!(job, doc, error = %e, "ack not confirmed");
+                    }
+                    Ok::<_, ClusterError>(stored)
+                })??;
+                if stored {
+                    summary.stored += 1;
+                    summary.pages += done.pages;
+                } else {
+                    summary.duplicates += 1;
+                }
+                spool.release(&r.file, running.values().any(|o| o.file == r.file));
+            }
+        }
+        if !running.is_empty() && last_progress.elapsed() >= progress_every {
+            let msgs: Vec<Message> = running.values().map(|r| r.msg.clone()).collect();
+            gw.call(async move {
+                for m in msgs {
+                    let _ = m.ack_with(AckKind::Progress).await;
+                }
+            })?;
+            last_progress = Instant::now();
+        }
+    }
+    Ok(summary)
+}
+
+/// Up to `n` documents: those waiting now, or, with `wait`, the first to come within it.
+async fn fetch(
+    c: consumer::Consumer<consumer::pull::Config>,
+    n: usize,
+    wait: Option<Duration>,
+) -> Result<Vec<Message>, ClusterError> {
+    let bad = |e: String| ClusterError::Nats(format!("fetching documents: {e}"));
+    let mut batch = match wait {
+        Some(w) => c.batch().max_messages(n).expires(w).messages().await,
+        None => c.fetch().max_messages(n).messages().await,
+    }
+    .map_err(|e| bad(e.to_string()))?;
+    let mut out = Vec::new();
+    while let Some(m) = batch.next().await {
+        match m {
+            Ok(m) => out.push(m),
+            // A pull that timed out or was cut short: what came is kept.
+            Err(e) => {
+                tracing::debug!(error = %e, "fetch ended");
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A fetched document made ready to run: its PDF in the spool. A message that is not a
+/// document, or whose PDF is not in the store, is answered with an error line (or, if it
+/// is not even that, terminated) and not run.
+fn take_in(
+    gw: &Gateway,
+    nats: &Nats,
+    spool: &Spool,
+    msg: Message,
+) -> Result<Option<Running>, ClusterError> {
+    let job = match serde_json::from_slice::<DocJob>(&msg.payload) {
+        Ok(j) if nats::valid_job(&j.job) && is_hash(&j.hash) => j,
+        _ => {
+            tracing::warn!(subject = %msg.subject, "not a document: terminated");
+            gw.call(async move {
+                let _ = msg.ack_with(AckKind::Term).await;
+            })?;
+            return Ok(None);
+        }
+    };
+    let file = spool.dir.join(format!("{}.pdf", job.hash));
+    if !file.exists() {
+        let (n, hash) = (nats.clone(), job.hash.clone());
+        match gw.call(async move { n.get_blob(hash).await })? {
+            Ok(bytes) if hex(&sha256(&bytes)) == job.hash => {
+                spool.write(&file, &bytes)?;
+            }
+            got => {
+                let why = match got {
+                    Ok(_) => "its stored bytes do not match their hash".to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let err = crate::pdf::PdfError::new(crate::pdf::ErrorKind::Io, why);
+                let mut line = crate::pdf::DocResult::failed(job.path.clone(), err).line();
+                line.push(b'\n');
+                let n = nats.clone();
+                gw.call(async move {
+                    if n.store_result(&job.job, job.doc, line).await.is_ok() {
+                        let _ = msg.double_ack().await;
+                    }
+                })?;
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(Running { msg, job, file }))
+}
+
+fn is_hash(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+}
+
+pub(crate) fn sha256(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    crate::pdf::tasks::to_hex(b)
+}
+
+/// The folder documents wait in while they run: agents may read it and nothing else.
+struct Spool {
+    dir: PathBuf,
+    owned: bool,
+}
+
+impl Spool {
+    fn new(dir: Option<PathBuf>) -> Result<Self, ClusterError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let (dir, owned) = match dir {
+            Some(d) => (d, false),
+            None => (
+                std::env::temp_dir()
+                    .join(format!("neuralflow-swarm-worker-{}", std::process::id())),
+                true,
+            ),
+        };
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| ClusterError::Io(format!("spool {}: {e}", dir.display())))?;
+        Ok(Self { dir, owned })
+    }
+
+    fn write(&self, file: &std::path::Path, bytes: &[u8]) -> Result<(), ClusterError> {
+        // Written aside and renamed: a file in the spool is always whole.
+        let part = file.with_extension("part");
+        std::fs::write(&part, bytes)
+            .and_then(|()| std::fs::rename(&part, file))
+            .map_err(|e| ClusterError::Io(format!("spool {}: {e}", file.display())))
+    }
+
+    /// A document is done with `file`; removed unless another uses it.
+    fn release(&self, file: &std::path::Path, in_use: bool) {
+        if !in_use {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if self.owned {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}

