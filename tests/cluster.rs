@@ -73,6 +73,7 @@ impl Drop for Server {
 fn worker(url: &str, log: &Path) -> Child {
     swarm()
         .args(["worker", "--nats", url, "--agents", "1", "--ack-wait", "2s"])
+        .args(["--log-format", "json"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log).expect("a worker's log"))
@@ -305,14 +306,14 @@ fn a_paused_worker_is_overtaken_and_its_late_lines_discarded() {
     assert_same(&lines(&again), &want);
     assert!(drain(a).success(), "the paused worker's exit");
     assert!(drain(b).success(), "the other worker's exit");
-    // The paused worker's summary (its last log line): lines of documents done
-    // elsewhere meanwhile, refused.
+    // The paused worker's summary (a log line): lines of documents done elsewhere
+    // meanwhile, refused.
     let log = std::fs::read_to_string(dir.join("worker-a.log")).unwrap();
-    let refused: u64 = log
-        .rsplit("duplicates=")
-        .next()
-        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
+    let refused = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "worker stopped")
+        .and_then(|v| v["fields"]["duplicates"].as_u64())
         .unwrap_or_else(|| panic!("no summary in the paused worker's log: {log}"));
     assert!(refused > 0, "no late line of the paused worker was refused");
 }
@@ -369,4 +370,48 @@ fn a_killed_submitter_resumes_and_writes_what_is_missing() {
         .unwrap();
     assert_eq!(st.code(), Some(2));
     assert!(drain(w).success(), "the worker's exit");
+}
+
+/// `swarm bench cluster --json` (starting its own server): the names users script
+/// against, with figures that add up.
+#[test]
+fn the_cluster_bench_reports_local_and_one_and_two_workers() {
+    let dir = tmp("cluster", "bench");
+    // Only to learn whether nats-server is here (and fail under CI if not).
+    let Some(server) = Server::start(&dir) else {
+        return;
+    };
+    drop(server);
+    let out = swarm()
+        .args([
+            "bench",
+            "cluster",
+            "--documents",
+            "6",
+            "--rounds",
+            "1",
+            "--json",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("swarm bench cluster");
+    assert!(out.status.success(), "{}", out.status);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let r: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(r["documents"], 6);
+    assert!(r["pages"].as_u64().unwrap() > 0);
+    assert_eq!(r["local"]["workers"], 0);
+    let ways = r["cluster"].as_array().unwrap();
+    assert_eq!(ways.len(), 2);
+    for (w, n) in ways.iter().zip([1, 2]) {
+        assert_eq!(w["workers"], n);
+        let (s, dps) = (
+            w["seconds"].as_f64().unwrap(),
+            w["documents_per_second"].as_f64().unwrap(),
+        );
+        assert!(s > 0.0 && (dps * s - 6.0).abs() < 1e-6, "{w}");
+        let local = r["local"]["seconds"].as_f64().unwrap();
+        let overhead = w["overhead_ms_per_document"].as_f64().unwrap();
+        assert!((overhead - (s - local) / 6.0 * 1e3).abs() < 1e-6, "{w}");
+    }
 }

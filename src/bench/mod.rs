@@ -5,6 +5,8 @@
 pub mod bus;
 #[cfg(feature = "pdf")]
 pub mod cache;
+#[cfg(feature = "cluster")]
+pub mod cluster;
 pub mod graph;
 pub mod peer;
 #[cfg(feature = "pdf")]

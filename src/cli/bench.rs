@@ -1,4 +1,4 @@
-//! `swarm bench bus|cache|graph|pipeline|ring|sched|soak|state|tasks|watch`: the flags, the configurations built from them, and
+//! `swarm bench bus|cache|cluster|graph|pipeline|ring|sched|soak|state|tasks|watch`: the flags, the configurations built from them, and
 //! the reports printed (text, then with `--json` one JSON object as the last line).
 
 use super::args::cgroups_required;
@@ -40,6 +40,9 @@ pub enum BenchCommand {
     /// The shared state: reads in place, strong writes' round trip, eventual writes'
     /// visibility, and torn reads (none) under writers killed in a loop, in one run.
     State(StateArgs),
+    /// Documents through NATS JetStream (`swarm submit` to 1 and 2 warm `swarm worker`s)
+    /// against the same documents through `swarm run`, alternating.
+    Cluster(ClusterArgs),
     /// What watching costs a swarm: `swarm run` alone and with a watcher reading its view
     /// (as `swarm top` does) and scraping `/metrics` every 100 ms, in alternating rounds.
     Watch(WatchArgs),
@@ -101,6 +104,32 @@ pub struct GraphArgs {
     /// parents' ids comma-separated. With several shapes, one file each: FILE.random, ...
     #[arg(long)]
     pub results: Option<PathBuf>,
+    /// Fail instead of running unisolated when cgroups are unavailable.
+    #[arg(long)]
+    pub require_cgroups: bool,
+    /// The agent executable (default: `agent-bin` beside this one).
+    #[arg(long)]
+    pub agent_bin: Option<PathBuf>,
+    /// Print one JSON object as the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `swarm bench cluster`'s flags.
+#[derive(clap::Args, Debug)]
+pub struct ClusterArgs {
+    /// The NATS server (default: start `nats-server` from PATH on loopback).
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// Documents of the generated corpus.
+    #[arg(long, default_value_t = 96)]
+    pub documents: u32,
+    /// Agents of each worker, and of the local run.
+    #[arg(long, default_value_t = 1)]
+    pub agents: u32,
+    /// Rounds, alternating.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
     /// Fail instead of running unisolated when cgroups are unavailable.
     #[arg(long)]
     pub require_cgroups: bool,
@@ -354,6 +383,21 @@ pub fn run(command: BenchCommand) -> Result<Done, Error> {
             };
             let r = graph::run(&cfg).map_err(Error::from_library)?;
             report(&graph::render(&r), &r, a.json)
+        }
+        BenchCommand::Cluster(a) => {
+            use crate::bench::cluster::{self, ClusterBenchConfig};
+            let cfg = ClusterBenchConfig {
+                nats: a.nats,
+                documents: a.documents.max(1),
+                agents: a.agents.max(1),
+                rounds: a.rounds.max(1),
+                scratch: std::env::temp_dir()
+                    .join(format!("swarm-bench-cluster-{}", std::process::id())),
+                require_cgroups: cgroups_required(a.require_cgroups),
+                agent_bin: a.agent_bin,
+            };
+            let r = cluster::run(&cfg).map_err(Error::from_library)?;
+            report(&cluster::render(&r), &r, a.json)
         }
         BenchCommand::Watch(a) => {
             use crate::bench::watch::{self, WatchBenchConfig};
