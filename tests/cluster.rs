@@ -415,3 +415,97 @@ fn the_cluster_bench_reports_local_and_one_and_two_workers() {
         assert!((overhead - (s - local) / 6.0 * 1e3).abs() < 1e-6, "{w}");
     }
 }
+
+/// A document every worker that takes it dies on (played here by a consumer that takes
+/// it and never acks) is delivered `max_deliver` times, then the worker holding the
+/// lease gives it an error line, and the job ends with it.
+#[test]
+fn a_document_out_of_deliveries_gets_an_error_line_from_the_lease_holder() {
+    use async_nats::jetstream;
+    use futures_util::StreamExt;
+    let Some(corpus) = corpus() else { return };
+    let dir = tmp("cluster", "poison");
+    let Some(server) = Server::start(&dir) else {
+        return;
+    };
+    let doc = std::fs::read_dir(corpus.join("real"))
+        .expect("the real corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pdf"))
+        .min()
+        .expect("a PDF");
+    let out = dir.join("out.jsonl");
+    let sub = submit(
+        &server.url,
+        &[doc.to_str().unwrap()],
+        &out,
+        &dir.join("submit.log"),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = server.url.clone();
+    let delivered = rt.block_on(async move {
+        let js = jetstream::new(async_nats::connect(url).await.expect("connect"));
+        // The submitter makes the stream; the consumer is ours, made before any worker.
+        let stream = loop {
+            if let Ok(s) = js.get_stream("SWARM_JOBS").await {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let c = stream
+            .get_or_create_consumer(
+                "workers",
+                jetstream::consumer::pull::Config {
+                    durable_name: Some("workers".into()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(1),
+                    max_deliver: 2,
+                    ..Default::default()
+                },
+            )
+            .await
+            .expect("the workers' consumer");
+        // Taken twice, acked never: as if each worker that took it died.
+        let mut delivered = 0;
+        for _ in 0..2 {
+            let mut batch = c
+                .batch()
+                .max_messages(1)
+                .expires(Duration::from_secs(10))
+                .messages()
+                .await
+                .expect("a pull");
+            if let Some(Ok(m)) = batch.next().await {
+                delivered = m.info().expect("its info").delivered;
+            }
+        }
+        delivered
+    });
+    assert_eq!(delivered, 2);
+    // Past the last deadline, a worker: it holds the lease and reports the document.
+    std::thread::sleep(Duration::from_millis(1500));
+    let w = worker(&server.url, &dir.join("worker.log"));
+    let st = wait(sub, Duration::from_secs(60));
+    assert_eq!(st.code(), Some(3), "a failed document");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["path"], doc.to_str().unwrap());
+    assert_eq!(lines[0]["status"], "error");
+    let message = lines[0]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("delivered 2 times"), "{message}");
+    assert!(drain(w).success());
+    let log = std::fs::read_to_string(dir.join("worker.log")).unwrap();
+    let reported = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "worker stopped")
+        .and_then(|v| v["fields"]["poison_reported"].as_u64());
+    assert_eq!(reported, Some(1), "{log}");
+}

@@ -144,6 +144,7 @@ fn measure(cfg: &ClusterBenchConfig) -> Result<ClusterBenchReport, ClusterError>
         spool: None,
         ack_wait: Duration::from_secs(30),
         max_deliver: 5,
+        lease: Duration::from_secs(10),
     };
     let out = cfg.scratch.join("out.jsonl");
     let submit = SubmitConfig {

@@ -34,9 +34,14 @@ pub struct WorkerArgs {
     /// consumer.
     #[arg(long, default_value = "30s", value_parser = crate::task::parse_duration)]
     pub ack_wait: Duration,
-    /// Deliveries of one document at most (set with the consumer, as `--ack-wait`).
+    /// Deliveries of one document at most (set with the consumer, as `--ack-wait`); then
+    /// it gets an error line.
     #[arg(long, default_value_t = 5)]
     pub max_deliver: i64,
+    /// How long the lease of the one worker that reports documents out of deliveries
+    /// lasts unrenewed (set when the first worker creates its bucket).
+    #[arg(long, default_value = "10s", value_parser = crate::task::parse_duration)]
+    pub lease: Duration,
 }
 
 /// Runs `swarm worker` until SIGTERM or SIGINT; a second signal ends it at once.
@@ -58,6 +63,7 @@ pub fn run(a: WorkerArgs) -> Result<Done, Error> {
         spool: a.spool,
         ack_wait: a.ack_wait,
         max_deliver: a.max_deliver,
+        lease: a.lease.max(Duration::from_secs(1)),
     };
     let stop = Arc::new(AtomicBool::new(false));
     watch_signals(stop.clone()).map_err(|e| Error::fatal(format!("swarm worker: {e}")))?;
@@ -67,6 +73,7 @@ pub fn run(a: WorkerArgs) -> Result<Done, Error> {
                 stored = s.stored,
                 duplicates = s.duplicates,
                 pages = s.pages,
+                poison_reported = s.poison_reported,
                 "worker stopped"
             );
             Ok(Done::Ok)

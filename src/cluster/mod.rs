@@ -10,11 +10,15 @@
 //!   publishes one message per document with a deduplication id, and writes the results
 //!   as `swarm run` does: one line per document, the same summary and exit status.
 //! - `nats`: the streams and the calls on them.
+//! - `poison` and `lease`: a document delivered as often as allowed without a line gets an
+//!   error line, from the one worker that holds a key-value lease.
 //! - `gateway`: the one thread with a tokio runtime that holds the NATS client; the
 //!   supervisor and its agents stay synchronous and never talk to NATS.
 
 pub(crate) mod gateway;
+pub(crate) mod lease;
 pub(crate) mod nats;
+pub(crate) mod poison;
 pub mod submit;
 pub mod worker;
 

@@ -10,6 +10,8 @@
 //!   gets: a head seen means every chunk is stored, and reading makes no consumer
 //!   (JetStream's object store makes one per read, and a worker reading hundreds of
 //!   documents reached the server's limit on them);
+//! - the stream `SWARM_POISON`: the server's advisories of documents that ran out of
+//!   deliveries, kept until the lease holder reports them (see [`super::poison`]);
 //! - the stream `SWARM_RESULTS` (subjects `swarm.results.<job>.<doc>`): each document's
 //!   line, published only where its subject has none yet, so the first stored result
 //!   wins and a late duplicate is refused by the server. A line too large for one
@@ -24,6 +26,9 @@ pub(crate) const JOBS: &str = "SWARM_JOBS";
 pub(crate) const RESULTS: &str = "SWARM_RESULTS";
 pub(crate) const BLOBS: &str = "SWARM_BLOBS";
 pub(crate) const WORKERS: &str = "workers";
+/// The stream that keeps the server's max-deliveries advisories for the workers'
+/// consumer (see [`super::poison`]).
+pub(crate) const POISON: &str = "SWARM_POISON";
 /// Header naming the blob that holds a result too large for its message.
 pub(crate) const RESULT_OBJECT: &str = "Swarm-Result-Object";
 
@@ -121,6 +126,17 @@ pub(crate) async fn connect(url: String) -> Result<Nats, ClusterError> {
     })
     .await
     .map_err(|e| err("the results stream")(e.to_string()))?;
+    js.get_or_create_stream(stream::Config {
+        name: POISON.into(),
+        subjects: vec![format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS}.{WORKERS}"
+        )],
+        retention: stream::RetentionPolicy::WorkQueue,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| err("the advisories' stream")(e.to_string()))?;
     let blobs = js
         .get_or_create_stream(stream::Config {
             name: BLOBS.into(),

@@ -9,7 +9,8 @@ use async_nats::jetstream::{consumer, AckKind, Message};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What a worker runs with.
@@ -26,6 +27,9 @@ pub struct WorkerConfig {
     pub ack_wait: Duration,
     /// Deliveries of a document at most, when this worker makes the consumer.
     pub max_deliver: i64,
+    /// How long the lease of the poison reporter lasts unrenewed, when this worker makes
+    /// its bucket.
+    pub lease: Duration,
 }
 
 /// What a worker did.
@@ -37,6 +41,8 @@ pub struct WorkerSummary {
     pub duplicates: u64,
     /// Pages in the lines it stored.
     pub pages: u64,
+    /// Documents out of deliveries it gave an error line, while it held the lease.
+    pub poison_reported: u64,
 }
 
 /// A document this worker runs.
@@ -63,12 +69,29 @@ pub fn run_worker(cfg: &WorkerConfig, stop: &AtomicBool) -> Result<WorkerSummary
     };
     let spool = Spool::new(cfg.spool.clone())?;
     let (sup, plan) = job::build_supervisor(&cfg.run, vec![spool.dir.clone()])?;
+    // The poison reporter, on the gateway while this worker runs; it gives its lease up
+    // when told to stop.
+    let (leading, reported) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let (left, gone) = std::sync::mpsc::sync_channel::<()>(1);
+    let holder = format!("{}-{}", hostname(), std::process::id());
+    let (n, l, r, ttl) = (nats.clone(), leading.clone(), reported.clone(), cfg.lease);
+    gw.spawn(async move {
+        super::poison::reporter(n, holder, ttl, l, r).await;
+        let _ = left.send(());
+    });
     let result = drive(
         &gw, &nats, &workers, &sup, plan, cfg, &spool, ack_wait, stop,
     );
+    // Release: pairs with the reporter's Acquire load.
+    leading.store(true, Ordering::Release);
+    let _ = gone.recv_timeout(Duration::from_secs(5));
     let down = sup.shutdown(crate::supervisor::Shutdown::Cancel);
-    let summary = result?;
+    let mut summary = result?;
     down.map_err(job::RunError::from)?;
+    summary.poison_reported = reported.load(Ordering::Relaxed);
     Ok(summary)
 }
 
@@ -236,6 +259,14 @@ fn take_in(
         }
     }
     Ok(Some(Running { msg, job, file }))
+}
+
+/// This host's name, for the lease's entry.
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "host".into())
 }
 
 fn is_hash(s: &str) -> bool {
