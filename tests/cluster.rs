@@ -5,6 +5,8 @@
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/pdfgen.rs"]
+mod pdfgen;
 
 use cli::{ci, corpus, swarm, tmp};
 use std::collections::BTreeMap;
@@ -71,8 +73,20 @@ impl Drop for Server {
 }
 
 fn worker(url: &str, log: &Path) -> Child {
+    worker_with(url, log, "2s")
+}
+
+fn worker_with(url: &str, log: &Path, ack_wait: &str) -> Child {
     swarm()
-        .args(["worker", "--nats", url, "--agents", "1", "--ack-wait", "2s"])
+        .args([
+            "worker",
+            "--nats",
+            url,
+            "--agents",
+            "1",
+            "--ack-wait",
+            ack_wait,
+        ])
         .args(["--log-format", "json"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
@@ -508,4 +522,55 @@ fn a_document_out_of_deliveries_gets_an_error_line_from_the_lease_holder() {
         .find(|v| v["fields"]["message"] == "worker stopped")
         .and_then(|v| v["fields"]["poison_reported"].as_u64());
     assert_eq!(reported, Some(1), "{log}");
+}
+
+/// A worker's summary, from its JSON log: (stored, duplicates).
+fn worker_summary(log: &Path) -> (u64, u64) {
+    let log = std::fs::read_to_string(log).unwrap();
+    let v = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "worker stopped")
+        .unwrap_or_else(|| panic!("no summary in {log}"));
+    let n = |k: &str| v["fields"][k].as_u64().unwrap();
+    (n("stored"), n("duplicates"))
+}
+
+/// A document that runs for several ack deadlines is kept by its worker's in-progress
+/// acks: it is never delivered to the other worker, and runs once.
+#[test]
+fn a_long_document_is_kept_alive_by_in_progress_acks() {
+    let dir = tmp("cluster", "progress");
+    let Some(server) = Server::start(&dir) else {
+        return;
+    };
+    let slow = dir.join("slow.pdf");
+    std::fs::write(&slow, pdfgen::slow_pdf(40)).unwrap();
+    let a = worker_with(&server.url, &dir.join("worker-a.log"), "1s");
+    let b = worker_with(&server.url, &dir.join("worker-b.log"), "1s");
+    let out = dir.join("out.jsonl");
+    let t = Instant::now();
+    let sub = submit(
+        &server.url,
+        &[slow.to_str().unwrap(), "--timeout-per-doc", "120s"],
+        &out,
+        &dir.join("submit.log"),
+    );
+    let st = wait(sub, Duration::from_secs(300));
+    let took = t.elapsed();
+    assert!(st.code().is_some_and(|c| c == 0 || c == 3), "{st}");
+    assert_eq!(count_lines(&out), 1);
+    assert!(drain(a).success() && drain(b).success());
+    // Meaningful only if the document outlasted the deadline a few times over.
+    assert!(
+        took > Duration::from_secs(3),
+        "the document took only {took:?}"
+    );
+    let (sa, da) = worker_summary(&dir.join("worker-a.log"));
+    let (sb, db) = worker_summary(&dir.join("worker-b.log"));
+    assert_eq!(
+        (sa + sb, da + db),
+        (1, 0),
+        "run once, never delivered again"
+    );
 }
