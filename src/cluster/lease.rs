@@ -90,43 +90,20 @@ impl Lease {
 mod tests {
     use super::*;
 
-    /// A JetStream server on a free loopback port (`None`, the test skipping, when there
-    /// is no `nats-server`, except under CI, where that fails).
-    fn server(dir: &std::path::Path) -> Option<(std::process::Child, String)> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .ok()?
-            .port();
-        let child = std::process::Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
-        let Ok(child) = child else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true and no nats-server"
-            );
-            eprintln!("SKIPPED: no nats-server");
-            return None;
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some((child, format!("nats://127.0.0.1:{port}")))
-    }
-
     /// One holder at a time; the lease passes to another once its holder stops renewing
     /// (and the holder, renewing late, finds it lost), and at once when it is released.
     #[test]
     fn one_holder_at_a_time_and_the_lease_passes_on() {
         let dir = std::env::temp_dir().join(format!("nfswarm-lease-{}", std::process::id()));
-        let Some((mut child, url)) = server(&dir) else {
-            return;
+        let server = match crate::cluster::server::LocalServer::start(&dir) {
+            Ok(s) => s,
+            Err(e) => {
+                assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: {e}");
+                eprintln!("SKIPPED: {e}");
+                return;
+            }
         };
+        let url = server.url.clone();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -153,8 +130,7 @@ mod tests {
             a.last = None;
             assert!(a.tick().await, "released, taken at once");
         });
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(server);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

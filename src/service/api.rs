@@ -157,7 +157,18 @@ impl Api {
         timeout: Option<&serde_json::Value>,
     ) -> Result<DocLimits, ApiError> {
         let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
-        let timeout = match timeout {
+        // A bare number is seconds, in a query string as in JSON (`?timeout_per_doc=10`
+        // is ten seconds, as `"timeout_per_doc": 10` is), not the CLI's milliseconds.
+        let as_number = match timeout {
+            Some(serde_json::Value::String(s)) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(serde_json::Value::Number),
+            _ => None,
+        };
+        let timeout = match as_number.as_ref().or(timeout) {
             None => self.defaults.timeout,
             Some(serde_json::Value::String(s)) => {
                 crate::task::parse_duration(s).map_err(|e| bad(format!("timeout_per_doc: {e}")))?
