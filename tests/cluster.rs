@@ -519,3 +519,41 @@ fn a_long_document_is_kept_alive_by_in_progress_acks() {
         "run once, never delivered again"
     );
 }
+
+/// The lease against a real server: one holder at a time; it passes to another once its
+/// holder stops renewing (and the holder, renewing late, finds it lost), and at once when
+/// it is released.
+#[test]
+fn one_lease_holder_at_a_time_and_the_lease_passes_on() {
+    use neuralflow_swarm::cluster::lease::Lease;
+    let dir = tmp("cluster", "lease");
+    let Some(server) = server(&dir) else { return };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let url = server.url.clone();
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+        let ttl = Duration::from_secs(1);
+        let mut a = Lease::new(&js, "k", "a".into(), ttl).await.unwrap();
+        let mut b = Lease::new(&js, "k", "b".into(), ttl).await.unwrap();
+        assert_eq!(a.ttl(), ttl);
+        assert!(a.tick().await, "the first takes it");
+        assert!(!b.tick().await, "the second does not");
+        // a renews for a while; b keeps trying and never gets it.
+        for _ in 0..6 {
+            tokio::time::sleep(ttl / 3).await;
+            assert!(a.tick().await, "renewed");
+            assert!(!b.tick().await, "still a's");
+        }
+        // a stops renewing: past the lease's time, b takes it.
+        tokio::time::sleep(ttl + ttl / 2).await;
+        assert!(b.tick().await, "expired, taken over");
+        assert!(!a.tick().await, "a finds it lost");
+        // b gives it up: a gets it at once.
+        b.release().await;
+        tokio::time::sleep(ttl / 3).await;
+        assert!(a.tick().await, "released, taken at once");
+    });
+}

@@ -11,22 +11,23 @@ use async_nats::jetstream::{self, kv};
 use std::time::{Duration, Instant};
 
 /// The bucket.
-pub(crate) const LEASES: &str = "swarm-leases";
+pub const LEASES: &str = "swarm-leases";
 
 /// One lease, as one worker sees it.
-pub(crate) struct Lease {
+pub struct Lease {
     store: kv::Store,
     key: String,
     holder: String,
     ttl: Duration,
     /// The revision this worker last wrote while it holds the lease.
     held: Option<u64>,
+    /// When it last tried to take or renew it.
     last: Option<Instant>,
 }
 
 impl Lease {
     /// The lease `key`, lasting `ttl`, for `holder` (a name for logs and the entry).
-    pub(crate) async fn new(
+    pub async fn new(
         js: &jetstream::Context,
         key: &str,
         holder: String,
@@ -60,8 +61,14 @@ impl Lease {
         })
     }
 
-    /// Takes or renews the lease when due; whether this worker holds it now.
-    pub(crate) async fn tick(&mut self) -> bool {
+    /// How long the lease lasts unrenewed (the bucket's, whoever made it).
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// Takes or renews the lease when due (at once after [`Lease::release`]); whether this
+    /// worker holds it now.
+    pub async fn tick(&mut self) -> bool {
         let due = self.last.is_none_or(|t| t.elapsed() >= self.ttl / 3);
         if !due {
             return self.held.is_some();
@@ -76,61 +83,12 @@ impl Lease {
     }
 
     /// Gives the lease up, if held.
-    pub(crate) async fn release(&mut self) {
+    pub async fn release(&mut self) {
         if let Some(rev) = self.held.take() {
             let _ = self
                 .store
                 .delete_expect_revision(&self.key, Some(rev))
                 .await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One holder at a time; the lease passes to another once its holder stops renewing
-    /// (and the holder, renewing late, finds it lost), and at once when it is released.
-    #[test]
-    fn one_holder_at_a_time_and_the_lease_passes_on() {
-        let dir = std::env::temp_dir().join(format!("nfswarm-lease-{}", std::process::id()));
-        let server = match crate::cluster::server::LocalServer::start(&dir) {
-            Ok(s) => s,
-            Err(e) => {
-                assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true: {e}");
-                eprintln!("SKIPPED: {e}");
-                return;
-            }
-        };
-        let url = server.url.clone();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let js = jetstream::new(async_nats::connect(url).await.unwrap());
-            let ttl = Duration::from_secs(1);
-            let mut a = Lease::new(&js, "k", "a".into(), ttl).await.unwrap();
-            let mut b = Lease::new(&js, "k", "b".into(), ttl).await.unwrap();
-            assert!(a.tick().await, "the first takes it");
-            assert!(!b.tick().await, "the second does not");
-            // a renews for a while; b keeps trying and never gets it.
-            for _ in 0..6 {
-                tokio::time::sleep(ttl / 3).await;
-                assert!(a.tick().await, "renewed");
-                assert!(!b.tick().await, "still a's");
-            }
-            // a stops renewing: past the lease's time, b takes it.
-            tokio::time::sleep(ttl + ttl / 2).await;
-            assert!(b.tick().await, "expired, taken over");
-            assert!(!a.tick().await, "a finds it lost");
-            // b gives it up: a gets it at once.
-            b.release().await;
-            a.last = None;
-            assert!(a.tick().await, "released, taken at once");
-        });
-        drop(server);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

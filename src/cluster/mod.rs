@@ -11,13 +11,13 @@
 //!   as `swarm run` does: one line per document, the same summary and exit status.
 //! - `nats`: the streams and the calls on them.
 //! - [`server`]: a `nats-server` of our own on loopback (benches, tests).
-//! - `poison` and `lease`: a document delivered as often as allowed without a line gets an
-//!   error line, from the one worker that holds a key-value lease.
+//! - `poison` and [`lease`]: a document delivered as often as allowed without a line gets
+//!   an error line, from the one worker that holds a key-value lease.
 //! - `gateway`: the one thread with a tokio runtime that holds the NATS client; the
 //!   supervisor and its agents stay synchronous and never talk to NATS.
 
 pub(crate) mod gateway;
-pub(crate) mod lease;
+pub mod lease;
 pub(crate) mod nats;
 pub(crate) mod poison;
 pub mod server;

@@ -54,7 +54,9 @@ pub(crate) async fn reporter(
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         };
-        match report_some(&nats, c).await {
+        // Back before the lease is due again, whatever comes.
+        let wait = (lease.ttl() / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        match report_some(&nats, c, wait).await {
             Ok(n) => {
                 reported.fetch_add(n, Ordering::Relaxed);
             }
@@ -82,16 +84,17 @@ async fn consumer_of(nats: &Nats) -> Option<consumer::Consumer<consumer::pull::C
     .ok()
 }
 
-/// Reports the advisories that come within a second: how many lines it stored.
+/// Reports the advisories that come within `wait`: how many lines it stored.
 async fn report_some(
     nats: &Nats,
     c: &consumer::Consumer<consumer::pull::Config>,
+    wait: Duration,
 ) -> Result<u64, ClusterError> {
     let bad = |e: String| ClusterError::Nats(format!("poison documents: {e}"));
     let mut batch = c
         .batch()
         .max_messages(16)
-        .expires(Duration::from_secs(1))
+        .expires(wait)
         .messages()
         .await
         .map_err(|e| bad(e.to_string()))?;
