@@ -29,6 +29,15 @@ fn server(dir: &Path) -> Option<LocalServer> {
     }
 }
 
+/// A test's corpus, scratch folder `name` and server; `None` (the test skipping) where
+/// the corpus or `nats-server` is missing, except under CI.
+fn setup(name: &str) -> Option<(PathBuf, PathBuf, LocalServer)> {
+    let corpus = corpus()?;
+    let dir = tmp("cluster", name);
+    let server = server(&dir)?;
+    Some((corpus, dir, server))
+}
+
 /// Waits until `out` has `n` lines.
 fn wait_for_lines(out: &Path, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -157,9 +166,7 @@ fn assert_same(got: &BTreeMap<String, usize>, want: &BTreeMap<String, usize>) {
 /// of them again.
 #[test]
 fn a_job_through_two_workers_survives_one_killed() {
-    let Some(corpus) = corpus() else { return };
-    let dir = tmp("cluster", "kill");
-    let Some(server) = server(&dir) else {
+    let Some((corpus, dir, server)) = setup("kill") else {
         return;
     };
     let real = corpus.join("real");
@@ -238,9 +245,7 @@ fn a_job_through_two_workers_survives_one_killed() {
 /// on working: a second job through both comes out whole, and both drain cleanly.
 #[test]
 fn a_paused_worker_is_overtaken_and_its_late_lines_discarded() {
-    let Some(corpus) = corpus() else { return };
-    let dir = tmp("cluster", "pause");
-    let Some(server) = server(&dir) else {
+    let Some((corpus, dir, server)) = setup("pause") else {
         return;
     };
     let inputs = vec![corpus.join("real")];
@@ -287,9 +292,7 @@ fn a_paused_worker_is_overtaken_and_its_late_lines_discarded() {
 /// document exactly once, as `swarm run` writes it.
 #[test]
 fn a_killed_submitter_resumes_and_writes_what_is_missing() {
-    let Some(corpus) = corpus() else { return };
-    let dir = tmp("cluster", "resume");
-    let Some(server) = server(&dir) else {
+    let Some((corpus, dir, server)) = setup("resume") else {
         return;
     };
     let inputs = vec![corpus.join("real")];
@@ -384,9 +387,7 @@ fn the_cluster_bench_reports_local_and_one_and_two_workers() {
 fn a_document_out_of_deliveries_gets_an_error_line_from_the_lease_holder() {
     use async_nats::jetstream;
     use futures_util::StreamExt;
-    let Some(corpus) = corpus() else { return };
-    let dir = tmp("cluster", "poison");
-    let Some(server) = server(&dir) else {
+    let Some((corpus, dir, server)) = setup("poison") else {
         return;
     };
     let doc = std::fs::read_dir(corpus.join("real"))
