@@ -218,7 +218,7 @@ impl Nats {
         let h = BlobHead {
             len: bytes.len() as u64,
             chunks: bytes.len().div_ceil(chunk) as u64,
-            sha256: super::worker::hex(&super::worker::sha256(&bytes)),
+            sha256: super::worker::hash_hex(&bytes),
         };
         let payload = serde_json::to_vec(&h).map_err(|e| bad(e.to_string()))?;
         let p = jetstream::message::PublishMessage::build().payload(payload.into());
@@ -249,8 +249,7 @@ impl Nats {
                 .map_err(|e| bad(format!("chunk {k}: {e}")))?;
             out.extend_from_slice(&m.payload);
         }
-        if out.len() as u64 != h.len || super::worker::hex(&super::worker::sha256(&out)) != h.sha256
-        {
+        if out.len() as u64 != h.len || super::worker::hash_hex(&out) != h.sha256 {
             return Err(bad("its chunks do not match its head".into()));
         }
         Ok(out)

@@ -58,6 +58,7 @@ pub(crate) async fn reporter(
         let wait = (lease.ttl() / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
         match report_some(&nats, c, wait).await {
             Ok(n) => {
+                // Relaxed: a count, read once this task has ended.
                 reported.fetch_add(n, Ordering::Relaxed);
             }
             Err(e) => {

@@ -2,7 +2,7 @@
 
 use super::gateway::Gateway;
 use super::nats::{self, DocJob, Manifest, Nats};
-use super::worker::{hex, sha256};
+use super::worker::hash_hex;
 use super::ClusterError;
 use crate::pdf::job::RunSummary;
 use crate::pdf::wire::line::head;
@@ -149,7 +149,7 @@ fn store(
         let path = f.display().to_string();
         match std::fs::read(f) {
             Ok(bytes) => {
-                let hash = hex(&sha256(&bytes));
+                let hash = hash_hex(&bytes);
                 if seen.insert(hash.clone()) {
                     let (n, name) = (nats.clone(), hash.clone());
                     if gw.call(async move { n.put_blob_once(name, bytes).await })?? {

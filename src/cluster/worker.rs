@@ -91,6 +91,7 @@ pub fn run_worker(cfg: &WorkerConfig, stop: &AtomicBool) -> Result<WorkerSummary
     let down = sup.shutdown(crate::supervisor::Shutdown::Cancel);
     let mut summary = result?;
     down.map_err(job::RunError::from)?;
+    // Relaxed: a count; the reporter has ended (its channel above orders its adds first).
     summary.poison_reported = reported.load(Ordering::Relaxed);
     Ok(summary)
 }
@@ -237,7 +238,7 @@ fn take_in(
     if !file.exists() {
         let (n, hash) = (nats.clone(), job.hash.clone());
         match gw.call(async move { n.get_blob(hash).await })? {
-            Ok(bytes) if hex(&sha256(&bytes)) == job.hash => {
+            Ok(bytes) if hash_hex(&bytes) == job.hash => {
                 spool.write(&file, &bytes)?;
             }
             got => {
@@ -275,13 +276,9 @@ fn is_hash(s: &str) -> bool {
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
 }
 
-pub(crate) fn sha256(b: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(b).into()
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    crate::pdf::tasks::to_hex(b)
+/// The hex content hash of `bytes`, as documents and blobs are named and checked.
+pub(crate) fn hash_hex(bytes: &[u8]) -> String {
+    crate::pdf::tasks::to_hex(&job::content_hash_of(bytes))
 }
 
 /// The folder documents wait in while they run: agents may read it and nothing else.

@@ -71,8 +71,12 @@ pub fn read_roots(files: &[PathBuf]) -> Vec<PathBuf> {
 /// The SHA-256 of the file at `p` (what the shared cache and the journal know a document's
 /// content by); `None` if it cannot be read.
 pub(crate) fn content_hash(p: &Path) -> Option<[u8; 32]> {
-    let bytes = std::fs::read(p).ok()?;
-    Some(<sha2::Sha256 as sha2::Digest>::digest(&bytes).into())
+    std::fs::read(p).ok().map(|b| content_hash_of(&b))
+}
+
+/// The SHA-256 of `bytes`: [`content_hash`] of what is already read.
+pub(crate) fn content_hash_of(bytes: &[u8]) -> [u8; 32] {
+    <sha2::Sha256 as sha2::Digest>::digest(bytes).into()
 }
 
 #[cfg(test)]

@@ -53,6 +53,7 @@ pub use checkers::INLINE_AGENTS as INLINE_CHECK_AGENTS;
 pub use config::{ParseRolesError, Roles, RunConfig};
 pub(crate) use event_loop::{build_supervisor, run_on, Engine, Plan};
 pub use event_loop::{run, RunError, RunSummary};
+pub(crate) use inputs::content_hash_of;
 pub use inputs::{collect_inputs, read_roots};
 pub use journal::{Journal, JournalError};
 pub use state::DocLimits;
