@@ -103,6 +103,7 @@ fn measure(cfg: &ClusterBenchConfig) -> Result<ClusterBenchReport, ClusterError>
             ..run.clone()
         },
         nats: url.clone(),
+        replicas: 1,
         spool: None,
         ack_wait: Duration::from_secs(30),
         max_deliver: 5,
@@ -111,6 +112,7 @@ fn measure(cfg: &ClusterBenchConfig) -> Result<ClusterBenchReport, ClusterError>
     let out = cfg.scratch.join("out.jsonl");
     let submit = SubmitConfig {
         nats: url,
+        replicas: 1,
         files: files.clone(),
         output: Some(out),
         resume: None,

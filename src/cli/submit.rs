@@ -13,9 +13,14 @@ use std::time::Duration;
 pub struct SubmitArgs {
     /// PDF files or directories (searched recursively for *.pdf).
     pub paths: Vec<PathBuf>,
-    /// The NATS server (with JetStream), e.g. `nats://127.0.0.1:4222`.
-    #[arg(long)]
+    /// The NATS servers (with JetStream), comma-separated, e.g. `nats://127.0.0.1:4222`;
+    /// the client moves to another when one fails.
+    #[arg(long, value_name = "URL[,URL...]")]
     pub nats: String,
+    /// Copies of each stream and bucket, where this command is the first to make them: 1
+    /// on a single server, 3 on a cluster (then any one server may fail).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
     /// Where to write the JSON Lines (default: stdout).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -46,6 +51,7 @@ pub fn run(a: SubmitArgs) -> Result<Done, Error> {
     };
     let cfg = SubmitConfig {
         nats: a.nats,
+        replicas: usize::from(a.replicas),
         files,
         output: a.output,
         resume: a.resume,

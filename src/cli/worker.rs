@@ -13,9 +13,14 @@ use std::time::Duration;
 /// `swarm worker`'s flags.
 #[derive(clap::Args, Debug)]
 pub struct WorkerArgs {
-    /// The NATS server (with JetStream), e.g. `nats://127.0.0.1:4222`.
-    #[arg(long)]
+    /// The NATS servers (with JetStream), comma-separated, e.g. `nats://127.0.0.1:4222`;
+    /// the client moves to another when one fails.
+    #[arg(long, value_name = "URL[,URL...]")]
     pub nats: String,
+    /// Copies of each stream and bucket, where this command is the first to make them: 1
+    /// on a single server, 3 on a cluster (then any one server may fail).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
     /// The agents.
     #[command(flatten)]
     pub swarm: SwarmArgs,
@@ -60,6 +65,7 @@ pub fn run(a: WorkerArgs) -> Result<Done, Error> {
             ..a.swarm.config(Vec::new())
         },
         nats: a.nats,
+        replicas: usize::from(a.replicas),
         spool: a.spool,
         ack_wait: a.ack_wait,
         max_deliver: a.max_deliver,
@@ -74,6 +80,7 @@ pub fn run(a: WorkerArgs) -> Result<Done, Error> {
                 duplicates = s.duplicates,
                 pages = s.pages,
                 poison_reported = s.poison_reported,
+                unstored = s.unstored,
                 "worker stopped"
             );
             Ok(Done::Ok)

@@ -27,11 +27,15 @@ pub struct Lease {
 
 impl Lease {
     /// The lease `key`, lasting `ttl`, for `holder` (a name for logs and the entry).
+    ///
+    /// The bucket, where this call is the first to need it, is made with `replicas`
+    /// copies (3 on a cluster).
     pub async fn new(
         js: &jetstream::Context,
         key: &str,
         holder: String,
         ttl: Duration,
+        replicas: usize,
     ) -> Result<Self, ClusterError> {
         let store = match js.get_key_value(LEASES).await {
             Ok(s) => s,
@@ -41,6 +45,7 @@ impl Lease {
                     history: 1,
                     max_age: ttl,
                     storage: jetstream::stream::StorageType::File,
+                    num_replicas: replicas.max(1),
                     ..Default::default()
                 })
                 .await

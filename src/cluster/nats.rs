@@ -20,6 +20,7 @@
 use super::ClusterError;
 use async_nats::jetstream::{self, consumer, stream};
 use serde::{Deserialize, Serialize};
+use std::future::Future;
 use std::time::Duration;
 
 pub(crate) const JOBS: &str = "SWARM_JOBS";
@@ -95,64 +96,141 @@ pub(crate) struct Nats {
     pub(crate) blobs: stream::Stream,
     /// The largest message the server takes.
     pub(crate) max_payload: usize,
+    /// Copies of each stream and bucket this process creates.
+    pub(crate) replicas: usize,
 }
 
-/// Connects to `url` and makes sure the streams and the store exist.
-pub(crate) async fn connect(url: String) -> Result<Nats, ClusterError> {
+/// The longest one try of a call on the server may take before it counts as failed.
+const TRY_LIMIT: Duration = Duration::from_secs(15);
+
+/// Runs `op` until it succeeds, trying again after a pause (100 ms, doubling up to 2 s)
+/// while `patience` lasts; each try is cut off after [`TRY_LIMIT`]. A link that drops, a
+/// server that dies, a stream whose leader is being elected: each costs a wait, not an
+/// error. Bad usage is never tried again.
+pub(crate) async fn persist<T, F, Fut>(
+    what: &str,
+    patience: Duration,
+    mut op: F,
+) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClusterError>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    let mut failed = 0u32;
+    loop {
+        let e = match tokio::time::timeout(TRY_LIMIT, op()).await {
+            Ok(Ok(v)) => {
+                if failed > 0 {
+                    tracing::info!(failed, "{what}: done");
+                }
+                return Ok(v);
+            }
+            Ok(Err(e @ ClusterError::Usage(_))) => return Err(e),
+            Ok(Err(e)) => e,
+            Err(_) => ClusterError::Nats(format!("{what}: no answer within {TRY_LIMIT:?}")),
+        };
+        failed += 1;
+        if start.elapsed() + pause > patience {
+            return Err(e);
+        }
+        if failed == 1 || failed % 10 == 0 {
+            tracing::warn!(error = %e, failed, "{what}: trying again");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Connects to the servers `urls` (comma-separated: the client goes to another when one
+/// fails) and makes sure the streams exist, creating each with `replicas` copies (1 on a
+/// single server, 3 on a cluster of three or more). A cluster still electing its leaders
+/// is waited for, up to a minute.
+pub(crate) async fn connect(urls: String, replicas: usize) -> Result<Nats, ClusterError> {
+    let servers: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if servers.is_empty() {
+        return Err(ClusterError::Usage("--nats: no server named".into()));
+    }
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(Duration::from_secs(5))
+        // A server cut off without a word is given up after two pings unanswered.
+        .ping_interval(Duration::from_secs(5))
         .name("neuralflow-swarm")
-        .connect(url.as_str())
+        .connect(servers.as_slice())
         .await
-        .map_err(|e| ClusterError::Nats(format!("connecting to {url}: {e}")))?;
+        .map_err(|e| ClusterError::Nats(format!("connecting to {urls}: {e}")))?;
     let max_payload = client.server_info().max_payload;
-    let js = jetstream::new(client);
-    js.get_or_create_stream(stream::Config {
-        name: JOBS.into(),
-        subjects: vec!["swarm.jobs.>".into()],
-        retention: stream::RetentionPolicy::WorkQueue,
-        storage: stream::StorageType::File,
-        duplicate_window: Duration::from_secs(3600),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| err("the jobs stream")(e.to_string()))?;
-    js.get_or_create_stream(stream::Config {
-        name: RESULTS.into(),
-        subjects: vec!["swarm.results.>".into()],
-        storage: stream::StorageType::File,
-        max_age: Duration::from_secs(7 * 24 * 3600),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| err("the results stream")(e.to_string()))?;
-    js.get_or_create_stream(stream::Config {
-        name: POISON.into(),
-        subjects: vec![format!(
-            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS}.{WORKERS}"
-        )],
-        retention: stream::RetentionPolicy::WorkQueue,
-        storage: stream::StorageType::File,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| err("the advisories' stream")(e.to_string()))?;
-    let blobs = js
-        .get_or_create_stream(stream::Config {
+    let js = jetstream::context::ContextBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .ack_timeout(Duration::from_secs(10))
+        .build(client);
+    let replicas = replicas.max(1);
+    let configs = [
+        stream::Config {
+            name: JOBS.into(),
+            subjects: vec!["swarm.jobs.>".into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            duplicate_window: Duration::from_secs(3600),
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: RESULTS.into(),
+            subjects: vec!["swarm.results.>".into()],
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
+            name: POISON.into(),
+            subjects: vec![format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS}.{WORKERS}"
+            )],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        },
+        stream::Config {
             name: BLOBS.into(),
             subjects: vec!["swarm.blobs.>".into()],
             storage: stream::StorageType::File,
             allow_direct: true,
             max_messages_per_subject: 1,
             max_age: Duration::from_secs(7 * 24 * 3600),
+            num_replicas: replicas,
             ..Default::default()
+        },
+    ];
+    let mut blobs = None;
+    for c in configs {
+        let what = format!("the stream {}", c.name);
+        let s = persist(&what, Duration::from_secs(60), || {
+            let (js, c) = (js.clone(), c.clone());
+            async move {
+                js.get_or_create_stream(c)
+                    .await
+                    .map_err(|e| ClusterError::Nats(e.to_string()))
+            }
         })
         .await
-        .map_err(|e| err("the blobs stream")(e.to_string()))?;
+        .map_err(|e| err(&what)(e.to_string()))?;
+        if s.cached_info().config.name == BLOBS {
+            blobs = Some(s);
+        }
+    }
     Ok(Nats {
         js,
-        blobs,
+        blobs: blobs.ok_or_else(|| ClusterError::Nats("no blobs stream".into()))?,
         max_payload,
+        replicas,
     })
 }
 
@@ -163,24 +241,27 @@ impl Nats {
         ack_wait: Duration,
         max_deliver: i64,
     ) -> Result<consumer::Consumer<consumer::pull::Config>, ClusterError> {
-        let stream = self
-            .js
-            .get_stream(JOBS)
-            .await
-            .map_err(|e| err("the jobs stream")(e.to_string()))?;
-        stream
-            .get_or_create_consumer(
-                WORKERS,
-                consumer::pull::Config {
-                    durable_name: Some(WORKERS.into()),
-                    ack_policy: consumer::AckPolicy::Explicit,
-                    ack_wait,
-                    max_deliver,
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| err("the workers' consumer")(e.to_string()))
+        persist("the workers' consumer", Duration::from_secs(60), || async {
+            let stream = self
+                .js
+                .get_stream(JOBS)
+                .await
+                .map_err(|e| err("the jobs stream")(e.to_string()))?;
+            stream
+                .get_or_create_consumer(
+                    WORKERS,
+                    consumer::pull::Config {
+                        durable_name: Some(WORKERS.into()),
+                        ack_policy: consumer::AckPolicy::Explicit,
+                        ack_wait,
+                        max_deliver,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| err("the workers' consumer")(e.to_string()))
+        })
+        .await
     }
 
     /// Stores `bytes` as blob `name` (a subject token) unless it is there: `true` if

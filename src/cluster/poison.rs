@@ -32,12 +32,19 @@ pub(crate) async fn reporter(
     stop: Arc<AtomicBool>,
     reported: Arc<std::sync::atomic::AtomicU64>,
 ) {
-    let mut lease = match Lease::new(&nats.js, "poison", holder, ttl).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %e, "no lease: this worker never reports poison documents");
+    // The bucket, tried for until it is there (a cluster may still be electing leaders).
+    let mut lease = loop {
+        // Acquire: pairs with the Release store of whoever stops the worker.
+        if stop.load(Ordering::Acquire) {
             return;
         }
+        let made = Lease::new(&nats.js, "poison", holder.clone(), ttl, nats.replicas);
+        match tokio::time::timeout(Duration::from_secs(15), made).await {
+            Ok(Ok(l)) => break l,
+            Ok(Err(e)) => tracing::warn!(error = %e, "no lease yet: trying again"),
+            Err(_) => tracing::warn!("no lease yet (no answer): trying again"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let mut advisories = None;
     // Acquire: pairs with the Release store of whoever stops the worker.

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 /// What to submit.
 #[derive(Debug, Clone)]
 pub struct SubmitConfig {
-    /// The NATS server.
+    /// The NATS servers, comma-separated.
     pub nats: String,
+    /// Copies of each stream, when this submitter creates them (3 on a cluster).
+    pub replicas: usize,
     /// The documents (files, as `swarm run` collects them).
     pub files: Vec<PathBuf>,
     /// Where the lines go (default: stdout). With `resume`, lines already in it are not
@@ -51,7 +53,7 @@ pub fn run_submit(
 ) -> Result<Submitted, ClusterError> {
     let t0 = Instant::now();
     let gw = Gateway::start()?;
-    let nats = gw.call(nats::connect(cfg.nats.clone()))??;
+    let nats = gw.call(nats::connect(cfg.nats.clone(), cfg.replicas))??;
     let (job, manifest, uploaded, fresh) = match &cfg.resume {
         Some(job) => {
             if !nats::valid_job(job) {
@@ -150,11 +152,8 @@ fn store(
         match std::fs::read(f) {
             Ok(bytes) => {
                 let hash = hash_hex(&bytes);
-                if seen.insert(hash.clone()) {
-                    let (n, name) = (nats.clone(), hash.clone());
-                    if gw.call(async move { n.put_blob_once(name, bytes).await })?? {
-                        uploaded += 1;
-                    }
+                if seen.insert(hash.clone()) && put_once(gw, nats, hash.clone(), bytes)? {
+                    uploaded += 1;
                 }
                 docs.push((path, Some(hash)));
             }
@@ -168,9 +167,23 @@ fn store(
     }
     let manifest = Manifest { docs };
     let bytes = serde_json::to_vec(&manifest).map_err(|e| ClusterError::Io(e.to_string()))?;
-    let (n, name) = (nats.clone(), format!("job-{job}"));
-    gw.call(async move { n.put_blob_once(name, bytes).await })??;
+    put_once(gw, nats, format!("job-{job}"), bytes)?;
     Ok((manifest, uploaded, fresh))
+}
+
+/// How long a submitter keeps trying to store a file or publish its documents.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+/// Blob `name` stored unless it is there (see [`Nats::put_blob_once`]), tried again while
+/// the servers do not answer.
+fn put_once(gw: &Gateway, nats: &Nats, name: String, bytes: Vec<u8>) -> Result<bool, ClusterError> {
+    let n = nats.clone();
+    gw.call(async move {
+        nats::persist("storing a file", PATIENCE, || {
+            n.put_blob_once(name.clone(), bytes.clone())
+        })
+        .await
+    })?
 }
 
 /// One message per document in `docs`, each with its id: all sent, then every
@@ -198,28 +211,33 @@ fn publish(
         })
         .collect();
     let (js, subject) = (nats.js.clone(), nats::jobs_subject(job));
+    // All again after a failure: the stream drops the copies by their ids.
     gw.call(async move {
-        let bad = |e: String| ClusterError::Nats(format!("publishing documents: {e}"));
-        let mut acks = Vec::with_capacity(msgs.len());
-        for (id, payload) in msgs {
-            let p = jetstream::message::PublishMessage::build()
-                .payload(payload.into())
-                .message_id(id);
-            acks.push(
-                js.send_publish(subject.clone(), p)
-                    .await
-                    .map_err(|e| bad(e.to_string()))?,
-            );
-        }
-        for a in acks {
-            a.await.map_err(|e| bad(e.to_string()))?;
-        }
-        Ok::<_, ClusterError>(())
+        nats::persist("publishing documents", PATIENCE, || async {
+            let bad = |e: String| ClusterError::Nats(format!("publishing documents: {e}"));
+            let mut acks = Vec::with_capacity(msgs.len());
+            for (id, payload) in &msgs {
+                let p = jetstream::message::PublishMessage::build()
+                    .payload(payload.clone().into())
+                    .message_id(id.as_str());
+                acks.push(
+                    js.send_publish(subject.clone(), p)
+                        .await
+                        .map_err(|e| bad(e.to_string()))?,
+                );
+            }
+            for a in acks {
+                a.await.map_err(|e| bad(e.to_string()))?;
+            }
+            Ok(())
+        })
+        .await
     })?
 }
 
 /// Reads the job's results from the start and writes each document's first line that is
-/// not in the output yet, until every document has one.
+/// not in the output yet, until every document has one. The reader goes on where it was
+/// after any failure (a server gone, a stream's leader changing), for as long as it takes.
 fn collect(
     gw: &Gateway,
     nats: &Nats,
@@ -231,51 +249,76 @@ fn collect(
     if out.written >= total {
         return Ok(());
     }
-    let (tx, rx) = crossbeam_channel::bounded::<Result<(u64, Vec<u8>), ClusterError>>(256);
+    let (tx, rx) = crossbeam_channel::bounded::<(u64, Vec<u8>)>(256);
     let (n, filter) = (nats.clone(), format!("swarm.results.{job}.>"));
     gw.spawn(async move {
-        let run = async {
-            let stream =
-                n.js.get_stream(nats::RESULTS)
-                    .await
-                    .map_err(|e| ClusterError::Nats(format!("the results stream: {e}")))?;
-            let c = stream
-                .create_consumer(consumer::pull::OrderedConfig {
-                    filter_subject: filter,
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| ClusterError::Nats(format!("reading results: {e}")))?;
-            let mut msgs = c
-                .messages()
-                .await
-                .map_err(|e| ClusterError::Nats(format!("reading results: {e}")))?;
-            while let Some(m) = msgs.next().await {
-                let m = m.map_err(|e| ClusterError::Nats(format!("reading results: {e}")))?;
-                let Some(doc) = nats::doc_of_subject(&m.subject) else {
-                    continue;
-                };
-                let line = n.line_of(&m).await?;
-                if tx.send(Ok((doc, line))).is_err() {
-                    break; // the submitter has what it needs
+        // The stream sequence of the last result passed on.
+        let mut last = 0u64;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match read_results(&n, &filter, &mut last, &tx).await {
+                // The submitter has what it needs.
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, after = last, "reading results: going on");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
                 }
             }
-            Ok::<_, ClusterError>(())
-        };
-        if let Err(e) = run.await {
-            let _ = tx.send(Err(e));
         }
     });
     while out.written < total {
         let (doc, line) = rx
             .recv()
-            .map_err(|_| ClusterError::Gateway("the results reader stopped".into()))??;
+            .map_err(|_| ClusterError::Gateway("the results reader stopped".into()))?;
         if doc < total && !out.has(doc, &manifest.docs[doc as usize].0) {
             out.write(doc, &line)?;
         }
     }
     Ok(())
+}
+
+/// Passes the results after stream sequence `last` to `tx` (moving `last` on), until
+/// `tx` is closed (`Ok`) or reading fails.
+async fn read_results(
+    n: &Nats,
+    filter: &str,
+    last: &mut u64,
+    tx: &crossbeam_channel::Sender<(u64, Vec<u8>)>,
+) -> Result<(), ClusterError> {
+    let bad = |e: String| ClusterError::Nats(format!("reading results: {e}"));
+    let stream =
+        n.js.get_stream(nats::RESULTS)
+            .await
+            .map_err(|e| ClusterError::Nats(format!("the results stream: {e}")))?;
+    let c = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: filter.to_string(),
+            deliver_policy: match *last {
+                0 => consumer::DeliverPolicy::All,
+                s => consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: s + 1,
+                },
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    let mut msgs = c.messages().await.map_err(|e| bad(e.to_string()))?;
+    while let Some(m) = msgs.next().await {
+        let m = m.map_err(|e| bad(e.to_string()))?;
+        let seq = m.info().map_err(|e| bad(e.to_string()))?.stream_sequence;
+        if let Some(doc) = nats::doc_of_subject(&m.subject) {
+            let line = n.line_of(&m).await?;
+            // Sent from the gateway's thread: a full channel waits for the writer,
+            // which never waits on the gateway.
+            if tx.send((doc, line)).is_err() {
+                return Ok(());
+            }
+        }
+        *last = seq;
+    }
+    Err(bad("the results ended".into()))
 }
 
 /// The output: lines written, by document, and those found in it from an earlier run.

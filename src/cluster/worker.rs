@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 pub struct WorkerConfig {
     /// The local swarm (`files` is not used).
     pub run: RunConfig,
-    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
+    /// The NATS servers, comma-separated, e.g. `nats://127.0.0.1:4222`.
     pub nats: String,
+    /// Copies of each stream, when this worker creates them (3 on a cluster).
+    pub replicas: usize,
     /// Where documents are kept while they run (default: a private folder under the
     /// temporary directory, removed at exit).
     pub spool: Option<PathBuf>,
@@ -43,6 +45,9 @@ pub struct WorkerSummary {
     pub pages: u64,
     /// Documents out of deliveries it gave an error line, while it held the lease.
     pub poison_reported: u64,
+    /// Documents it ran whose line it could not store (cut off from the servers): they
+    /// were left unacked, to run again elsewhere.
+    pub unstored: u64,
 }
 
 /// A document this worker runs.
@@ -56,16 +61,19 @@ struct Running {
 /// it has and returns.
 pub fn run_worker(cfg: &WorkerConfig, stop: &AtomicBool) -> Result<WorkerSummary, ClusterError> {
     let gw = Gateway::start()?;
-    let url = cfg.nats.clone();
-    let nats = gw.call(nats::connect(url))??;
+    let nats = gw.call(nats::connect(cfg.nats.clone(), cfg.replicas))??;
     let (ack_wait, max_deliver) = (cfg.ack_wait, cfg.max_deliver);
     let n = nats.clone();
     let workers = gw.call(async move { n.workers(ack_wait, max_deliver).await })??;
-    // The deadline in force is the consumer's, whoever made it.
-    let ack_wait = {
+    // The deadline and deliveries in force are the consumer's, whoever made it.
+    let (ack_wait, max_deliver) = {
         let mut c = workers.clone();
-        gw.call(async move { c.info().await.map(|i| i.config.ack_wait) })?
-            .unwrap_or(ack_wait)
+        gw.call(async move {
+            c.info()
+                .await
+                .map(|i| (i.config.ack_wait, i.config.max_deliver))
+        })?
+        .unwrap_or((ack_wait, max_deliver))
     };
     let spool = Spool::new(cfg.spool.clone())?;
     let (sup, plan) = job::build_supervisor(&cfg.run, vec![spool.dir.clone()])?;
@@ -82,9 +90,12 @@ pub fn run_worker(cfg: &WorkerConfig, stop: &AtomicBool) -> Result<WorkerSummary
         super::poison::reporter(n, holder, ttl, l, r).await;
         let _ = left.send(());
     });
-    let result = drive(
-        &gw, &nats, &workers, &sup, plan, cfg, &spool, ack_wait, stop,
-    );
+    let consumer = Consumer {
+        workers,
+        ack_wait,
+        max_deliver,
+    };
+    let result = drive(&gw, &nats, &consumer, &sup, plan, cfg, &spool, stop);
     // Release: pairs with the reporter's Acquire load.
     leading.store(true, Ordering::Release);
     let _ = gone.recv_timeout(Duration::from_secs(5));
@@ -96,16 +107,26 @@ pub fn run_worker(cfg: &WorkerConfig, stop: &AtomicBool) -> Result<WorkerSummary
     Ok(summary)
 }
 
+/// The workers' consumer and the settings in force on it.
+struct Consumer {
+    workers: consumer::Consumer<consumer::pull::Config>,
+    ack_wait: Duration,
+    max_deliver: i64,
+}
+
+/// How long a worker keeps trying to store a line before it leaves the document to run
+/// again elsewhere.
+const STORE_PATIENCE: Duration = Duration::from_secs(30);
+
 #[allow(clippy::too_many_arguments)]
 fn drive(
     gw: &Gateway,
     nats: &Nats,
-    workers: &consumer::Consumer<consumer::pull::Config>,
+    consumer: &Consumer,
     sup: &crate::supervisor::Supervisor,
     plan: job::Plan,
     cfg: &WorkerConfig,
     spool: &Spool,
-    ack_wait: Duration,
     stop: &AtomicBool,
 ) -> Result<WorkerSummary, ClusterError> {
     let mut engine = job::Engine::new(sup, &cfg.run, plan);
@@ -113,8 +134,10 @@ fn drive(
     let mut running: HashMap<usize, Running> = HashMap::new();
     let mut next = 0usize;
     let mut summary = WorkerSummary::default();
-    let progress_every = (ack_wait / 3).max(Duration::from_millis(100));
+    let progress_every = (consumer.ack_wait / 3).max(Duration::from_millis(100));
     let mut last_progress = Instant::now();
+    // Since when fetching has failed (the servers gone or cut off), if it has.
+    let mut outage: Option<Instant> = None;
     loop {
         // Acquire: pairs with the Release store of whoever stops the worker.
         let stopping = stop.load(Ordering::Acquire);
@@ -129,12 +152,29 @@ fn drive(
             } else {
                 None
             };
-            let c = workers.clone();
-            let batch = gw.call(async move { fetch(c, room, wait).await })??;
+            let c = consumer.workers.clone();
+            let batch = match gw.call(async move { fetch(c, room, wait).await })? {
+                Ok(b) => {
+                    if let Some(t) = outage.take() {
+                        tracing::info!(after_ms = t.elapsed().as_millis() as u64, "fetching again");
+                    }
+                    b
+                }
+                Err(e) => {
+                    if outage.is_none() {
+                        tracing::warn!(error = %e, "cannot fetch documents: trying again");
+                        outage = Some(Instant::now());
+                    }
+                    if engine.open() == 0 {
+                        std::thread::sleep(Duration::from_millis(500));
+                    }
+                    Vec::new()
+                }
+            };
             let last = batch.len() < room;
             let count = batch.len();
             for (k, msg) in batch.into_iter().enumerate() {
-                if let Some(r) = take_in(gw, nats, spool, msg)? {
+                if let Some(r) = take_in(gw, nats, spool, consumer.max_deliver, msg)? {
                     let limits = DocLimits {
                         timeout: Duration::from_millis(r.job.timeout_ms.max(1)),
                         priority: 0,
@@ -158,20 +198,36 @@ fn drive(
                 // The line stored, then the document acked: a worker that dies between
                 // the two leaves a document that runs again, and its line is refused.
                 let stored = gw.call(async move {
-                    let stored = n.store_result(&job, doc, line).await?;
-                    // A document delivered again elsewhere while this worker was stopped
-                    // or cut off may be gone already: its ack is then refused or lost,
-                    // which changes nothing (its line is stored; a redelivery's is refused).
-                    if let Err(e) = msg.double_ack().await {
-                        tracing::warn!(job, doc, error = %e, "ack not confirmed");
+                    let stored = nats::persist("storing a line", STORE_PATIENCE, || {
+                        n.store_result(&job, doc, line.clone())
+                    })
+                    .await;
+                    match &stored {
+                        // A document delivered again elsewhere while this worker was
+                        // stopped or cut off may be gone already: its ack is then refused
+                        // or lost, which changes nothing (its line is stored; a
+                        // redelivery's is refused).
+                        Ok(_) => match timeout(msg.double_ack()).await {
+                            Some(Ok(())) => {}
+                            Some(Err(e)) => {
+                                tracing::warn!(job, doc, error = %e, "ack not confirmed")
+                            }
+                            None => tracing::warn!(job, doc, "ack not confirmed in time"),
+                        },
+                        Err(e) => tracing::warn!(
+                            job, doc, error = %e,
+                            "line not stored: the document is left to run again"
+                        ),
                     }
-                    Ok::<_, ClusterError>(stored)
-                })??;
-                if stored {
-                    summary.stored += 1;
-                    summary.pages += done.pages;
-                } else {
-                    summary.duplicates += 1;
+                    stored
+                })?;
+                match stored {
+                    Ok(true) => {
+                        summary.stored += 1;
+                        summary.pages += done.pages;
+                    }
+                    Ok(false) => summary.duplicates += 1,
+                    Err(_) => summary.unstored += 1,
                 }
                 spool.release(&r.file, running.values().any(|o| o.file == r.file));
             }
@@ -180,7 +236,7 @@ fn drive(
             let msgs: Vec<Message> = running.values().map(|r| r.msg.clone()).collect();
             gw.call(async move {
                 for m in msgs {
-                    let _ = m.ack_with(AckKind::Progress).await;
+                    let _ = timeout(m.ack_with(AckKind::Progress)).await;
                 }
             })?;
             last_progress = Instant::now();
@@ -189,39 +245,55 @@ fn drive(
     Ok(summary)
 }
 
+/// A call on the server that is not worth waiting for long: `None` after 5 s.
+async fn timeout<T>(f: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::time::timeout(Duration::from_secs(5), f).await.ok()
+}
+
 /// Up to `n` documents: those waiting now, or, with `wait`, the first to come within it.
+/// A pull the server does not answer in time ends with what came (none: an error).
 async fn fetch(
     c: consumer::Consumer<consumer::pull::Config>,
     n: usize,
     wait: Option<Duration>,
 ) -> Result<Vec<Message>, ClusterError> {
     let bad = |e: String| ClusterError::Nats(format!("fetching documents: {e}"));
-    let mut batch = match wait {
-        Some(w) => c.batch().max_messages(n).expires(w).messages().await,
-        None => c.fetch().max_messages(n).messages().await,
-    }
-    .map_err(|e| bad(e.to_string()))?;
     let mut out = Vec::new();
-    while let Some(m) = batch.next().await {
-        match m {
-            Ok(m) => out.push(m),
-            // A pull that timed out or was cut short: what came is kept.
-            Err(e) => {
-                tracing::debug!(error = %e, "fetch ended");
-                break;
+    let pull = async {
+        let mut batch = match wait {
+            Some(w) => c.batch().max_messages(n).expires(w).messages().await,
+            None => c.fetch().max_messages(n).messages().await,
+        }
+        .map_err(|e| bad(e.to_string()))?;
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => out.push(m),
+                // A pull that timed out or was cut short: what came is kept.
+                Err(e) => {
+                    tracing::debug!(error = %e, "fetch ended");
+                    break;
+                }
             }
         }
+        Ok::<_, ClusterError>(())
+    };
+    let limit = wait.unwrap_or_default() + Duration::from_secs(5);
+    match tokio::time::timeout(limit, pull).await {
+        Ok(Err(e)) if out.is_empty() => Err(e),
+        Err(_) if out.is_empty() => Err(bad(format!("no answer within {limit:?}"))),
+        _ => Ok(out),
     }
-    Ok(out)
 }
 
 /// A fetched document made ready to run: its PDF in the spool. A message that is not a
-/// document, or whose PDF is not in the store, is answered with an error line (or, if it
-/// is not even that, terminated) and not run.
+/// document is terminated. A document whose PDF cannot be read from the store is given
+/// back to run again (a moment later, perhaps elsewhere) while it has deliveries left,
+/// and on its last one gets an error line; it is not run.
 fn take_in(
     gw: &Gateway,
     nats: &Nats,
     spool: &Spool,
+    max_deliver: i64,
     msg: Message,
 ) -> Result<Option<Running>, ClusterError> {
     let job = match serde_json::from_slice::<DocJob>(&msg.payload) {
@@ -229,7 +301,7 @@ fn take_in(
         _ => {
             tracing::warn!(subject = %msg.subject, "not a document: terminated");
             gw.call(async move {
-                let _ = msg.ack_with(AckKind::Term).await;
+                let _ = timeout(msg.ack_with(AckKind::Term)).await;
             })?;
             return Ok(None);
         }
@@ -237,7 +309,13 @@ fn take_in(
     let file = spool.dir.join(format!("{}.pdf", job.hash));
     if !file.exists() {
         let (n, hash) = (nats.clone(), job.hash.clone());
-        match gw.call(async move { n.get_blob(hash).await })? {
+        let got = gw.call(async move {
+            nats::persist("reading a document", Duration::from_secs(10), || {
+                n.get_blob(hash.clone())
+            })
+            .await
+        })?;
+        match got {
             Ok(bytes) if hash_hex(&bytes) == job.hash => {
                 spool.write(&file, &bytes)?;
             }
@@ -246,13 +324,22 @@ fn take_in(
                     Ok(_) => "its stored bytes do not match their hash".to_string(),
                     Err(e) => e.to_string(),
                 };
+                let delivered = msg.info().map_or(i64::MAX, |i| i.delivered);
+                if max_deliver < 0 || delivered < max_deliver {
+                    tracing::warn!(job = job.job, doc = job.doc, error = why, "given back");
+                    gw.call(async move {
+                        let later = AckKind::Nak(Some(Duration::from_secs(1)));
+                        let _ = timeout(msg.ack_with(later)).await;
+                    })?;
+                    return Ok(None);
+                }
                 let err = crate::pdf::PdfError::new(crate::pdf::ErrorKind::Io, why);
                 let mut line = crate::pdf::DocResult::failed(job.path.clone(), err).line();
                 line.push(b'\n');
                 let n = nats.clone();
                 gw.call(async move {
                     if n.store_result(&job.job, job.doc, line).await.is_ok() {
-                        let _ = msg.double_ack().await;
+                        let _ = timeout(msg.double_ack()).await;
                     }
                 })?;
                 return Ok(None);
