@@ -5,13 +5,16 @@
 
 #[path = "common/cli.rs"]
 mod cli;
+#[path = "common/jobs.rs"]
+mod jobs;
 #[path = "common/pdfgen.rs"]
 mod pdfgen;
 
 use cli::{ci, corpus, swarm, tmp};
+use jobs::{
+    assert_same, count_lines, drain, lines, reference, summary_field, wait, wait_for_lines,
+};
 use neuralflow_swarm::cluster::server::LocalServer;
-use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -38,15 +41,6 @@ fn setup(name: &str) -> Option<(PathBuf, PathBuf, LocalServer)> {
     Some((corpus, dir, server))
 }
 
-/// Waits until `out` has `n` lines.
-fn wait_for_lines(out: &Path, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while count_lines(out) < n {
-        assert!(Instant::now() < deadline, "no lines came");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn worker(url: &str, log: &Path) -> Child {
     worker_with(url, log, "2s")
 }
@@ -70,59 +64,6 @@ fn worker_with(url: &str, log: &Path, ack_wait: &str) -> Child {
         .expect("swarm worker")
 }
 
-/// SIGTERM, then its exit status.
-fn drain(mut w: Child) -> std::process::ExitStatus {
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(w.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(s) = w.try_wait().expect("the worker's status") {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "a worker did not drain");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The lines of `file`, sorted, each whole and once (a count per line).
-fn lines(file: &Path) -> BTreeMap<String, usize> {
-    let mut out = BTreeMap::new();
-    let f = std::fs::File::open(file).expect("an output");
-    for l in std::io::BufReader::new(f).lines() {
-        *out.entry(l.expect("a line")).or_insert(0) += 1;
-    }
-    out
-}
-
-fn count_lines(file: &Path) -> usize {
-    std::fs::read(file).map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-}
-
-/// What `swarm run` writes for `inputs`.
-fn reference(inputs: &[PathBuf], out: &Path) -> BTreeMap<String, usize> {
-    let st = swarm()
-        .arg("run")
-        .args(inputs)
-        .args([
-            "--agents",
-            "2",
-            "--no-cache",
-            "--no-status-socket",
-            "--output",
-        ])
-        .arg(out)
-        .stderr(Stdio::null())
-        .status()
-        .expect("swarm run");
-    assert!(
-        st.code().is_some_and(|c| c == 0 || c == 3),
-        "swarm run: {st}"
-    );
-    lines(out)
-}
-
 fn submit(url: &str, args: &[&str], out: &Path, err: &Path) -> Child {
     swarm()
         .args(["submit", "--nats", url, "--output"])
@@ -132,33 +73,6 @@ fn submit(url: &str, args: &[&str], out: &Path, err: &Path) -> Child {
         .stderr(std::fs::File::create(err).expect("the submitter's log"))
         .spawn()
         .expect("swarm submit")
-}
-
-fn wait(mut c: Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(s) = c.try_wait().expect("a status") {
-            return s;
-        }
-        if Instant::now() > deadline {
-            let _ = c.kill();
-            panic!("did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn assert_same(got: &BTreeMap<String, usize>, want: &BTreeMap<String, usize>) {
-    let twice: Vec<_> = got.iter().filter(|(_, &n)| n > 1).collect();
-    assert!(twice.is_empty(), "lines written twice: {}", twice.len());
-    let missing = want.keys().filter(|k| !got.contains_key(*k)).count();
-    let extra = got.keys().filter(|k| !want.contains_key(*k)).count();
-    assert_eq!(
-        (missing, extra),
-        (0, 0),
-        "lines missing and not swarm run's"
-    );
-    assert_eq!(got, want);
 }
 
 /// Two workers, one killed with SIGKILL once lines come in: the job still ends with
@@ -467,16 +381,6 @@ fn a_document_out_of_deliveries_gets_an_error_line_from_the_lease_holder() {
     assert_eq!(reported, 1);
 }
 
-/// A figure of a worker's summary (its `worker stopped` log line, JSON).
-fn summary_field(log: &Path, key: &str) -> u64 {
-    let log = std::fs::read_to_string(log).unwrap();
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["fields"]["message"] == "worker stopped")
-        .and_then(|v| v["fields"][key].as_u64())
-        .unwrap_or_else(|| panic!("no {key} in the summary of {log}"))
-}
-
 /// A document that runs for several ack deadlines is kept by its worker's in-progress
 /// acks: it is never delivered to the other worker, and runs once.
 #[test]
@@ -537,8 +441,8 @@ fn one_lease_holder_at_a_time_and_the_lease_passes_on() {
     rt.block_on(async {
         let js = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
         let ttl = Duration::from_secs(1);
-        let mut a = Lease::new(&js, "k", "a".into(), ttl).await.unwrap();
-        let mut b = Lease::new(&js, "k", "b".into(), ttl).await.unwrap();
+        let mut a = Lease::new(&js, "k", "a".into(), ttl, 1).await.unwrap();
+        let mut b = Lease::new(&js, "k", "b".into(), ttl, 1).await.unwrap();
         assert_eq!(a.ttl(), ttl);
         assert!(a.tick().await, "the first takes it");
         assert!(!b.tick().await, "the second does not");
