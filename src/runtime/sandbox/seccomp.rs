@@ -66,6 +66,11 @@ const ALWAYS: &[i64] = &[
     libc::SYS_getrlimit,
     libc::SYS_exit,
     libc::SYS_exit_group,
+    // A thread that calls `std::process::exit` while another thread is already exiting
+    // waits in `pause` for the first to end the process (Rust's guard against glibc's
+    // racing exits); refused, it turned an agent's clean exit into a death by the filter.
+    #[cfg(target_arch = "x86_64")]
+    libc::SYS_pause,
     #[cfg(target_arch = "x86_64")]
     libc::SYS_poll,
     #[cfg(target_arch = "x86_64")]
