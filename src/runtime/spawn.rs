@@ -88,3 +88,16 @@ pub fn default_agent_bin() -> std::path::PathBuf {
     }
     dir.join("agent-bin")
 }
+
+/// A descriptor that becomes readable when process `pid` (a child of ours, not yet
+/// reaped, so that the pid cannot have been reused) exits.
+pub(crate) fn pidfd_open(pid: u32) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor, ours alone.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}

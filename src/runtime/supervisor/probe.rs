@@ -178,6 +178,19 @@ fn kill_group(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// Waits until `fd` is readable, at most `left` (and at least a millisecond's poll).
+fn wait_readable(fd: &std::os::fd::OwnedFd, left: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = left.as_millis().clamp(1, 1000) as libc::c_int;
+    // SAFETY: `p` is one valid pollfd; an interrupted poll just returns early.
+    unsafe { libc::poll(&mut p, 1, ms) };
+}
+
 fn answer(
     child: &mut std::process::Child,
     readers: Vec<crossbeam_channel::Receiver<Vec<u8>>>,
@@ -186,11 +199,19 @@ fn answer(
     sandbox: &SandboxPolicy,
 ) -> Result<(Vec<u32>, SandboxReport), ProbeError> {
     // The child stays ours until it is reaped here, so the signals below cannot reach a
-    // process that reused its pid.
+    // process that reused its pid. Its exit is waited for on a pidfd (every supervisor's
+    // start waits for it), or in 1 ms naps where there is none.
+    let exited = crate::runtime::spawn::pidfd_open(child.id()).ok();
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
+            Ok(None) if Instant::now() < deadline => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match &exited {
+                    Some(fd) => wait_readable(fd, left),
+                    None => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
             Ok(None) => {
                 kill_group(child);
                 return Err(ProbeError::Timeout(timeout));

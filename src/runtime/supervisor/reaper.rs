@@ -52,13 +52,7 @@ impl Reaper {
     }
 
     pub(super) fn watch(&self, pid: u32, slot: u32, epoch: u32) -> std::io::Result<()> {
-        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        let fd = crate::runtime::spawn::pidfd_open(pid)?;
         let _ = self.tx.send(ReaperMsg::Watch(fd, slot, epoch));
         self.poke();
         Ok(())
