@@ -280,3 +280,42 @@ fn answer(
         .collect();
     Ok((kinds, SandboxReport { measures }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An executable script in a scratch folder of its own.
+    fn script(name: &str, body: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("swarm-probe-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("agent");
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_probe_that_never_answers_times_out_and_one_that_exits_is_not_an_agent() {
+        let policy = SandboxPolicy::default();
+        let hang = script("hang", "exec sleep 30");
+        let t = Instant::now();
+        let got = start(&hang, Duration::from_millis(300), &policy).and_then(Probe::finish);
+        assert!(matches!(got, Err(ProbeError::Timeout(_))), "{got:?}");
+        // Given up at its deadline (and killed), not after the sleep.
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+        let quits = script("quits", "echo not me >&2; exit 3");
+        let got = start(&quits, Duration::from_secs(10), &policy).and_then(Probe::finish);
+        match got {
+            Err(ProbeError::NotAnAgent { status, stderr }) => {
+                assert_eq!(status.code(), Some(3));
+                assert!(stderr.contains("not me"), "{stderr}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(hang.parent().unwrap());
+        let _ = std::fs::remove_dir_all(quits.parent().unwrap());
+    }
+}
