@@ -462,3 +462,33 @@ fn one_lease_holder_at_a_time_and_the_lease_passes_on() {
         assert!(a.tick().await, "released, taken at once");
     });
 }
+
+/// `--replicas 3` against a server that is not part of a cluster: bad usage, said at once
+/// (not tried again for a minute), exit 2.
+#[test]
+fn replicas_on_a_single_server_are_refused_as_bad_usage() {
+    let Some((corpus, dir, server)) = setup("replicas") else {
+        return;
+    };
+    let doc = std::fs::read_dir(corpus.join("real"))
+        .expect("the real corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|x| x == "pdf"))
+        .expect("a PDF");
+    let out = swarm()
+        .args([
+            "submit",
+            "--nats",
+            &server.url,
+            "--replicas",
+            "3",
+            "--output",
+        ])
+        .arg(dir.join("out.jsonl"))
+        .arg(&doc)
+        .output()
+        .expect("swarm submit");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not part of a cluster"), "{err}");
+}

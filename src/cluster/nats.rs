@@ -18,6 +18,7 @@
 //!   message is a blob, `result-<job>-<doc>`, and its message says so.
 
 use super::ClusterError;
+use async_nats::jetstream::context::CreateStreamErrorKind;
 use async_nats::jetstream::{self, consumer, stream};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -96,7 +97,7 @@ pub(crate) struct Nats {
     pub(crate) blobs: stream::Stream,
     /// The largest message the server takes.
     pub(crate) max_payload: usize,
-    /// Copies of each stream and bucket this process creates.
+    /// Copies of each bucket this process creates: as many as the jobs stream has.
     pub(crate) replicas: usize,
 }
 
@@ -209,7 +210,7 @@ pub(crate) async fn connect(urls: String, replicas: usize) -> Result<Nats, Clust
             ..Default::default()
         },
     ];
-    let mut blobs = None;
+    let (mut blobs, mut kept_by_jobs) = (None, replicas);
     for c in configs {
         let what = format!("the stream {}", c.name);
         let s = persist(&what, Duration::from_secs(60), || {
@@ -217,11 +218,37 @@ pub(crate) async fn connect(urls: String, replicas: usize) -> Result<Nats, Clust
             async move {
                 js.get_or_create_stream(c)
                     .await
-                    .map_err(|e| ClusterError::Nats(e.to_string()))
+                    .map_err(|e| match e.kind() {
+                        CreateStreamErrorKind::JetStream(j)
+                            if j.error_code()
+                                == jetstream::ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED =>
+                        {
+                            ClusterError::Usage(format!(
+                            "--replicas {replicas}: the server is not part of a cluster (1 there)"
+                        ))
+                        }
+                        _ => ClusterError::Nats(e.to_string()),
+                    })
             }
         })
         .await
-        .map_err(|e| err(&what)(e.to_string()))?;
+        .map_err(|e| match e {
+            ClusterError::Nats(m) => err(&what)(m),
+            e => e,
+        })?;
+        let kept = s.cached_info().config.num_replicas;
+        if kept < replicas {
+            tracing::warn!(
+                stream = s.cached_info().config.name,
+                replicas = kept,
+                asked = replicas,
+                "the stream was made before with fewer copies, and keeps them"
+            );
+        }
+        if s.cached_info().config.name == JOBS {
+            // The lease bucket is kept as the streams are.
+            kept_by_jobs = kept.max(1);
+        }
         if s.cached_info().config.name == BLOBS {
             blobs = Some(s);
         }
@@ -230,7 +257,7 @@ pub(crate) async fn connect(urls: String, replicas: usize) -> Result<Nats, Clust
         js,
         blobs: blobs.ok_or_else(|| ClusterError::Nats("no blobs stream".into()))?,
         max_payload,
-        replicas,
+        replicas: kept_by_jobs,
     })
 }
 
