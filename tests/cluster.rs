@@ -12,7 +12,8 @@ mod pdfgen;
 
 use cli::{ci, corpus, swarm, tmp};
 use jobs::{
-    assert_same, count_lines, drain, lines, reference, summary_field, wait, wait_for_lines,
+    assert_same, count_lines, drain, first_pdf, lines, reference, summary_field, wait,
+    wait_for_lines,
 };
 use neuralflow_swarm::cluster::server::LocalServer;
 use std::path::{Path, PathBuf};
@@ -86,12 +87,7 @@ fn a_job_through_two_workers_survives_one_killed() {
     let real = corpus.join("real");
     // A byte-identical copy under another name: its own line, its content stored once.
     let copy = dir.join("copy.pdf");
-    let first = std::fs::read_dir(&real)
-        .expect("the real corpus")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pdf"))
-        .min()
-        .expect("a PDF");
+    let first = first_pdf(&real);
     std::fs::copy(&first, &copy).expect("a copy");
     let inputs = vec![real.clone(), copy.clone()];
     let want = reference(&inputs, &dir.join("reference.jsonl"));
@@ -304,12 +300,7 @@ fn a_document_out_of_deliveries_gets_an_error_line_from_the_lease_holder() {
     let Some((corpus, dir, server)) = setup("poison") else {
         return;
     };
-    let doc = std::fs::read_dir(corpus.join("real"))
-        .expect("the real corpus")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "pdf"))
-        .min()
-        .expect("a PDF");
+    let doc = first_pdf(&corpus.join("real"));
     let out = dir.join("out.jsonl");
     let sub = submit(
         &server.url,
@@ -470,11 +461,7 @@ fn replicas_on_a_single_server_are_refused_as_bad_usage() {
     let Some((corpus, dir, server)) = setup("replicas") else {
         return;
     };
-    let doc = std::fs::read_dir(corpus.join("real"))
-        .expect("the real corpus")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "pdf"))
-        .expect("a PDF");
+    let doc = first_pdf(&corpus.join("real"));
     let out = swarm()
         .args([
             "submit",

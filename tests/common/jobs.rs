@@ -108,3 +108,13 @@ pub fn summary_field(log: &Path, key: &str) -> u64 {
         .and_then(|v| v["fields"][key].as_u64())
         .unwrap_or_else(|| panic!("no {key} in the summary of {log}"))
 }
+
+/// The first PDF of folder `dir`, by name.
+pub fn first_pdf(dir: &Path) -> PathBuf {
+    std::fs::read_dir(dir)
+        .expect("a folder of PDFs")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pdf"))
+        .min()
+        .expect("a PDF")
+}
