@@ -4,7 +4,7 @@
 //! [`Assembly`](crate::pdf::wire::Assembly).
 
 use super::checkers::Checked;
-use super::sizing::ranges;
+use super::sizing::{ranges, tapered, QUEUE_DEPTH};
 use super::state::{Doc, DocLimits, Job, Stage};
 use super::validate::{bad_reply, too_many_pages, MAX_PAGES};
 use crate::pdf::tasks::{PDF_DOC, PDF_PAGES};
@@ -33,6 +33,7 @@ impl Job<'_> {
             .take(spare)
             .collect();
         doc.speculated = ahead.last().map_or(0, |r| r.1);
+        doc.last = last;
         doc.open_tasks += ahead.len();
         self.docs.insert(d, doc);
         self.plan_cache(d);
@@ -83,8 +84,17 @@ impl Job<'_> {
         }
         doc.asm.absorb(reply);
         let asked = self.chunk.max(doc.speculated);
+        // The run's last document: its last ranges, as many as the agents hold at a
+        // time, in smaller pieces.
+        let tail = if doc.last {
+            (self.agents as u32)
+                .saturating_mul(QUEUE_DEPTH)
+                .saturating_mul(self.chunk)
+        } else {
+            0
+        };
         if stage == Stage::Doc && opened && page_count > asked {
-            for (first, last) in ranges(asked + 1, page_count, self.chunk) {
+            for (first, last) in tapered(asked + 1, page_count, self.chunk, tail) {
                 self.docs.get_mut(&d).expect("present").open_tasks += 1;
                 self.submit(d, Stage::Pages, self.range(d, PDF_PAGES, first, last))?;
             }

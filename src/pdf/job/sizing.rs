@@ -78,6 +78,21 @@ pub(super) fn ranges(first: u32, last: u32, chunk: u32) -> impl Iterator<Item = 
         .map(move |f| (f, f.saturating_add(chunk - 1).min(last)))
 }
 
+/// Pages `first..=last` in ranges of `chunk`, except the last `tail` pages, in ranges of a
+/// quarter of that (at least one page): the end of a run, where an agent that has
+/// finished can take none of the ranges queued at the others, so a smaller last range
+/// is less time the others run on alone.
+pub(super) fn tapered(
+    first: u32,
+    last: u32,
+    chunk: u32,
+    tail: u32,
+) -> impl Iterator<Item = (u32, u32)> {
+    let small = (chunk / 4).max(1);
+    let cut = last.saturating_sub(tail).max(first.saturating_sub(1));
+    ranges(first, cut, chunk).chain(ranges(cut + 1, last, small))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +104,29 @@ mod tests {
             vec![(1, 4), (5, 8), (9, 10)]
         );
         assert_eq!(ranges(17, 16, 16).count(), 0);
+        for (first, last, chunk, tail) in [
+            (17, 1000, 16, 64),
+            (1, 10, 4, 64),
+            (5, 5, 16, 1),
+            (3, 70, 16, 0),
+        ] {
+            let got: Vec<_> = tapered(first, last, chunk, tail).collect();
+            // Every page once, in order, in ranges no longer than a chunk.
+            let pages: Vec<u32> = got.iter().flat_map(|&(a, b)| a..=b).collect();
+            assert_eq!(pages, (first..=last).collect::<Vec<_>>(), "{got:?}");
+            assert!(got.iter().all(|&(a, b)| b - a < chunk), "{got:?}");
+            // The last `tail` pages in quarter chunks.
+            let small: u32 = got
+                .iter()
+                .filter(|&&(a, b)| b - a < (chunk / 4).max(1))
+                .map(|&(a, b)| b - a + 1)
+                .sum();
+            assert!(small >= tail.min(last - first + 1), "{got:?}");
+        }
+        assert_eq!(
+            tapered(17, 100, 16, 8).collect::<Vec<_>>().last(),
+            Some(&(97, 100))
+        );
         assert_eq!(
             ranges(u32::MAX - 1, u32::MAX, 5).collect::<Vec<_>>(),
             vec![(u32::MAX - 1, u32::MAX)]

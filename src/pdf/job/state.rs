@@ -23,6 +23,9 @@ pub(super) struct Doc {
     pub(super) line: Option<(Vec<u8>, u64, bool)>,
     /// Generalists: the last page asked for before the page count was known.
     pub(super) speculated: u32,
+    /// Generalists: the run's last document, whose end is the run's end: its last ranges
+    /// are cut smaller, so that no agent finishes long before the others.
+    pub(super) last: bool,
     /// Generalists: replies with the checkers.
     pub(super) checking: usize,
     /// Generalists: its content hash and how its ranges use the shared cache
@@ -51,6 +54,7 @@ impl Doc {
             local: false,
             line: None,
             speculated: 0,
+            last: false,
             checking: 0,
             cache: None,
         }
