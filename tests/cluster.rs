@@ -479,3 +479,43 @@ fn replicas_on_a_single_server_are_refused_as_bad_usage() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not part of a cluster"), "{err}");
 }
+
+/// A document whose line is larger than the server's largest message (a generated one
+/// of 200 pages, a line of megabytes): its line travels as a blob named by its content,
+/// and comes out whole, as `swarm run` writes it, in a first job of the file and in a
+/// second.
+#[test]
+fn a_line_larger_than_a_message_comes_through_whole() {
+    use neuralflow_swarm::pdf::demo::{write_corpus, DemoSpec};
+    let dir = tmp("cluster", "large");
+    let Some(server) = server(&dir) else { return };
+    let spec = DemoSpec {
+        documents: 1,
+        min_pages: 200,
+        max_pages: 200,
+        ..DemoSpec::default()
+    };
+    let doc = write_corpus(&dir.join("corpus"), spec).expect("a corpus")[0]
+        .path
+        .clone();
+    let want = reference(std::slice::from_ref(&doc), &dir.join("reference.jsonl"));
+    let longest = want.keys().map(String::len).max().unwrap_or(0);
+    assert!(longest > 1 << 20, "the line is only {longest} bytes");
+    let a = worker(&server.url, &dir.join("worker-a.log"));
+    let b = worker(&server.url, &dir.join("worker-b.log"));
+    for round in 0..2 {
+        let out = dir.join(format!("out-{round}.jsonl"));
+        let st = wait(
+            submit(
+                &server.url,
+                &[doc.to_str().unwrap()],
+                &out,
+                &dir.join(format!("submit-{round}.log")),
+            ),
+            Duration::from_secs(120),
+        );
+        assert_eq!(st.code(), Some(0), "{st}");
+        assert_same(&lines(&out), &want);
+    }
+    assert!(drain(a).success() && drain(b).success());
+}

@@ -15,7 +15,7 @@
 //! - the stream `SWARM_RESULTS` (subjects `swarm.results.<job>.<doc>`): each document's
 //!   line, published only where its subject has none yet, so the first stored result
 //!   wins and a late duplicate is refused by the server. A line too large for one
-//!   message is a blob, `result-<job>-<doc>`, and its message says so.
+//!   message is a blob named by its content, `result-<SHA-256>`, and its message says so.
 
 use super::ClusterError;
 use async_nats::jetstream::context::CreateStreamErrorKind;
@@ -111,6 +111,21 @@ const TRY_LIMIT: Duration = Duration::from_secs(15);
 pub(crate) async fn persist<T, F, Fut>(
     what: &str,
     patience: Duration,
+    op: F,
+) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClusterError>>,
+{
+    persist_with(what, patience, TRY_LIMIT, op).await
+}
+
+/// [`persist`], each try cut off after `limit` (a transfer whose time grows with its
+/// size).
+pub(crate) async fn persist_with<T, F, Fut>(
+    what: &str,
+    patience: Duration,
+    limit: Duration,
     mut op: F,
 ) -> Result<T, ClusterError>
 where
@@ -121,7 +136,7 @@ where
     let mut pause = Duration::from_millis(100);
     let mut failed = 0u32;
     loop {
-        let e = match tokio::time::timeout(TRY_LIMIT, op()).await {
+        let e = match tokio::time::timeout(limit, op()).await {
             Ok(Ok(v)) => {
                 if failed > 0 {
                     tracing::info!(failed, "{what}: done");
@@ -130,7 +145,7 @@ where
             }
             Ok(Err(e @ ClusterError::Usage(_))) => return Err(e),
             Ok(Err(e)) => e,
-            Err(_) => ClusterError::Nats(format!("{what}: no answer within {TRY_LIMIT:?}")),
+            Err(_) => ClusterError::Nats(format!("{what}: no answer within {limit:?}")),
         };
         failed += 1;
         if start.elapsed() + pause > patience {
@@ -166,6 +181,11 @@ pub(crate) async fn connect(urls: String, replicas: usize) -> Result<Nats, Clust
         .await
         .map_err(|e| ClusterError::Nats(format!("connecting to {urls}: {e}")))?;
     let max_payload = client.server_info().max_payload;
+    if replicas > 1 && client.server_info().cluster.is_none() {
+        return Err(ClusterError::Usage(format!(
+            "--replicas {replicas}: the server is not part of a cluster (1 there)"
+        )));
+    }
     let js = jetstream::context::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
         .ack_timeout(Duration::from_secs(10))
@@ -309,19 +329,24 @@ impl Nats {
         }
         let bad = |e: String| ClusterError::Nats(format!("storing {name}: {e}"));
         let chunk = self.max_payload.saturating_sub(4096).max(4096);
-        let mut acks = Vec::new();
-        for (k, c) in bytes.chunks(chunk).enumerate() {
-            let p = jetstream::message::PublishMessage::build().payload(c.to_vec().into());
-            let subject = format!("swarm.blobs.{name}.{k}");
-            acks.push(
-                self.js
-                    .send_publish(subject, p)
-                    .await
-                    .map_err(|e| bad(e.to_string()))?,
-            );
-        }
-        for a in acks {
-            a.await.map_err(|e| bad(e.to_string()))?;
+        // A window of chunks at a time, their acknowledgements awaited before the next
+        // (the client lets only so many publishes wait for theirs).
+        let chunks: Vec<&[u8]> = bytes.chunks(chunk).collect();
+        for (w, window) in chunks.chunks(256).enumerate() {
+            let mut acks = Vec::with_capacity(window.len());
+            for (k, c) in window.iter().enumerate() {
+                let p = jetstream::message::PublishMessage::build().payload(c.to_vec().into());
+                let subject = format!("swarm.blobs.{name}.{}", w * 256 + k);
+                acks.push(
+                    self.js
+                        .send_publish(subject, p)
+                        .await
+                        .map_err(|e| bad(e.to_string()))?,
+                );
+            }
+            for a in acks {
+                a.await.map_err(|e| bad(e.to_string()))?;
+            }
         }
         let h = BlobHead {
             len: bytes.len() as u64,
@@ -373,7 +398,9 @@ impl Nats {
         let subject = result_subject(job, doc);
         // Room for the subject and headers in the message.
         let msg = if line.len() + 1024 > self.max_payload {
-            let name = format!("result-{job}-{doc}");
+            // Named by its content: two workers storing different lines for the document
+            // (one timed out, say) write two blobs, not one of interleaved chunks.
+            let name = format!("result-{}", super::worker::hash_hex(&line));
             self.put_blob_once(name.clone(), line).await?;
             jetstream::message::PublishMessage::build().header(RESULT_OBJECT, name.as_str())
         } else {

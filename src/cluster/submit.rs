@@ -178,8 +178,10 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// the servers do not answer.
 fn put_once(gw: &Gateway, nats: &Nats, name: String, bytes: Vec<u8>) -> Result<bool, ClusterError> {
     let n = nats.clone();
+    // Each try may take its time over a large file: a second a megabyte on top.
+    let limit = Duration::from_secs(15 + (bytes.len() >> 20) as u64);
     gw.call(async move {
-        nats::persist("storing a file", PATIENCE, || {
+        nats::persist_with("storing a file", PATIENCE, limit, || {
             n.put_blob_once(name.clone(), bytes.clone())
         })
         .await
@@ -211,29 +213,38 @@ fn publish(
         })
         .collect();
     let (js, subject) = (nats.js.clone(), nats::jobs_subject(job));
-    // All again after a failure: the stream drops the copies by their ids.
+    // A window at a time, its acknowledgements awaited before the next (the client lets
+    // only so many publishes wait for theirs); a window again after a failure: the stream
+    // drops the copies by their ids.
     gw.call(async move {
-        nats::persist("publishing documents", PATIENCE, || async {
-            let bad = |e: String| ClusterError::Nats(format!("publishing documents: {e}"));
-            let mut acks = Vec::with_capacity(msgs.len());
-            for (id, payload) in &msgs {
-                let p = jetstream::message::PublishMessage::build()
-                    .payload(payload.clone().into())
-                    .message_id(id.as_str());
-                acks.push(
-                    js.send_publish(subject.clone(), p)
-                        .await
-                        .map_err(|e| bad(e.to_string()))?,
-                );
-            }
-            for a in acks {
-                a.await.map_err(|e| bad(e.to_string()))?;
-            }
-            Ok(())
-        })
-        .await
+        for window in msgs.chunks(PUBLISH_WINDOW) {
+            nats::persist("publishing documents", PATIENCE, || async {
+                let bad = |e: String| ClusterError::Nats(format!("publishing documents: {e}"));
+                let mut acks = Vec::with_capacity(window.len());
+                for (id, payload) in window {
+                    let p = jetstream::message::PublishMessage::build()
+                        .payload(payload.clone().into())
+                        .message_id(id.as_str());
+                    acks.push(
+                        js.send_publish(subject.clone(), p)
+                            .await
+                            .map_err(|e| bad(e.to_string()))?,
+                    );
+                }
+                for a in acks {
+                    a.await.map_err(|e| bad(e.to_string()))?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
     })?
 }
+
+/// Documents published before their acknowledgements are awaited: well under the
+/// client's limit of publishes awaiting theirs (5,000), past which a send waits for ever.
+const PUBLISH_WINDOW: usize = 1000;
 
 /// Reads the job's results from the start and writes each document's first line that is
 /// not in the output yet, until every document has one. The reader goes on where it was

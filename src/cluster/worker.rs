@@ -174,7 +174,7 @@ fn drive(
             let last = batch.len() < room;
             let count = batch.len();
             for (k, msg) in batch.into_iter().enumerate() {
-                if let Some(r) = take_in(gw, nats, spool, consumer.max_deliver, msg)? {
+                if let Some(r) = take_in(gw, nats, spool, consumer, msg)? {
                     let limits = DocLimits {
                         timeout: Duration::from_millis(r.job.timeout_ms.max(1)),
                         priority: 0,
@@ -293,7 +293,7 @@ fn take_in(
     gw: &Gateway,
     nats: &Nats,
     spool: &Spool,
-    max_deliver: i64,
+    consumer: &Consumer,
     msg: Message,
 ) -> Result<Option<Running>, ClusterError> {
     let job = match serde_json::from_slice::<DocJob>(&msg.payload) {
@@ -309,8 +309,10 @@ fn take_in(
     let file = spool.dir.join(format!("{}.pdf", job.hash));
     if !file.exists() {
         let (n, hash) = (nats.clone(), job.hash.clone());
+        // Each try may take its time over a large file.
         let got = gw.call(async move {
-            nats::persist("reading a document", Duration::from_secs(10), || {
+            let (patience, limit) = (Duration::from_secs(10), Duration::from_secs(120));
+            nats::persist_with("reading a document", patience, limit, || {
                 n.get_blob(hash.clone())
             })
             .await
@@ -325,10 +327,15 @@ fn take_in(
                     Err(e) => e.to_string(),
                 };
                 let delivered = msg.info().map_or(i64::MAX, |i| i.delivered);
-                if max_deliver < 0 || delivered < max_deliver {
+                if consumer.max_deliver < 0 || delivered < consumer.max_deliver {
                     tracing::warn!(job = job.job, doc = job.doc, error = why, "given back");
+                    // Later each time: the store may be out for a while, and each
+                    // delivery is one of the document's last few.
+                    let times = u32::try_from(delivered.max(1)).unwrap_or(u32::MAX);
+                    let delay =
+                        (consumer.ack_wait.saturating_mul(times)).min(Duration::from_secs(300));
                     gw.call(async move {
-                        let later = AckKind::Nak(Some(Duration::from_secs(1)));
+                        let later = AckKind::Nak(Some(delay));
                         let _ = timeout(msg.ack_with(later)).await;
                     })?;
                     return Ok(None);

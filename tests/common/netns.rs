@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
@@ -104,14 +104,16 @@ impl Net {
 
     /// `cmd`, to be run in `host`'s network namespace (and nothing else of it changed).
     pub fn enter<'a>(&self, host: &str, cmd: &'a mut Command) -> &'a mut Command {
-        let fd = self.ns[host].as_raw_fd();
+        // A descriptor of the command's own (close-on-exec), open as long as it is.
+        let ns: std::os::fd::OwnedFd = self.ns[host]
+            .try_clone()
+            .expect("a copy of the namespace's descriptor")
+            .into();
         // SAFETY: runs in the child between fork and exec, where only async-signal-safe
-        // calls may be made: setns is one system call. `fd` stays open in the parent
-        // (held by `self.ns`) until after the spawn, so the child has it too.
+        // calls may be made: setns is one system call, on a descriptor the closure owns.
         unsafe {
             cmd.pre_exec(move || {
-                let ns = BorrowedFd::borrow_raw(fd);
-                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
                     .map_err(std::io::Error::from)
             });
         }
