@@ -134,8 +134,11 @@ fn drive(
     let mut running: HashMap<usize, Running> = HashMap::new();
     let mut next = 0usize;
     let mut summary = WorkerSummary::default();
-    let progress_every = (consumer.ack_wait / 3).max(Duration::from_millis(100));
-    let mut last_progress = Instant::now();
+    // Every document taken in and not yet acked or left, kept alive by in-progress acks
+    // from a task of its own on the gateway, every third of the deadline, whatever this
+    // loop is waiting for meanwhile (a store tried again, a large PDF read).
+    let held = Held::default();
+    let _ticker = held.keep_alive(gw, (consumer.ack_wait / 3).max(Duration::from_millis(100)));
     // Since when fetching has failed (the servers gone or cut off), if it has.
     let mut outage: Option<Instant> = None;
     loop {
@@ -181,6 +184,7 @@ fn drive(
                     };
                     let path = r.file.display().to_string();
                     engine.start(next, path, limits, last && k + 1 == count)?;
+                    held.0.lock().insert(next, r.msg.clone());
                     running.insert(next, r);
                     next += 1;
                 }
@@ -229,20 +233,49 @@ fn drive(
                     Ok(false) => summary.duplicates += 1,
                     Err(_) => summary.unstored += 1,
                 }
+                held.0.lock().remove(&done.doc);
                 spool.release(&r.file, running.values().any(|o| o.file == r.file));
             }
         }
-        if !running.is_empty() && last_progress.elapsed() >= progress_every {
-            let msgs: Vec<Message> = running.values().map(|r| r.msg.clone()).collect();
-            gw.call(async move {
+    }
+    Ok(summary)
+}
+
+/// The documents a worker holds, by their number in its engine.
+#[derive(Clone, Default)]
+struct Held(Arc<parking_lot::Mutex<HashMap<usize, Message>>>);
+
+/// Ends its task when dropped.
+struct Ticker(Arc<AtomicBool>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        // Release: pairs with the ticker's Acquire load.
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl Held {
+    /// Starts the task that sends every held document an in-progress ack each `every`,
+    /// until the returned ticker is dropped.
+    fn keep_alive(&self, gw: &Gateway, every: Duration) -> Ticker {
+        let (held, quit) = (self.clone(), Arc::new(AtomicBool::new(false)));
+        let q = quit.clone();
+        gw.spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                // Acquire: pairs with the Release store of the ticker's drop.
+                if q.load(Ordering::Acquire) {
+                    return;
+                }
+                let msgs: Vec<Message> = held.0.lock().values().cloned().collect();
                 for m in msgs {
                     let _ = timeout(m.ack_with(AckKind::Progress)).await;
                 }
-            })?;
-            last_progress = Instant::now();
-        }
+            }
+        });
+        Ticker(quit)
     }
-    Ok(summary)
 }
 
 /// A call on the server that is not worth waiting for long: `None` after 5 s.
