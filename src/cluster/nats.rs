@@ -318,15 +318,10 @@ impl Nats {
         name: String,
         bytes: Vec<u8>,
     ) -> Result<bool, ClusterError> {
-        let head = format!("swarm.blobs.{name}.head");
-        if self
-            .blobs
-            .direct_get_last_for_subject(head.as_str())
-            .await
-            .is_ok()
-        {
+        if self.has_blob(&name).await? {
             return Ok(false);
         }
+        let head = format!("swarm.blobs.{name}.head");
         let bad = |e: String| ClusterError::Nats(format!("storing {name}: {e}"));
         let chunk = self.max_payload.saturating_sub(4096).max(4096);
         // A window of chunks at a time, their acknowledgements awaited before the next
@@ -362,6 +357,21 @@ impl Nats {
             .await
             .map_err(|e| bad(e.to_string()))?;
         Ok(true)
+    }
+
+    /// Whether blob `name` is stored (its head is); an error where the server could not
+    /// say.
+    pub(crate) async fn has_blob(&self, name: &str) -> Result<bool, ClusterError> {
+        use async_nats::jetstream::stream::DirectGetErrorKind;
+        match self
+            .blobs
+            .direct_get_last_for_subject(format!("swarm.blobs.{name}.head"))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(false),
+            Err(e) => Err(ClusterError::Nats(format!("looking for {name}: {e}"))),
+        }
     }
 
     /// Blob `name`, whole, checked against its head's length and hash.

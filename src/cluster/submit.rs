@@ -61,10 +61,19 @@ pub fn run_submit(
                     "--resume {job}: not a job name"
                 )));
             }
+            // Not there is bad usage; not readable now is tried again, as any call.
             let (n, name) = (nats.clone(), format!("job-{job}"));
-            let bytes = gw
-                .call(async move { n.get_blob(name).await })?
-                .map_err(|_| ClusterError::Usage(format!("--resume {job}: no such job")))?;
+            let bytes = gw.call(async move {
+                nats::persist("reading the job's manifest", PATIENCE, || async {
+                    if !n.has_blob(&name).await? {
+                        return Ok(None);
+                    }
+                    n.get_blob(name.clone()).await.map(Some)
+                })
+                .await
+            })??;
+            let bytes =
+                bytes.ok_or_else(|| ClusterError::Usage(format!("--resume {job}: no such job")))?;
             let m: Manifest = serde_json::from_slice(&bytes)
                 .map_err(|e| ClusterError::Nats(format!("job {job}'s manifest: {e}")))?;
             (job.clone(), m, 0, Vec::new())
