@@ -18,7 +18,6 @@
 //!   message is a blob named by its content, `result-<SHA-256>`, and its message says so.
 
 use super::ClusterError;
-use async_nats::jetstream::context::CreateStreamErrorKind;
 use async_nats::jetstream::{self, consumer, stream};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -230,7 +229,9 @@ pub(crate) async fn connect(urls: String, replicas: usize) -> Result<Nats, Clust
             ..Default::default()
         },
     ];
-    let (mut blobs, mut kept_by_jobs) = (None, replicas);
+    // In the order above: the jobs stream first (the lease bucket is kept as it is), the
+    // blobs stream last (kept at hand).
+    let mut streams = Vec::with_capacity(configs.len());
     for c in configs {
         let what = format!("the stream {}", c.name);
         let s = persist(&what, Duration::from_secs(60), || {
@@ -238,24 +239,11 @@ pub(crate) async fn connect(urls: String, replicas: usize) -> Result<Nats, Clust
             async move {
                 js.get_or_create_stream(c)
                     .await
-                    .map_err(|e| match e.kind() {
-                        CreateStreamErrorKind::JetStream(j)
-                            if j.error_code()
-                                == jetstream::ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED =>
-                        {
-                            ClusterError::Usage(format!(
-                            "--replicas {replicas}: the server is not part of a cluster (1 there)"
-                        ))
-                        }
-                        _ => ClusterError::Nats(e.to_string()),
-                    })
+                    .map_err(|e| ClusterError::Nats(e.to_string()))
             }
         })
         .await
-        .map_err(|e| match e {
-            ClusterError::Nats(m) => err(&what)(m),
-            e => e,
-        })?;
+        .map_err(|e| err(&what)(e.to_string()))?;
         let kept = s.cached_info().config.num_replicas;
         if kept < replicas {
             tracing::warn!(
@@ -265,19 +253,19 @@ pub(crate) async fn connect(urls: String, replicas: usize) -> Result<Nats, Clust
                 "the stream was made before with fewer copies, and keeps them"
             );
         }
-        if s.cached_info().config.name == JOBS {
-            // The lease bucket is kept as the streams are.
-            kept_by_jobs = kept.max(1);
-        }
-        if s.cached_info().config.name == BLOBS {
-            blobs = Some(s);
-        }
+        streams.push(s);
     }
+    let jobs_replicas = streams
+        .first()
+        .map_or(replicas, |s| s.cached_info().config.num_replicas.max(1));
+    let blobs = streams
+        .pop()
+        .ok_or_else(|| ClusterError::Nats("no blobs stream".into()))?;
     Ok(Nats {
         js,
-        blobs: blobs.ok_or_else(|| ClusterError::Nats("no blobs stream".into()))?,
+        blobs,
         max_payload,
-        replicas: kept_by_jobs,
+        replicas: jobs_replicas,
     })
 }
 

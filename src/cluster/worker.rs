@@ -138,7 +138,7 @@ fn drive(
     // from a task of its own on the gateway, every third of the deadline, whatever this
     // loop is waiting for meanwhile (a store tried again, a large PDF read).
     let held = Held::default();
-    let _ticker = held.keep_alive(gw, (consumer.ack_wait / 3).max(Duration::from_millis(100)));
+    held.keep_alive(gw, (consumer.ack_wait / 3).max(Duration::from_millis(100)));
     // Since when fetching has failed (the servers gone or cut off), if it has.
     let mut outage: Option<Instant> = None;
     loop {
@@ -242,39 +242,27 @@ fn drive(
 }
 
 /// The documents a worker holds, by their number in its engine.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Held(Arc<parking_lot::Mutex<HashMap<usize, Message>>>);
-
-/// Ends its task when dropped.
-struct Ticker(Arc<AtomicBool>);
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        // Release: pairs with the ticker's Acquire load.
-        self.0.store(true, Ordering::Release);
-    }
-}
 
 impl Held {
     /// Starts the task that sends every held document an in-progress ack each `every`,
-    /// until the returned ticker is dropped.
-    fn keep_alive(&self, gw: &Gateway, every: Duration) -> Ticker {
-        let (held, quit) = (self.clone(), Arc::new(AtomicBool::new(false)));
-        let q = quit.clone();
+    /// for as long as this is there (it holds a weak reference only).
+    fn keep_alive(&self, gw: &Gateway, every: Duration) {
+        let held = Arc::downgrade(&self.0);
         gw.spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                // Acquire: pairs with the Release store of the ticker's drop.
-                if q.load(Ordering::Acquire) {
+                let Some(held) = held.upgrade() else {
                     return;
-                }
-                let msgs: Vec<Message> = held.0.lock().values().cloned().collect();
+                };
+                let msgs: Vec<Message> = held.lock().values().cloned().collect();
+                drop(held);
                 for m in msgs {
                     let _ = timeout(m.ack_with(AckKind::Progress)).await;
                 }
             }
         });
-        Ticker(quit)
     }
 }
 
